@@ -1,0 +1,163 @@
+"""Command line: ``python -m bot``.
+
+Every user error (bad arguments, bad settings, unreadable files) prints ONE line to stderr and
+exits with code 2; nothing else is lost and no traceback is shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import NoReturn
+
+from bot.errors import EXIT_USAGE, UserInputError
+
+DESCRIPTION = """\
+Delta-neutral funding-rate arbitrage: long the venue paying less funding, short the one paying more.
+
+run the bot:
+  python -m bot --paper [--speed X] [--duration S] [--seed N] [--db PATH] [--settings PATH]
+  python -m bot --live  [--db PATH] [--settings PATH]
+inspect:
+  python -m bot scan [--market sim | --replay DIR --at ISO_TIME] [--limit N] [--json]
+  python -m bot report [--db PATH] [--json]
+  python -m bot postmortem POSITION_ID [--db PATH] [--json]
+control a running bot (through its database):
+  python -m bot halt [--reason TEXT] | resume | flatten
+"""
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that reports errors in one line and exits 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserInputError(f"{message} (see: python -m bot --help)")
+
+
+def _decimal_arg(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value.is_finite() or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _int_arg(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _common_options(default: object) -> argparse.ArgumentParser:
+    """--settings/--db, accepted before or after the command (the subcommand copy must not reset them)."""
+    common = _OneLineParser(add_help=False)
+    common.add_argument("--settings", type=Path, metavar="PATH", default=default,
+                        help="settings file (default: ./settings.toml, else built-in defaults)")
+    common.add_argument("--db", type=Path, metavar="PATH", default=default,
+                        help="SQLite database (default: bot.paper_db_path for paper, bot.live_db_path for live)")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_options(None)
+    sub_common = _common_options(argparse.SUPPRESS)
+
+    parser = _OneLineParser(
+        prog="python -m bot", description=DESCRIPTION, parents=[common],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--paper", action="store_true", help="trade on the built-in simulated market (offline)")
+    mode.add_argument("--live", action="store_true", help="trade on real venues (needs API keys in the environment)")
+    parser.add_argument("--market", choices=["sim"], default="sim", help="market data source for --paper (default: sim)")
+    parser.add_argument("--speed", type=_decimal_arg, metavar="X",
+                        help="simulated time runs X times faster than the wall clock (default: sim.speed)")
+    parser.add_argument("--duration", type=_decimal_arg, metavar="SECONDS",
+                        help="stop after this many wall-clock seconds, exactly as on SIGTERM (flatten, exit 0)")
+    parser.add_argument("--seed", type=_int_arg, metavar="N", help="simulated market seed (default: sim.seed)")
+
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
+
+    scan = sub.add_parser("scan", parents=[sub_common], help="rank funding-spread opportunities after all costs")
+    scan.add_argument("--market", choices=["sim"], default="sim", help="rank on the simulated market (default)")
+    scan.add_argument("--replay", type=Path, metavar="DIR", help="rank from historical funding CSVs in DIR instead")
+    scan.add_argument("--at", metavar="ISO_TIME", help="with --replay: the instant to rank at, e.g. 2026-03-01T00:00:00Z")
+    scan.add_argument("--limit", type=_positive_int, metavar="N", help="show at most N rows (default: scan.limit)")
+    scan.add_argument("--seed", type=_int_arg, metavar="N", default=argparse.SUPPRESS, help="simulated market seed (default: sim.seed)")
+    scan.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
+
+    report = sub.add_parser("report", parents=[sub_common], help="positions, PnL, open exposure, breakers")
+    report.add_argument("--json", action="store_true", help="print JSON")
+    report.add_argument("--live", action="store_true", help="read the live database (default: paper)")
+
+    post = sub.add_parser("postmortem", parents=[sub_common], help="one position's full timeline")
+    post.add_argument("position_id", metavar="POSITION_ID")
+    post.add_argument("--json", action="store_true", help="print JSON")
+    post.add_argument("--live", action="store_true", help="read the live database (default: paper)")
+
+    for name, text in (("halt", "stop new entries and stop all orders but cancels and emergency closes"),
+                       ("resume", "clear a manual halt"),
+                       ("flatten", "close every position of the running bot (reason manual_flatten)")):
+        control = sub.add_parser(name, parents=[sub_common], help=text)
+        control.add_argument("--live", action="store_true", help="act on the live bot's database (default: paper)")
+        if name == "halt":
+            control.add_argument("--reason", default="manual halt", help="recorded with the halt")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    try:
+        return _dispatch(build_parser().parse_args(argv))
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from bot.settings import load_settings
+
+    settings = load_settings(args.settings)
+    if args.command == "scan":
+        from bot.scan_command import run_scan
+
+        return run_scan(args, settings)
+    if args.command == "report":
+        from bot.report import run_report
+
+        return run_report(args, settings)
+    if args.command == "postmortem":
+        from bot.report import run_postmortem
+
+        return run_postmortem(args, settings)
+    if args.command in ("halt", "resume", "flatten"):
+        from bot.control import run_control
+
+        return run_control(args, settings)
+    if args.live:
+        from bot.runner import run_live
+
+        return run_live(args, settings)
+    if args.paper:
+        from bot.runner import run_paper
+
+        return run_paper(args, settings)
+    raise UserInputError("choose a mode: --paper (simulated) or --live, or a command such as scan")

@@ -1,0 +1,292 @@
+"""Frozen domain types shared by every layer.
+
+Money, prices, sizes and rates are ``Decimal``; timestamps are integer milliseconds since the
+Unix epoch, UTC (``*_ts_ms``). Venue payloads are translated into these types at the adapter
+boundary (or by the simulated market) and nothing downstream ever sees a float.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import Enum
+
+ZERO = Decimal(0)
+ONE = Decimal(1)
+BPS = Decimal("0.0001")
+HOURS_PER_YEAR = Decimal(8760)
+
+
+class OrderSide(str, Enum):
+    """Direction of an order."""
+
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def opposite(self) -> "OrderSide":
+        return OrderSide.SELL if self is OrderSide.BUY else OrderSide.BUY
+
+
+class LegSide(str, Enum):
+    """Direction of a position leg. A long leg is opened with a BUY, a short leg with a SELL."""
+
+    LONG = "long"
+    SHORT = "short"
+
+    @property
+    def open_side(self) -> OrderSide:
+        return OrderSide.BUY if self is LegSide.LONG else OrderSide.SELL
+
+    @property
+    def close_side(self) -> OrderSide:
+        return self.open_side.opposite
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is LegSide.LONG else -1
+
+
+class OrderType(str, Enum):
+    MARKET = "market"
+    LIMIT = "limit"
+
+
+class TimeInForce(str, Enum):
+    IOC = "ioc"  # immediate-or-cancel: whatever does not fill at once is cancelled
+    GTC = "gtc"  # rests on the book until filled or cancelled
+
+
+class OrderStatus(str, Enum):
+    NEW = "new"  # accepted and resting
+    PARTIALLY_FILLED = "partially_filled"  # resting with some fills
+    FILLED = "filled"
+    CANCELED = "canceled"  # terminal; may carry partial fills (IOC remainder)
+    REJECTED = "rejected"  # terminal; nothing filled
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED)
+
+
+class Liquidity(str, Enum):
+    MAKER = "maker"
+    TAKER = "taker"
+
+
+@dataclass(frozen=True, slots=True)
+class FeeSchedule:
+    """A venue's base-tier fees in basis points of notional (negative = rebate)."""
+
+    maker_bps: Decimal
+    taker_bps: Decimal
+
+    def rate(self, liquidity: Liquidity) -> Decimal:
+        """Fee as a fraction of notional."""
+        return (self.maker_bps if liquidity is Liquidity.MAKER else self.taker_bps) * BPS
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """One perpetual contract on one venue, keyed by the canonical base-asset ``symbol``."""
+
+    venue: str
+    symbol: str  # canonical base asset, e.g. "BTC"
+    venue_symbol: str  # the venue's own name, e.g. "BTCUSDT"
+    tick_size: Decimal
+    lot_size_base: Decimal  # quantity step
+    min_size_base: Decimal
+    funding_interval_hours: Decimal  # per venue AND per symbol; may change over time
+    min_notional_usd: Decimal = ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class FundingQuote:
+    """The current (predicted or last-settled) funding rate of one instrument.
+
+    ``rate_per_interval`` is a plain decimal fraction (0.0001 = 1 bp) paid every
+    ``interval_hours``: longs pay shorts when it is positive.
+    """
+
+    venue: str
+    symbol: str
+    rate_per_interval: Decimal
+    interval_hours: Decimal
+    next_funding_ts_ms: int
+    mark_price: Decimal
+    ts_ms: int
+
+    @property
+    def hourly_rate(self) -> Decimal:
+        return self.rate_per_interval / self.interval_hours
+
+
+@dataclass(frozen=True, slots=True)
+class BookLevel:
+    price: Decimal
+    size_base: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class OrderBook:
+    """Top levels of one instrument's book: bids best (highest) first, asks best (lowest) first."""
+
+    venue: str
+    symbol: str
+    bids: tuple[BookLevel, ...]
+    asks: tuple[BookLevel, ...]
+    ts_ms: int
+
+    @property
+    def best_bid(self) -> Decimal | None:
+        return self.bids[0].price if self.bids else None
+
+    @property
+    def best_ask(self) -> Decimal | None:
+        return self.asks[0].price if self.asks else None
+
+    @property
+    def mid(self) -> Decimal | None:
+        if not self.bids or not self.asks:
+            return None
+        return (self.bids[0].price + self.asks[0].price) / 2
+
+    def levels_for(self, side: OrderSide) -> tuple[BookLevel, ...]:
+        """The levels an order of ``side`` consumes (a BUY takes asks)."""
+        return self.asks if side is OrderSide.BUY else self.bids
+
+
+@dataclass(frozen=True, slots=True)
+class Opportunity:
+    """One ranked pair: LONG on ``long_venue``, SHORT on ``short_venue``, same symbol and size.
+
+    ``spread_hourly`` is the funding earned per hour per unit of notional; ``costs`` and
+    ``expected_net`` are USD for ``notional_usd`` held ``horizon_hours``.
+    ``breakeven_hours`` is None when the spread is not positive (never breaks even).
+    """
+
+    symbol: str
+    long_venue: str
+    short_venue: str
+    long_rate: Decimal
+    long_interval_hours: Decimal
+    short_rate: Decimal
+    short_interval_hours: Decimal
+    spread_hourly: Decimal
+    apr: Decimal
+    costs: Decimal
+    expected_net: Decimal
+    breakeven_hours: Decimal | None
+    notional_usd: Decimal
+    horizon_hours: Decimal
+    fees_usd: Decimal
+    slippage_usd: Decimal
+    basis_usd: Decimal
+    long_price: Decimal  # expected average entry price of the long leg
+    short_price: Decimal
+    costs_estimated: bool = False  # True when no books were available (replay): slippage/basis estimated
+    size_base: Decimal | None = None  # the ONE lot-rounded base quantity both legs trade (None: unknown)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """A command to a venue. ``client_order_id`` is deterministic so retries never duplicate."""
+
+    client_order_id: str
+    venue: str
+    symbol: str
+    side: OrderSide
+    size_base: Decimal
+    order_type: OrderType = OrderType.MARKET
+    limit_price: Decimal | None = None
+    time_in_force: TimeInForce = TimeInForce.IOC
+    reduce_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution. ``trade_id`` is unique per venue; ``fee_usd`` is positive when paid."""
+
+    venue: str
+    symbol: str
+    client_order_id: str
+    trade_id: str
+    side: OrderSide
+    price: Decimal
+    size_base: Decimal
+    fee_usd: Decimal
+    liquidity: Liquidity
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderReport:
+    """What the venue says about one order right now."""
+
+    client_order_id: str
+    venue: str
+    symbol: str
+    side: OrderSide
+    status: OrderStatus
+    requested_base: Decimal
+    filled_base: Decimal
+    avg_price: Decimal | None
+    fills: tuple[Fill, ...] = ()
+    reduce_only: bool = False
+    venue_order_id: str | None = None
+    reason: str | None = None  # why rejected/canceled, when the venue says
+    ts_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class VenuePosition:
+    """The venue's own view of a position. ``size_base`` is signed: + long, - short."""
+
+    venue: str
+    symbol: str
+    size_base: Decimal
+    entry_price: Decimal
+    mark_price: Decimal | None = None
+    liquidation_price: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FundingPayment:
+    """A settled funding payment on one venue position. ``amount_usd`` is + received, - paid."""
+
+    payment_id: str
+    venue: str
+    symbol: str
+    ts_ms: int
+    rate: Decimal
+    position_size_base: Decimal  # signed at the settlement instant
+    mark_price: Decimal
+    amount_usd: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class MarketSnapshot:
+    """An immutable view of everything the strategy may look at, taken at ``now_ts_ms``."""
+
+    now_ts_ms: int
+    quotes: dict[tuple[str, str], FundingQuote] = field(default_factory=dict)  # (venue, symbol)
+    books: dict[tuple[str, str], OrderBook] = field(default_factory=dict)
+    instruments: dict[tuple[str, str], Instrument] = field(default_factory=dict)
+    fees: dict[str, FeeSchedule] = field(default_factory=dict)  # venue -> fees
+
+
+def funding_payment_usd(rate: Decimal, position_size_base: Decimal, mark_price: Decimal) -> Decimal:
+    """Funding cash flow for a signed position: longs pay positive rates, shorts receive them."""
+    return -rate * position_size_base * mark_price
+
+
+@dataclass(frozen=True, slots=True)
+class FundingSettlement:
+    """A venue settled funding for one symbol at ``ts_ms``: every position held then is paid."""
+
+    venue: str
+    symbol: str
+    ts_ms: int
+    rate: Decimal  # per interval, the rate that settled
+    interval_hours: Decimal
+    mark_price: Decimal

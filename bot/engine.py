@@ -1,0 +1,795 @@
+"""The trading engine: carries out opens, repairs, closes and reconciliation against an Executor.
+
+It is the async shell around the position machines. The money-safety protocol (DESIGN.md s3):
+
+* Entry: the position row and both order intents (deterministic client order ids) are persisted in
+  one transaction BEFORE any order is sent; both legs are then dispatched concurrently as IOC limit
+  orders bounded by the slippage cap. Both filled -> ``monitoring``; anything else -> ``recovering``.
+* Repair (``recovering``): complete the lagging leg with widening IOC attempts; if that fails, unwind
+  the excess reduce-only. A position whose exit had begun is repaired towards flat instead.
+* Exit: both legs closed concurrently with reduce-only orders, then flatness is verified against the
+  venue's own positions before ``closed``.
+* An order whose outcome is unknown (timeout, venue down) is looked up by client order id; while it
+  stays unknown the position cannot be declared hedged or flat by us: reconciliation settles it.
+
+The unhedged window (wall time during which a position's net base exposure exceeded tolerance) is
+measured for every entry and exit and reported to breakers via ``on_unhedged_window``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import anyio
+from loguru import logger
+
+from adapters.errors import AbsurdVenueData, FatalVenueError, OrderRejected, TemporaryVenueError
+from bot.domain import (
+    ZERO,
+    Fill,
+    FundingPayment,
+    Instrument,
+    LegSide,
+    OrderBook,
+    OrderReport,
+    OrderRequest,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    TimeInForce,
+    VenuePosition,
+)
+from bot.order_pricing import protective_limit_price
+from bot.ports import Clock, Executor
+from machines.position import PositionFsm, PositionState
+from risk.trading_state import GateDecision, OrderIntent
+from storage.ids import client_order_id
+
+UNKNOWN_STATUS = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Execution parameters (from settings [execution], [risk], [reconcile])."""
+
+    leg_timeout_s: float = 5.0
+    repair_attempts: int = 3
+    repair_widen_bps: Decimal = Decimal(10)
+    max_slippage_bps: Decimal = Decimal(10)
+    hedge_tolerance_lots: int = 0
+    lookup_attempts: int = 3
+    lookup_backoff_s: float = 0.05
+    orphan_policy: str = "alert"
+
+
+@dataclass(slots=True)
+class OrderMeta:
+    position_id: str
+    leg: LegSide
+    purpose: str
+    venue: str
+    status: str
+
+
+@dataclass(slots=True)
+class EngineMetrics:
+    """Measurements for benchmarks, breakers and the report (wall-clock based)."""
+
+    dispatch_skew_ns: list[int] = field(default_factory=list)
+    unhedged_windows_ms: list[float] = field(default_factory=list)
+    orders_sent: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileFinding:
+    kind: str  # "leg_mismatch" | "orphan" | "venue_unreachable" | "missed_fill"
+    venue: str
+    symbol: str
+    expected_base: Decimal
+    actual_base: Decimal | None
+    position_id: str | None = None
+
+
+OrderGate = Callable[[OrderIntent], GateDecision]
+BookLookup = Callable[[str, str], OrderBook | None]
+InstrumentLookup = Callable[[str, str], Instrument | None]
+
+
+class TradingEngine:
+    """Owns the live position machines and drives them through the executor and the store."""
+
+    def __init__(
+        self,
+        *,
+        executor: Executor,
+        store: Any,
+        clock: Clock,
+        config: EngineConfig,
+        book: BookLookup,
+        instrument: InstrumentLookup,
+        gate: OrderGate,
+        on_unhedged_window: Callable[[str, float], None] | None = None,
+        on_venue_result: Callable[[str, bool], None] | None = None,
+        known_venues: Iterable[str] = (),
+    ) -> None:
+        self.executor = executor
+        self.store = store
+        self.clock = clock
+        self.config = config
+        self._book = book
+        self._instrument = instrument
+        self._gate = gate
+        self._on_unhedged_window = on_unhedged_window or (lambda _pid, _ms: None)
+        self._on_venue_result = on_venue_result or (lambda _venue, _ok: None)
+        self.positions: dict[str, PositionFsm] = {}
+        self.orders: dict[str, OrderMeta] = {}
+        self.metrics = EngineMetrics()
+        self._unhedged_since_ns: dict[str, int] = {}
+        self.unhedged_ms: dict[tuple[str, str], float] = {}
+        self.known_venues: set[str] = set(known_venues)
+        self._attempts: dict[tuple[str, str, LegSide], int] = {}
+        self._cid_attempt: dict[str, int] = {}
+        self._locks: dict[str, anyio.Lock] = {}
+
+    # ------------------------------------------------------------------ queries
+    def active_positions(self) -> list[PositionFsm]:
+        return [p for p in self.positions.values() if p.state != PositionState.CLOSED.value]
+
+    def owner_of(self, venue: str, symbol: str) -> tuple[PositionFsm, LegSide] | None:
+        """The active position holding ``symbol`` on ``venue`` (one position per symbol)."""
+        for pos in self.active_positions():
+            if pos.symbol != symbol:
+                continue
+            if pos.long_venue == venue:
+                return pos, LegSide.LONG
+            if pos.short_venue == venue:
+                return pos, LegSide.SHORT
+        return None
+
+    def lock_for(self, position_id: str) -> anyio.Lock:
+        """Serialises every action on one position (strategy, reconciliation and shutdown share it)."""
+        lock = self._locks.get(position_id)
+        if lock is None:
+            lock = self._locks[position_id] = anyio.Lock()
+        return lock
+
+    # ------------------------------------------------------------------ entry
+    async def open_position(
+        self,
+        *,
+        symbol: str,
+        long_venue: str,
+        short_venue: str,
+        size_base: Decimal,
+        notional_usd: Decimal,
+        reason: str,
+        details: dict[str, Any],
+    ) -> PositionFsm:
+        """Atomic two-leg entry. Returns the machine in monitoring, closed, or (repair pending) recovering."""
+        position_id = uuid.uuid4().hex[:12]
+        tolerance = self._tolerance_base(symbol, long_venue, short_venue)
+        pos = PositionFsm(
+            position_id=position_id,
+            symbol=symbol,
+            long_venue=long_venue,
+            short_venue=short_venue,
+            target_size_base=size_base,
+            tolerance_base=tolerance,
+        )
+        self.positions[position_id] = pos
+        async with self.lock_for(position_id):
+            pos.begin_open(reason=reason, details=details)
+            legs = [
+                (LegSide.LONG, self._order(pos, LegSide.LONG, "open", size_base, attempt=0)),
+                (LegSide.SHORT, self._order(pos, LegSide.SHORT, "open", size_base, attempt=0)),
+            ]
+            now_ms = self.clock.now_ms()
+            # Intent first: position row + both order intents + the transition, one transaction.
+            await self.store.create_position_with_orders(
+                self._position_row(pos, notional_usd, details, now_ms),
+                [self._order_row(pos.position_id, leg, "open", req, now_ms) for leg, req in legs],
+                self._stamp(pos.drain_transitions(), now_ms),
+            )
+            for leg, req in legs:
+                self._remember(req, pos.position_id, leg, "open")
+            await self._dispatch_concurrently(pos, legs, "open")
+            await self._settle_entry(pos)
+        return pos
+
+    async def _settle_entry(self, pos: PositionFsm) -> None:
+        if self._has_unknown_orders(pos.position_id):
+            # Cannot tell what filled: leave it in opening; reconciliation resolves the unknown orders.
+            await self._event("entry_outcome_unknown", pos.position_id, "warning",
+                              "an entry order's outcome is unknown; waiting for reconciliation")
+            return
+        pos.legs_settled(reason=self._legs_text(pos))
+        await self._persist(pos)
+        if pos.state == PositionState.RECOVERING.value:
+            await self._repair_locked(pos)
+
+    # ------------------------------------------------------------------ repair
+    async def repair(self, pos: PositionFsm) -> None:
+        async with self.lock_for(pos.position_id):
+            await self._repair_locked(pos)
+
+    async def _repair_locked(self, pos: PositionFsm) -> None:
+        """Bring a recovering position back to hedged (entry) or flat (exit begun)."""
+        if pos.state != PositionState.RECOVERING.value:
+            return
+        goal_flat = pos.exit_reason is not None
+        if goal_flat:
+            await self._drive_flat(pos, purpose="unwind")
+        else:
+            await self._complete_hedge(pos)
+            if not pos.is_hedged and not self._has_unknown_orders(pos.position_id):
+                await self._unwind_excess(pos)
+        if self._has_unknown_orders(pos.position_id):
+            await self._event("repair_pending", pos.position_id, "warning",
+                              "an order's outcome is unknown; repair resumes after reconciliation")
+            return
+        if pos.is_flat:
+            pos.recovered(reason="flat after repair" if not goal_flat else f"flat after unwind ({pos.exit_reason})")
+            await self._persist(pos, closed=True)
+        elif pos.is_hedged and not goal_flat:
+            if pos.long_filled_base != pos.target_size_base or pos.short_filled_base != pos.target_size_base:
+                pos.accept_hedged_size()
+            pos.recovered(reason=f"hedged at {pos.long_filled_base} after repair")
+            await self._persist(pos)
+        else:
+            await self._event("repair_incomplete", pos.position_id, "error",
+                              f"still unhedged after repair: {self._legs_text(pos)}; retrying on the next pass")
+            await self._persist(pos)
+
+    async def _complete_hedge(self, pos: PositionFsm) -> None:
+        for attempt in range(1, self.config.repair_attempts + 1):
+            if pos.is_hedged or self._has_unknown_orders(pos.position_id):
+                return
+            lagging = LegSide.LONG if pos.long_filled_base < pos.short_filled_base else LegSide.SHORT
+            deficit = abs(pos.long_filled_base - pos.short_filled_base)
+            req = self._order(pos, lagging, "repair", deficit, attempt=attempt, emergency=True)
+            await self._send_and_record(pos, lagging, req, "repair")
+
+    async def _unwind_excess(self, pos: PositionFsm) -> None:
+        for attempt in range(1, self.config.repair_attempts + 1):
+            if pos.is_hedged or self._has_unknown_orders(pos.position_id):
+                return
+            leading = LegSide.LONG if pos.long_filled_base > pos.short_filled_base else LegSide.SHORT
+            excess = abs(pos.long_filled_base - pos.short_filled_base)
+            req = self._order(pos, leading, "unwind", excess, attempt=attempt, reduce_only=True, emergency=True)
+            await self._send_and_record(pos, leading, req, "unwind")
+
+    async def _drive_flat(self, pos: PositionFsm, *, purpose: str) -> None:
+        """Reduce-only close of whatever each leg still holds, both legs concurrently, with widening retries."""
+        for _ in range(self.config.repair_attempts):
+            if self._has_unknown_orders(pos.position_id):
+                return
+            legs = [
+                (leg, self._order(pos, leg, purpose, size, attempt=0, reduce_only=True, emergency=True))
+                for leg, size in ((LegSide.LONG, pos.long_filled_base), (LegSide.SHORT, pos.short_filled_base))
+                if size > 0
+            ]
+            if not legs:
+                return
+            await self._dispatch_concurrently(pos, legs, purpose)
+
+    # ------------------------------------------------------------------ exit
+    async def close_position(self, pos: PositionFsm, reason: str, detail: str = "") -> bool:
+        """Close both legs reduce-only, verify flat at the venues, then ``closed``. True when closed."""
+        async with self.lock_for(pos.position_id):
+            if pos.state == PositionState.CLOSED.value:
+                return True
+            pos.exit_reason = pos.exit_reason or reason
+            if pos.state == PositionState.MONITORING.value:
+                pos.start_close(reason=reason, details={"detail": detail} if detail else None)
+                await self._persist(pos)
+            elif pos.state == PositionState.ERROR.value:
+                pos.recover(reason=f"recover to close ({reason})")
+                await self._persist(pos)
+            if pos.state == PositionState.RECOVERING.value:
+                pos.start_close(reason=reason, details={"detail": detail} if detail else None)
+                await self._persist(pos)
+            if pos.state == PositionState.OPENING.value:
+                # An entry whose outcome is still unknown: only reconciliation can settle it.
+                return False
+            if pos.state != PositionState.CLOSING.value:
+                return False
+            await self._drive_flat(pos, purpose="close")
+            return await self._finish_close(pos)
+
+    async def _finish_close(self, pos: PositionFsm) -> bool:
+        if self._has_unknown_orders(pos.position_id):
+            return False
+        if not pos.is_flat:
+            pos.close_incomplete(reason=f"residual after close: {self._legs_text(pos)}")
+            await self._persist(pos)
+            await self._repair_locked(pos)
+            return pos.state == PositionState.CLOSED.value
+        verified = await self._venue_flat(pos)
+        if verified is None:
+            await self._event("close_unverified", pos.position_id, "warning",
+                              "could not read venue positions to verify flat; will retry")
+            return False
+        if not verified:
+            await self._adopt_venue_truth(pos)
+            pos.close_incomplete(reason="venue still shows exposure after close")
+            await self._persist(pos)
+            await self._repair_locked(pos)
+            return pos.state == PositionState.CLOSED.value
+        pos.closed_flat(reason=f"flat verified at {pos.long_venue} and {pos.short_venue} ({pos.exit_reason})")
+        await self._persist(pos, closed=True)
+        return True
+
+    async def _venue_flat(self, pos: PositionFsm) -> bool | None:
+        try:
+            for venue in (pos.long_venue, pos.short_venue):
+                held = await self.executor.positions(venue)
+                self._on_venue_result(venue, True)
+                if any(p.symbol == pos.symbol and p.size_base != 0 for p in held):
+                    return False
+        except (TemporaryVenueError, FatalVenueError) as exc:
+            self._on_venue_result(exc.venue, False)
+            return None
+        return True
+
+    # ------------------------------------------------------------------ reconciliation
+    async def reconcile(self, *, flatten_orphans: bool | None = None) -> list[ReconcileFinding]:
+        """Compare every active position with the venues; apply missed fills; repair mismatches.
+
+        The same code runs at start-up (after ``restore``) and periodically.
+        """
+        findings: list[ReconcileFinding] = []
+        await self._resolve_open_orders()
+        actual, unreachable = await self._venue_positions()
+        for venue in unreachable:
+            findings.append(ReconcileFinding("venue_unreachable", venue, "*", ZERO, None))
+        expected = self._expected_exposure()
+        for key in sorted(set(actual) | set(expected)):
+            venue, symbol = key
+            if venue in unreachable:
+                continue
+            want = expected.get(key, ZERO)
+            have = actual.get(key, ZERO)
+            owner = self.owner_of(venue, symbol)
+            tolerance = owner[0].tolerance_base if owner else ZERO
+            if abs(have - want) <= tolerance:
+                continue
+            if owner is None:
+                findings.append(ReconcileFinding("orphan", venue, symbol, want, have))
+                await self._handle_orphan(venue, symbol, have, flatten_orphans)
+                continue
+            pos, _leg = owner
+            findings.append(ReconcileFinding("leg_mismatch", venue, symbol, want, have, pos.position_id))
+            async with self.lock_for(pos.position_id):
+                await self._repair_mismatch(pos, venue, want, have)
+        for pos in list(self.active_positions()):
+            async with self.lock_for(pos.position_id):
+                await self._resume(pos)
+        return findings
+
+    async def _resume(self, pos: PositionFsm) -> None:
+        """Drive a position stuck in a transient state forward (after restart or an unknown outcome)."""
+        if self._has_unknown_orders(pos.position_id):
+            return
+        state = pos.state
+        if state == PositionState.OPENING.value:
+            await self._settle_entry(pos)
+        elif state == PositionState.RECOVERING.value:
+            await self._repair_locked(pos)
+        elif state == PositionState.ERROR.value:
+            pos.recover(reason="resume after error")
+            await self._persist(pos)
+            await self._repair_locked(pos)
+        elif state == PositionState.CLOSING.value:
+            await self._drive_flat(pos, purpose="close")
+            await self._finish_close(pos)
+
+    async def _repair_mismatch(self, pos: PositionFsm, venue: str, want: Decimal, have: Decimal) -> None:
+        details = {"venue": venue, "expected_base": str(want), "actual_base": str(have)}
+        if pos.state in (PositionState.MONITORING.value, PositionState.CLOSING.value,
+                         PositionState.RECOVERING.value, PositionState.OPENING.value):
+            pos.fault(reason="leg_mismatch", details=details)
+            await self._persist(pos)
+        await self._adopt_venue_truth(pos)
+        if pos.state == PositionState.ERROR.value:
+            pos.recover(reason="repair leg mismatch", details=details)
+            await self._persist(pos)
+        await self._repair_locked(pos)
+
+    async def _adopt_venue_truth(self, pos: PositionFsm) -> None:
+        """Set both legs to what the venues hold (after every known fill has been applied)."""
+        actual, unreachable = await self._venue_positions((pos.long_venue, pos.short_venue))
+        if unreachable:
+            return
+        for leg, venue in ((LegSide.LONG, pos.long_venue), (LegSide.SHORT, pos.short_venue)):
+            have = actual.get((venue, pos.symbol), ZERO) * leg.sign
+            current = pos.long_filled_base if leg is LegSide.LONG else pos.short_filled_base
+            held = max(have, ZERO)
+            if held != current:
+                pos.apply_leg_delta(leg, held - current)
+                await self._event("leg_adjusted", pos.position_id, "warning",
+                                  f"{leg.value} leg on {venue} set to venue's {held} (was {current})")
+
+    async def _handle_orphan(self, venue: str, symbol: str, size_base: Decimal, flatten: bool | None) -> None:
+        policy_flatten = self.config.orphan_policy == "flatten" if flatten is None else flatten
+        await self._event("orphan_position", None, "error",
+                          f"{venue} {symbol} holds {size_base} that no position owns"
+                          + ("; flattening" if policy_flatten else "; alert only (reconcile.orphan_policy)"),
+                          {"venue": venue, "symbol": symbol, "size_base": str(size_base)})
+        if not policy_flatten or size_base == 0:
+            return
+        side = OrderSide.SELL if size_base > 0 else OrderSide.BUY
+        nonce = self.clock.now_ms()
+        req = OrderRequest(
+            client_order_id=client_order_id(f"orph{nonce % 10**8}", "flatten", LegSide.LONG if size_base > 0 else LegSide.SHORT, 0),
+            venue=venue, symbol=symbol, side=side, size_base=abs(size_base),
+            order_type=OrderType.MARKET, time_in_force=TimeInForce.IOC, reduce_only=True,
+        )
+        decision = self._gate(OrderIntent(kind="flatten", reduces_exposure=True, emergency=True))
+        if not decision.allowed:
+            await self._event("order_denied", None, "warning", f"orphan flatten denied: {decision.reason}")
+            return
+        try:
+            await self.executor.place_order(req)
+        except (OrderRejected, TemporaryVenueError, FatalVenueError) as exc:
+            await self._event("orphan_flatten_failed", None, "error", str(exc))
+
+    async def _resolve_open_orders(self) -> None:
+        """Look up every order whose outcome we do not know, and apply fills we missed."""
+        for cid, meta in list(self.orders.items()):
+            if meta.status not in (UNKNOWN_STATUS, OrderStatus.NEW.value, OrderStatus.PARTIALLY_FILLED.value, "intent"):
+                continue
+            pos = self.positions.get(meta.position_id)
+            if pos is None:
+                continue
+            report = await self._lookup(meta.venue, cid)
+            if report is UNKNOWN_STATUS:
+                continue
+            if report is None:
+                await self._mark_order(cid, "not_found", ZERO, None, "venue has no such order")
+                continue
+            await self._apply_report(pos, meta.leg, report)
+
+    async def _venue_positions(
+        self, venues: Iterable[str] | None = None
+    ) -> tuple[dict[tuple[str, str], Decimal], set[str]]:
+        wanted = set(venues) if venues is not None else None
+        actual: dict[tuple[str, str], Decimal] = {}
+        unreachable: set[str] = set()
+        for venue in sorted(self._venues() if wanted is None else wanted):
+            try:
+                held: list[VenuePosition] = await self.executor.positions(venue)
+                self._on_venue_result(venue, True)
+            except (TemporaryVenueError, FatalVenueError):
+                self._on_venue_result(venue, False)
+                unreachable.add(venue)
+                continue
+            for p in held:
+                if p.size_base != 0:
+                    actual[(p.venue, p.symbol)] = actual.get((p.venue, p.symbol), ZERO) + p.size_base
+        return actual, unreachable
+
+    def _venues(self) -> set[str]:
+        found = {p.long_venue for p in self.positions.values()} | {p.short_venue for p in self.positions.values()}
+        return self.known_venues | found
+
+    def _expected_exposure(self) -> dict[tuple[str, str], Decimal]:
+        expected: dict[tuple[str, str], Decimal] = {}
+        for pos in self.active_positions():
+            for venue, signed in ((pos.long_venue, pos.long_filled_base), (pos.short_venue, -pos.short_filled_base)):
+                if signed != 0:
+                    key = (venue, pos.symbol)
+                    expected[key] = expected.get(key, ZERO) + signed
+        return expected
+
+    # ------------------------------------------------------------------ shutdown
+    async def flatten_all(self, reason: str) -> bool:
+        """Cancel resting orders and close every active position concurrently. True when all closed."""
+        try:
+            await self.executor.cancel_all_orders(None)
+        except (TemporaryVenueError, FatalVenueError) as exc:
+            await self._event("cancel_all_failed", None, "error", str(exc))
+        async with anyio.create_task_group() as tg:
+            for pos in self.active_positions():
+                tg.start_soon(self._close_quietly, pos, reason)
+        return not self.active_positions()
+
+    async def _close_quietly(self, pos: PositionFsm, reason: str) -> None:
+        for _ in range(3):
+            if await self.close_position(pos, reason):
+                return
+            async with self.lock_for(pos.position_id):
+                await self._resolve_position_orders(pos)
+                await self._resume(pos)
+            if pos.state == PositionState.CLOSED.value:
+                return
+
+    async def _resolve_position_orders(self, pos: PositionFsm) -> None:
+        for cid, meta in list(self.orders.items()):
+            if meta.position_id == pos.position_id and meta.status in (UNKNOWN_STATUS, "intent"):
+                report = await self._lookup(meta.venue, cid)
+                if report is None:
+                    await self._mark_order(cid, "not_found", ZERO, None, "venue has no such order")
+                elif report is not UNKNOWN_STATUS:
+                    await self._apply_report(pos, meta.leg, report)
+
+    # ------------------------------------------------------------------ funding
+    async def record_funding(self, payments: Iterable[FundingPayment]) -> None:
+        """Persist funding payments against the position that owns each (venue, symbol)."""
+        for payment in payments:
+            owner = self.owner_of(payment.venue, payment.symbol)
+            position_id, leg = (owner[0].position_id, owner[1]) if owner else (None, None)
+            await self.store.record_funding_payment(payment, position_id, leg.value if leg else None)
+            if owner is None:
+                await self._event("funding_unowned", None, "warning",
+                                  f"funding on {payment.venue} {payment.symbol} with no owning position")
+
+    # ------------------------------------------------------------------ restore
+    async def restore(self) -> int:
+        """Load every non-terminal position and its orders from the store. Returns how many."""
+        rows = await self.store.load_active_positions()
+        for row in rows:
+            pos = PositionFsm.restore(
+                row["state"],
+                position_id=row["id"],
+                symbol=row["symbol"],
+                long_venue=row["long_venue"],
+                short_venue=row["short_venue"],
+                target_size_base=Decimal(row["target_size_base"]),
+                long_filled_base=Decimal(row["long_size_base"]),
+                short_filled_base=Decimal(row["short_size_base"]),
+                tolerance_base=Decimal(row.get("tolerance_base") or "0"),
+                exit_reason=row.get("exit_reason"),
+            )
+            self.positions[pos.position_id] = pos
+            for order in await self.store.orders_for_position(pos.position_id):
+                self.orders[order["client_order_id"]] = OrderMeta(
+                    position_id=pos.position_id,
+                    leg=LegSide(order["leg"]),
+                    purpose=order["purpose"],
+                    venue=order["venue"],
+                    status=order["status"],
+                )
+                key = (pos.position_id, order["purpose"], LegSide(order["leg"]))
+                self._attempts[key] = max(self._attempts.get(key, -1), int(order["attempt"]))
+        return len(rows)
+
+    # ------------------------------------------------------------------ sending
+    async def _dispatch_concurrently(self, pos: PositionFsm, legs: list[tuple[LegSide, OrderRequest]], purpose: str) -> None:
+        """Send several legs at once. Never leg-by-leg with a wait in between."""
+        if len(legs) == 1:
+            leg, req = legs[0]
+            await self._send_and_record(pos, leg, req, purpose)
+            return
+        stamps: list[int] = []
+        async with anyio.create_task_group() as tg:
+            for leg, req in legs:
+                tg.start_soon(self._send_and_record, pos, leg, req, purpose, stamps)
+        if len(stamps) == 2:
+            self.metrics.dispatch_skew_ns.append(abs(stamps[0] - stamps[1]))
+
+    async def _send_and_record(
+        self, pos: PositionFsm, leg: LegSide, req: OrderRequest, purpose: str, stamps: list[int] | None = None
+    ) -> None:
+        if req.client_order_id not in self.orders:
+            await self.store.insert_order(self._order_row(pos.position_id, leg, purpose, req, self.clock.now_ms()))
+            self._remember(req, pos.position_id, leg, purpose)
+        intent = OrderIntent(
+            kind=purpose,
+            reduces_exposure=req.reduce_only or purpose in ("repair", "unwind", "close"),
+            emergency=purpose in ("repair", "unwind") or pos.exit_reason in ("shutdown", "manual_flatten"),
+        )
+        decision = self._gate(intent)
+        if not decision.allowed:
+            await self._mark_order(req.client_order_id, OrderStatus.REJECTED.value, ZERO, None, f"gate: {decision.reason}")
+            await self._event("order_denied", pos.position_id, "warning",
+                              f"{purpose} {leg.value} on {req.venue} denied by trading-state gate: {decision.reason}")
+            return
+        report = await self._place(req, stamps)
+        if report is UNKNOWN_STATUS:
+            await self._mark_order(req.client_order_id, UNKNOWN_STATUS, ZERO, None, "outcome unknown")
+            return
+        await self._apply_report(pos, leg, report)
+
+    async def _place(self, req: OrderRequest, stamps: list[int] | None) -> OrderReport | str:
+        self.metrics.orders_sent += 1
+        if stamps is not None:
+            stamps.append(time.perf_counter_ns())
+        try:
+            with anyio.fail_after(self.config.leg_timeout_s):
+                report = await self.executor.place_order(req)
+            self._on_venue_result(req.venue, True)
+            return report
+        except OrderRejected as exc:
+            self._on_venue_result(req.venue, True)
+            return self._synthetic(req, OrderStatus.REJECTED, str(exc))
+        except (TemporaryVenueError, TimeoutError, FatalVenueError, AbsurdVenueData) as exc:
+            self._on_venue_result(req.venue, False)
+            logger.bind(venue=req.venue, cid=req.client_order_id).warning(f"order outcome unknown: {exc!s}")
+        found = await self._lookup(req.venue, req.client_order_id)
+        if found is None:
+            return self._synthetic(req, OrderStatus.REJECTED, "not found at venue after error")
+        return found
+
+    async def _lookup(self, venue: str, cid: str) -> OrderReport | None | str:
+        """get_order with bounded retries; UNKNOWN_STATUS when the venue never answered."""
+        for attempt in range(self.config.lookup_attempts):
+            try:
+                with anyio.fail_after(self.config.leg_timeout_s):
+                    found = await self.executor.get_order(venue, cid)
+                self._on_venue_result(venue, True)
+                return found
+            except (TemporaryVenueError, TimeoutError, FatalVenueError):
+                self._on_venue_result(venue, False)
+                await anyio.sleep(self.config.lookup_backoff_s * (2**attempt))
+        return UNKNOWN_STATUS
+
+    async def _apply_report(self, pos: PositionFsm, leg: LegSide, report: OrderReport) -> None:
+        for fill in report.fills:
+            if await self.store.record_fill(fill, pos.position_id, leg.value):
+                delta = fill.size_base if fill.side is leg.open_side else -fill.size_base
+                pos.apply_leg_delta(leg, delta)
+        self._track_unhedged(pos)
+        await self._mark_order(report.client_order_id, report.status.value, report.filled_base, report.avg_price, report.reason)
+        await self.store.update_position(pos.position_id, {
+            "long_size_base": pos.long_filled_base,
+            "short_size_base": pos.short_filled_base,
+            "updated_at_ts_ms": self.clock.now_ms(),
+        })
+
+    def _track_unhedged(self, pos: PositionFsm) -> None:
+        exposed = abs(pos.long_filled_base - pos.short_filled_base) > pos.tolerance_base
+        since = self._unhedged_since_ns.get(pos.position_id)
+        if exposed and since is None:
+            self._unhedged_since_ns[pos.position_id] = time.perf_counter_ns()
+        elif not exposed and since is not None:
+            window_ms = (time.perf_counter_ns() - since) / 1e6
+            del self._unhedged_since_ns[pos.position_id]
+            self.metrics.unhedged_windows_ms.append(window_ms)
+            phase = "exit" if pos.exit_reason else "entry"
+            key = (pos.position_id, phase)
+            self.unhedged_ms[key] = self.unhedged_ms.get(key, 0.0) + window_ms
+            self._on_unhedged_window(pos.position_id, window_ms)
+
+    async def _mark_order(self, cid: str, status: str, filled: Decimal, avg: Decimal | None, reason: str | None) -> None:
+        meta = self.orders.get(cid)
+        if meta is not None:
+            meta.status = status
+        await self.store.update_order(cid, {
+            "status": status,
+            "filled_base": filled,
+            "avg_price": avg,
+            "reason": reason,
+            "updated_at_ts_ms": self.clock.now_ms(),
+        })
+
+    # ------------------------------------------------------------------ helpers
+    def _order(
+        self, pos: PositionFsm, leg: LegSide, purpose: str, size_base: Decimal, *,
+        attempt: int, reduce_only: bool = False, emergency: bool = False,
+    ) -> OrderRequest:
+        is_close = purpose in ("close", "unwind")
+        side = leg.close_side if is_close else leg.open_side
+        venue = pos.long_venue if leg is LegSide.LONG else pos.short_venue
+        key = (pos.position_id, purpose, leg)
+        attempt = max(attempt, self._attempts.get(key, -1) + 1)
+        self._attempts[key] = attempt
+        self._cid_attempt[client_order_id(pos.position_id, purpose, leg, attempt)] = attempt
+        inst = self._instrument(venue, pos.symbol)
+        tick = inst.tick_size if inst is not None else Decimal("0.0001")
+        # Each further attempt of a purpose widens the bound, up to a cap of 10 steps.
+        widen_steps = min(max(0, attempt - 1), 10) if purpose != "open" else 0
+        limit = protective_limit_price(
+            self._book(venue, pos.symbol), side,
+            max_slippage_bps=self.config.max_slippage_bps, tick_size=tick,
+            attempt=widen_steps, widen_bps=self.config.repair_widen_bps,
+        )
+        return OrderRequest(
+            client_order_id=client_order_id(pos.position_id, purpose, leg, attempt),
+            venue=venue,
+            symbol=pos.symbol,
+            side=side,
+            size_base=size_base,
+            order_type=OrderType.LIMIT if limit is not None else OrderType.MARKET,
+            limit_price=limit,
+            time_in_force=TimeInForce.IOC,
+            reduce_only=reduce_only or is_close,
+        )
+
+    def _tolerance_base(self, symbol: str, long_venue: str, short_venue: str) -> Decimal:
+        lots = [i.lot_size_base for i in (self._instrument(long_venue, symbol), self._instrument(short_venue, symbol)) if i]
+        return (max(lots) if lots else ZERO) * self.config.hedge_tolerance_lots
+
+    def _remember(self, req: OrderRequest, position_id: str, leg: LegSide, purpose: str) -> None:
+        self.orders[req.client_order_id] = OrderMeta(position_id, leg, purpose, req.venue, "intent")
+
+    def _has_unknown_orders(self, position_id: str) -> bool:
+        return any(m.position_id == position_id and m.status in (UNKNOWN_STATUS, "intent") for m in self.orders.values())
+
+    @staticmethod
+    def _synthetic(req: OrderRequest, status: OrderStatus, reason: str) -> OrderReport:
+        return OrderReport(
+            client_order_id=req.client_order_id, venue=req.venue, symbol=req.symbol, side=req.side,
+            status=status, requested_base=req.size_base, filled_base=ZERO, avg_price=None,
+            reduce_only=req.reduce_only, reason=reason,
+        )
+
+    @staticmethod
+    def _legs_text(pos: PositionFsm) -> str:
+        return f"long {pos.long_filled_base} / short {pos.short_filled_base} of {pos.target_size_base}"
+
+    def _position_row(self, pos: PositionFsm, notional: Decimal, details: dict[str, Any], now_ms: int) -> dict[str, Any]:
+        return {
+            "id": pos.position_id,
+            "symbol": pos.symbol,
+            "long_venue": pos.long_venue,
+            "short_venue": pos.short_venue,
+            "state": pos.state,
+            "target_size_base": pos.target_size_base,
+            "long_size_base": pos.long_filled_base,
+            "short_size_base": pos.short_filled_base,
+            "tolerance_base": pos.tolerance_base,
+            "notional_usd": notional,
+            "entry_details": details,
+            "opened_at_ts_ms": now_ms,
+            "created_at_ts_ms": now_ms,
+            "updated_at_ts_ms": now_ms,
+        }
+
+    def _order_row(self, position_id: str, leg: LegSide, purpose: str, req: OrderRequest, now_ms: int) -> dict[str, Any]:
+        attempt = self._cid_attempt.get(req.client_order_id, 0)
+        return {
+            "client_order_id": req.client_order_id,
+            "position_id": position_id,
+            "leg": leg.value,
+            "purpose": purpose,
+            "attempt": attempt,
+            "venue": req.venue,
+            "symbol": req.symbol,
+            "side": req.side.value,
+            "size_base": req.size_base,
+            "order_type": req.order_type.value,
+            "limit_price": req.limit_price,
+            "reduce_only": req.reduce_only,
+            "status": "intent",
+            "filled_base": ZERO,
+            "created_at_ts_ms": now_ms,
+            "updated_at_ts_ms": now_ms,
+        }
+
+    async def _persist(self, pos: PositionFsm, *, closed: bool = False) -> None:
+        now_ms = self.clock.now_ms()
+        fields: dict[str, Any] = {
+            "state": pos.state,
+            "target_size_base": pos.target_size_base,
+            "long_size_base": pos.long_filled_base,
+            "short_size_base": pos.short_filled_base,
+            "exit_reason": pos.exit_reason,
+            "updated_at_ts_ms": now_ms,
+        }
+        if closed:
+            fields["closed_at_ts_ms"] = now_ms
+        for phase in ("entry", "exit"):
+            if (pos.position_id, phase) in self.unhedged_ms:
+                fields[f"unhedged_ms_{phase}"] = round(self.unhedged_ms[(pos.position_id, phase)], 3)
+        await self.store.update_position_and_transitions(pos.position_id, fields, self._stamp(pos.drain_transitions(), now_ms))
+
+    @staticmethod
+    def _stamp(records: list[Any], now_ms: int) -> list[Any]:
+        return [r if getattr(r, "ts_ms", None) else _with_ts(r, now_ms) for r in records]
+
+    async def _event(self, kind: str, entity_id: str | None, severity: str, message: str,
+                     details: dict[str, Any] | None = None) -> None:
+        logger.bind(event=kind, position_id=entity_id).log(severity.upper() if severity != "warning" else "WARNING", message)
+        await self.store.record_event(self.clock.now_ms(), kind, entity_id, severity, message, details or {})
+
+
+def _with_ts(record: Any, now_ms: int) -> Any:
+    from dataclasses import replace
+
+    return replace(record, ts_ms=now_ms)
+

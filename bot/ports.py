@@ -1,0 +1,95 @@
+"""Ports: the Protocols the application shell depends on and the edges implement.
+
+The paper and live executors implement ``Executor``; the simulated market and live adapters
+implement ``MarketSource``; time is read only through ``Clock`` so paper runs can be sped up.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Protocol, runtime_checkable
+
+from bot.domain import (
+    FeeSchedule,
+    Fill,
+    FundingPayment,
+    FundingQuote,
+    Instrument,
+    OrderBook,
+    OrderReport,
+    OrderRequest,
+    VenuePosition,
+)
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Source of (possibly simulated) UTC time."""
+
+    def now_ms(self) -> int:
+        """Current time, ms since the epoch, UTC."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds`` of clock time (wall time divided by the speed for a scaled clock)."""
+        ...
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Places and inspects orders on venues. Paper and live share this contract.
+
+    Errors are raised as ``adapters.errors`` classes: ``TemporaryVenueError`` (retry with backoff;
+    for an order this means the outcome is UNKNOWN and must be looked up by client order id),
+    ``OrderRejected`` (do not retry), ``FatalVenueError`` (halt).
+    """
+
+    async def place_order(self, request: OrderRequest) -> OrderReport:
+        """Submit an order and return the venue's report once the venue has answered."""
+        ...
+
+    async def cancel_order(self, venue: str, client_order_id: str) -> OrderReport | None:
+        """Cancel a resting order; None when the venue does not know the id."""
+        ...
+
+    async def cancel_all_orders(self, venue: str | None = None) -> int:
+        """Cancel every resting order (on one venue or all); returns how many were cancelled."""
+        ...
+
+    async def get_order(self, venue: str, client_order_id: str) -> OrderReport | None:
+        """Look an order up by its client order id; None when the venue never saw it."""
+        ...
+
+    async def positions(self, venue: str | None = None) -> list[VenuePosition]:
+        """The venue's own positions (non-zero only)."""
+        ...
+
+    async def balances_usd(self) -> dict[str, Decimal]:
+        """Account equity per venue in USD."""
+        ...
+
+    async def fills_since(self, venue: str, since_ts_ms: int) -> list[Fill]:
+        """Every fill on ``venue`` at or after ``since_ts_ms`` (for reconciliation)."""
+        ...
+
+    async def funding_payments_since(self, venue: str, since_ts_ms: int) -> list[FundingPayment]:
+        """Every funding payment on ``venue`` at or after ``since_ts_ms``."""
+        ...
+
+
+class MarketSource(Protocol):
+    """Where market data comes from: the simulated market or live venue feeds."""
+
+    def venues(self) -> list[str]: ...
+
+    def instruments(self) -> list[Instrument]: ...
+
+    def fee_schedules(self) -> dict[str, FeeSchedule]: ...
+
+    def quotes(self) -> list[FundingQuote]:
+        """Latest funding quote per (venue, symbol)."""
+        ...
+
+    def books(self) -> list[OrderBook]:
+        """Latest order book per (venue, symbol)."""
+        ...

@@ -1,0 +1,217 @@
+"""Settings: ``settings.toml`` loaded into strict pydantic models.
+
+Unknown keys, wrong types, out-of-range values, a missing file and malformed TOML all raise
+``UserInputError`` with one line naming the key (and its line in the file where known) and what
+is expected. Secrets never live here: API keys come only from the environment (see ``live``).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bot.errors import UserInputError
+
+DEFAULT_SETTINGS_PATH = Path("settings.toml")
+
+PositiveDecimal = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+NonNegativeDecimal = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+Fraction = Annotated[Decimal, Field(ge=0, le=1, allow_inf_nan=False)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BotSection(_Section):
+    paper_db_path: Path = Path("data/paper.sqlite")
+    live_db_path: Path = Path("data/live.sqlite")
+    log_path: Path = Path("data/bot.log.jsonl")
+    status_interval_seconds: float = Field(default=1.0, gt=0)
+
+
+class MarketSection(_Section):
+    max_quote_age_seconds: float = Field(default=180.0, gt=0)
+    max_abs_rate_per_hour: PositiveDecimal = Decimal("0.01")
+
+
+class SimSection(_Section):
+    seed: int = 7
+    venues: list[str] = Field(default_factory=lambda: ["sim-hourly", "sim-8h", "sim-mixed"], min_length=2)
+    symbols: int = Field(default=12, ge=1, le=500)
+    step_seconds: int = Field(default=60, ge=1, le=3600)
+    start: str = "now"
+    speed: float = Field(default=1.0, gt=0, le=1_000_000)
+
+    @field_validator("start")
+    @classmethod
+    def _start_is_now_or_iso(cls, value: str) -> str:
+        if value != "now" and not re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?Z?", value):
+            raise ValueError('expected "now" or an ISO-8601 UTC time like "2026-03-01T00:00:00Z"')
+        return value
+
+
+class StrategySection(_Section):
+    notional_usd_per_position: PositiveDecimal = Decimal("1000")
+    horizon_hours: PositiveDecimal = Decimal("24")
+    min_expected_net_usd: Decimal = Field(default=Decimal("0.50"), allow_inf_nan=False)
+    max_positions: int = Field(default=3, ge=1, le=500)
+    execution: Literal["taker"] = "taker"
+    loop_interval_seconds: float = Field(default=60.0, gt=0)
+
+
+class ExitSection(_Section):
+    take_profit_usd: PositiveDecimal = Decimal("25")
+    min_hold_hours: NonNegativeDecimal = Decimal("2")
+    max_hold_hours: PositiveDecimal = Decimal("24")
+    spread_erosion_fraction: Fraction = Decimal("0.25")
+    ev_horizon_hours: PositiveDecimal = Decimal("8")
+    liquidation_buffer_pct: NonNegativeDecimal = Decimal("5")
+    max_delta_drift_pct: NonNegativeDecimal = Decimal("2")
+    rotation_min_gain_usd: PositiveDecimal = Decimal("5")
+    rotation_cooldown_hours: NonNegativeDecimal = Decimal("4")
+
+
+class RiskSection(_Section):
+    max_breakeven_hours: PositiveDecimal = Decimal("12")
+    max_notional_per_venue_usd: PositiveDecimal = Decimal("5000")
+    max_notional_total_usd: PositiveDecimal = Decimal("10000")
+    max_leverage: PositiveDecimal = Decimal("3")
+    min_free_margin_usd: NonNegativeDecimal = Decimal("100")
+    max_slippage_bps: PositiveDecimal = Decimal("10")
+    allow_symbols: list[str] = Field(default_factory=list)
+    deny_symbols: list[str] = Field(default_factory=list)
+    pair_cooldown_minutes: NonNegativeDecimal = Decimal("60")
+    max_drawdown_pct: PositiveDecimal = Decimal("5")
+    max_unhedged_ms: int = Field(default=2000, ge=1)
+    venue_error_threshold: int = Field(default=5, ge=1)
+    venue_error_rate: Fraction = Decimal("0.5")
+    venue_error_window_seconds: float = Field(default=60.0, gt=0)
+    venue_cooldown_seconds: float = Field(default=30.0, gt=0)
+    stale_data_seconds: float = Field(default=300.0, gt=0)
+
+
+class ExecutionSection(_Section):
+    leg_timeout_seconds: float = Field(default=5.0, gt=0)
+    repair_attempts: int = Field(default=3, ge=1, le=20)
+    repair_widen_bps: PositiveDecimal = Decimal("10")
+    hedge_tolerance_lots: int = Field(default=0, ge=0)
+
+
+class PaperFaultsSection(_Section):
+    seed: int = 1
+    reject_probability: Probability = 0.0
+    timeout_probability: Probability = 0.0
+    partial_fill_probability: Probability = 0.0
+    latency_spike_probability: Probability = 0.0
+    latency_spike_seconds: float = Field(default=0.5, ge=0)
+    stale_quote_probability: Probability = 0.0
+    absurd_quote_probability: Probability = 0.0
+    venue_outage_probability: Probability = 0.0
+
+
+class PaperSection(_Section):
+    latency_ms: float = Field(default=50.0, ge=0, le=60_000)
+    starting_balance_usd: PositiveDecimal = Decimal("10000")
+    faults: PaperFaultsSection = PaperFaultsSection()
+
+
+class ReconcileSection(_Section):
+    interval_seconds: float = Field(default=30.0, gt=0)
+    orphan_policy: Literal["alert", "flatten"] = "alert"
+
+
+class ShutdownSection(_Section):
+    deadline_seconds: float = Field(default=30.0, gt=0, le=600)
+
+
+class ScanSection(_Section):
+    limit: int = Field(default=20, ge=1)
+    estimated_slippage_bps: NonNegativeDecimal = Decimal("2")
+
+
+class LiveSection(_Section):
+    venues: list[str] = Field(default_factory=list)
+
+
+class Settings(_Section):
+    """Every section of settings.toml; each key is documented in the shipped file and the README."""
+
+    bot: BotSection = BotSection()
+    market: MarketSection = MarketSection()
+    sim: SimSection = SimSection()
+    strategy: StrategySection = StrategySection()
+    exit: ExitSection = ExitSection()
+    risk: RiskSection = RiskSection()
+    execution: ExecutionSection = ExecutionSection()
+    paper: PaperSection = PaperSection()
+    reconcile: ReconcileSection = ReconcileSection()
+    shutdown: ShutdownSection = ShutdownSection()
+    scan: ScanSection = ScanSection()
+    live: LiveSection = LiveSection()
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Load and validate settings; ``None`` means ./settings.toml, or built-in defaults if absent."""
+    explicit = path is not None
+    path = path if path is not None else DEFAULT_SETTINGS_PATH
+    if not path.exists():
+        if explicit:
+            raise UserInputError(f"settings file not found: {path} (pass an existing file to --settings)")
+        return Settings()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserInputError(f"cannot read settings file {path}: {exc.strerror}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserInputError(f"{path}: malformed TOML: {exc} (fix the syntax at that line)") from None
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise UserInputError(_one_line(exc, path, text)) from None
+
+
+def _one_line(exc: ValidationError, path: Path, text: str) -> str:
+    error = exc.errors()[0]
+    loc = [str(part) for part in error["loc"] if not isinstance(part, int)]
+    key = ".".join(loc) or "(top level)"
+    line = _line_of(text, loc)
+    where = f"{path}:{line}" if line else str(path)
+    if error["type"] == "extra_forbidden":
+        what = "unknown key (remove it or check its spelling against the shipped settings.toml)"
+    else:
+        what = f"{error['msg']}"
+        if "input" in error and error["type"] != "missing":
+            what += f" (got {error['input']!r})"
+    more = len(exc.errors()) - 1
+    suffix = f"; {more} more problem(s) after this one" if more else ""
+    return f"{where}: setting '{key}': {what}{suffix}"
+
+
+def _line_of(text: str, loc: list[str]) -> int | None:
+    """Best-effort line number of a dotted key in TOML text (sections, then the key)."""
+    if not loc:
+        return None
+    *sections, key = loc
+    header = "[" + ".".join(sections) + "]" if sections else None
+    in_section = header is None
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            in_section = header is not None and stripped.split("#")[0].strip() == header
+            continue
+        if in_section and re.match(rf"{re.escape(key)}\s*=", stripped):
+            return number
+    if header is not None:
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip().split("#")[0].strip() == header:
+                return number
+    return None
