@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -35,6 +36,7 @@ from bot.domain import (
     FundingPayment,
     Instrument,
     LegSide,
+    Opportunity,
     OrderBook,
     OrderReport,
     OrderRequest,
@@ -47,8 +49,16 @@ from bot.domain import (
 from bot.order_pricing import protective_limit_price
 from bot.ports import Clock, Executor
 from machines.position import PositionFsm, PositionState
-from risk.trading_state import GateDecision, OrderIntent
-from storage.ids import client_order_id
+from risk.trading_state import GateDecision, IntentKind, OrderIntent
+from storage import (
+    AsyncStorage,
+    EventRecord,
+    OrderIntent as StoredOrderIntent,
+    OrderPurpose,
+    PositionRecord,
+    Severity,
+    client_order_id,
+)
 
 UNKNOWN_STATUS = "unknown"
 
@@ -107,7 +117,7 @@ class TradingEngine:
         self,
         *,
         executor: Executor,
-        store: Any,
+        store: AsyncStorage,
         clock: Clock,
         config: EngineConfig,
         book: BookLookup,
@@ -131,6 +141,9 @@ class TradingEngine:
         self.metrics = EngineMetrics()
         self._unhedged_since_ns: dict[str, int] = {}
         self.unhedged_ms: dict[tuple[str, str], float] = {}
+        self.fees_usd: dict[str, Decimal] = {}
+        self._emergency_exits: set[str] = set()
+        self.funding_usd: dict[str, Decimal] = {}
         self.known_venues: set[str] = set(known_venues)
         self._attempts: dict[tuple[str, str, LegSide], int] = {}
         self._cid_attempt: dict[str, int] = {}
@@ -159,19 +172,14 @@ class TradingEngine:
         return lock
 
     # ------------------------------------------------------------------ entry
-    async def open_position(
-        self,
-        *,
-        symbol: str,
-        long_venue: str,
-        short_venue: str,
-        size_base: Decimal,
-        notional_usd: Decimal,
-        reason: str,
-        details: dict[str, Any],
-    ) -> PositionFsm:
+    async def open_position(self, opp: Opportunity, size_base: Decimal, reason: str) -> PositionFsm:
         """Atomic two-leg entry. Returns the machine in monitoring, closed, or (repair pending) recovering."""
         position_id = uuid.uuid4().hex[:12]
+        symbol, long_venue, short_venue = opp.symbol, opp.long_venue, opp.short_venue
+        for venue in (long_venue, short_venue):
+            if self.owner_of(venue, symbol) is not None:
+                # One position per (venue, symbol): venues net positions, so two would corrupt both.
+                raise ValueError(f"{symbol} on {venue} is already held by an active position")
         tolerance = self._tolerance_base(symbol, long_venue, short_venue)
         pos = PositionFsm(
             position_id=position_id,
@@ -183,18 +191,25 @@ class TradingEngine:
         )
         self.positions[position_id] = pos
         async with self.lock_for(position_id):
-            pos.begin_open(reason=reason, details=details)
+            pos.begin_open(reason=reason, details={"expected_net_usd": str(opp.expected_net),
+                                                   "spread_hourly": str(opp.spread_hourly)})
             legs = [
                 (LegSide.LONG, self._order(pos, LegSide.LONG, "open", size_base, attempt=0)),
                 (LegSide.SHORT, self._order(pos, LegSide.SHORT, "open", size_base, attempt=0)),
             ]
             now_ms = self.clock.now_ms()
             # Intent first: position row + both order intents + the transition, one transaction.
-            await self.store.create_position_with_orders(
-                self._position_row(pos, notional_usd, details, now_ms),
-                [self._order_row(pos.position_id, leg, "open", req, now_ms) for leg, req in legs],
-                self._stamp(pos.drain_transitions(), now_ms),
-            )
+            record = replace(PositionRecord.from_opportunity(position_id, opp, size_base, pos.state, now_ms),
+                             opened_at_ts_ms=now_ms)
+            intents = [self._intent(pos.position_id, leg, "open", req, now_ms) for leg, req in legs]
+            transitions = self._stamp(pos.drain_transitions(), now_ms)
+
+            def write_intent(s: Any) -> None:
+                s.insert_position_with_intents(record, intents)
+                s.record_transitions(transitions)
+
+            await self.store.run(write_intent)
+            self._log_transitions(transitions)
             for leg, req in legs:
                 self._remember(req, pos.position_id, leg, "open")
             await self._dispatch_concurrently(pos, legs, "open")
@@ -278,8 +293,14 @@ class TradingEngine:
             await self._dispatch_concurrently(pos, legs, purpose)
 
     # ------------------------------------------------------------------ exit
-    async def close_position(self, pos: PositionFsm, reason: str, detail: str = "") -> bool:
-        """Close both legs reduce-only, verify flat at the venues, then ``closed``. True when closed."""
+    async def close_position(self, pos: PositionFsm, reason: str, detail: str = "", *, emergency: bool = False) -> bool:
+        """Close both legs reduce-only, verify flat at the venues, then ``closed``. True when closed.
+
+        ``emergency`` exits (liquidation risk, leg missing, shutdown, manual flatten...) pass the
+        trading-state gate even when HALTED; ordinary exits need ACTIVE or REDUCING.
+        """
+        if emergency:
+            self._emergency_exits.add(pos.position_id)
         async with self.lock_for(pos.position_id):
             if pos.state == PositionState.CLOSED.value:
                 return True
@@ -429,7 +450,7 @@ class TradingEngine:
             venue=venue, symbol=symbol, side=side, size_base=abs(size_base),
             order_type=OrderType.MARKET, time_in_force=TimeInForce.IOC, reduce_only=True,
         )
-        decision = self._gate(OrderIntent(kind="flatten", reduces_exposure=True, emergency=True))
+        decision = self._gate(OrderIntent(kind=IntentKind.FLATTEN, reduces_exposure=True, emergency=True))
         if not decision.allowed:
             await self._event("order_denied", None, "warning", f"orphan flatten denied: {decision.reason}")
             return
@@ -450,7 +471,7 @@ class TradingEngine:
             if report is UNKNOWN_STATUS:
                 continue
             if report is None:
-                await self._mark_order(cid, "not_found", ZERO, None, "venue has no such order")
+                await self._mark_order(cid, OrderStatus.REJECTED.value, ZERO, None, "venue has no such order")
                 continue
             await self._apply_report(pos, meta.leg, report)
 
@@ -500,7 +521,7 @@ class TradingEngine:
 
     async def _close_quietly(self, pos: PositionFsm, reason: str) -> None:
         for _ in range(3):
-            if await self.close_position(pos, reason):
+            if await self.close_position(pos, reason, emergency=True):
                 return
             async with self.lock_for(pos.position_id):
                 await self._resolve_position_orders(pos)
@@ -513,7 +534,7 @@ class TradingEngine:
             if meta.position_id == pos.position_id and meta.status in (UNKNOWN_STATUS, "intent"):
                 report = await self._lookup(meta.venue, cid)
                 if report is None:
-                    await self._mark_order(cid, "not_found", ZERO, None, "venue has no such order")
+                    await self._mark_order(cid, OrderStatus.REJECTED.value, ZERO, None, "venue has no such order")
                 elif report is not UNKNOWN_STATUS:
                     await self._apply_report(pos, meta.leg, report)
 
@@ -524,6 +545,8 @@ class TradingEngine:
             owner = self.owner_of(payment.venue, payment.symbol)
             position_id, leg = (owner[0].position_id, owner[1]) if owner else (None, None)
             await self.store.record_funding_payment(payment, position_id, leg.value if leg else None)
+            if position_id is not None:
+                self.funding_usd[position_id] = self.funding_usd.get(position_id, ZERO) + payment.amount_usd
             if owner is None:
                 await self._event("funding_unowned", None, "warning",
                                   f"funding on {payment.venue} {payment.symbol} with no owning position")
@@ -531,31 +554,40 @@ class TradingEngine:
     # ------------------------------------------------------------------ restore
     async def restore(self) -> int:
         """Load every non-terminal position and its orders from the store. Returns how many."""
-        rows = await self.store.load_active_positions()
+        rows = await self.store.load_open_positions()
         for row in rows:
+            orders = await self.store.list_orders(row.id)
+            fills = await self.store.list_fills(row.id)
+            # Leg sizes are recomputed from the stored fills (the source of truth), not the columns.
+            leg_of = {o.client_order_id: o.leg for o in orders}
+            legs = {LegSide.LONG: ZERO, LegSide.SHORT: ZERO}
+            for fill in fills:
+                leg = leg_of[fill.client_order_id]
+                legs[leg] += fill.size_base if fill.side is leg.open_side else -fill.size_base
             pos = PositionFsm.restore(
-                row["state"],
-                position_id=row["id"],
-                symbol=row["symbol"],
-                long_venue=row["long_venue"],
-                short_venue=row["short_venue"],
-                target_size_base=Decimal(row["target_size_base"]),
-                long_filled_base=Decimal(row["long_size_base"]),
-                short_filled_base=Decimal(row["short_size_base"]),
-                tolerance_base=Decimal(row.get("tolerance_base") or "0"),
-                exit_reason=row.get("exit_reason"),
+                row.state,
+                position_id=row.id,
+                symbol=row.symbol,
+                long_venue=row.long_venue,
+                short_venue=row.short_venue,
+                target_size_base=row.target_size_base,
+                long_filled_base=legs[LegSide.LONG],
+                short_filled_base=legs[LegSide.SHORT],
+                tolerance_base=self._tolerance_base(row.symbol, row.long_venue, row.short_venue),
+                exit_reason=row.exit_reason,
             )
             self.positions[pos.position_id] = pos
-            for order in await self.store.orders_for_position(pos.position_id):
-                self.orders[order["client_order_id"]] = OrderMeta(
+            self.fees_usd[pos.position_id] = sum((f.fee_usd for f in fills), ZERO)
+            for order in orders:
+                self.orders[order.client_order_id] = OrderMeta(
                     position_id=pos.position_id,
-                    leg=LegSide(order["leg"]),
-                    purpose=order["purpose"],
-                    venue=order["venue"],
-                    status=order["status"],
+                    leg=order.leg,
+                    purpose=order.purpose.value,
+                    venue=order.request.venue,
+                    status=order.status.value if order.status is not None else UNKNOWN_STATUS,
                 )
-                key = (pos.position_id, order["purpose"], LegSide(order["leg"]))
-                self._attempts[key] = max(self._attempts.get(key, -1), int(order["attempt"]))
+                key = (pos.position_id, order.purpose.value, order.leg)
+                self._attempts[key] = max(self._attempts.get(key, -1), order.attempt)
         return len(rows)
 
     # ------------------------------------------------------------------ sending
@@ -576,12 +608,12 @@ class TradingEngine:
         self, pos: PositionFsm, leg: LegSide, req: OrderRequest, purpose: str, stamps: list[int] | None = None
     ) -> None:
         if req.client_order_id not in self.orders:
-            await self.store.insert_order(self._order_row(pos.position_id, leg, purpose, req, self.clock.now_ms()))
+            await self.store.insert_order_intent(self._intent(pos.position_id, leg, purpose, req, self.clock.now_ms()))
             self._remember(req, pos.position_id, leg, purpose)
         intent = OrderIntent(
-            kind=purpose,
+            kind=IntentKind(purpose),
             reduces_exposure=req.reduce_only or purpose in ("repair", "unwind", "close"),
-            emergency=purpose in ("repair", "unwind") or pos.exit_reason in ("shutdown", "manual_flatten"),
+            emergency=purpose in ("repair", "unwind") or pos.position_id in self._emergency_exits,
         )
         decision = self._gate(intent)
         if not decision.allowed:
@@ -629,17 +661,32 @@ class TradingEngine:
         return UNKNOWN_STATUS
 
     async def _apply_report(self, pos: PositionFsm, leg: LegSide, report: OrderReport) -> None:
-        for fill in report.fills:
-            if await self.store.record_fill(fill, pos.position_id, leg.value):
+        now_ms = self.clock.now_ms()
+        meta = self.orders.get(report.client_order_id)
+        if meta is not None:
+            meta.status = report.status.value
+
+        def write(s: Any) -> list[Fill]:
+            # Fills (deduplicated by venue trade id), the order's status and the legs: one transaction.
+            new = [fill for fill in report.fills if s.record_fill(fill)]
+            s.update_order_status(report.client_order_id, report.status, now_ms, filled_base=report.filled_base,
+                                  avg_price=report.avg_price, venue_order_id=report.venue_order_id,
+                                  reason=report.reason)
+            long_base, short_base = pos.long_filled_base, pos.short_filled_base
+            for fill in new:
                 delta = fill.size_base if fill.side is leg.open_side else -fill.size_base
-                pos.apply_leg_delta(leg, delta)
+                if leg is LegSide.LONG:
+                    long_base += delta
+                else:
+                    short_base += delta
+            s.update_position(pos.position_id, now_ms, long_size_base=long_base, short_size_base=short_base)
+            return new
+
+        for fill in await self.store.run(write):
+            delta = fill.size_base if fill.side is leg.open_side else -fill.size_base
+            pos.apply_leg_delta(leg, delta)
+            self.fees_usd[pos.position_id] = self.fees_usd.get(pos.position_id, ZERO) + fill.fee_usd
         self._track_unhedged(pos)
-        await self._mark_order(report.client_order_id, report.status.value, report.filled_base, report.avg_price, report.reason)
-        await self.store.update_position(pos.position_id, {
-            "long_size_base": pos.long_filled_base,
-            "short_size_base": pos.short_filled_base,
-            "updated_at_ts_ms": self.clock.now_ms(),
-        })
 
     def _track_unhedged(self, pos: PositionFsm) -> None:
         exposed = abs(pos.long_filled_base - pos.short_filled_base) > pos.tolerance_base
@@ -656,16 +703,14 @@ class TradingEngine:
             self._on_unhedged_window(pos.position_id, window_ms)
 
     async def _mark_order(self, cid: str, status: str, filled: Decimal, avg: Decimal | None, reason: str | None) -> None:
+        """Record an answer that came from us, not the venue (denied, not found, or still unknown)."""
         meta = self.orders.get(cid)
         if meta is not None:
             meta.status = status
-        await self.store.update_order(cid, {
-            "status": status,
-            "filled_base": filled,
-            "avg_price": avg,
-            "reason": reason,
-            "updated_at_ts_ms": self.clock.now_ms(),
-        })
+        if status == UNKNOWN_STATUS:
+            return  # stays pending in the database: a restart looks it up by client order id
+        await self.store.update_order_status(cid, OrderStatus(status), self.clock.now_ms(),
+                                             filled_base=filled, avg_price=avg, reason=reason)
 
     # ------------------------------------------------------------------ helpers
     def _order(
@@ -722,74 +767,49 @@ class TradingEngine:
     def _legs_text(pos: PositionFsm) -> str:
         return f"long {pos.long_filled_base} / short {pos.short_filled_base} of {pos.target_size_base}"
 
-    def _position_row(self, pos: PositionFsm, notional: Decimal, details: dict[str, Any], now_ms: int) -> dict[str, Any]:
-        return {
-            "id": pos.position_id,
-            "symbol": pos.symbol,
-            "long_venue": pos.long_venue,
-            "short_venue": pos.short_venue,
-            "state": pos.state,
-            "target_size_base": pos.target_size_base,
-            "long_size_base": pos.long_filled_base,
-            "short_size_base": pos.short_filled_base,
-            "tolerance_base": pos.tolerance_base,
-            "notional_usd": notional,
-            "entry_details": details,
-            "opened_at_ts_ms": now_ms,
-            "created_at_ts_ms": now_ms,
-            "updated_at_ts_ms": now_ms,
-        }
-
-    def _order_row(self, position_id: str, leg: LegSide, purpose: str, req: OrderRequest, now_ms: int) -> dict[str, Any]:
-        attempt = self._cid_attempt.get(req.client_order_id, 0)
-        return {
-            "client_order_id": req.client_order_id,
-            "position_id": position_id,
-            "leg": leg.value,
-            "purpose": purpose,
-            "attempt": attempt,
-            "venue": req.venue,
-            "symbol": req.symbol,
-            "side": req.side.value,
-            "size_base": req.size_base,
-            "order_type": req.order_type.value,
-            "limit_price": req.limit_price,
-            "reduce_only": req.reduce_only,
-            "status": "intent",
-            "filled_base": ZERO,
-            "created_at_ts_ms": now_ms,
-            "updated_at_ts_ms": now_ms,
-        }
+    def _intent(self, position_id: str, leg: LegSide, purpose: str, req: OrderRequest, now_ms: int) -> StoredOrderIntent:
+        return StoredOrderIntent(
+            request=req,
+            purpose=OrderPurpose(purpose),
+            created_at_ts_ms=now_ms,
+            position_id=position_id,
+            leg=leg,
+            attempt=self._cid_attempt.get(req.client_order_id, 0),
+        )
 
     async def _persist(self, pos: PositionFsm, *, closed: bool = False) -> None:
         now_ms = self.clock.now_ms()
         fields: dict[str, Any] = {
-            "state": pos.state,
+            "state": str(pos.state.value if hasattr(pos.state, "value") else pos.state),
             "target_size_base": pos.target_size_base,
             "long_size_base": pos.long_filled_base,
             "short_size_base": pos.short_filled_base,
             "exit_reason": pos.exit_reason,
-            "updated_at_ts_ms": now_ms,
         }
         if closed:
             fields["closed_at_ts_ms"] = now_ms
         for phase in ("entry", "exit"):
             if (pos.position_id, phase) in self.unhedged_ms:
-                fields[f"unhedged_ms_{phase}"] = round(self.unhedged_ms[(pos.position_id, phase)], 3)
-        await self.store.update_position_and_transitions(pos.position_id, fields, self._stamp(pos.drain_transitions(), now_ms))
+                fields[f"unhedged_ms_{phase}"] = round(self.unhedged_ms[(pos.position_id, phase)])
+        transitions = self._stamp(pos.drain_transitions(), now_ms)
+        await self.store.update_position_with_transitions(pos.position_id, now_ms, transitions, **fields)
+        self._log_transitions(transitions)
 
     @staticmethod
     def _stamp(records: list[Any], now_ms: int) -> list[Any]:
-        return [r if getattr(r, "ts_ms", None) else _with_ts(r, now_ms) for r in records]
+        return [r if r.ts_ms is not None else r.stamped(now_ms) for r in records]
+
+    @staticmethod
+    def _log_transitions(records: list[Any]) -> None:
+        for r in records:
+            logger.bind(kind="transition", machine=r.entity, entity_id=r.entity_id, source=r.source, dest=r.dest,
+                        trigger=r.trigger, reason=r.reason, ts_ms=r.ts_ms).info(
+                f"{r.entity} {r.entity_id}: {r.source} -> {r.dest} ({r.trigger}: {r.reason})")
 
     async def _event(self, kind: str, entity_id: str | None, severity: str, message: str,
                      details: dict[str, Any] | None = None) -> None:
-        logger.bind(event=kind, position_id=entity_id).log(severity.upper() if severity != "warning" else "WARNING", message)
-        await self.store.record_event(self.clock.now_ms(), kind, entity_id, severity, message, details or {})
-
-
-def _with_ts(record: Any, now_ms: int) -> Any:
-    from dataclasses import replace
-
-    return replace(record, ts_ms=now_ms)
+        level = {"critical": "CRITICAL", "error": "ERROR", "warning": "WARNING"}.get(severity, "INFO")
+        logger.bind(kind="event", event=kind, entity_id=entity_id).log(level, message)
+        await self.store.record_event(EventRecord(self.clock.now_ms(), kind, Severity(severity), message,
+                                                  entity_id, details or None))
 

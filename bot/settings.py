@@ -59,17 +59,17 @@ class SimSection(_Section):
 
 class StrategySection(_Section):
     notional_usd_per_position: PositiveDecimal = Decimal("1000")
-    horizon_hours: PositiveDecimal = Decimal("24")
-    min_expected_net_usd: Decimal = Field(default=Decimal("0.50"), allow_inf_nan=False)
+    horizon_hours: PositiveDecimal = Decimal("72")
+    min_expected_net_usd: Decimal = Field(default=Decimal("0.25"), allow_inf_nan=False)
     max_positions: int = Field(default=3, ge=1, le=500)
     execution: Literal["taker"] = "taker"
     loop_interval_seconds: float = Field(default=60.0, gt=0)
 
 
 class ExitSection(_Section):
-    take_profit_usd: PositiveDecimal = Decimal("25")
-    min_hold_hours: NonNegativeDecimal = Decimal("2")
-    max_hold_hours: PositiveDecimal = Decimal("24")
+    take_profit_usd: PositiveDecimal = Decimal("5")
+    min_hold_hours: NonNegativeDecimal = Decimal("4")
+    max_hold_hours: PositiveDecimal = Decimal("72")
     spread_erosion_fraction: Fraction = Decimal("0.25")
     ev_horizon_hours: PositiveDecimal = Decimal("8")
     liquidation_buffer_pct: NonNegativeDecimal = Decimal("5")
@@ -79,7 +79,7 @@ class ExitSection(_Section):
 
 
 class RiskSection(_Section):
-    max_breakeven_hours: PositiveDecimal = Decimal("12")
+    max_breakeven_hours: PositiveDecimal = Decimal("48")
     max_notional_per_venue_usd: PositiveDecimal = Decimal("5000")
     max_notional_total_usd: PositiveDecimal = Decimal("10000")
     max_leverage: PositiveDecimal = Decimal("3")

@@ -1,0 +1,471 @@
+"""The paper application: the simulated market, the paper executor and the engine, wired together.
+
+The live application differs only in the MarketSource and the Executor; everything the
+supervisor drives (strategy, reconciliation, breakers, shutdown) is shared.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import TextIO
+
+import anyio
+from loguru import logger
+
+from bot.clock import ScaledClock, iso_utc
+from bot.domain import ZERO, MarketSnapshot
+from bot.engine import EngineConfig, TradingEngine
+from bot.market_view import take_snapshot
+from bot.settings import Settings
+from bot.strategy import AccountView, HeldView, StrategyParams, best_opportunity, plan_entry, plan_exits
+from machines.bot import BotFsm, BotState
+from machines.errors import FsmError
+from machines.position import PositionState
+from paper.executor import PaperExecutor
+from paper.fault_injection import FaultPlan
+from paper.sim_market import SimulatedMarket
+from paper.venue_store import VenueStore, venue_store_path_for
+from risk.breakers import BoardUpdate, BreakerBoard, BreakerSettings
+from risk.entry_gates import EntryLimits
+from risk.exit_rules import ExitLimits
+from risk.trading_state import GateDecision, OrderIntent, TradingState, gate_order
+from storage import AsyncStorage, EventRecord, Severity
+
+CONTROL_HALT_KEY = "control.halt"
+CONTROL_FLATTEN_KEY = "control.flatten"
+MS_PER_HOUR = 3_600_000
+
+
+@dataclass(frozen=True, slots=True)
+class PaperOptions:
+    seed: int
+    speed: float
+    db_path: Path
+    start_ts_ms: int
+
+
+def strategy_params(settings: Settings) -> StrategyParams:
+    """Entry and exit limits from settings (hours/minutes converted to ms)."""
+    strat, risk, ex = settings.strategy, settings.risk, settings.exit
+    return StrategyParams(
+        notional_usd=strat.notional_usd_per_position,
+        horizon_hours=strat.horizon_hours,
+        max_quote_age_ms=int(settings.market.max_quote_age_seconds * 1000),
+        estimated_slippage_bps=settings.scan.estimated_slippage_bps,
+        entry=EntryLimits(
+            min_expected_net_usd=strat.min_expected_net_usd,
+            max_breakeven_hours=risk.max_breakeven_hours,
+            max_positions=strat.max_positions,
+            max_notional_per_position_usd=strat.notional_usd_per_position * Decimal("1.1"),
+            max_notional_per_venue_usd=risk.max_notional_per_venue_usd,
+            max_notional_total_usd=risk.max_notional_total_usd,
+            max_leverage=risk.max_leverage,
+            min_free_margin_usd=risk.min_free_margin_usd,
+            max_quote_age_ms=int(settings.market.max_quote_age_seconds * 1000),
+            max_slippage_bps=risk.max_slippage_bps,
+            allow_symbols=frozenset(risk.allow_symbols),
+            deny_symbols=frozenset(risk.deny_symbols),
+            pair_cooldown_ms=int(risk.pair_cooldown_minutes * 60_000),
+        ),
+        exit=ExitLimits(
+            liquidation_buffer_pct=ex.liquidation_buffer_pct,
+            max_delta_drift_pct=ex.max_delta_drift_pct,
+            take_profit_usd=ex.take_profit_usd,
+            min_hold_ms=int(ex.min_hold_hours * MS_PER_HOUR),
+            spread_erosion_fraction=ex.spread_erosion_fraction,
+            max_hold_ms=int(ex.max_hold_hours * MS_PER_HOUR),
+            ev_horizon_hours=ex.ev_horizon_hours,
+            rotation_min_gain_usd=ex.rotation_min_gain_usd,
+            rotation_cooldown_ms=int(ex.rotation_cooldown_hours * MS_PER_HOUR),
+        ),
+    )
+
+
+def breaker_settings(settings: Settings) -> BreakerSettings:
+    risk = settings.risk
+    return BreakerSettings(
+        venue_failure_threshold=risk.venue_error_threshold,
+        venue_max_error_rate=risk.venue_error_rate,
+        venue_error_window_ms=int(risk.venue_error_window_seconds * 1000),
+        venue_error_min_samples=risk.venue_error_threshold,
+        venue_cooldown_ms=int(risk.venue_cooldown_seconds * 1000),
+        stale_quote_max_age_ms=int(risk.stale_data_seconds * 1000),
+        max_drawdown_pct=risk.max_drawdown_pct,
+        unhedged_limit_ms=risk.max_unhedged_ms,
+    )
+
+
+class PaperApp:
+    """Everything the supervisor drives, on the built-in simulated market."""
+
+    def __init__(self, settings: Settings, options: PaperOptions, status_out: TextIO = sys.stdout) -> None:
+        self.settings = settings
+        self.options = options
+        self.status_out = status_out
+        self.clock = ScaledClock(options.start_ts_ms, options.speed)
+        self.params = strategy_params(settings)
+        self.market = SimulatedMarket(_sim_config(settings), options.seed, options.start_ts_ms)
+        self.store: AsyncStorage | None = None
+        self.venue_store: VenueStore | None = None
+        self.executor: PaperExecutor | None = None
+        self.engine: TradingEngine | None = None
+        self.bot = BotFsm()
+        self.board = BreakerBoard.create(self.market.venues(), breaker_settings(settings))
+        self.failed_entries: dict[tuple[str, str, str], int] = {}
+        self.entry_info: dict[str, tuple[Decimal, int, Decimal]] = {}
+        self._stopping = False
+        self._equity_cache: dict[str, Decimal] = {}
+        self._pending_events: list[tuple[str, str, str, str | None, dict | None]] = []
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        settings = self.settings
+        self.options.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self.store = await AsyncStorage.open(self.options.db_path)
+        self.venue_store = VenueStore.open(venue_store_path_for(self.options.db_path))
+        self.market.advance_to(self.clock.now_ms())
+        faults = settings.paper.faults
+        self.executor = PaperExecutor(
+            self.market,
+            self.market.fee_schedules(),
+            store=self.venue_store,
+            latency_s=settings.paper.latency_ms / 1000,
+            clock_now_ms=self.clock.now_ms,
+            faults=FaultPlan(
+                seed=faults.seed,
+                reject_probability=faults.reject_probability,
+                timeout_probability=faults.timeout_probability,
+                partial_fill_probability=faults.partial_fill_probability,
+                latency_spike_probability=faults.latency_spike_probability,
+                latency_spike_s=faults.latency_spike_seconds,
+                venue_down_probability=faults.venue_outage_probability,
+                venue_down_s=settings.risk.venue_cooldown_seconds,
+            ),
+            starting_balance_usd=settings.paper.starting_balance_usd,
+            # Latency elapses on the simulated clock, so network delay keeps its real proportion to
+            # market motion at any --speed (at speed 1 it is wall time).
+            sleep=self.clock.sleep,
+        )
+        ex = settings.execution
+        self.engine = TradingEngine(
+            executor=self.executor,
+            store=self.store,
+            clock=self.clock,
+            config=EngineConfig(
+                leg_timeout_s=ex.leg_timeout_seconds,
+                repair_attempts=ex.repair_attempts,
+                repair_widen_bps=ex.repair_widen_bps,
+                max_slippage_bps=settings.risk.max_slippage_bps,
+                hedge_tolerance_lots=ex.hedge_tolerance_lots,
+                orphan_policy=settings.reconcile.orphan_policy,
+            ),
+            book=self.market.book,
+            instrument=self.market.instrument,
+            gate=self.gate,
+            on_unhedged_window=self._on_unhedged_window,
+            on_venue_result=self._on_venue_result,
+            known_venues=self.market.venues(),
+        )
+        await self.bot_transition("recover", "start-up reconciliation")
+        restored = await self.engine.restore()
+        for record in await self.store.load_open_positions():
+            self.entry_info[record.id] = self._entry_info(record)
+        findings = await self.engine.reconcile()
+        await self.event("startup", "info",
+                         f"paper bot started: {restored} position(s) restored, {len(findings)} reconciliation finding(s); "
+                         f"sim start {iso_utc(self.options.start_ts_ms)}, speed x{self.options.speed:g}, seed {self.options.seed}")
+        halt = await self.store.get_kv(CONTROL_HALT_KEY)
+        if halt:
+            self._apply_board(self.board.kill(self.clock.now_ms(), halt))
+        await self._sync_bot_state()
+
+    async def close(self) -> None:
+        if self.store is not None:
+            await self.store.aclose()
+        if self.venue_store is not None:
+            self.venue_store.close()
+
+    # ------------------------------------------------------------------ loops
+    async def feed_loop(self) -> None:
+        step_s = self.settings.sim.step_seconds
+        while True:
+            await self.clock.sleep(step_s)
+            await self.feed_step()
+
+    async def feed_step(self) -> None:
+        """Advance the simulated market to now: settle funding, match resting orders, feed breakers."""
+        assert self.executor is not None and self.engine is not None
+        now = self.clock.now_ms()
+        for settlement in self.market.advance_to(now):
+            payments = self.executor.settle_funding(settlement)
+            await self.engine.record_funding(payments)
+        self.executor.match_resting()
+        for quote in self.market.quotes():
+            self._apply_board(self.board.record_quote(quote.venue, quote.ts_ms, now))
+
+    async def strategy_loop(self) -> None:
+        while True:
+            await self.strategy_step()
+            await self.clock.sleep(self.settings.strategy.loop_interval_seconds)
+
+    async def strategy_step(self) -> None:
+        """One pass: exits first (they free capacity and reduce risk), then at most one entry."""
+        assert self.engine is not None and self.executor is not None
+        snapshot = take_snapshot(self.market, self.clock.now_ms())
+        self._apply_board(self.board.tick(snapshot.now_ts_ms))
+        await self._record_equity(snapshot)
+        held = self.held_views()
+        best = best_opportunity(snapshot, self.params) if held else None
+        for planned in plan_exits(snapshot, held, self.params, best):
+            pos = self.engine.positions[planned.position_id]
+            await self.bot_transition("start_close", f"{pos.symbol}: {planned.decision.reason.value}")
+            with anyio.CancelScope(shield=True):
+                await self.engine.close_position(pos, planned.decision.reason.value, planned.decision.detail,
+                                                 emergency=planned.decision.is_emergency)
+            await self._sync_bot_state()
+        await self._sync_bot_state()
+        if self._stopping or not self.bot.allows_entries:
+            return
+        planned_entry, denied = plan_entry(snapshot, self.held_views(include_unhedged=True), self._account_view(),
+                                           self.params)
+        if planned_entry is None:
+            if denied:
+                top = denied[0]
+                logger.bind(kind="entry_denied", symbol=top.opportunity.symbol).debug(
+                    f"best candidate denied: {', '.join(d.code.value for d in top.decision.denials)}")
+            return
+        await self._enter(planned_entry.opportunity)
+
+    async def _enter(self, opp) -> None:
+        assert self.engine is not None
+        size = opp.size_base
+        if size is None or size <= 0:
+            return
+        await self.bot_transition("begin_open", f"{opp.symbol} long {opp.long_venue} / short {opp.short_venue}")
+        reason = (f"expected net {opp.expected_net:.4f} USD over {opp.horizon_hours}h "
+                  f"(spread {opp.spread_hourly:.8f}/h, costs {opp.costs:.4f})")
+        with anyio.CancelScope(shield=True):
+            pos = await self.engine.open_position(opp, size, reason)
+        self.entry_info[pos.position_id] = (opp.spread_hourly, self.clock.now_ms(), opp.notional_usd)
+        if pos.state == PositionState.CLOSED or (pos.state != PositionState.MONITORING and pos.is_flat):
+            self.failed_entries[(opp.symbol, opp.long_venue, opp.short_venue)] = self.clock.now_ms()
+        await self._sync_bot_state()
+
+    async def reconcile_loop(self) -> None:
+        while True:
+            await self.clock.sleep(self.settings.reconcile.interval_seconds)
+            await self.reconcile_step()
+
+    async def reconcile_step(self) -> None:
+        assert self.engine is not None
+        findings = await self.engine.reconcile()
+        for finding in findings:
+            await self.event(f"reconcile_{finding.kind}", "warning",
+                             f"{finding.venue} {finding.symbol}: expected {finding.expected_base}, venue {finding.actual_base}")
+        await self._sync_bot_state()
+
+    async def status_loop(self) -> None:
+        interactive = self.status_out.isatty()
+        while True:
+            await anyio.sleep(self.settings.bot.status_interval_seconds)
+            line = await self.status_line()
+            if interactive:
+                self.status_out.write("\r\x1b[2K" + line)
+            else:
+                self.status_out.write(line + "\n")
+            self.status_out.flush()
+
+    async def status_line(self) -> str:
+        assert self.engine is not None
+        funding = sum(self.engine.funding_usd.values(), ZERO)
+        fees = sum(self.engine.fees_usd.values(), ZERO)
+        open_count = len(self.engine.active_positions())
+        closed = len(self.engine.positions) - open_count
+        return (f"[{iso_utc(self.clock.now_ms())[:19]}Z] bot={self.bot.state.value} "
+                f"trading={self.board.trading_state().value} open={open_count} closed={closed} "
+                f"funding=${funding:.2f} fees=${fees:.2f} net=${funding - fees:.2f}")
+
+    # ------------------------------------------------------------------ control
+    async def poll_control(self) -> str | None:
+        """Apply halt/resume/flatten requests written by ``python -m bot halt|resume|flatten``."""
+        assert self.store is not None
+        halt = await self.store.get_kv(CONTROL_HALT_KEY)
+        manual_open = any(reason.startswith("manual") for reason in self.board.global_open())
+        now = self.clock.now_ms()
+        if halt and not manual_open:
+            self._apply_board(self.board.kill(now, halt))
+            await self.event("halt", "warning", f"manual halt: {halt}")
+        elif not halt and manual_open:
+            self._apply_board(self.board.resume(now, "manual resume"))
+            await self.event("resume", "info", "manual halt cleared")
+        await self._sync_bot_state()
+        flatten = await self.store.get_kv(CONTROL_FLATTEN_KEY)
+        if flatten:
+            await self.store.set_kv(CONTROL_FLATTEN_KEY, "", now)
+            await self.event("manual_flatten", "warning", "manual flatten requested")
+            return "flatten"
+        return None
+
+    def gate(self, intent: OrderIntent) -> GateDecision:
+        state = TradingState.HALTED if self._stopping and intent.kind == "open" else self.board.trading_state()
+        return gate_order(state, intent)
+
+    async def flatten(self, reason: str) -> None:
+        assert self.engine is not None
+        if reason == "shutdown":
+            self._stopping = True
+        await self.engine.flatten_all(reason)
+        await self._sync_bot_state()
+
+    async def verify_flat(self) -> bool:
+        return not await self.remaining_exposure()
+
+    async def remaining_exposure(self) -> dict[str, str]:
+        """Non-zero venue positions plus positions the bot still holds open."""
+        assert self.executor is not None and self.engine is not None
+        remaining: dict[str, str] = {}
+        try:
+            for p in await self.executor.positions(None):
+                if p.size_base != 0:
+                    remaining[f"{p.venue}:{p.symbol}"] = str(p.size_base)
+        except Exception as exc:  # the venue could not be asked: that is not flat
+            remaining["venues"] = f"unreachable ({exc})"
+        for pos in self.engine.active_positions():
+            remaining[f"position:{pos.position_id}"] = pos.state.value
+        return remaining
+
+    async def event(self, kind: str, severity: str, message: str) -> None:
+        assert self.store is not None
+        level = {"critical": "CRITICAL", "error": "ERROR", "warning": "WARNING"}.get(severity, "INFO")
+        logger.bind(kind="event", event=kind).log(level, message)
+        await self.store.record_event(EventRecord(self.clock.now_ms(), kind, Severity(severity), message))
+
+    async def bot_transition(self, trigger: str, reason: str) -> None:
+        """Fire a bot-machine trigger if legal from the current state; persist and log it."""
+        if not getattr(self.bot, f"may_{trigger}")():
+            return
+        try:
+            getattr(self.bot, trigger)(reason=reason)
+        except FsmError as exc:
+            logger.bind(kind="bot_transition_refused").debug(str(exc))
+            return
+        await self._persist_bot()
+
+    # ------------------------------------------------------------------ helpers
+    def held_views(self, *, include_unhedged: bool = False) -> list[HeldView]:
+        """Views of hedged positions (for exits); with ``include_unhedged`` every active one (for
+        the entry gates' exposure and one-position-per-symbol rule)."""
+        assert self.engine is not None
+        views = []
+        for pos in self.engine.active_positions():
+            if pos.state != PositionState.MONITORING and not include_unhedged:
+                continue
+            spread, entry_ts, notional = self.entry_info.get(pos.position_id, (ZERO, self.clock.now_ms(), ZERO))
+            views.append(HeldView(
+                position_id=pos.position_id,
+                symbol=pos.symbol,
+                long_venue=pos.long_venue,
+                short_venue=pos.short_venue,
+                size_base=max(pos.long_filled_base, pos.short_filled_base, pos.target_size_base),
+                entry_spread_hourly=spread,
+                entry_ts_ms=entry_ts,
+                notional_usd=notional,
+                accrued_funding_usd=self.engine.funding_usd.get(pos.position_id, ZERO),
+                fees_paid_usd=self.engine.fees_usd.get(pos.position_id, ZERO),
+            ))
+        return views
+
+    def _account_view(self) -> AccountView:
+        assert self.executor is not None
+        equity = self._equity_cache
+        return AccountView(
+            trading_state=self.board.trading_state(),
+            equity_by_venue_usd=equity,
+            venue_breakers_open=self.board.open_venues(),
+            failed_entry_ts_ms=dict(self.failed_entries),
+        )
+
+    async def _record_equity(self, snapshot: MarketSnapshot) -> None:
+        assert self.executor is not None
+        try:
+            balances = await self.executor.balances_usd()
+        except Exception as exc:  # a venue that cannot report equity blocks entries via the gates
+            logger.bind(kind="equity_unavailable").warning(f"balances unavailable: {exc}")
+            return
+        self._equity_cache = dict(balances)
+        total = sum(balances.values(), ZERO)
+        self._apply_board(self.board.record_equity(total, snapshot.now_ts_ms))
+
+    def _entry_info(self, record) -> tuple[Decimal, int, Decimal]:
+        return (record.entry_spread_hourly or ZERO, record.opened_at_ts_ms or record.created_at_ts_ms,
+                record.notional_usd)
+
+    def _on_unhedged_window(self, position_id: str, window_ms: float) -> None:
+        self._apply_board(self.board.record_unhedged_window(int(window_ms), self.clock.now_ms(),
+                                                            f"position {position_id}"))
+        self._pending_events.append(("unhedged_window", "info",
+                                     f"position {position_id} unhedged for {window_ms:.3f} ms", position_id,
+                                     {"window_ms": f"{window_ms:.3f}"}))
+
+    def _on_venue_result(self, venue: str, ok: bool) -> None:
+        now = self.clock.now_ms()
+        update = self.board.record_venue_success(venue, now) if ok else self.board.record_venue_failure(venue, now)
+        self._apply_board(update)
+
+    def _apply_board(self, update: BoardUpdate) -> None:
+        self.board = update.board
+        for ev in update.events:
+            self._pending_events.append((ev.kind, "warning", f"{ev.breaker}: {ev.from_state} -> {ev.to_state} ({ev.reason})",
+                                         None, {"breaker": ev.breaker, "from": str(ev.from_state), "to": str(ev.to_state)}))
+
+    async def _flush_events(self) -> None:
+        assert self.store is not None
+        pending, self._pending_events = self._pending_events, []
+        for kind, severity, message, entity_id, details in pending:
+            logger.bind(kind="event", event=kind).log(severity.upper(), message)
+            await self.store.record_event(EventRecord(self.clock.now_ms(), kind, Severity(severity), message,
+                                                      entity_id, details))
+
+    async def _sync_bot_state(self) -> None:
+        """Move the bot machine to match the breakers and positions."""
+        await self._flush_events()
+        if self.bot.state in (BotState.STOPPING, BotState.STOPPED):
+            return
+        trading = self.board.trading_state()
+        if trading is not TradingState.ACTIVE or self._stopping:
+            if self.bot.state is not BotState.HALTED:
+                await self.bot_transition("halt", "; ".join(self.board.global_open()) or trading.value)
+            return
+        if self.bot.state is BotState.HALTED:
+            await self.bot_transition("resume", "breakers closed")
+        assert self.engine is not None
+        open_count = len(self.engine.active_positions())
+        target = "monitor" if open_count >= self.settings.strategy.max_positions else "scan"
+        if (target == "monitor" and self.bot.state is not BotState.MONITORING) or (
+                target == "scan" and self.bot.state is not BotState.SCANNING):
+            await self.bot_transition(target, f"{open_count} open of {self.settings.strategy.max_positions}")
+
+    async def _persist_bot(self) -> None:
+        assert self.store is not None
+        now = self.clock.now_ms()
+        records = [r.stamped(now) for r in self.bot.drain_transitions()]
+        store = self.store
+
+        def write(s) -> None:
+            s.record_transitions(records)
+            s.set_bot_state(self.bot.state.value, now)
+
+        await store.run(write)
+        TradingEngine._log_transitions(records)
+
+
+def _sim_config(settings: Settings):
+    from paper.sim_market import SimMarketConfig
+
+    sim = settings.sim
+    return SimMarketConfig(venues=tuple(sim.venues), symbol_count=sim.symbols, step_seconds=sim.step_seconds)
+
+

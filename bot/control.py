@@ -1,0 +1,36 @@
+"""``python -m bot halt | resume | flatten``: operator commands to a running bot.
+
+The command is written into the bot's database (the ``kv`` table); the running bot polls it
+every 0.25 s wall time and records what it did as events. A halt also survives a restart.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from bot.app import CONTROL_FLATTEN_KEY, CONTROL_HALT_KEY
+from bot.clock import iso_utc, utc_now_ms
+from bot.report import open_existing, resolve_db
+from bot.settings import Settings
+from storage import EventRecord, Severity
+
+
+def run_control(args: argparse.Namespace, settings: Settings) -> int:
+    db = resolve_db(args, settings)
+    storage = open_existing(db)
+    now = utc_now_ms()
+    try:
+        if args.command == "halt":
+            storage.set_kv(CONTROL_HALT_KEY, f"manual: {args.reason}", now)
+            message = f"halt requested: {args.reason} (no new entries; only cancels and emergency closes)"
+        elif args.command == "resume":
+            storage.set_kv(CONTROL_HALT_KEY, "", now)
+            message = "resume requested: the manual halt is cleared"
+        else:
+            storage.set_kv(CONTROL_FLATTEN_KEY, iso_utc(now), now)
+            message = "flatten requested: every position will be closed (reason manual_flatten)"
+        storage.record_event(EventRecord(now, f"control_{args.command}", Severity.WARNING, message))
+    finally:
+        storage.close()
+    print(f"{message}; written to {db}")
+    return 0

@@ -1,0 +1,191 @@
+"""``python -m bot report`` and ``python -m bot postmortem``: read-only views of a bot database.
+
+Numbers are exact Decimals printed as strings in JSON. ``open_exposure`` is read from the
+venues' own state (for paper: the paper venues' database), not from the bot's view, so a
+position the bot lost track of still shows up there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from bot.clock import iso_utc
+from bot.domain import ZERO
+from bot.errors import UserInputError
+from bot.settings import Settings
+from paper.venue_store import read_open_positions, venue_store_path_for
+from storage import Storage
+
+
+def resolve_db(args: argparse.Namespace, settings: Settings) -> Path:
+    """The database a read command looks at: --db, else the paper (or --live) default."""
+    db = getattr(args, "db", None)
+    if db is not None:
+        return Path(db)
+    return settings.bot.live_db_path if getattr(args, "live", False) else settings.bot.paper_db_path
+
+
+def open_existing(path: Path) -> Storage:
+    if not path.exists():
+        raise UserInputError(f"no database at {path} (run python -m bot --paper first, or pass --db PATH)")
+    return Storage.open(path)
+
+
+def build_report(storage: Storage, venue_db: Path) -> dict[str, Any]:
+    """Positions with money totals, bot-wide totals, open exposure, breakers and unhedged windows."""
+    positions = []
+    totals = {"funding_usd": ZERO, "fees_usd": ZERO, "realized_pnl_usd": ZERO}
+    for record in storage.list_positions():
+        money = storage.position_totals(record.id)
+        row = {
+            "id": record.id,
+            "symbol": record.symbol,
+            "long_venue": record.long_venue,
+            "short_venue": record.short_venue,
+            "state": record.state,
+            "size_base": str(record.target_size_base),
+            "opened_at": iso_utc(record.opened_at_ts_ms) if record.opened_at_ts_ms else None,
+            "closed_at": iso_utc(record.closed_at_ts_ms) if record.closed_at_ts_ms else None,
+            "exit_reason": record.exit_reason,
+            "funding_usd": str(money.funding_usd),
+            "fees_usd": str(money.fees_usd),
+            "price_pnl_usd": None if money.price_pnl_usd is None else str(money.price_pnl_usd),
+            "realized_pnl_usd": None if money.realized_pnl_usd is None else str(money.realized_pnl_usd),
+        }
+        positions.append(row)
+        totals["funding_usd"] += money.funding_usd
+        totals["fees_usd"] += money.fees_usd
+        if money.realized_pnl_usd is not None:
+            totals["realized_pnl_usd"] += money.realized_pnl_usd
+    exposure: dict[str, dict[str, str]] = {}
+    for venue_position in read_open_positions(venue_db):
+        if venue_position.size_base != 0:
+            exposure.setdefault(venue_position.venue, {})[venue_position.symbol] = str(venue_position.size_base)
+    events = storage.list_events()
+    windows = sorted(Decimal(e.details["window_ms"]) for e in events
+                     if e.kind == "unhedged_window" and e.details and "window_ms" in e.details)
+    breakers: dict[str, dict[str, str]] = {}
+    halts = []
+    for e in events:
+        if e.kind.startswith("breaker_") and e.details:
+            breakers[e.details.get("breaker", "?")] = {"state": e.details.get("to", "?"), "since": iso_utc(e.ts_ms),
+                                                       "reason": e.message}
+        if e.kind in ("halt", "resume"):
+            halts.append({"at": iso_utc(e.ts_ms), "kind": e.kind, "reason": e.message})
+    state = storage.get_bot_state()
+    return {
+        "bot_state": state.state if state else None,
+        "positions": positions,
+        "totals": {
+            "positions": len(positions),
+            "open_positions": sum(1 for p in positions if p["state"] != "closed"),
+            **{k: str(v) for k, v in totals.items()},
+        },
+        "open_exposure": exposure,
+        "breakers": breakers,
+        "halts": halts,
+        "unhedged_window_ms": _distribution(windows),
+    }
+
+
+def _distribution(values: list[Decimal]) -> dict[str, Any]:
+    if not values:
+        return {"count": 0}
+    def pct(p: int) -> str:
+        return str(values[min(len(values) - 1, (len(values) * p) // 100)])
+    return {"count": len(values), "p50": pct(50), "p99": pct(99), "max": str(values[-1])}
+
+
+def run_report(args: argparse.Namespace, settings: Settings) -> int:
+    db = resolve_db(args, settings)
+    storage = open_existing(db)
+    try:
+        report = build_report(storage, venue_store_path_for(db))
+    finally:
+        storage.close()
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"bot state: {report['bot_state']}    database: {db}")
+    header = ("id", "symbol", "long", "short", "state", "size", "opened_at", "closed_at", "exit_reason",
+              "funding_usd", "fees_usd", "realized_pnl_usd")
+    rows = [(p["id"], p["symbol"], p["long_venue"], p["short_venue"], p["state"], p["size_base"],
+             (p["opened_at"] or "")[:19], (p["closed_at"] or "")[:19], p["exit_reason"] or "",
+             _money(p["funding_usd"]), _money(p["fees_usd"]), _money(p["realized_pnl_usd"]))
+            for p in report["positions"]]
+    print(_table(header, rows))
+    t = report["totals"]
+    print(f"\ntotals: {t['positions']} positions ({t['open_positions']} open); funding {_money(t['funding_usd'])} USD, "
+          f"fees {_money(t['fees_usd'])} USD, realized PnL {_money(t['realized_pnl_usd'])} USD")
+    exposure = report["open_exposure"]
+    print("open exposure: " + (json.dumps(exposure) if exposure else "none (flat on every venue)"))
+    breakers = {k: v["state"] for k, v in report["breakers"].items()}
+    print("breakers: " + (json.dumps(breakers) if breakers else "none ever opened"))
+    if report["halts"]:
+        print("halts: " + "; ".join(f"{h['at']} {h['kind']}: {h['reason']}" for h in report["halts"]))
+    w = report["unhedged_window_ms"]
+    if w["count"]:
+        print(f"unhedged windows: {w['count']} (p50 {w['p50']} ms, p99 {w['p99']} ms, max {w['max']} ms)")
+    return 0
+
+
+def run_postmortem(args: argparse.Namespace, settings: Settings) -> int:
+    db = resolve_db(args, settings)
+    storage = open_existing(db)
+    try:
+        record = storage.get_position(args.position_id)
+        if record is None:
+            raise UserInputError(f"no position {args.position_id!r} in {db} (python -m bot report lists them)")
+        timeline = storage.timeline(args.position_id)
+        money = storage.position_totals(args.position_id)
+    finally:
+        storage.close()
+    entries = [{"at": iso_utc(row.ts_ms), "kind": row.kind, **_describe(row.kind, row.data)} for row in timeline]
+    if args.json:
+        print(json.dumps({"position_id": record.id, "symbol": record.symbol, "long_venue": record.long_venue,
+                          "short_venue": record.short_venue, "state": record.state,
+                          "exit_reason": record.exit_reason, "funding_usd": str(money.funding_usd),
+                          "fees_usd": str(money.fees_usd),
+                          "realized_pnl_usd": None if money.realized_pnl_usd is None else str(money.realized_pnl_usd),
+                          "timeline": entries}, indent=2, default=str))
+        return 0
+    print(f"position {record.id}: {record.symbol} long {record.long_venue} / short {record.short_venue}; "
+          f"state {record.state}; exit reason {record.exit_reason or '-'}")
+    for entry in entries:
+        print(f"{entry['at']}  {entry['kind']:<10} {entry['summary']}")
+    print(f"funding {_money(str(money.funding_usd))} USD, fees {_money(str(money.fees_usd))} USD, realized PnL "
+          f"{_money(None if money.realized_pnl_usd is None else str(money.realized_pnl_usd))} USD")
+    return 0
+
+
+def _describe(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    if kind == "transition":
+        summary = f"{data['source']} -> {data['dest']} [{data['trigger']}] {data.get('reason') or ''}"
+    elif kind == "order":
+        summary = (f"{data['purpose']} {data.get('leg') or ''} {data['side']} {data['size_base']} {data['symbol']} on "
+                   f"{data['venue']} ({data['order_type']}{' reduce-only' if data.get('reduce_only') else ''}) "
+                   f"-> {data['status']} filled {data.get('filled_base')} cid {data['client_order_id']}")
+    elif kind == "fill":
+        summary = (f"{data['side']} {data['size_base']} @ {data['price']} on {data['venue']} fee {data['fee_usd']} "
+                   f"trade {data['trade_id']}")
+    elif kind == "funding":
+        summary = (f"{data['venue']} rate {data['rate']} on {data['position_size_base']} -> {data['amount_usd']} USD")
+    else:
+        summary = f"{data.get('kind', '')}: {data.get('message', '')}"
+    return {"summary": summary.strip(), "data": data}
+
+
+def _money(text: str | None) -> str:
+    return "-" if text is None else f"{Decimal(text):.4f}"
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
+    cells = [tuple(str(c) for c in header)] + [tuple(str(c) for c in r) for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,47 @@
+"""``python -m bot --paper`` / ``--live``: build the application and hand it to the supervisor."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import anyio
+
+from bot.clock import parse_iso_utc, utc_now_ms
+from bot.errors import UserInputError
+from bot.logging_setup import configure_logging
+from bot.settings import Settings
+
+
+def run_paper(args: argparse.Namespace, settings: Settings) -> int:
+    """Trade on the built-in simulated market until a signal or ``--duration``."""
+    from bot.app import PaperApp, PaperOptions
+    from bot.supervisor import Supervisor
+
+    sim = settings.sim
+    speed = float(args.speed) if args.speed is not None else sim.speed
+    seed = args.seed if args.seed is not None else sim.seed
+    db_path = Path(args.db) if args.db is not None else settings.bot.paper_db_path
+    if db_path.resolve() == settings.bot.live_db_path.resolve():
+        raise UserInputError(f"--db {db_path} is the live database; paper runs must use another file")
+    start_ts_ms = utc_now_ms() if sim.start == "now" else parse_iso_utc(sim.start)
+    options = PaperOptions(seed=seed, speed=speed, db_path=db_path, start_ts_ms=start_ts_ms)
+    try:
+        app = PaperApp(settings, options)
+    except ValueError as exc:  # the simulated market refuses an impossible configuration
+        raise UserInputError(f"setting 'sim': {exc}") from None
+    configure_logging(settings.bot.log_path)
+    duration = float(args.duration) if args.duration is not None else None
+    supervisor = Supervisor(app=app, duration_wall_s=duration, deadline_wall_s=settings.shutdown.deadline_seconds)
+    print(f"paper trading on the simulated market (seed {seed}, speed x{speed:g}); database {db_path}; "
+          f"logs {settings.bot.log_path}. Ctrl-C or SIGTERM flattens and stops.", file=sys.stderr)
+    return anyio.run(supervisor.run)
+
+
+def run_live(args: argparse.Namespace, settings: Settings) -> int:
+    """Live trading needs venue adapters, which do not exist yet: refuse clearly."""
+    raise UserInputError(
+        "live trading is not available yet: no live venue adapter is implemented "
+        "(use --paper to trade on the built-in simulated market)"
+    )

@@ -1,0 +1,547 @@
+"""Opportunity scanner: rank every venue pair of every symbol by expected net USD (pure).
+
+A pair is LONG on the venue with the lower hourly funding rate and SHORT on the other, with one
+base size on both. Evaluating a pair exactly (``evaluate_pair``) walks both books for the real
+size; doing that for every pair is too slow, so the ranking is a best-first search over upper
+bounds in one max-heap:
+
+1. One pass over the legs (venue, symbol): freshness and ``h -/+ c`` where ``h`` is the hourly
+   rate and ``c`` a per-venue lower bound of the leg's round-trip fee (plus estimated slippage)
+   per hour and unit of notional. A symbol's first bound is ``max(h - c) - min(h + c)``.
+2. When a symbol reaches the top, its most promising legs are looked at closely (book present,
+   fresh and sane; instrument present) and ``c`` grows by the leg's bid-ask spread, which every
+   round trip crosses; only as many legs as needed to tighten ``max``/``min`` are looked at.
+3. At the top again, all its legs are looked at and its pairs are enumerated best bound first,
+   ``((h_s - c_s) - (h_l + c_l)) x horizon x notional``; one pair at a time is in the heap (the
+   next enters when the previous pops).
+4. A pair at the top is sized (lot rounding, minimums, price-divergence gate) and, before its
+   books are walked, re-bounded with its real size, basis and touch prices (``_touch_net``); if
+   something else now leads it goes back, else it is evaluated exactly and goes back with its
+   exact net. An exact result is emitted once it beats every remaining bound, so the top
+   ``limit`` equal the first ``limit`` of evaluating and sorting all pairs (``ranking_key``);
+   ``limit=None`` evaluates every pair.
+
+Why the bounds hold (``q`` size, ``m`` a leg's mid, ``f`` its fee fraction, ``ref = (m_l + m_s)/2``,
+``d`` = ``max_price_divergence``): for one leg, fees + slippage of the round trip are
+``q((1+f) vwap_buy - (1-f) vwap_sell) >= q((ask - bid) + 2 f m)`` because a buy never averages
+below the ask nor a sell above the bid (``book_costs`` rejects books where they would); the basis
+is ``>= 0``; the divergence gate keeps ``m / ref`` within ``[1 - d/2, 1 + d/2]``; and the
+lot-rounded notional ``q x ref`` never exceeds ``notional_usd`` while the spread is ``>= 0``.
+A tiny slack covers Decimal rounding. With estimated costs the same holds with marks for mids,
+no bid-ask term, and the estimated slippage added to ``f``.
+
+Missing or bad data never raises: the leg or pair is skipped and an empty list is a valid answer.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Collection
+from dataclasses import dataclass
+from decimal import Decimal
+from operator import itemgetter
+
+from bot.domain import (
+    BPS,
+    ZERO,
+    FeeSchedule,
+    FundingQuote,
+    Liquidity,
+    MarketSnapshot,
+    Opportunity,
+)
+from bot.funding_math import (
+    adverse_basis_usd,
+    apr_from_hourly,
+    book_costs,
+    breakeven_hours,
+    common_lot_step,
+    estimated_costs,
+    expected_net,
+    floor_to_step,
+)
+
+__all__ = [
+    "DEFAULT_ESTIMATED_SLIPPAGE_BPS",
+    "DEFAULT_MAX_PRICE_DIVERGENCE",
+    "evaluate_pair",
+    "rank_opportunities",
+    "ranking_key",
+]
+
+DEFAULT_ESTIMATED_SLIPPAGE_BPS = Decimal(2)
+DEFAULT_MAX_PRICE_DIVERGENCE = Decimal("0.05")
+_ONE = Decimal(1)
+_TWO = Decimal(2)
+_BOUND_SLACK = Decimal("1e-18")  # relative; far above Decimal's 28-digit rounding, far below a cent
+_SYMBOL, _TIGHTER_SYMBOL, _PAIR, _SIZED_PAIR = 0, 1, 2, 3  # kinds of bound entries in the heap
+
+# A raw leg from the first pass: (h - c, h + c, venue, quote, h).
+_RawLeg = tuple
+_first, _second = itemgetter(0), itemgetter(1)
+
+# A leg that passed the close look, as a plain tuple (built in the hot path; a dataclass costs 10x):
+# (venue, quote, hourly, short_score = h - c, long_cost = h + c, fees, instrument | None,
+#  book | None, mid: the book mid, or the mark price (None if unusable) when costs are estimated)
+_Leg = tuple
+_VENUE, _QUOTE, _HOURLY, _SHORT_SCORE, _LONG_COST, _FEES, _INSTRUMENT, _BOOK, _MID = range(9)
+_short_score, _long_cost = itemgetter(_SHORT_SCORE), itemgetter(_LONG_COST)
+
+
+@dataclass(frozen=True, slots=True)
+class _Params:
+    notional_usd: Decimal
+    horizon_hours: Decimal
+    min_ts_ms: int  # quotes and books older than this are stale
+    liquidity: Liquidity
+    estimated_slippage_bps: Decimal
+    max_price_divergence: Decimal
+    estimated: bool  # the snapshot has no books: cost from marks + estimated slippage
+    spread_factor: Decimal  # (1 - d/2) / horizon: bid-ask spread fraction -> per-hour bound term
+
+
+def ranking_key(opp: Opportunity) -> tuple[Decimal, Decimal, str, str, str]:
+    """Sort key of the ranking: expected net desc, then APR desc, then names (deterministic)."""
+    return (-opp.expected_net, -opp.apr, opp.symbol, opp.long_venue, opp.short_venue)
+
+
+def rank_opportunities(
+    snapshot: MarketSnapshot,
+    *,
+    notional_usd: Decimal,
+    horizon_hours: Decimal,
+    max_quote_age_ms: int,
+    liquidity: Liquidity = Liquidity.TAKER,
+    min_expected_net_usd: Decimal | None = None,
+    limit: int | None = None,
+    allowed_symbols: Collection[str] | None = None,
+    estimated_slippage_bps: Decimal = DEFAULT_ESTIMATED_SLIPPAGE_BPS,
+    max_price_divergence: Decimal = DEFAULT_MAX_PRICE_DIVERGENCE,
+) -> list[Opportunity]:
+    """Rank the pairs of ``snapshot`` by expected net USD over ``horizon_hours`` for ``notional_usd``.
+
+    Returns at most ``limit`` opportunities (all when None) with ``expected_net >=
+    min_expected_net_usd`` (when given), ordered by ``ranking_key``. Skipped without error: symbols
+    on one venue, legs without a fresh quote (age > ``max_quote_age_ms`` vs ``snapshot.now_ts_ms``),
+    venues without a fee schedule, and pairs without a fresh two-sided book, an instrument, a
+    common lot-rounded size meeting both venues' minimums, enough sane depth for entry AND exit,
+    or whose mids are more than ``max_price_divergence`` (fraction of their average) apart.
+
+    A snapshot with quotes but NO books (historical replay) is costed from the mark prices, fees and
+    ``estimated_slippage_bps`` per leg per execution; such opportunities have
+    ``costs_estimated=True`` and instruments are optional (a leg without one adds no lot rule). A
+    leg whose mark price is not positive borrows the other leg's; a pair with none is skipped.
+    """
+    params = _params(snapshot, notional_usd, horizon_hours, max_quote_age_ms, liquidity, estimated_slippage_bps,
+                     max_price_divergence)
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must not be negative, got {limit}")
+    if limit == 0:
+        return []
+    fee_terms = _fee_terms(snapshot, params)
+    groups = _legs_by_symbol(snapshot, params, fee_terms, allowed_symbols)
+    scale = horizon_hours * notional_usd
+    slack = (scale + notional_usd) * _BOUND_SLACK
+
+    def usd_bound(score: Decimal) -> Decimal:
+        # A non-positive score bounds the net by q x ref x score <= 0 (lot rounding shrinks q).
+        return score * scale + slack if score > 0 else slack
+
+    # Entries pop smallest first. Bound: (-bound, 0, seq, kind, payload); exact:
+    # (-net, 1, -apr, symbol, long, short, opportunity). At equal values a bound pops before an
+    # exact entry, so an exact entry is emitted only when no unevaluated pair can beat or tie it;
+    # exact entries then pop in ``ranking_key`` order ((symbol, long, short) is unique).
+    seq = itertools.count(len(groups))
+    try:
+        heap = [
+            (-usd_bound(max(map(_first, legs)) - min(map(_second, legs))), 0, n, _SYMBOL, (symbol, legs))
+            for n, (symbol, legs) in enumerate(groups.items()) if len(legs) >= 2
+        ]
+    except ArithmeticError:  # a NaN rate somewhere (infinities order fine): the careful way
+        heap = []
+        for n, (symbol, legs) in enumerate(groups.items()):
+            legs = [leg for leg in legs if not (leg[0].is_nan() or leg[1].is_nan())]
+            if len(legs) >= 2:
+                heap.append((-usd_bound(max(map(_first, legs)) - min(map(_second, legs))), 0, n, _SYMBOL,
+                             (symbol, legs)))
+    heapq.heapify(heap)
+
+    results: list[Opportunity] = []
+    while heap:
+        entry = heapq.heappop(heap)
+        if min_expected_net_usd is not None and -entry[0] < min_expected_net_usd:
+            break  # every remaining bound and net is at most this one
+        if entry[1] == 1:
+            results.append(entry[6])
+            if limit is not None and len(results) >= limit:
+                break
+            continue
+        kind, payload = entry[3], entry[4]
+        if kind == _SYMBOL:
+            work = _SymbolWork(payload[0], payload[1], snapshot, fee_terms, params)
+            score = work.tighter_score()
+            if score is not None:
+                heapq.heappush(heap, (-usd_bound(score), 0, next(seq), _TIGHTER_SYMBOL, work))
+            continue
+        if kind == _SIZED_PAIR:
+            work, long_leg, short_leg, sized = payload
+        else:
+            if kind == _TIGHTER_SYMBOL:
+                work, current = payload, None
+                work.start_pairs()
+            else:
+                work, current = payload
+            following = work.next_pair()
+            if following is not None:
+                heapq.heappush(heap, (-usd_bound(following[0]), 0, next(seq), _PAIR, (work, following)))
+            if current is None:
+                continue
+            long_leg, short_leg = current[1], current[2]
+            sized = _sized(long_leg, short_leg, params)
+            if sized is None:
+                continue
+            if not params.estimated:
+                # Before walking the books: the exact net but for depth beyond the touch. Requeue
+                # the pair if that bound no longer leads.
+                bound = _touch_net(long_leg, short_leg, sized, params) + slack
+                if heap and bound < -heap[0][0]:
+                    heapq.heappush(heap, (-bound, 0, next(seq), _SIZED_PAIR, (work, long_leg, short_leg, sized)))
+                    continue
+        opp = _evaluate(work.symbol, long_leg, short_leg, sized, params)
+        if opp is not None:
+            heapq.heappush(heap, (-opp.expected_net, 1, -opp.apr, work.symbol, opp.long_venue, opp.short_venue, opp))
+    return results
+
+
+def evaluate_pair(
+    snapshot: MarketSnapshot,
+    symbol: str,
+    long_venue: str,
+    short_venue: str,
+    *,
+    notional_usd: Decimal,
+    horizon_hours: Decimal,
+    max_quote_age_ms: int,
+    liquidity: Liquidity = Liquidity.TAKER,
+    estimated_slippage_bps: Decimal = DEFAULT_ESTIMATED_SLIPPAGE_BPS,
+    max_price_divergence: Decimal = DEFAULT_MAX_PRICE_DIVERGENCE,
+) -> Opportunity | None:
+    """Exact evaluation of LONG ``long_venue`` / SHORT ``short_venue`` in that direction (even when
+    the spread is negative). None when ``rank_opportunities`` would skip the pair for missing,
+    stale or bad data; costs are estimated (as there) when the snapshot has no books."""
+    params = _params(snapshot, notional_usd, horizon_hours, max_quote_age_ms, liquidity, estimated_slippage_bps,
+                     max_price_divergence)
+    if long_venue == short_venue:
+        return None
+    fee_terms = _fee_terms(snapshot, params)
+    legs: list[_Leg] = []
+    for venue in (long_venue, short_venue):
+        quote = snapshot.quotes.get((venue, symbol))
+        if quote is None or venue not in fee_terms or quote.ts_ms < params.min_ts_ms:
+            return None
+        try:
+            hourly = quote.rate_per_interval / quote.interval_hours
+        except ArithmeticError:
+            return None
+        leg = _close_look(snapshot, symbol, venue, quote, hourly, fee_terms, params)
+        if leg is None:
+            return None
+        legs.append(leg)
+    sized = _sized(legs[0], legs[1], params)
+    return None if sized is None else _evaluate(symbol, legs[0], legs[1], sized, params)
+
+
+def _params(
+    snapshot: MarketSnapshot,
+    notional_usd: Decimal,
+    horizon_hours: Decimal,
+    max_quote_age_ms: int,
+    liquidity: Liquidity,
+    estimated_slippage_bps: Decimal,
+    max_price_divergence: Decimal,
+) -> _Params:
+    if not notional_usd > 0:
+        raise ValueError(f"notional_usd must be positive, got {notional_usd}")
+    if not horizon_hours > 0:
+        raise ValueError(f"horizon_hours must be positive, got {horizon_hours}")
+    if max_quote_age_ms < 0:
+        raise ValueError(f"max_quote_age_ms must not be negative, got {max_quote_age_ms}")
+    if not estimated_slippage_bps >= 0:
+        raise ValueError(f"estimated_slippage_bps must not be negative, got {estimated_slippage_bps}")
+    if not ZERO <= max_price_divergence < _ONE:
+        raise ValueError(f"max_price_divergence must be in [0, 1), got {max_price_divergence}")
+    return _Params(
+        notional_usd=notional_usd,
+        horizon_hours=horizon_hours,
+        min_ts_ms=snapshot.now_ts_ms - max_quote_age_ms,
+        liquidity=liquidity,
+        estimated_slippage_bps=estimated_slippage_bps,
+        max_price_divergence=max_price_divergence,
+        estimated=not snapshot.books,
+        spread_factor=(_ONE - max_price_divergence / _TWO) / horizon_hours,
+    )
+
+
+def _fee_terms(snapshot: MarketSnapshot, params: _Params) -> dict[str, tuple[Decimal, FeeSchedule]]:
+    """Per venue: (lower bound of a leg's round-trip fee + estimated slippage per hour and unit of
+    notional, ``2 f (1 -/+ d/2) / horizon`` with the sign of ``f`` picking the side; the schedule)."""
+    half_divergence = params.max_price_divergence / _TWO
+    extra = params.estimated_slippage_bps * BPS if params.estimated else ZERO
+    terms: dict[str, tuple[Decimal, FeeSchedule]] = {}
+    for venue, schedule in snapshot.fees.items():
+        fee = schedule.rate(params.liquidity) + extra
+        if fee.is_finite():
+            factor = _ONE - half_divergence if fee >= 0 else _ONE + half_divergence
+            terms[venue] = (_TWO * fee * factor / params.horizon_hours, schedule)
+    return terms
+
+
+def _legs_by_symbol(
+    snapshot: MarketSnapshot,
+    params: _Params,
+    fee_terms: dict[str, tuple[Decimal, FeeSchedule]],
+    allowed_symbols: Collection[str] | None,
+) -> dict[str, list[_RawLeg]]:
+    """symbol -> [(h - c, h + c, venue, quote, h)] for fresh quotes on venues with fees.
+
+    The hot loop of the scanner (one iteration per leg), kept lean: a non-positive or infinite
+    interval or rate is NOT rejected here. Such a leg can only widen its symbol's bound (a max
+    over more values is larger, a min smaller) and ``_close_look`` rejects it before any pair
+    with it is evaluated; NaN, which cannot be compared, is dropped where the bounds are taken.
+    """
+    allowed = None if allowed_symbols is None else frozenset(allowed_symbols)
+    min_ts = params.min_ts_ms
+    groups: dict[str, list[_RawLeg]] = {}
+    get_group, get_term = groups.get, fee_terms.get
+    for (venue, symbol), quote in snapshot.quotes.items():
+        term = get_term(venue)
+        if term is None or quote.ts_ms < min_ts or (allowed is not None and symbol not in allowed):
+            continue
+        try:
+            h = quote.rate_per_interval / quote.interval_hours
+        except ArithmeticError:  # zero or NaN interval
+            continue
+        c = term[0]
+        leg = (h - c, h + c, venue, quote, h)
+        group = get_group(symbol)
+        if group is None:
+            groups[symbol] = [leg]
+        else:
+            group.append(leg)
+    return groups
+
+
+class _SymbolWork:
+    """Search state of one symbol once it has reached the top of the heap (internal, mutable)."""
+
+    __slots__ = ("symbol", "_raw", "_looked", "_snapshot", "_fee_terms", "_params", "_by_short", "_by_long",
+                 "_frontier")
+
+    def __init__(self, symbol: str, raw: list[_RawLeg], snapshot: MarketSnapshot,
+                 fee_terms: dict[str, tuple[Decimal, FeeSchedule]], params: _Params) -> None:
+        self.symbol = symbol
+        self._raw = raw
+        self._looked: dict[str, _Leg | None] = {}
+        self._snapshot, self._fee_terms, self._params = snapshot, fee_terms, params
+        self._by_short: list[_Leg] = []
+        self._by_long: list[_Leg] = []
+        self._frontier: list[tuple[Decimal, int, int]] = []
+
+    def _look(self, raw: _RawLeg) -> _Leg | None:
+        venue = raw[2]
+        if venue not in self._looked:
+            self._looked[venue] = _close_look(self._snapshot, self.symbol, venue, raw[3], raw[4], self._fee_terms,
+                                              self._params)
+        return self._looked[venue]
+
+    def tighter_score(self) -> Decimal | None:
+        """``max(short_score) - min(long_cost)`` over the valid legs, looking closely at only as many
+        legs as needed: a raw ``h - c`` (``h + c``) bounds the leg's score from above (cost from below)."""
+        best_short = None
+        for raw in sorted(self._raw, key=_first, reverse=True):
+            if best_short is not None and best_short >= raw[0]:
+                break
+            leg = self._look(raw)
+            if leg is not None and (best_short is None or leg[_SHORT_SCORE] > best_short):
+                best_short = leg[_SHORT_SCORE]
+        best_long = None
+        for raw in sorted(self._raw, key=_second):
+            if best_long is not None and best_long <= raw[1]:
+                break
+            leg = self._look(raw)
+            if leg is not None and (best_long is None or leg[_LONG_COST] < best_long):
+                best_long = leg[_LONG_COST]
+        if best_short is None or best_long is None:
+            return None
+        return best_short - best_long
+
+    def start_pairs(self) -> None:
+        """Look at every leg and seed the enumeration of pairs by descending bound."""
+        legs = [leg for leg in map(self._look, self._raw) if leg is not None]
+        if len(legs) < 2:
+            return
+        self._by_short = sorted(legs, key=_short_score, reverse=True)
+        self._by_long = sorted(legs, key=_long_cost)
+        self._frontier = [(self._by_long[0][_LONG_COST] - self._by_short[0][_SHORT_SCORE], 0, 0)]
+
+    def next_pair(self) -> tuple[Decimal, _Leg, _Leg] | None:
+        """The next (score, long leg, short leg) in descending score; None when exhausted.
+
+        Classic k-best sums of two sorted lists over (short i, long j); an ordered pair that is
+        not the profitable direction (or pairs a leg with itself) is skipped: its reverse has a
+        higher score and is enumerated on its own.
+        """
+        shorts, longs, frontier = self._by_short, self._by_long, self._frontier
+        while frontier:
+            neg_score, i, j = heapq.heappop(frontier)
+            if j + 1 < len(longs):
+                heapq.heappush(frontier, (longs[j + 1][_LONG_COST] - shorts[i][_SHORT_SCORE], i, j + 1))
+            if j == 0 and i + 1 < len(shorts):
+                heapq.heappush(frontier, (longs[0][_LONG_COST] - shorts[i + 1][_SHORT_SCORE], i + 1, 0))
+            short_leg, long_leg = shorts[i], longs[j]
+            if short_leg is long_leg or not _is_long_side(long_leg, short_leg):
+                continue
+            return -neg_score, long_leg, short_leg
+        return None
+
+
+def _is_long_side(long_leg: _Leg, short_leg: _Leg) -> bool:
+    """Long the lower hourly rate; equal rates go long the venue named first."""
+    return long_leg[_HOURLY] < short_leg[_HOURLY] or (
+        long_leg[_HOURLY] == short_leg[_HOURLY] and long_leg[_VENUE] < short_leg[_VENUE]
+    )
+
+
+def _close_look(
+    snapshot: MarketSnapshot,
+    symbol: str,
+    venue: str,
+    quote: FundingQuote,
+    hourly: Decimal,
+    fee_terms: dict[str, tuple[Decimal, FeeSchedule]],
+    params: _Params,
+) -> _Leg | None:
+    """Validate one leg (rate, interval, book or mark price) and tighten its fee term with the
+    bid-ask spread; None when the leg cannot be traded or costed."""
+    interval = quote.interval_hours
+    if not (interval.is_finite() and interval > 0 and hourly.is_finite()):
+        return None
+    c, fees = fee_terms[venue]
+    instrument = snapshot.instruments.get((venue, symbol))
+    book = None
+    if params.estimated:
+        mid = quote.mark_price
+        if not (mid.is_finite() and mid > 0):
+            mid = None  # the pair borrows the other leg's mark (see _sized)
+    else:
+        book = snapshot.books.get((venue, symbol))
+        if instrument is None or book is None or not book.bids or not book.asks or book.ts_ms < params.min_ts_ms:
+            return None  # live: never size an order without the venue's lot rules and a fresh book
+        bid, ask = book.bids[0].price, book.asks[0].price
+        if not (bid.is_finite() and ask.is_finite() and ZERO < bid <= ask):
+            return None
+        mid = (bid + ask) / _TWO
+        c += (ask - bid) / mid * params.spread_factor
+    return (venue, quote, hourly, hourly - c, hourly + c, fees, instrument, book, mid)
+
+
+def _common_size(
+    raw_base: Decimal, long_leg: _Leg, short_leg: _Leg, long_mid: Decimal, short_mid: Decimal
+) -> Decimal | None:
+    """One base size valid on both venues, rounded down to their common lot step; None if none is."""
+    step: Decimal | None = None
+    for leg in (long_leg, short_leg):
+        inst = leg[_INSTRUMENT]
+        if inst is None:
+            continue
+        lot = inst.lot_size_base
+        if not (lot.is_finite() and lot > 0):
+            return None
+        step = lot if step is None or step == lot else common_lot_step(step, lot)
+    size = raw_base if step is None else floor_to_step(raw_base, step)
+    if not size > 0:
+        return None
+    for leg, mid in ((long_leg, long_mid), (short_leg, short_mid)):
+        inst = leg[_INSTRUMENT]
+        if inst is not None and (size < inst.min_size_base or size * mid < inst.min_notional_usd):
+            return None
+    return size
+
+
+# (reference price, common size, long mid, short mid)
+_Sized = tuple[Decimal, Decimal, Decimal, Decimal]
+
+
+def _sized(long_leg: _Leg, short_leg: _Leg, params: _Params) -> _Sized | None:
+    """Size a pair; None when the mids diverge absurdly or no size fits both venues.
+
+    With estimated costs a leg without a usable mark price borrows the other leg's (no basis is
+    then visible); a pair with no price at all is skipped.
+    """
+    long_mid, short_mid = long_leg[_MID], short_leg[_MID]
+    if long_mid is None or short_mid is None:
+        long_mid = short_mid = long_mid if long_mid is not None else short_mid
+        if long_mid is None:
+            return None
+    ref_price = (long_mid + short_mid) / _TWO
+    if abs(long_mid - short_mid) > params.max_price_divergence * ref_price:
+        return None  # absurd data (or a contract-size mismatch between venues)
+    size = _common_size(params.notional_usd / ref_price, long_leg, short_leg, long_mid, short_mid)
+    return None if size is None else (ref_price, size, long_mid, short_mid)
+
+
+def _touch_net(long_leg: _Leg, short_leg: _Leg, sized: _Sized, params: _Params) -> Decimal:
+    """Upper bound of the exact net: fees, bid-ask spread and basis as in ``book_costs``, but every
+    fill priced at the touch (walking deeper only costs more)."""
+    ref_price, size, long_mid, short_mid = sized
+    long_book, short_book = long_leg[_BOOK], short_leg[_BOOK]
+    touch = (
+        long_book.asks[0].price - long_book.bids[0].price + _TWO * long_leg[_FEES].rate(params.liquidity) * long_mid
+        + short_book.asks[0].price - short_book.bids[0].price
+        + _TWO * short_leg[_FEES].rate(params.liquidity) * short_mid
+    )
+    income = (short_leg[_HOURLY] - long_leg[_HOURLY]) * params.horizon_hours * size * ref_price
+    return income - touch * size - adverse_basis_usd(long_mid, short_mid, size * long_mid)
+
+
+def _evaluate(symbol: str, long_leg: _Leg, short_leg: _Leg, sized: _Sized, params: _Params) -> Opportunity | None:
+    ref_price, size, long_mid, short_mid = sized
+    long_book, short_book = long_leg[_BOOK], short_leg[_BOOK]
+    if long_book is not None and short_book is not None:
+        try:
+            costs = book_costs(long_book, short_book, long_leg[_FEES], short_leg[_FEES], size, params.liquidity)
+        except ArithmeticError:  # NaN/infinite levels deep in a book: bad data, skip the pair
+            return None
+        if costs is None:
+            return None  # insufficient or inconsistent depth for the entry or the exit
+    else:
+        costs = estimated_costs(long_mid, short_mid, size, long_leg[_FEES], short_leg[_FEES], params.liquidity,
+                                params.estimated_slippage_bps)
+    notional = size * ref_price
+    spread = short_leg[_HOURLY] - long_leg[_HOURLY]
+    total = costs.total_usd
+    long_quote, short_quote = long_leg[_QUOTE], short_leg[_QUOTE]
+    return Opportunity(
+        symbol=symbol,
+        long_venue=long_leg[_VENUE],
+        short_venue=short_leg[_VENUE],
+        long_rate=long_quote.rate_per_interval,
+        long_interval_hours=long_quote.interval_hours,
+        short_rate=short_quote.rate_per_interval,
+        short_interval_hours=short_quote.interval_hours,
+        spread_hourly=spread,
+        apr=apr_from_hourly(spread),
+        costs=total,
+        expected_net=expected_net(spread, params.horizon_hours, notional, total),
+        breakeven_hours=breakeven_hours(total, spread, notional),
+        notional_usd=notional,
+        horizon_hours=params.horizon_hours,
+        fees_usd=costs.fees_usd,
+        slippage_usd=costs.slippage_usd,
+        basis_usd=costs.basis_usd,
+        long_price=costs.long_entry_price,
+        short_price=costs.short_entry_price,
+        costs_estimated=params.estimated,
+        size_base=size,
+    )

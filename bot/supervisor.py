@@ -1,0 +1,160 @@
+"""The supervisor: one anyio task group running the bot, and the SIGTERM-safe shutdown.
+
+Tasks: market feed (advance the market, settle funding, match resting orders), strategy loop
+(exits, then entries), reconciliation loop, control loop (halt/resume/flatten requests written to
+the database by ``python -m bot halt`` etc.), status line, optional duration timer. The signal
+receiver stays open for the WHOLE run: the first SIGTERM/SIGINT starts the flatten, later ones are
+logged and ignored (closing the receiver would restore the default handler and a second signal
+would kill the process mid-flatten).
+
+Restart policy, in one place (``_supervised``): a loop that raises is logged, recorded as an event
+and restarted with backoff; five consecutive failures stop the bot through the normal flatten path
+with exit code 1. Cancellation is never swallowed.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import anyio
+from loguru import logger
+
+from bot.errors import EXIT_NOT_FLAT
+from machines.bot import BotState
+
+EXIT_OK = 0
+EXIT_LOOP_FAILED = 1
+MAX_CONSECUTIVE_FAILURES = 5
+
+
+@dataclass(slots=True)
+class StopRequest:
+    reason: str
+    exit_code: int = EXIT_OK
+
+
+class Supervisor:
+    """Runs the trading loops until a stop is requested, then flattens and returns the exit code."""
+
+    def __init__(self, *, app: "App", duration_wall_s: float | None, deadline_wall_s: float) -> None:
+        self.app = app
+        self.duration_wall_s = duration_wall_s
+        self.deadline_wall_s = deadline_wall_s
+        self._stop = anyio.Event()
+        self._stop_request: StopRequest | None = None
+        self._flattening = False
+
+    def request_stop(self, reason: str, exit_code: int = EXIT_OK) -> None:
+        if self._stop_request is None:
+            self._stop_request = StopRequest(reason, exit_code)
+            logger.bind(event="stop_requested").warning(f"stop requested: {reason}")
+        self._stop.set()
+
+    async def run(self) -> int:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with anyio.create_task_group() as outer:
+                outer.start_soon(self._watch_signals, signals)
+                code = await self._run_until_stopped()
+                outer.cancel_scope.cancel()
+        return code
+
+    async def _watch_signals(self, signals: object) -> None:
+        async for signum in signals:  # type: ignore[attr-defined]
+            name = signal.Signals(signum).name
+            if self._flattening or self._stop_request is not None:
+                await self.app.event("signal_ignored", "warning", f"{name} received during shutdown: ignored")
+                continue
+            await self.app.event("signal", "warning", f"{name} received: stopping entries and flattening")
+            self.request_stop(f"signal {name}")
+
+    async def _run_until_stopped(self) -> int:
+        app = self.app
+        await app.start()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._supervised, "feed", app.feed_loop)
+            tg.start_soon(self._supervised, "strategy", app.strategy_loop)
+            tg.start_soon(self._supervised, "reconcile", app.reconcile_loop)
+            tg.start_soon(self._supervised, "control", self._control_loop)
+            tg.start_soon(app.status_loop)
+            if self.duration_wall_s is not None:
+                tg.start_soon(self._duration_timer, self.duration_wall_s)
+            await self._stop.wait()
+            tg.cancel_scope.cancel()
+        return await self._shutdown()
+
+    async def _control_loop(self) -> None:
+        while True:
+            command = await self.app.poll_control()
+            if command == "flatten":
+                await self.app.flatten("manual_flatten")
+            await anyio.sleep(0.25)
+
+    async def _duration_timer(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+        await self.app.event("duration_elapsed", "info", f"--duration {seconds:g}s elapsed: stopping as on SIGTERM")
+        self.request_stop("duration elapsed")
+
+    async def _supervised(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        failures = 0
+        while True:
+            try:
+                await loop()
+                return
+            except Exception as exc:  # restart policy: log, record, back off, give up after N
+                failures += 1
+                logger.opt(exception=exc).bind(event="task_failed", task=name).error(f"{name} loop failed: {exc!r}")
+                await self.app.event("task_failed", "error", f"{name} loop failed ({failures}x): {exc!r}")
+                if failures >= MAX_CONSECUTIVE_FAILURES:
+                    self.request_stop(f"{name} loop failed {failures} times", EXIT_LOOP_FAILED)
+                    return
+                await anyio.sleep(min(0.1 * 2**failures, 5.0))
+
+    async def _shutdown(self) -> int:
+        """Stop entries, cancel resting orders, close everything within the deadline, verify flat."""
+        self._flattening = True
+        request = self._stop_request or StopRequest("stopped")
+        app = self.app
+        await app.bot_transition("stop", request.reason)
+        flat = False
+        with anyio.move_on_after(self.deadline_wall_s, shield=True) as scope:
+            await app.flatten("shutdown")
+            flat = await app.verify_flat()
+        if scope.cancelled_caught:
+            await app.event("shutdown_deadline", "error",
+                            f"flatten did not finish within {self.deadline_wall_s:g}s")
+        with anyio.CancelScope(shield=True):
+            remaining = await app.remaining_exposure()
+            if flat and not remaining:
+                await app.bot_transition("shutdown_complete", f"flat ({request.reason})")
+                await app.close()
+                print(f"stopped: {request.reason}; all positions closed, flat on every venue", file=sys.stderr)
+                return request.exit_code
+            await app.event("not_flat", "critical", f"NOT FLAT after shutdown: {remaining}")
+            await app.bot_transition("shutdown_complete", f"NOT flat ({request.reason})")
+            await app.close()
+        print(f"stopped: {request.reason}; NOT FLAT, still open: {remaining}", file=sys.stderr)
+        return EXIT_NOT_FLAT if request.exit_code == EXIT_OK else request.exit_code
+
+
+class App(Protocol):
+    """What the supervisor drives; implemented by bot.app.PaperApp (and a live app later)."""
+
+    async def start(self) -> None: ...
+    async def feed_loop(self) -> None: ...
+    async def strategy_loop(self) -> None: ...
+    async def reconcile_loop(self) -> None: ...
+    async def status_loop(self) -> None: ...
+    async def poll_control(self) -> str | None: ...
+    async def flatten(self, reason: str) -> None: ...
+    async def verify_flat(self) -> bool: ...
+    async def remaining_exposure(self) -> dict[str, str]: ...
+    async def event(self, kind: str, severity: str, message: str) -> None: ...
+    async def bot_transition(self, trigger: str, reason: str) -> None: ...
+    async def close(self) -> None: ...
+
+
+__all__ = ["App", "BotState", "Supervisor"]

@@ -1,0 +1,657 @@
+"""The built-in simulated market: several simulated venues quoting the same symbols.
+
+Model (floats inside, quantized to Decimal at the boundary: prices to tick, sizes to lot, rates
+to the venue's decimals):
+
+- one shared index price per symbol: a driftless log-normal random walk at the symbol's
+  annual volatility;
+- per venue and symbol, a mark = index x (1 + basis), the basis mean-reverting (half-life
+  30 min) around the premium implied by the funding latent, with a venue-specific std;
+- per venue and symbol, a funding process calibrated to real settlements
+  (``paper.calibration``): a latent hourly rate, partly shared across the venues of one symbol,
+  AR(1) with the venue's persistence; published exactly at the 0.01 %/8h baseline when the
+  latent is within the pin band, else the latent; plus rare decaying spikes. The published rate
+  is the predicted rate of the next settlement and settles at UTC-aligned interval boundaries;
+- order books built on request around the venue's mark from the profile's spread, level
+  spacing and USD depth, with deterministic jitter; cached until the next step.
+
+Time moves only through ``advance_to``, in fixed steps on an absolute grid (multiples of
+``step_seconds`` since the epoch, so every hour boundary is a step). Everything is a function
+of the seed and the ``advance_to`` calls: the market's random numbers come from one
+``random.Random(seed)`` drawn in a fixed order each step; faults draw from a second generator,
+so enabling them does not change the prices or rates; books use a hash, not a generator, so
+asking for them never changes what comes next.
+
+Every quote and book a consumer gets has passed ``adapters.validation``. With ``SimFaults``
+the market also produces stale quotes, absurd raw quotes/books (NaN, 1.79e+9 rates, zero
+prices, crossed books: visible through ``raw_quotes``/``raw_books``, rejected and counted
+before ``quotes``/``books``), venue feed outages and funding-interval changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from adapters.errors import AbsurdVenueData
+from adapters.validation import DEFAULT_MAX_ABS_RATE_PER_HOUR, validate_book, validate_quote
+from bot.domain import (
+    BookLevel,
+    FeeSchedule,
+    FundingQuote,
+    FundingSettlement,
+    Instrument,
+    MarketSnapshot,
+    OrderBook,
+)
+from paper.calibration import (
+    MAX_SPIKE_Z,
+    REAL_CROSS_VENUE,
+    REAL_FUNDING_STATS,
+    SPIKE_Z,
+    FundingModel,
+    fit_funding_model,
+)
+from paper.sim_venues import (
+    DEFAULT_SYMBOL_COUNT,
+    DEFAULT_VENUES,
+    VENUE_PROFILES,
+    SymbolTraits,
+    VenueProfile,
+    interval_for,
+    symbol_traits,
+    symbol_universe,
+)
+
+MS_PER_HOUR = 3_600_000
+_SECONDS_PER_YEAR = 365.0 * 86_400.0
+_BASIS_HALF_LIFE_SECONDS = 1_800.0
+_PREMIUM_HOURS = 8.0  # the basis centres on the latent hourly rate x 8 (an 8h premium)
+_HUGE_RATE = Decimal("1.79E+9")  # 1.79e+11 %, as a real venue once published
+_MASK64 = (1 << 64) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class SimFaults:
+    """Fault injection. Probabilities are per step (per venue and symbol, or per venue for
+    outages; per settlement for interval changes). All zero by default."""
+
+    stale_quote_prob: float = 0.0  # a quote freezes (same values and ts_ms) for stale_quote_seconds
+    stale_quote_seconds: int = 300
+    absurd_quote_prob: float = 0.0  # this step's raw quote is absurd (rejected by validation)
+    absurd_book_prob: float = 0.0  # this step's raw book is absurd (rejected by validation)
+    outage_prob: float = 0.0  # a venue's feed returns nothing for outage_seconds
+    outage_seconds: int = 600
+    interval_change_prob: float = 0.0  # at a settlement, a multi-interval venue switches the symbol's interval
+
+    def __post_init__(self) -> None:
+        for name in ("stale_quote_prob", "absurd_quote_prob", "absurd_book_prob", "outage_prob",
+                     "interval_change_prob"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {value}")
+        for name in ("stale_quote_seconds", "outage_seconds"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+
+    @property
+    def enabled(self) -> bool:
+        return any((self.stale_quote_prob, self.absurd_quote_prob, self.absurd_book_prob,
+                    self.outage_prob, self.interval_change_prob))
+
+
+@dataclass(frozen=True, slots=True)
+class SimMarketConfig:
+    """What to simulate. ``symbols``, when given, replaces the first-``symbol_count`` universe."""
+
+    venues: tuple[str, ...] = DEFAULT_VENUES  # names from paper.sim_venues.VENUE_PROFILES
+    symbol_count: int = DEFAULT_SYMBOL_COUNT  # BTC, ETH, SOL, ... then SIM001, SIM002, ...
+    symbols: tuple[str, ...] = ()
+    step_seconds: int = 60  # simulated time per step; must divide 3600
+    max_abs_rate_per_hour: Decimal = DEFAULT_MAX_ABS_RATE_PER_HOUR  # validation cap
+    faults: SimFaults = field(default_factory=SimFaults)
+
+    def __post_init__(self) -> None:
+        if not self.venues:
+            raise ValueError("at least one simulated venue is needed")
+        unknown = [v for v in self.venues if v not in VENUE_PROFILES]
+        if unknown:
+            raise ValueError(f"unknown simulated venues {unknown}; known: {sorted(VENUE_PROFILES)}")
+        if len(set(self.venues)) != len(self.venues):
+            raise ValueError(f"duplicate venues in {self.venues}")
+        if len(set(self.symbols)) != len(self.symbols):
+            raise ValueError("duplicate symbols")
+        if not self.symbols:
+            symbol_universe(self.symbol_count)  # validates the count
+        if self.step_seconds <= 0 or 3600 % self.step_seconds:
+            raise ValueError(f"step_seconds must divide 3600, got {self.step_seconds}")
+
+
+class SimulatedMarket:
+    """Deterministic simulated venues implementing ``bot.ports.MarketSource``."""
+
+    def __init__(self, config: SimMarketConfig, seed: int, start_ts_ms: int) -> None:
+        self.config = config
+        self._profiles: tuple[VenueProfile, ...] = tuple(VENUE_PROFILES[v] for v in config.venues)
+        self._traits: tuple[SymbolTraits, ...] = (
+            tuple(symbol_traits(s) for s in config.symbols) if config.symbols
+            else symbol_universe(config.symbol_count)
+        )
+        self._venue_index = {p.name: i for i, p in enumerate(self._profiles)}
+        self._symbol_index = {t.symbol: i for i, t in enumerate(self._traits)}
+        self._rng = random.Random(seed)
+        self._fault_rng = random.Random(f"sim-faults/{seed}")
+        self._seed_key = seed & _MASK64
+        self._now_ts_ms = start_ts_ms
+        self._step_ms = config.step_seconds * 1000
+        self._step_ts_ms = start_ts_ms  # instant of the state the floats describe
+        self._faults = config.faults
+        self._init_processes()
+        self._init_faults()
+        self._clear_caches()
+
+    # ----------------------------------------------------------------- MarketSource
+    def venues(self) -> list[str]:
+        return [p.name for p in self._profiles]
+
+    def symbols(self) -> list[str]:
+        return [t.symbol for t in self._traits]
+
+    @property
+    def now_ts_ms(self) -> int:
+        """The instant the market was last advanced to."""
+        return self._now_ts_ms
+
+    def fee_schedules(self) -> dict[str, FeeSchedule]:
+        return {p.name: p.fees for p in self._profiles}
+
+    def instruments(self) -> list[Instrument]:
+        return [self._instrument(k) for k in range(len(self._instruments))]
+
+    def instrument(self, venue: str, symbol: str) -> Instrument:
+        """The instrument (its funding interval may change under ``interval_change_prob``)."""
+        return self._instrument(self._key(venue, symbol))
+
+    def quote(self, venue: str, symbol: str) -> FundingQuote | None:
+        """The validated current quote; None during an outage or when the raw quote was absurd."""
+        return self._quote(self._key(venue, symbol))
+
+    def quotes(self) -> list[FundingQuote]:
+        """Every validated current quote (absurd raw quotes are rejected and counted)."""
+        return [q for k in range(self._n_keys) if (q := self._quote(k)) is not None]
+
+    def raw_quotes(self) -> list[FundingQuote]:
+        """What the feeds delivered this step, before validation (may hold absurd values)."""
+        return [q for k in range(self._n_keys) if (q := self._raw_quote(k)) is not None]
+
+    def book(self, venue: str, symbol: str) -> OrderBook | None:
+        """The validated current book; None during an outage or when the raw book was absurd."""
+        return self._book(self._key(venue, symbol))
+
+    def books(self) -> list[OrderBook]:
+        return [b for k in range(self._n_keys) if (b := self._book(k)) is not None]
+
+    def raw_books(self) -> list[OrderBook]:
+        return [b for k in range(self._n_keys) if (b := self._raw_book(k)) is not None]
+
+    @property
+    def rejected_quote_count(self) -> int:
+        """Raw quotes rejected by validation so far (each at most once per step)."""
+        return self._rejected_quotes
+
+    @property
+    def rejected_book_count(self) -> int:
+        return self._rejected_books
+
+    def snapshot(self, *, with_books: bool = True) -> MarketSnapshot:
+        """Everything at ``now_ts_ms`` as one immutable view."""
+        return MarketSnapshot(
+            now_ts_ms=self._now_ts_ms,
+            quotes={(q.venue, q.symbol): q for q in self.quotes()},
+            books={(b.venue, b.symbol): b for b in self.books()} if with_books else {},
+            instruments={(i.venue, i.symbol): i for i in self.instruments()},
+            fees=self.fee_schedules(),
+        )
+
+    # ----------------------------------------------------------------- time
+    def advance_to(self, ts_ms: int) -> list[FundingSettlement]:
+        """Step the market to ``ts_ms`` and return the settlements crossed, in time order.
+
+        Steps land on multiples of ``step_seconds``; a settlement at instant T is returned by
+        the call that moves ``now_ts_ms`` from before T to T or later. Moving backwards raises.
+        """
+        if ts_ms < self._now_ts_ms:
+            raise ValueError(f"cannot move back in time: {ts_ms} < {self._now_ts_ms}")
+        settlements: list[FundingSettlement] = []
+        step_ms = self._step_ms
+        next_ts = (self._step_ts_ms // step_ms + 1) * step_ms
+        while next_ts <= ts_ms:
+            self._step(next_ts)
+            if next_ts % MS_PER_HOUR == 0:
+                self._settle(next_ts, settlements)
+            next_ts += step_ms
+        self._now_ts_ms = ts_ms
+        return settlements
+
+    # ----------------------------------------------------------------- set-up
+    def _init_processes(self) -> None:
+        rng = self._rng
+        n_s, n_v = len(self._traits), len(self._profiles)
+        self._n_symbols, self._n_keys = n_s, n_s * n_v
+        dt_hours = self.config.step_seconds / 3600.0
+        models = {p.calibration: _model(p.calibration) for p in self._profiles}
+        rho = min(max(float(REAL_CROSS_VENUE.core_correlation), 0.0), 0.95)
+        self._load_common, self._load_idio = math.sqrt(rho), math.sqrt(1.0 - rho)
+        common_phi_hour = min(m.ar1_per_hour for m in models.values())
+        self._phi_common = common_phi_hour**dt_hours
+        self._q_common = math.sqrt(1.0 - self._phi_common**2)
+        # spikes: each venue's own, plus symbol-wide events that hit every venue at once; the
+        # latter make up the calibrated co-occurrence share of the rarest venue's spikes
+        venue_models = [models[p.calibration] for p in self._profiles]
+        share = min(max(float(REAL_CROSS_VENUE.spike_co_occurrence), 0.0), 1.0) if n_v > 1 else 0.0
+        self._common_spike_rate_per_step = share * min(m.spike_start_prob_per_hour for m in venue_models) * dt_hours
+        own_spike_rates = [m.spike_start_prob_per_hour - self._common_spike_rate_per_step / dt_hours for m in venue_models]
+
+        self._price = [t.base_price for t in self._traits]
+        self._vol_step = [t.annual_vol * math.sqrt(self.config.step_seconds / _SECONDS_PER_YEAR) for t in self._traits]
+        self._z_common = [rng.gauss(0.0, 1.0) for _ in range(n_s)]
+        symbol_offset = [rng.gauss(0.0, 1.0) for _ in range(n_s)]
+
+        basis_phi = 0.5 ** (self.config.step_seconds / _BASIS_HALF_LIFE_SECONDS)
+        self._venue_params: list[_VenueParams] = []
+        self._mu: list[float] = []
+        self._z_idio: list[float] = []
+        self._basis: list[float] = []
+        self._interval: list[int] = []
+        self._instruments: list[Instrument | None] = []
+        self._phi_idio: list[float] = []
+        self._q_idio: list[float] = []
+        for profile, own_spike_rate in zip(self._profiles, own_spike_rates):
+            model = models[profile.calibration]
+            settlement_ar1 = model.ar1_per_hour**model.cadence_hours
+            basis_std = profile.basis_std_bps * 1e-4
+            self._venue_params.append(_VenueParams(
+                model=model,
+                basis_phi=basis_phi,
+                basis_q=basis_std * math.sqrt(1.0 - basis_phi**2),
+                spike_rate_per_step=own_spike_rate * dt_hours,
+                spike_decay=0.5 ** (dt_hours / model.spike_half_life_hours),
+                spike_stop=SPIKE_Z * model.spike_unit_hourly,  # the calibration times spikes down to 4 std
+                rate_quantum=Decimal(1).scaleb(-profile.rate_decimals),
+                rate_scale=10.0**profile.rate_decimals,
+            ))
+            for s, traits in enumerate(self._traits):
+                offset = self._load_common * symbol_offset[s] + self._load_idio * rng.gauss(0.0, 1.0)
+                self._mu.append(model.mean_hourly + model.between_std_hourly * offset)
+                self._z_idio.append(rng.gauss(0.0, 1.0))
+                self._basis.append(rng.gauss(0.0, basis_std))
+                hours = interval_for(profile, traits.symbol)
+                self._interval.append(hours)
+                self._instruments.append(None)
+                # the latent's AR(1) at this symbol's own cadence is the calibrated one; the
+                # shared factor's part is fixed, so the venue-specific factor makes up the rest
+                common_part = rho * common_phi_hour**hours
+                idio_settlement = min(max((settlement_ar1 - common_part) / (1.0 - rho), 0.01), 0.999)
+                phi = idio_settlement ** (dt_hours / hours)
+                self._phi_idio.append(phi)
+                self._q_idio.append(math.sqrt(1.0 - phi * phi))
+        self._rate = [0.0] * self._n_keys  # published hourly rate (before quantization)
+        self._latent = [0.0] * self._n_keys
+        self._spike_value = [0.0] * self._n_keys  # decaying; 0.0 when no spike
+        self._spike_decay = [1.0] * self._n_keys  # per step, of the current spike
+        self._common_spike_decay = max(p.spike_decay for p in self._venue_params)
+        self._spike_next = [0] * self._n_keys  # step number of this key's next own spike
+        self._step_no = self._step_ts_ms // self._step_ms
+        for k in range(self._n_keys):
+            self._spike_next[k] = self._next_step(self._venue_params[k // n_s].spike_rate_per_step, self._step_no)
+        self._common_spike_next = [self._next_step(self._common_spike_rate_per_step, self._step_no) for _ in range(n_s)]
+        self._update_rates(self._step_no)
+
+    def _init_faults(self) -> None:
+        self._outage_until = [0] * len(self._profiles)
+        self._stale_until = [0] * self._n_keys
+        self._frozen: dict[int, FundingQuote] = {}
+        self._absurd_quote: dict[int, int] = {}
+        self._absurd_book: dict[int, int] = {}
+        self._rejected_quotes = 0
+        self._rejected_books = 0
+
+    # ----------------------------------------------------------------- stepping
+    def _step(self, ts_ms: int) -> None:
+        if self._faults.enabled:
+            self._draw_faults(ts_ms)
+        gauss = self._rng.gauss
+        price, vol = self._price, self._vol_step
+        z_common, phi_c, q_c = self._z_common, self._phi_common, self._q_common
+        for s in range(self._n_symbols):
+            v = vol[s]
+            price[s] *= math.exp(v * gauss(0.0, 1.0) - 0.5 * v * v)
+            z_common[s] = phi_c * z_common[s] + q_c * gauss(0.0, 1.0)
+        z_idio, basis, latent = self._z_idio, self._basis, self._latent
+        phi_idio, q_idio = self._phi_idio, self._q_idio
+        n_s = self._n_symbols
+        for v, params in enumerate(self._venue_params):
+            b_phi, b_q = params.basis_phi, params.basis_q
+            for s in range(n_s):
+                k = v * n_s + s
+                z_idio[k] = phi_idio[k] * z_idio[k] + q_idio[k] * gauss(0.0, 1.0)
+                target = latent[k] * _PREMIUM_HOURS
+                basis[k] = target + b_phi * (basis[k] - target) + b_q * gauss(0.0, 1.0)
+        self._step_no = ts_ms // self._step_ms
+        self._step_ts_ms = ts_ms
+        self._update_rates(self._step_no)
+        self._clear_caches()
+
+    def _update_rates(self, step_no: int) -> None:
+        """Latent and published hourly rates from the current factors; starts/ends spikes."""
+        n_s = self._n_symbols
+        a, b = self._load_common, self._load_idio
+        z_common, z_idio, mu = self._z_common, self._z_idio, self._mu
+        latent, rate = self._latent, self._rate
+        spike_next, spike_value, spike_decay = self._spike_next, self._spike_value, self._spike_decay
+        for s, next_step in enumerate(self._common_spike_next):
+            if step_no >= next_step:
+                self._start_common_spike(s, step_no)
+        for v, params in enumerate(self._venue_params):
+            model = params.model
+            within, pin, band = model.within_std_hourly, model.pin_hourly, model.band_hourly
+            stop = params.spike_stop
+            for s in range(n_s):
+                k = v * n_s + s
+                y = mu[k] + within * (a * z_common[s] + b * z_idio[k])
+                latent[k] = y
+                x = pin if abs(y - pin) < band else y
+                if step_no >= spike_next[k]:
+                    self._start_spike(k, params, step_no)
+                spike = spike_value[k]
+                if spike:
+                    x += spike
+                    spike *= spike_decay[k]
+                    spike_value[k] = spike if abs(spike) >= stop else 0.0
+                rate[k] = x
+
+    def _start_spike(self, k: int, params: _VenueParams, step_no: int) -> None:
+        """A spike on key ``k`` alone."""
+        rng, model = self._rng, params.model
+        sign = 1.0 if rng.random() < model.spike_up_prob else -1.0
+        self._spike_value[k] = sign * _spike_z(model, rng.gauss(0.0, 1.0)) * model.spike_unit_hourly
+        self._spike_decay[k] = params.spike_decay
+        self._spike_next[k] = self._next_step(params.spike_rate_per_step, step_no)
+
+    def _start_common_spike(self, s: int, step_no: int) -> None:
+        """A spike on every venue of symbol ``s``: same sign and size quantile, each venue's own
+        size distribution, all decaying as slowly as the slowest venue's spikes (the big
+        market-wide dislocations are the lasting ones)."""
+        rng = self._rng
+        models = [p.model for p in self._venue_params]
+        up_prob = sum(m.spike_up_prob for m in models) / len(models)
+        sign = 1.0 if rng.random() < up_prob else -1.0
+        quantile = rng.gauss(0.0, 1.0)
+        for v, model in enumerate(models):
+            k = v * self._n_symbols + s
+            self._spike_value[k] = sign * _spike_z(model, quantile) * model.spike_unit_hourly
+            self._spike_decay[k] = self._common_spike_decay
+        self._common_spike_next[s] = self._next_step(self._common_spike_rate_per_step, step_no)
+
+    def _next_step(self, rate_per_step: float, after_step: int) -> int:
+        """Step number of the next event of a Poisson process with ``rate_per_step``."""
+        if rate_per_step <= 0:
+            return 1 << 62
+        return after_step + 1 + int(self._rng.expovariate(rate_per_step))
+
+    def _settle(self, ts_ms: int, out: list[FundingSettlement]) -> None:
+        n_s = self._n_symbols
+        change = self._faults.interval_change_prob
+        for k in range(self._n_keys):
+            hours = self._interval[k]
+            if ts_ms % (hours * MS_PER_HOUR):
+                continue
+            v, s = divmod(k, n_s)
+            out.append(FundingSettlement(
+                venue=self._profiles[v].name,
+                symbol=self._traits[s].symbol,
+                ts_ms=ts_ms,
+                rate=self._rate_decimal(k),
+                interval_hours=_hours_decimal(hours),
+                mark_price=self._mark_decimal(k),
+            ))
+            choices = self._profiles[v].interval_choices
+            if change and len(choices) > 1 and self._fault_rng.random() < change:
+                self._interval[k] = self._fault_rng.choice([h for h in choices if h != hours])
+                self._instruments[k] = None
+                self._quote_cache.pop(k, None)
+                self._raw_quote_cache.pop(k, None)
+
+    # ----------------------------------------------------------------- faults
+    def _draw_faults(self, ts_ms: int) -> None:
+        faults, rng = self._faults, self._fault_rng
+        if faults.outage_prob:
+            for v in range(len(self._profiles)):
+                if self._outage_until[v] <= ts_ms and rng.random() < faults.outage_prob:
+                    self._outage_until[v] = ts_ms + faults.outage_seconds * 1000
+        if faults.stale_quote_prob:
+            for k in [k for k in self._frozen if self._stale_until[k] <= ts_ms]:
+                del self._frozen[k]
+            for k in range(self._n_keys):
+                if self._stale_until[k] <= ts_ms and rng.random() < faults.stale_quote_prob:
+                    self._frozen[k] = self._build_quote(k)  # the state before this step
+                    self._stale_until[k] = ts_ms + faults.stale_quote_seconds * 1000
+        self._absurd_quote = {}
+        if faults.absurd_quote_prob:
+            for k in range(self._n_keys):
+                if rng.random() < faults.absurd_quote_prob:
+                    self._absurd_quote[k] = rng.randrange(len(_ABSURD_QUOTES))
+        self._absurd_book = {}
+        if faults.absurd_book_prob:
+            for k in range(self._n_keys):
+                if rng.random() < faults.absurd_book_prob:
+                    self._absurd_book[k] = rng.randrange(len(_ABSURD_BOOKS))
+
+    # ----------------------------------------------------------------- building outputs
+    def _key(self, venue: str, symbol: str) -> int:
+        try:
+            return self._venue_index[venue] * self._n_symbols + self._symbol_index[symbol]
+        except KeyError:
+            raise KeyError(f"unknown simulated instrument {venue}/{symbol}") from None
+
+    def _clear_caches(self) -> None:
+        self._quote_cache: dict[int, FundingQuote | None] = {}
+        self._raw_quote_cache: dict[int, FundingQuote | None] = {}
+        self._book_cache: dict[int, OrderBook | None] = {}
+        self._raw_book_cache: dict[int, OrderBook | None] = {}
+
+    def _in_outage(self, k: int) -> bool:
+        return self._outage_until[k // self._n_symbols] > self._step_ts_ms
+
+    def _instrument(self, k: int) -> Instrument:
+        cached = self._instruments[k]
+        if cached is None:
+            v, s = divmod(k, self._n_symbols)
+            profile, traits = self._profiles[v], self._traits[s]
+            cached = self._instruments[k] = Instrument(
+                venue=profile.name,
+                symbol=traits.symbol,
+                venue_symbol=profile.venue_symbol_format.format(symbol=traits.symbol),
+                tick_size=traits.tick_size,
+                lot_size_base=traits.lot_size_base,
+                min_size_base=traits.lot_size_base,
+                funding_interval_hours=_hours_decimal(self._interval[k]),
+                min_notional_usd=profile.min_notional_usd,
+            )
+        return cached
+
+    def _rate_decimal(self, k: int) -> Decimal:
+        params = self._venue_params[k // self._n_symbols]
+        units = round(self._rate[k] * self._interval[k] * params.rate_scale)
+        return Decimal(units) * params.rate_quantum
+
+    def _mark_float(self, k: int) -> float:
+        return self._price[k % self._n_symbols] * (1.0 + self._basis[k])
+
+    def _mark_decimal(self, k: int) -> Decimal:
+        tick = self._traits[k % self._n_symbols].tick_size
+        return Decimal(max(1, round(self._mark_float(k) / float(tick)))) * tick
+
+    def _build_quote(self, k: int) -> FundingQuote:
+        v, s = divmod(k, self._n_symbols)
+        hours = self._interval[k]
+        interval_ms = hours * MS_PER_HOUR
+        return FundingQuote(
+            venue=self._profiles[v].name,
+            symbol=self._traits[s].symbol,
+            rate_per_interval=self._rate_decimal(k),
+            interval_hours=_hours_decimal(hours),
+            next_funding_ts_ms=(self._step_ts_ms // interval_ms + 1) * interval_ms,
+            mark_price=self._mark_decimal(k),
+            ts_ms=self._step_ts_ms,
+        )
+
+    def _raw_quote(self, k: int) -> FundingQuote | None:
+        if k in self._raw_quote_cache:
+            return self._raw_quote_cache[k]
+        quote: FundingQuote | None
+        if self._in_outage(k):
+            quote = None
+        elif k in self._frozen:
+            quote = self._frozen[k]
+        else:
+            quote = self._build_quote(k)
+            kind = self._absurd_quote.get(k)
+            if kind is not None:
+                quote = dataclasses.replace(quote, **_ABSURD_QUOTES[kind])
+        self._raw_quote_cache[k] = quote
+        return quote
+
+    def _quote(self, k: int) -> FundingQuote | None:
+        if k in self._quote_cache:
+            return self._quote_cache[k]
+        quote = self._raw_quote(k)
+        if quote is not None:
+            try:
+                validate_quote(quote, max_abs_rate_per_hour=self.config.max_abs_rate_per_hour)
+            except AbsurdVenueData:
+                self._rejected_quotes += 1
+                quote = None
+        self._quote_cache[k] = quote
+        return quote
+
+    def _raw_book(self, k: int) -> OrderBook | None:
+        if k in self._raw_book_cache:
+            return self._raw_book_cache[k]
+        book = None if self._in_outage(k) else self._build_book(k)
+        kind = self._absurd_book.get(k)
+        if book is not None and kind is not None:
+            book = _absurd_book(book, kind)
+        self._raw_book_cache[k] = book
+        return book
+
+    def _book(self, k: int) -> OrderBook | None:
+        if k in self._book_cache:
+            return self._book_cache[k]
+        book = self._raw_book(k)
+        if book is not None:
+            try:
+                validate_book(book)
+            except AbsurdVenueData:
+                self._rejected_books += 1
+                book = None
+        self._book_cache[k] = book
+        return book
+
+    def _build_book(self, k: int) -> OrderBook:
+        v, s = divmod(k, self._n_symbols)
+        profile, traits = self._profiles[v], self._traits[s]
+        tick, lot = traits.tick_size, traits.lot_size_base
+        tick_f, lot_f = float(tick), float(lot)
+        mark = self._mark_float(k)
+        mid_ticks = mark / tick_f
+        half_ticks = max(0.5, mark * profile.spread_bps * traits.spread_mult * 0.5e-4 / tick_f)
+        best_bid = max(1, math.floor(mid_ticks - half_ticks))
+        best_ask = max(best_bid + 1, math.ceil(mid_ticks + half_ticks))
+        spacing = max(1, round(mark * profile.level_spacing_bps * 1e-4 / tick_f))
+        depth_usd = traits.depth_usd_per_level * profile.depth_scale
+        key = ((self._seed_key * 0x9E3779B97F4A7C15) ^ (self._step_no * 0xC2B2AE3D27D4EB4F) ^ (k + 1)) & _MASK64
+        bids, asks = [], []
+        for i in range(profile.book_levels):
+            growth = depth_usd * (1.0 + 0.15 * i)
+            bid_ticks = best_bid - i * spacing
+            if bid_ticks > 0:
+                lots = max(1, int(growth * _jitter(key, 2 * i) / (bid_ticks * tick_f) / lot_f))
+                bids.append(BookLevel(Decimal(bid_ticks) * tick, Decimal(lots) * lot))
+            ask_ticks = best_ask + i * spacing
+            lots = max(1, int(growth * _jitter(key, 2 * i + 1) / (ask_ticks * tick_f) / lot_f))
+            asks.append(BookLevel(Decimal(ask_ticks) * tick, Decimal(lots) * lot))
+        return OrderBook(
+            venue=profile.name, symbol=traits.symbol, bids=tuple(bids), asks=tuple(asks), ts_ms=self._step_ts_ms
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _VenueParams:
+    model: FundingModel
+    basis_phi: float
+    basis_q: float
+    spike_rate_per_step: float  # own spike starts per step on one symbol
+    spike_decay: float  # spike size factor per step
+    spike_stop: float  # a spike smaller than this (hourly rate) is over
+    rate_quantum: Decimal
+    rate_scale: float
+
+
+_MODELS: dict[str, FundingModel] = {}
+
+
+def _model(calibration: str) -> FundingModel:
+    model = _MODELS.get(calibration)
+    if model is None:
+        model = _MODELS[calibration] = fit_funding_model(REAL_FUNDING_STATS[calibration])
+    return model
+
+
+def _spike_z(model: FundingModel, normal: float) -> float:
+    """Starting spike size in std units for a standard normal draw."""
+    return min(SPIKE_Z + math.exp(model.spike_log_excess_mean + model.spike_log_excess_std * normal), MAX_SPIKE_Z)
+
+
+_HOURS: dict[int, Decimal] = {}
+
+
+def _hours_decimal(hours: int) -> Decimal:
+    value = _HOURS.get(hours)
+    if value is None:
+        value = _HOURS[hours] = Decimal(hours)
+    return value
+
+
+def _jitter(key: int, i: int) -> float:
+    """Deterministic factor in [0.6, 1.4) from (key, i): splitmix64 finaliser."""
+    x = (key + (i + 1) * 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    x ^= x >> 31
+    return 0.6 + 0.8 * (x >> 40) / float(1 << 24)
+
+
+_ABSURD_QUOTES = (
+    {"rate_per_interval": Decimal("NaN")},
+    {"rate_per_interval": _HUGE_RATE},
+    {"rate_per_interval": Decimal("Infinity")},
+    {"mark_price": Decimal(0)},
+    {"mark_price": Decimal("-1")},
+    {"interval_hours": Decimal(0)},
+)
+_ABSURD_BOOKS = ("crossed", "zero_size", "nan_price")
+
+
+def _absurd_book(book: OrderBook, kind: int) -> OrderBook:
+    """A broken copy of a (two-sided) simulated book."""
+    bid, ask = book.bids[0], book.asks[0]
+    name = _ABSURD_BOOKS[kind]
+    if name == "crossed":
+        return dataclasses.replace(book, bids=(BookLevel(ask.price + (ask.price - bid.price), bid.size_base), *book.bids[1:]))
+    if name == "zero_size":
+        return dataclasses.replace(book, asks=(BookLevel(ask.price, Decimal(0)), *book.asks[1:]))
+    return dataclasses.replace(book, bids=(BookLevel(Decimal("NaN"), bid.size_base), *book.bids[1:]))

@@ -1,0 +1,755 @@
+"""Repository functions over the bot's SQLite database (synchronous; one writer thread).
+
+Every method that writes more than one row runs inside ``Database.atomic()``: one ``BEGIN`` ...
+``COMMIT`` (or a savepoint when the caller already opened a transaction with ``transaction()``),
+so it is all-or-nothing. ``with db.conn:`` is NOT used: under sqlite-utils 4.2 each statement
+commits on its own and nothing is batched.
+
+The storage layer never reads the clock: every timestamp is passed in by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import fields as dataclass_fields
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from bot.domain import (
+    Fill,
+    FundingPayment,
+    LegSide,
+    Liquidity,
+    OrderReport,
+    OrderRequest,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    TimeInForce,
+)
+from storage.codec import (
+    check_ts_ms,
+    decimal_to_text,
+    from_json,
+    iso_utc,
+    optional_decimal_to_text,
+    optional_iso_utc,
+    optional_text_to_decimal,
+    text_to_decimal,
+    to_json,
+)
+from storage.connection import open_database
+from storage.errors import NotFound, StorageError, UnknownOrder
+from storage.records import (
+    TERMINAL_POSITION_STATES,
+    BotStateRow,
+    EventRecord,
+    MachineKind,
+    OrderIntent,
+    OrderPurpose,
+    OrderRow,
+    PositionRecord,
+    PositionTotals,
+    Severity,
+    TimelineRow,
+    TransitionRecord,
+)
+from storage.totals import position_totals
+
+PENDING = "pending"  # stored order status before any venue answer is recorded
+
+_POSITION_DECIMALS = frozenset(
+    {
+        "target_size_base",
+        "long_size_base",
+        "short_size_base",
+        "notional_usd",
+        "entry_spread_hourly",
+        "entry_apr",
+        "entry_expected_net_usd",
+        "entry_costs_usd",
+        "entry_long_price",
+        "entry_short_price",
+    }
+)
+_POSITION_TS_WITH_ISO = {"opened_at_ts_ms": "opened_at_iso", "closed_at_ts_ms": "closed_at_iso"}
+_POSITION_INTS = frozenset(
+    {
+        "opened_at_ts_ms",
+        "closed_at_ts_ms",
+        "unhedged_ms_entry",
+        "unhedged_ms_exit",
+        "created_at_ts_ms",
+        "updated_at_ts_ms",
+    }
+)
+_POSITION_FIELDS = tuple(f.name for f in dataclass_fields(PositionRecord))
+# Fields update_position may change; id and created_at_ts_ms are fixed at insert.
+_POSITION_UPDATABLE = frozenset(_POSITION_FIELDS) - {"id", "created_at_ts_ms", "updated_at_ts_ms"}
+_UNFINISHED_ORDER_STATUSES = (PENDING, OrderStatus.NEW.value, OrderStatus.PARTIALLY_FILLED.value)
+
+
+def _encode_position_field(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name in _POSITION_DECIMALS:
+        return decimal_to_text(value)
+    if name in _POSITION_INTS:
+        return check_ts_ms(value, name)
+    if name == "entry_details":
+        return to_json(value)
+    if not isinstance(value, str):
+        raise StorageError(f"position field {name} must be str, got {type(value).__name__}")
+    return value
+
+
+def _position_columns(position: PositionRecord) -> dict[str, Any]:
+    row = {name: _encode_position_field(name, getattr(position, name)) for name in _POSITION_FIELDS}
+    for ts_name, iso_name in _POSITION_TS_WITH_ISO.items():
+        row[iso_name] = optional_iso_utc(row[ts_name])
+    return row
+
+
+def _position_from_row(row: dict[str, Any]) -> PositionRecord:
+    values: dict[str, Any] = {}
+    for name in _POSITION_FIELDS:
+        raw = row[name]
+        if name in _POSITION_DECIMALS:
+            values[name] = optional_text_to_decimal(raw)
+        elif name == "entry_details":
+            values[name] = from_json(raw)
+        else:
+            values[name] = raw
+    return PositionRecord(**values)
+
+
+def _intent_columns(intent: OrderIntent) -> dict[str, Any]:
+    request = intent.request
+    ts_ms = check_ts_ms(intent.created_at_ts_ms, "created_at_ts_ms")
+    if isinstance(intent.attempt, bool) or not isinstance(intent.attempt, int):
+        raise StorageError(f"attempt must be an int, got {intent.attempt!r}")
+    return {
+        "client_order_id": request.client_order_id,
+        "position_id": intent.position_id,
+        "venue": request.venue,
+        "symbol": request.symbol,
+        "side": OrderSide(request.side).value,
+        "purpose": OrderPurpose(intent.purpose).value,
+        "leg": None if intent.leg is None else LegSide(intent.leg).value,
+        "attempt": intent.attempt,
+        "size_base": decimal_to_text(request.size_base),
+        "order_type": OrderType(request.order_type).value,
+        "time_in_force": TimeInForce(request.time_in_force).value,
+        "limit_price": optional_decimal_to_text(request.limit_price),
+        "reduce_only": 1 if request.reduce_only else 0,
+        "status": PENDING,
+        "filled_base": "0",
+        "avg_price": None,
+        "venue_order_id": None,
+        "reason": None,
+        "created_at_ts_ms": ts_ms,
+        "created_at_iso": iso_utc(ts_ms),
+        "updated_at_ts_ms": ts_ms,
+    }
+
+
+def _order_from_row(row: dict[str, Any]) -> OrderRow:
+    request = OrderRequest(
+        client_order_id=row["client_order_id"],
+        venue=row["venue"],
+        symbol=row["symbol"],
+        side=OrderSide(row["side"]),
+        size_base=text_to_decimal(row["size_base"]),
+        order_type=OrderType(row["order_type"]),
+        limit_price=optional_text_to_decimal(row["limit_price"]),
+        time_in_force=TimeInForce(row["time_in_force"]),
+        reduce_only=bool(row["reduce_only"]),
+    )
+    return OrderRow(
+        request=request,
+        purpose=OrderPurpose(row["purpose"]),
+        position_id=row["position_id"],
+        leg=None if row["leg"] is None else LegSide(row["leg"]),
+        attempt=row["attempt"],
+        status=None if row["status"] == PENDING else OrderStatus(row["status"]),
+        filled_base=text_to_decimal(row["filled_base"]),
+        avg_price=optional_text_to_decimal(row["avg_price"]),
+        venue_order_id=row["venue_order_id"],
+        reason=row["reason"],
+        created_at_ts_ms=row["created_at_ts_ms"],
+        updated_at_ts_ms=row["updated_at_ts_ms"],
+    )
+
+
+def _fill_from_row(row: dict[str, Any]) -> Fill:
+    return Fill(
+        venue=row["venue"],
+        symbol=row["symbol"],
+        client_order_id=row["client_order_id"],
+        trade_id=row["trade_id"],
+        side=OrderSide(row["side"]),
+        price=text_to_decimal(row["price"]),
+        size_base=text_to_decimal(row["size_base"]),
+        fee_usd=text_to_decimal(row["fee_usd"]),
+        liquidity=Liquidity(row["liquidity"]),
+        ts_ms=row["ts_ms"],
+    )
+
+
+def _funding_from_row(row: dict[str, Any]) -> FundingPayment:
+    return FundingPayment(
+        payment_id=row["payment_id"],
+        venue=row["venue"],
+        symbol=row["symbol"],
+        ts_ms=row["ts_ms"],
+        rate=text_to_decimal(row["rate"]),
+        position_size_base=text_to_decimal(row["position_size_base"]),
+        mark_price=text_to_decimal(row["mark_price"]),
+        amount_usd=text_to_decimal(row["amount_usd"]),
+    )
+
+
+def _transition_columns(transition: TransitionRecord) -> dict[str, Any]:
+    # Duck-typed so machines' own outbox records (``entity`` instead of ``machine``) persist as-is.
+    machine = getattr(transition, "machine", None) or getattr(transition, "entity", None)
+    if transition.ts_ms is None:
+        raise StorageError(f"transition {transition!r} has no ts_ms: stamp it before persisting")
+    ts_ms = check_ts_ms(transition.ts_ms)
+    return {
+        "ts_ms": ts_ms,
+        "ts_iso": iso_utc(ts_ms),
+        "machine": MachineKind(machine).value,
+        "entity_id": transition.entity_id,
+        "source": str(getattr(transition.source, "value", transition.source)),
+        "dest": str(getattr(transition.dest, "value", transition.dest)),
+        "trigger": transition.trigger,
+        "reason": transition.reason,
+        "details": to_json(dict(transition.details) if transition.details is not None else None),
+    }
+
+
+def _transition_from_row(row: dict[str, Any]) -> TransitionRecord:
+    return TransitionRecord(
+        ts_ms=row["ts_ms"],
+        machine=MachineKind(row["machine"]),
+        entity_id=row["entity_id"],
+        source=row["source"],
+        dest=row["dest"],
+        trigger=row["trigger"],
+        reason=row["reason"],
+        details=from_json(row["details"]),
+    )
+
+
+def _event_columns(event: EventRecord) -> dict[str, Any]:
+    ts_ms = check_ts_ms(event.ts_ms)
+    return {
+        "ts_ms": ts_ms,
+        "ts_iso": iso_utc(ts_ms),
+        "kind": event.kind,
+        "entity_id": event.entity_id,
+        "severity": Severity(event.severity).value,
+        "message": event.message,
+        "details": to_json(event.details),
+    }
+
+
+def _event_from_row(row: dict[str, Any]) -> EventRecord:
+    return EventRecord(
+        ts_ms=row["ts_ms"],
+        kind=row["kind"],
+        severity=Severity(row["severity"]),
+        message=row["message"],
+        entity_id=row["entity_id"],
+        details=from_json(row["details"]),
+    )
+
+
+def _placeholders(values: Sequence[Any]) -> str:
+    return ", ".join("?" for _ in values)
+
+
+class Storage:
+    """The bot's persistent state. Not thread-safe: use it from one thread (see AsyncStorage)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @classmethod
+    def open(cls, path: Path) -> "Storage":
+        """Open (or create and migrate) the database file at ``path``."""
+        return cls(open_database(path))
+
+    @property
+    def db(self) -> Database:
+        """The underlying sqlite-utils Database (for reports and tests; prefer the methods)."""
+        return self._db
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator["Storage"]:
+        """Group several repository calls into one all-or-nothing transaction."""
+        with self._db.atomic():
+            yield self
+
+    # -- positions -------------------------------------------------------------------------
+
+    def insert_position(self, position: PositionRecord) -> None:
+        """Insert a new position; raises ``sqlite3.IntegrityError`` if the id exists."""
+        self._db["positions"].insert(_position_columns(position))
+
+    def upsert_position(self, position: PositionRecord) -> None:
+        """Insert the position, or overwrite every column of the existing row with that id."""
+        row = _position_columns(position)
+        columns = list(row)
+        updates = ", ".join(
+            f"{c} = excluded.{c}" for c in columns if c not in ("id", "created_at_ts_ms")
+        )
+        self._db.execute(
+            f"INSERT INTO positions ({', '.join(columns)}) VALUES ({_placeholders(columns)}) "
+            f"ON CONFLICT (id) DO UPDATE SET {updates}",
+            [row[c] for c in columns],
+        )
+
+    def insert_position_with_intents(
+        self, position: PositionRecord, intents: Sequence[OrderIntent]
+    ) -> None:
+        """Persist a new position and its order intents in ONE transaction (before sending)."""
+        with self._db.atomic():
+            self.insert_position(position)
+            self.insert_order_intents(intents)
+
+    def update_position(
+        self, position_id: str, updated_at_ts_ms: int, **changes: Any
+    ) -> PositionRecord:
+        """Change some fields of a position (names as in ``PositionRecord``); returns the new row.
+
+        Setting ``opened_at_ts_ms`` / ``closed_at_ts_ms`` also sets the ISO companion column.
+        Raises ``NotFound`` for an unknown id, ``StorageError`` for an unknown or fixed field.
+        """
+        unknown = set(changes) - _POSITION_UPDATABLE
+        if unknown:
+            raise StorageError(f"cannot update position field(s) {sorted(unknown)}")
+        row = {name: _encode_position_field(name, value) for name, value in changes.items()}
+        row["updated_at_ts_ms"] = check_ts_ms(updated_at_ts_ms, "updated_at_ts_ms")
+        for ts_name, iso_name in _POSITION_TS_WITH_ISO.items():
+            if ts_name in row:
+                row[iso_name] = optional_iso_utc(row[ts_name])
+        assignments = ", ".join(f"{name} = ?" for name in row)
+        with self._db.atomic():
+            cursor = self._db.execute(
+                f"UPDATE positions SET {assignments} WHERE id = ?", [*row.values(), position_id]
+            )
+            if cursor.rowcount != 1:
+                raise NotFound(f"no position {position_id!r}")
+            return self._require_position(position_id)
+
+    def update_position_with_transitions(
+        self,
+        position_id: str,
+        updated_at_ts_ms: int,
+        transitions: Sequence[TransitionRecord],
+        **changes: Any,
+    ) -> PositionRecord:
+        """``update_position`` and ``record_transitions`` in ONE transaction: a state change and
+        its log entries are stored together or not at all."""
+        with self._db.atomic():
+            position = self.update_position(position_id, updated_at_ts_ms, **changes)
+            self.record_transitions(transitions)
+            return position
+
+    def get_position(self, position_id: str) -> PositionRecord | None:
+        rows = list(self._db["positions"].rows_where("id = ?", [position_id]))
+        return _position_from_row(rows[0]) if rows else None
+
+    def load_open_positions(
+        self, terminal_states: Iterable[str] = TERMINAL_POSITION_STATES
+    ) -> list[PositionRecord]:
+        """Every position not in a terminal state, oldest first (what a restart resumes)."""
+        states = sorted(terminal_states)
+        where = f"state NOT IN ({_placeholders(states)})" if states else None
+        rows = self._db["positions"].rows_where(
+            where, states or None, order_by="created_at_ts_ms, id"
+        )
+        return [_position_from_row(row) for row in rows]
+
+    def list_positions(
+        self, states: Iterable[str] | None = None, symbol: str | None = None
+    ) -> list[PositionRecord]:
+        """Positions, oldest first, optionally filtered by state(s) and symbol."""
+        clauses: list[str] = []
+        args: list[Any] = []
+        if states is not None:
+            wanted = sorted(states)
+            if not wanted:
+                return []
+            clauses.append(f"state IN ({_placeholders(wanted)})")
+            args.extend(wanted)
+        if symbol is not None:
+            clauses.append("symbol = ?")
+            args.append(symbol)
+        rows = self._db["positions"].rows_where(
+            " AND ".join(clauses) or None, args or None, order_by="created_at_ts_ms, id"
+        )
+        return [_position_from_row(row) for row in rows]
+
+    def _require_position(self, position_id: str) -> PositionRecord:
+        position = self.get_position(position_id)
+        if position is None:
+            raise NotFound(f"no position {position_id!r}")
+        return position
+
+    # -- orders ----------------------------------------------------------------------------
+
+    def insert_order_intent(self, intent: OrderIntent) -> None:
+        """Persist an order BEFORE it is sent (status pending); a duplicate id raises
+        ``sqlite3.IntegrityError``."""
+        self._db["orders"].insert(_intent_columns(intent))
+
+    def insert_order_intents(self, intents: Sequence[OrderIntent]) -> None:
+        """Persist several order intents in one transaction."""
+        if not intents:
+            return
+        with self._db.atomic():
+            self._db["orders"].insert_all([_intent_columns(intent) for intent in intents])
+
+    def update_order_status(
+        self,
+        client_order_id: str,
+        status: OrderStatus,
+        ts_ms: int,
+        *,
+        filled_base: Decimal | None = None,
+        avg_price: Decimal | None = None,
+        venue_order_id: str | None = None,
+        reason: str | None = None,
+    ) -> bool:
+        """Record the venue's answer for an order. None arguments keep the stored value.
+
+        A terminal order never moves to a different status (a late ``new`` report after
+        ``filled`` is stale): that call changes nothing and returns False. Raises ``NotFound``
+        for an unknown client order id.
+        """
+        status = OrderStatus(status)
+        check_ts_ms(ts_ms)
+        with self._db.atomic():
+            found = self._db.execute(
+                "SELECT status FROM orders WHERE client_order_id = ?", [client_order_id]
+            ).fetchone()
+            if found is None:
+                raise NotFound(f"no order {client_order_id!r}")
+            stored = found[0]
+            if stored != PENDING and OrderStatus(stored).is_terminal and stored != status.value:
+                return False
+            self._db.execute(
+                "UPDATE orders SET status = ?, updated_at_ts_ms = ?,"
+                " filled_base = COALESCE(?, filled_base), avg_price = COALESCE(?, avg_price),"
+                " venue_order_id = COALESCE(?, venue_order_id), reason = COALESCE(?, reason)"
+                " WHERE client_order_id = ?",
+                [
+                    status.value,
+                    ts_ms,
+                    optional_decimal_to_text(filled_base),
+                    optional_decimal_to_text(avg_price),
+                    venue_order_id,
+                    reason,
+                    client_order_id,
+                ],
+            )
+            return True
+
+    def apply_order_report(self, report: OrderReport, ts_ms: int) -> int:
+        """Update the order from a venue report and record its fills, atomically.
+
+        Returns how many of the report's fills were new (already-stored trade ids are skipped).
+        """
+        with self._db.atomic():
+            self.update_order_status(
+                report.client_order_id,
+                report.status,
+                ts_ms,
+                filled_base=report.filled_base,
+                avg_price=report.avg_price,
+                venue_order_id=report.venue_order_id,
+                reason=report.reason,
+            )
+            return self.record_fills(report.fills)
+
+    def get_order(self, client_order_id: str) -> OrderRow | None:
+        rows = list(self._db["orders"].rows_where("client_order_id = ?", [client_order_id]))
+        return _order_from_row(rows[0]) if rows else None
+
+    def list_orders(self, position_id: str) -> list[OrderRow]:
+        """A position's orders in the order they were recorded."""
+        rows = self._db["orders"].rows_where("position_id = ?", [position_id], order_by="seq")
+        return [_order_from_row(row) for row in rows]
+
+    def load_unfinished_orders(self) -> list[OrderRow]:
+        """Orders that are pending (venue answer unknown), new or partially filled: a restart
+        must look each of them up on its venue by client order id."""
+        statuses = list(_UNFINISHED_ORDER_STATUSES)
+        rows = self._db["orders"].rows_where(
+            f"status IN ({_placeholders(statuses)})", statuses, order_by="seq"
+        )
+        return [_order_from_row(row) for row in rows]
+
+    # -- fills -----------------------------------------------------------------------------
+
+    def record_fill(self, fill: Fill) -> bool:
+        """Store a fill unless (venue, trade_id) is already stored; True when it was new.
+
+        The fill's order must exist (``UnknownOrder`` otherwise) and match its venue/symbol.
+        """
+        ts_ms = check_ts_ms(fill.ts_ms)
+        with self._db.atomic():
+            order = self._db.execute(
+                "SELECT position_id, venue, symbol FROM orders WHERE client_order_id = ?",
+                [fill.client_order_id],
+            ).fetchone()
+            if order is None:
+                raise UnknownOrder(
+                    f"fill {fill.venue}/{fill.trade_id} for unknown order {fill.client_order_id!r}"
+                )
+            position_id, venue, symbol = order
+            if (venue, symbol) != (fill.venue, fill.symbol):
+                raise StorageError(
+                    f"fill {fill.trade_id} is {fill.venue}/{fill.symbol} but order "
+                    f"{fill.client_order_id} is {venue}/{symbol}"
+                )
+            cursor = self._db.execute(
+                "INSERT INTO fills (venue, trade_id, symbol, client_order_id, position_id, side,"
+                " price, size_base, fee_usd, liquidity, ts_ms, ts_iso)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (venue, trade_id) DO NOTHING",
+                [
+                    fill.venue,
+                    fill.trade_id,
+                    fill.symbol,
+                    fill.client_order_id,
+                    position_id,
+                    OrderSide(fill.side).value,
+                    decimal_to_text(fill.price),
+                    decimal_to_text(fill.size_base),
+                    decimal_to_text(fill.fee_usd),
+                    Liquidity(fill.liquidity).value,
+                    ts_ms,
+                    iso_utc(ts_ms),
+                ],
+            )
+            return cursor.rowcount == 1
+
+    def record_fills(self, fills: Iterable[Fill]) -> int:
+        """Store several fills in one transaction; returns how many were new."""
+        with self._db.atomic():
+            return sum(1 for fill in fills if self.record_fill(fill))
+
+    def list_fills(self, position_id: str) -> list[Fill]:
+        """A position's fills in time order."""
+        rows = self._db["fills"].rows_where("position_id = ?", [position_id], order_by="ts_ms, seq")
+        return [_fill_from_row(row) for row in rows]
+
+    def latest_fill_ts_ms(self, venue: str) -> int | None:
+        """Timestamp of the newest stored fill on ``venue`` (where reconciliation resumes)."""
+        row = self._db.execute("SELECT MAX(ts_ms) FROM fills WHERE venue = ?", [venue]).fetchone()
+        return row[0]
+
+    # -- funding ---------------------------------------------------------------------------
+
+    def record_funding_payment(
+        self, payment: FundingPayment, position_id: str | None, leg: LegSide | None
+    ) -> bool:
+        """Store a funding payment unless (venue, payment_id) exists; True when it was new.
+
+        ``position_id``/``leg`` are None only for a venue position no stored position owns.
+        """
+        ts_ms = check_ts_ms(payment.ts_ms)
+        cursor = self._db.execute(
+            "INSERT INTO funding_payments (venue, payment_id, position_id, leg, symbol, ts_ms,"
+            " ts_iso, rate, position_size_base, mark_price, amount_usd)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (venue, payment_id) DO NOTHING",
+            [
+                payment.venue,
+                payment.payment_id,
+                position_id,
+                None if leg is None else LegSide(leg).value,
+                payment.symbol,
+                ts_ms,
+                iso_utc(ts_ms),
+                decimal_to_text(payment.rate),
+                decimal_to_text(payment.position_size_base),
+                decimal_to_text(payment.mark_price),
+                decimal_to_text(payment.amount_usd),
+            ],
+        )
+        return cursor.rowcount == 1
+
+    def list_funding_payments(self, position_id: str) -> list[FundingPayment]:
+        """A position's funding payments in time order."""
+        rows = self._db["funding_payments"].rows_where(
+            "position_id = ?", [position_id], order_by="ts_ms, seq"
+        )
+        return [_funding_from_row(row) for row in rows]
+
+    def latest_funding_ts_ms(self, venue: str) -> int | None:
+        """Timestamp of the newest stored funding payment on ``venue``."""
+        row = self._db.execute(
+            "SELECT MAX(ts_ms) FROM funding_payments WHERE venue = ?", [venue]
+        ).fetchone()
+        return row[0]
+
+    # -- transitions and events ------------------------------------------------------------
+
+    def record_transition(self, transition: TransitionRecord) -> None:
+        self.record_transitions([transition])
+
+    def record_transitions(self, transitions: Sequence[TransitionRecord]) -> None:
+        """Append transitions in one transaction (batch the hot path).
+
+        Also accepts any record with the same attributes that names the machine kind in
+        ``entity`` instead of ``machine`` (``machines.records.TransitionRecord``), once stamped.
+        """
+        if not transitions:
+            return
+        with self._db.atomic():
+            self._db["transitions"].insert_all([_transition_columns(t) for t in transitions])
+
+    def list_transitions(
+        self, machine: MachineKind | None = None, entity_id: str | None = None
+    ) -> list[TransitionRecord]:
+        """Transitions in recorded order, optionally for one machine kind / entity."""
+        clauses: list[str] = []
+        args: list[Any] = []
+        if machine is not None:
+            clauses.append("machine = ?")
+            args.append(MachineKind(machine).value)
+        if entity_id is not None:
+            clauses.append("entity_id = ?")
+            args.append(entity_id)
+        rows = self._db["transitions"].rows_where(
+            " AND ".join(clauses) or None, args or None, order_by="seq"
+        )
+        return [_transition_from_row(row) for row in rows]
+
+    def record_event(self, event: EventRecord) -> int:
+        """Append one event; returns its id."""
+        with self._db.atomic():
+            table = self._db["events"].insert(_event_columns(event))
+            return int(table.last_rowid)
+
+    def record_events(self, events: Sequence[EventRecord]) -> None:
+        """Append several events in one transaction."""
+        if not events:
+            return
+        with self._db.atomic():
+            self._db["events"].insert_all([_event_columns(e) for e in events])
+
+    def list_events(
+        self,
+        kind: str | None = None,
+        entity_id: str | None = None,
+        since_ts_ms: int | None = None,
+    ) -> list[EventRecord]:
+        """Events in recorded order, optionally filtered."""
+        clauses: list[str] = []
+        args: list[Any] = []
+        if kind is not None:
+            clauses.append("kind = ?")
+            args.append(kind)
+        if entity_id is not None:
+            clauses.append("entity_id = ?")
+            args.append(entity_id)
+        if since_ts_ms is not None:
+            clauses.append("ts_ms >= ?")
+            args.append(check_ts_ms(since_ts_ms, "since_ts_ms"))
+        rows = self._db["events"].rows_where(
+            " AND ".join(clauses) or None, args or None, order_by="seq"
+        )
+        return [_event_from_row(row) for row in rows]
+
+    # -- bot state and key/value -----------------------------------------------------------
+
+    def set_bot_state(self, state: str, ts_ms: int) -> None:
+        """Remember the bot machine's current state (single row)."""
+        check_ts_ms(ts_ms)
+        self._db.execute(
+            "INSERT INTO bot_state (id, state, updated_at_ts_ms, updated_at_iso)"
+            " VALUES (1, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state,"
+            " updated_at_ts_ms = excluded.updated_at_ts_ms,"
+            " updated_at_iso = excluded.updated_at_iso",
+            [state, ts_ms, iso_utc(ts_ms)],
+        )
+
+    def get_bot_state(self) -> BotStateRow | None:
+        row = self._db.execute(
+            "SELECT state, updated_at_ts_ms FROM bot_state WHERE id = 1"
+        ).fetchone()
+        return None if row is None else BotStateRow(state=row[0], updated_at_ts_ms=row[1])
+
+    def set_kv(self, key: str, value: str, ts_ms: int) -> None:
+        """Store a small text value (e.g. peak equity). Never store secrets here."""
+        if not isinstance(value, str):
+            raise StorageError(f"kv values are text, got {type(value).__name__}")
+        check_ts_ms(ts_ms)
+        self._db.execute(
+            "INSERT INTO kv (key, value, updated_at_ts_ms) VALUES (?, ?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
+            " updated_at_ts_ms = excluded.updated_at_ts_ms",
+            [key, value, ts_ms],
+        )
+
+    def get_kv(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM kv WHERE key = ?", [key]).fetchone()
+        return None if row is None else row[0]
+
+    def set_decimal(self, key: str, value: Decimal, ts_ms: int) -> None:
+        """``set_kv`` for an exact Decimal."""
+        self.set_kv(key, decimal_to_text(value), ts_ms)
+
+    def get_decimal(self, key: str) -> Decimal | None:
+        text = self.get_kv(key)
+        return None if text is None else text_to_decimal(text)
+
+    # -- post-mortems ----------------------------------------------------------------------
+
+    def timeline(self, position_id: str) -> list[TimelineRow]:
+        """Everything recorded about a position, merged in time order (ties: recording order).
+
+        Orders appear at their intent time with their current status; events are those whose
+        ``entity_id`` is the position id.
+        """
+        sources: list[tuple[str, str, str, str]] = [
+            ("transition", "transitions", "machine = 'position' AND entity_id = ?", "ts_ms"),
+            ("order", "orders", "position_id = ?", "created_at_ts_ms"),
+            ("fill", "fills", "position_id = ?", "ts_ms"),
+            ("funding", "funding_payments", "position_id = ?", "ts_ms"),
+            ("event", "events", "entity_id = ?", "ts_ms"),
+        ]
+        merged: list[TimelineRow] = []
+        for kind, table, where, ts_column in sources:
+            for row in self._db[table].rows_where(where, [position_id]):
+                if "details" in row:
+                    row["details"] = from_json(row["details"])
+                merged.append(
+                    TimelineRow(ts_ms=row[ts_column], seq=row["seq"], kind=kind, data=row)
+                )
+        merged.sort(key=lambda r: (r.ts_ms, r.seq))
+        return merged
+
+    def position_totals(self, position_id: str) -> PositionTotals:
+        """Funding, fees and (once flat) realized PnL of a position, exact; see PositionTotals."""
+        self._require_position(position_id)
+        return position_totals(
+            position_id, self.list_fills(position_id), self.list_funding_payments(position_id)
+        )
+
+    def run(self, fn: Callable[["Storage"], Any]) -> Any:
+        """Call ``fn(self)`` inside one transaction (what ``AsyncStorage.run`` executes)."""
+        with self.transaction():
+            return fn(self)

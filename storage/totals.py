@@ -1,0 +1,58 @@
+"""Pure arithmetic of a position's realized money from its fills and funding payments."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal, localcontext
+
+from bot.domain import ZERO, Fill, FundingPayment, OrderSide
+from storage.records import PositionTotals
+
+# Price x size of two 20-digit values needs 40 digits; the default context (28) would round.
+_PRECISION = 60
+
+
+def position_totals(
+    position_id: str, fills: Iterable[Fill], payments: Iterable[FundingPayment]
+) -> PositionTotals:
+    """Sum fees, funding and buy/sell notional exactly; see ``PositionTotals`` for the PnL rule."""
+    with localcontext() as ctx:
+        ctx.prec = _PRECISION
+        fees_usd = ZERO
+        bought_usd = ZERO
+        sold_usd = ZERO
+        net_base: dict[str, Decimal] = {}
+        fill_count = 0
+        for fill in fills:
+            fill_count += 1
+            fees_usd += fill.fee_usd
+            notional_usd = fill.price * fill.size_base
+            if fill.side is OrderSide.BUY:
+                bought_usd += notional_usd
+                net_base[fill.venue] = net_base.get(fill.venue, ZERO) + fill.size_base
+            else:
+                sold_usd += notional_usd
+                net_base[fill.venue] = net_base.get(fill.venue, ZERO) - fill.size_base
+        funding_usd = ZERO
+        funding_count = 0
+        for payment in payments:
+            funding_count += 1
+            funding_usd += payment.amount_usd
+        is_flat = all(net == 0 for net in net_base.values())
+        price_pnl_usd = sold_usd - bought_usd if is_flat else None
+        realized_pnl_usd = (
+            price_pnl_usd + funding_usd - fees_usd if price_pnl_usd is not None else None
+        )
+    return PositionTotals(
+        position_id=position_id,
+        funding_usd=funding_usd,
+        fees_usd=fees_usd,
+        bought_notional_usd=bought_usd,
+        sold_notional_usd=sold_usd,
+        net_base_by_venue=net_base,
+        is_flat=is_flat,
+        price_pnl_usd=price_pnl_usd,
+        realized_pnl_usd=realized_pnl_usd,
+        fill_count=fill_count,
+        funding_count=funding_count,
+    )

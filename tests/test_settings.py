@@ -1,0 +1,71 @@
+"""Settings: the shipped file equals the defaults, and every kind of bad input is one clear line."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from bot.errors import UserInputError
+from bot.settings import Settings, load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_settings_file_equals_the_built_in_defaults() -> None:
+    assert load_settings(REPO / "settings.toml") == Settings()
+
+
+def test_every_model_key_is_documented_in_the_shipped_file() -> None:
+    text = (REPO / "settings.toml").read_text()
+
+    def walk(model: type, prefix: str) -> None:
+        assert f"[{prefix}]" in text, prefix
+        for key, field in model.model_fields.items():
+            nested = field.annotation
+            if isinstance(nested, type) and hasattr(nested, "model_fields"):
+                walk(nested, f"{prefix}.{key}")
+            else:
+                assert f"\n{key} = " in text, f"{prefix}.{key} missing from settings.toml"
+
+    for section_name, section in Settings.model_fields.items():
+        walk(section.annotation, section_name)
+
+
+def test_money_values_are_exact_decimals() -> None:
+    settings = load_settings(REPO / "settings.toml")
+    assert settings.strategy.notional_usd_per_position == Decimal("1000")
+    assert isinstance(settings.market.max_abs_rate_per_hour, Decimal)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected_fragments"),
+    [
+        ("[strategy]\nmax_positions = 0\n", ["s.toml:2", "strategy.max_positions", "greater than or equal to 1"]),
+        ("[strategy]\nmax_postions = 3\n", ["strategy.max_postions", "unknown key"]),
+        ("[nonsense]\nx = 1\n", ["'nonsense'", "unknown key"]),
+        ("[strategy\n", ["malformed TOML", "line 1"]),
+        ("[paper.faults]\nreject_probability = 1.5\n", ["paper.faults.reject_probability", "less than or equal to 1"]),
+        ('[strategy]\nnotional_usd_per_position = "abc"\n', ["strategy.notional_usd_per_position"]),
+        ('[strategy]\nnotional_usd_per_position = "NaN"\n', ["strategy.notional_usd_per_position"]),
+        ('[sim]\nstart = "yesterday"\n', ["sim.start", "ISO-8601"]),
+        ('[reconcile]\norphan_policy = "ignore"\n', ["reconcile.orphan_policy", "alert", "flatten"]),
+    ],
+)
+def test_bad_settings_give_one_line_naming_the_key(tmp_path: Path, text: str, expected_fragments: list[str]) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    with pytest.raises(UserInputError) as caught:
+        load_settings(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    for fragment in expected_fragments:
+        assert fragment in message, (fragment, message)
+
+
+def test_missing_explicit_file_is_an_error_but_missing_default_file_is_defaults(tmp_path: Path, monkeypatch) -> None:
+    with pytest.raises(UserInputError, match="not found"):
+        load_settings(tmp_path / "nope.toml")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(None) == Settings()
