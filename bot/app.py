@@ -107,7 +107,7 @@ class PaperApp:
         self.status_out = status_out
         self.clock = ScaledClock(options.start_ts_ms, options.speed)
         self.params = strategy_params(settings)
-        self.market = SimulatedMarket(_sim_config(settings), options.seed, options.start_ts_ms)
+        self.market = SimulatedMarket(sim_market_config(settings), options.seed, options.start_ts_ms)
         self.store: AsyncStorage | None = None
         self.venue_store: VenueStore | None = None
         self.executor: PaperExecutor | None = None
@@ -142,7 +142,7 @@ class PaperApp:
                 latency_spike_probability=faults.latency_spike_probability,
                 latency_spike_s=faults.latency_spike_seconds,
                 venue_down_probability=faults.venue_outage_probability,
-                venue_down_s=settings.risk.venue_cooldown_seconds,
+                venue_down_s=faults.venue_outage_seconds,
             ),
             starting_balance_usd=settings.paper.starting_balance_usd,
             # Latency elapses on the simulated clock, so network delay keeps its real proportion to
@@ -462,10 +462,21 @@ class PaperApp:
         TradingEngine._log_transitions(records)
 
 
-def _sim_config(settings: Settings):
-    from paper.sim_market import SimMarketConfig
+def sim_market_config(settings: Settings):
+    """The simulated market's configuration from [sim], [market] and [paper.faults]."""
+    from paper.sim_market import SimFaults, SimMarketConfig
 
-    sim = settings.sim
-    return SimMarketConfig(venues=tuple(sim.venues), symbol_count=sim.symbols, step_seconds=sim.step_seconds)
-
-
+    sim, faults = settings.sim, settings.paper.faults
+    return SimMarketConfig(
+        venues=tuple(sim.venues),
+        symbol_count=sim.symbols,
+        step_seconds=sim.step_seconds,
+        max_abs_rate_per_hour=settings.market.max_abs_rate_per_hour,
+        faults=SimFaults(
+            stale_quote_prob=faults.stale_quote_probability,
+            absurd_quote_prob=faults.absurd_quote_probability,
+            absurd_book_prob=faults.absurd_quote_probability,
+            outage_prob=faults.venue_outage_probability,
+            outage_seconds=int(faults.venue_outage_seconds),
+        ),
+    )

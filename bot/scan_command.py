@@ -50,16 +50,14 @@ def run_scan(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _sim_snapshot(settings: Settings, seed: int) -> tuple[MarketSnapshot, int, str]:
+    from bot.app import sim_market_config
     from bot.market_view import take_snapshot
-    from paper.sim_market import SimMarketConfig, SimulatedMarket
+    from paper.sim_market import SimulatedMarket
 
     sim = settings.sim
     start = utc_now_ms() if sim.start == "now" else parse_iso_utc(sim.start)
     try:
-        market = SimulatedMarket(
-            SimMarketConfig(venues=tuple(sim.venues), symbol_count=sim.symbols, step_seconds=sim.step_seconds),
-            seed, start,
-        )
+        market = SimulatedMarket(sim_market_config(settings), seed, start)
     except ValueError as exc:
         raise UserInputError(f"setting 'sim': {exc}") from None
     market.advance_to(start + sim.step_seconds * 1000)

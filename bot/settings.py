@@ -46,6 +46,13 @@ class SimSection(_Section):
     venues: list[str] = Field(default_factory=lambda: ["sim-hourly", "sim-8h", "sim-mixed"], min_length=2)
     symbols: int = Field(default=12, ge=1, le=500)
     step_seconds: int = Field(default=60, ge=1, le=3600)
+
+    @field_validator("step_seconds")
+    @classmethod
+    def _step_divides_an_hour(cls, value: int) -> int:
+        if 3600 % value:
+            raise ValueError("must divide 3600 (e.g. 10, 30, 60, 300) so settlements fall on step boundaries")
+        return value
     start: str = "now"
     speed: float = Field(default=1.0, gt=0, le=1_000_000)
 
@@ -114,6 +121,7 @@ class PaperFaultsSection(_Section):
     stale_quote_probability: Probability = 0.0
     absurd_quote_probability: Probability = 0.0
     venue_outage_probability: Probability = 0.0
+    venue_outage_seconds: float = Field(default=300.0, gt=0)
 
 
 class PaperSection(_Section):
