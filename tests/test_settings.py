@@ -69,3 +69,16 @@ def test_missing_explicit_file_is_an_error_but_missing_default_file_is_defaults(
         load_settings(tmp_path / "nope.toml")
     monkeypatch.chdir(tmp_path)
     assert load_settings(None) == Settings()
+
+
+def test_readme_documents_every_settings_key() -> None:
+    readme = (REPO / "README.md").read_text()
+    text = (REPO / "settings.toml").read_text()
+    section = None
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("["):
+            section = stripped.strip("[]")
+        elif section and "=" in stripped and not stripped.startswith("#"):
+            key = stripped.split("=", 1)[0].strip()
+            assert f"`{section}.{key}`" in readme, f"README lacks {section}.{key}"
