@@ -77,7 +77,7 @@ _TWO = Decimal(2)
 _BOUND_SLACK = Decimal("1e-18")  # relative; far above Decimal's 28-digit rounding, far below a cent
 _SYMBOL, _TIGHTER_SYMBOL, _PAIR, _SIZED_PAIR = 0, 1, 2, 3  # kinds of bound entries in the heap
 
-# A raw leg from the first pass: (hourly rate, venue, quote).
+# A raw leg from the first pass: (h - c, h + c, venue, quote, h).
 _RawLeg = tuple
 _first, _second = itemgetter(0), itemgetter(1)
 
@@ -152,22 +152,19 @@ def rank_opportunities(
     # (-net, 1, -apr, symbol, long, short, opportunity). At equal values a bound pops before an
     # exact entry, so an exact entry is emitted only when no unevaluated pair can beat or tie it;
     # exact entries then pop in ``ranking_key`` order ((symbol, long, short) is unique).
-    # A symbol's first bound: max(h - c) - min(h + c) <= max(h) - min(h) - 2 min(c), which needs no
-    # arithmetic per leg (the hot path allocates as little as it can).
-    two_min_c = _TWO * min((term[0] for term in fee_terms.values()), default=ZERO)
     seq = itertools.count(len(groups))
     try:
         heap = [
-            (-usd_bound(max(map(_first, legs)) - min(map(_first, legs)) - two_min_c), 0, n, _SYMBOL, (symbol, legs))
+            (-usd_bound(max(map(_first, legs)) - min(map(_second, legs))), 0, n, _SYMBOL, (symbol, legs))
             for n, (symbol, legs) in enumerate(groups.items()) if len(legs) >= 2
         ]
     except ArithmeticError:  # a NaN rate somewhere (infinities order fine): the careful way
         heap = []
         for n, (symbol, legs) in enumerate(groups.items()):
-            legs = [leg for leg in legs if not leg[0].is_nan()]
+            legs = [leg for leg in legs if not (leg[0].is_nan() or leg[1].is_nan())]
             if len(legs) >= 2:
-                score = max(map(_first, legs)) - min(map(_first, legs)) - two_min_c
-                heap.append((-usd_bound(score), 0, n, _SYMBOL, (symbol, legs)))
+                heap.append((-usd_bound(max(map(_first, legs)) - min(map(_second, legs))), 0, n, _SYMBOL,
+                             (symbol, legs)))
     heapq.heapify(heap)
 
     results: list[Opportunity] = []
@@ -306,7 +303,7 @@ def _legs_by_symbol(
     fee_terms: dict[str, tuple[Decimal, FeeSchedule]],
     allowed_symbols: Collection[str] | None,
 ) -> dict[str, list[_RawLeg]]:
-    """symbol -> [(h, venue, quote)] for fresh quotes on venues with fees.
+    """symbol -> [(h - c, h + c, venue, quote, h)] for fresh quotes on venues with fees.
 
     The hot loop of the scanner (one iteration per leg), kept lean: a non-positive or infinite
     interval or rate is NOT rejected here. Such a leg can only widen its symbol's bound (a max
@@ -325,7 +322,8 @@ def _legs_by_symbol(
             h = quote.rate_per_interval / quote.interval_hours
         except ArithmeticError:  # zero or NaN interval
             continue
-        leg = (h, venue, quote)
+        c = term[0]
+        leg = (h - c, h + c, venue, quote, h)
         group = get_group(symbol)
         if group is None:
             groups[symbol] = [leg]
@@ -351,29 +349,25 @@ class _SymbolWork:
         self._frontier: list[tuple[Decimal, int, int]] = []
 
     def _look(self, raw: _RawLeg) -> _Leg | None:
-        venue = raw[1]
+        venue = raw[2]
         if venue not in self._looked:
-            self._looked[venue] = _close_look(self._snapshot, self.symbol, venue, raw[2], raw[0], self._fee_terms,
+            self._looked[venue] = _close_look(self._snapshot, self.symbol, venue, raw[3], raw[4], self._fee_terms,
                                               self._params)
         return self._looked[venue]
 
     def tighter_score(self) -> Decimal | None:
         """``max(short_score) - min(long_cost)`` over the valid legs, looking closely at only as many
-        legs as needed: the fee-only ``h - c`` (``h + c``) bounds a leg's score from above (its cost
-        from below)."""
-        fee_terms = self._fee_terms
-        loose = [(h - fee_terms[venue][0], h + fee_terms[venue][0], venue, raw) for raw in self._raw
-                 for h, venue in (raw[:2],)]
+        legs as needed: a raw ``h - c`` (``h + c``) bounds the leg's score from above (cost from below)."""
         best_short = None
-        for short_bound, _, _, raw in sorted(loose, key=_first, reverse=True):
-            if best_short is not None and best_short >= short_bound:
+        for raw in sorted(self._raw, key=_first, reverse=True):
+            if best_short is not None and best_short >= raw[0]:
                 break
             leg = self._look(raw)
             if leg is not None and (best_short is None or leg[_SHORT_SCORE] > best_short):
                 best_short = leg[_SHORT_SCORE]
         best_long = None
-        for _, long_bound, _, raw in sorted(loose, key=_second):
-            if best_long is not None and best_long <= long_bound:
+        for raw in sorted(self._raw, key=_second):
+            if best_long is not None and best_long <= raw[1]:
                 break
             leg = self._look(raw)
             if leg is not None and (best_long is None or leg[_LONG_COST] < best_long):
