@@ -19,6 +19,7 @@ from bot.clock import ScaledClock, iso_utc
 from bot.domain import ZERO, MarketSnapshot
 from bot.engine import EngineConfig, TradingEngine
 from bot.market_view import take_snapshot
+from bot.ports import Clock
 from bot.settings import Settings
 from bot.strategy import AccountView, HeldView, StrategyParams, best_opportunity, plan_entry, plan_exits
 from machines.bot import BotFsm, BotState
@@ -101,11 +102,12 @@ def breaker_settings(settings: Settings) -> BreakerSettings:
 class PaperApp:
     """Everything the supervisor drives, on the built-in simulated market."""
 
-    def __init__(self, settings: Settings, options: PaperOptions, status_out: TextIO = sys.stdout) -> None:
+    def __init__(self, settings: Settings, options: PaperOptions, status_out: TextIO = sys.stdout,
+                 clock: Clock | None = None) -> None:
         self.settings = settings
         self.options = options
         self.status_out = status_out
-        self.clock = ScaledClock(options.start_ts_ms, options.speed)
+        self.clock: Clock = clock if clock is not None else ScaledClock(options.start_ts_ms, options.speed)
         self.params = strategy_params(settings)
         self.market = SimulatedMarket(sim_market_config(settings), options.seed, options.start_ts_ms)
         self.store: AsyncStorage | None = None

@@ -1,0 +1,144 @@
+"""The paper application driven step by step on a manual clock: entries, halt/resume, breakers,
+absurd market data, funding accrual, and the shutdown flatten."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from bot.app import CONTROL_HALT_KEY, PaperApp, PaperOptions
+from bot.clock import ManualClock, parse_iso_utc
+from bot.settings import Settings
+from machines.bot import BotState
+
+START_MS = parse_iso_utc("2026-03-01T00:00:00Z")
+
+
+def easy_settings(**faults: float) -> Settings:
+    """Settings under which the strategy enters readily (the point is the plumbing, not the edge)."""
+    base = Settings()
+    return base.model_copy(update={
+        "strategy": base.strategy.model_copy(update={"min_expected_net_usd": Decimal("-1000")}),
+        "risk": base.risk.model_copy(update={"max_breakeven_hours": Decimal("1000000")}),
+        "paper": base.paper.model_copy(update={
+            "latency_ms": 5.0,
+            "faults": base.paper.faults.model_copy(update=faults),
+        }),
+    })
+
+
+async def make_app(tmp_path: Path, settings: Settings) -> tuple[PaperApp, ManualClock]:
+    clock = ManualClock(START_MS)
+    app = PaperApp(settings, PaperOptions(seed=3, speed=1.0, db_path=tmp_path / "paper.sqlite", start_ts_ms=START_MS),
+                   clock=clock)
+    await app.start()
+    return app, clock
+
+
+async def run_minutes(app: PaperApp, clock: ManualClock, minutes: int) -> None:
+    for _ in range(minutes):
+        clock.advance(60)
+        await app.feed_step()
+        await app.strategy_step()
+
+
+@pytest.mark.anyio
+async def test_entries_open_hedged_positions_and_funding_accrues(tmp_path: Path) -> None:
+    app, clock = await make_app(tmp_path, easy_settings())
+    try:
+        await run_minutes(app, clock, 130)
+        assert app.engine is not None
+        active = app.engine.active_positions()
+        assert 1 <= len(active) <= app.settings.strategy.max_positions
+        for pos in active:
+            assert pos.state.value == "monitoring"
+            assert pos.long_filled_base == pos.short_filled_base == pos.target_size_base
+        assert len({p.symbol for p in active}) == len(active), "one position per symbol"
+        assert any(v != 0 for v in app.engine.funding_usd.values()), "hourly settlements pay the held legs"
+        await app.flatten("shutdown")
+        assert await app.verify_flat()
+        assert all(p.exit_reason == "shutdown" for p in app.engine.positions.values() if p.exit_reason)
+    finally:
+        await app.close()
+
+
+@pytest.mark.anyio
+async def test_manual_halt_blocks_entries_and_resume_allows_them(tmp_path: Path) -> None:
+    app, clock = await make_app(tmp_path, easy_settings())
+    try:
+        assert app.store is not None and app.engine is not None
+        await app.store.set_kv(CONTROL_HALT_KEY, "manual: test", clock.now_ms())
+        await app.poll_control()
+        assert app.bot.state is BotState.HALTED
+        await run_minutes(app, clock, 30)
+        assert app.engine.positions == {}, "no entry while halted"
+        events = await app.store.list_events(kind="halt")
+        assert events and "manual" in events[0].message
+        await app.store.set_kv(CONTROL_HALT_KEY, "", clock.now_ms())
+        await app.poll_control()
+        await run_minutes(app, clock, 30)
+        assert app.bot.state is not BotState.HALTED
+        assert app.engine.positions, "entries resume after the halt is cleared"
+    finally:
+        await app.close()
+
+
+@pytest.mark.anyio
+async def test_venue_breaker_keeps_entries_off_a_failing_venue(tmp_path: Path) -> None:
+    app, clock = await make_app(tmp_path, easy_settings())
+    try:
+        assert app.executor is not None and app.engine is not None
+        now = clock.now_ms()
+        for _ in range(app.settings.risk.venue_error_threshold):
+            app._on_venue_result("sim-hourly", False)
+        assert app.board.venue_open("sim-hourly")
+        await run_minutes(app, clock, 5)
+        assert app.engine.positions, "entries continue on the healthy venues"
+        for pos in app.engine.positions.values():
+            assert "sim-hourly" not in (pos.long_venue, pos.short_venue)
+        assert clock.now_ms() > now
+    finally:
+        await app.close()
+
+
+@pytest.mark.anyio
+async def test_absurd_quotes_are_rejected_and_never_traded(tmp_path: Path) -> None:
+    # Every quote and book absurd (NaN / zero price / huge rate): validation rejects them all.
+    app, clock = await make_app(tmp_path, easy_settings(absurd_quote_probability=1.0))
+    try:
+        await run_minutes(app, clock, 20)
+        assert app.engine is not None
+        assert app.engine.positions == {}
+        assert app.market.rejected_quote_count > 0
+        assert app.market.quotes() == [] or all(q.mark_price > 0 for q in app.market.quotes())
+    finally:
+        await app.close()
+
+
+@pytest.mark.anyio
+async def test_restart_resumes_open_positions_from_the_database(tmp_path: Path) -> None:
+    settings = easy_settings()
+    app, clock = await make_app(tmp_path, settings)
+    await run_minutes(app, clock, 20)
+    assert app.engine is not None
+    held = {p.position_id: (p.long_filled_base, p.short_filled_base) for p in app.engine.active_positions()}
+    assert held
+    await app.close()  # a crash: nothing flattened
+
+    restarted = PaperApp(settings, PaperOptions(seed=3, speed=1.0, db_path=tmp_path / "paper.sqlite",
+                                                start_ts_ms=clock.now_ms()), clock=clock)
+    await restarted.start()
+    try:
+        assert restarted.engine is not None
+        again = {p.position_id: (p.long_filled_base, p.short_filled_base) for p in restarted.engine.active_positions()}
+        assert again == held
+        venue = {(p.venue, p.symbol): p.size_base for p in await restarted.executor.positions(None)}
+        for pos in restarted.engine.active_positions():
+            assert venue[(pos.long_venue, pos.symbol)] == pos.long_filled_base
+            assert venue[(pos.short_venue, pos.symbol)] == -pos.short_filled_base
+        await restarted.flatten("shutdown")
+        assert await restarted.verify_flat()
+    finally:
+        await restarted.close()
