@@ -1,6 +1,6 @@
 """Crash torture: run the real paper bot, SIGKILL it at random moments, restart it on the same files.
 
-    python bench/torture.py [--kills 20] [--seed 1] [--speed 3600] [--json] [--workdir DIR] [--keep]
+    python bench/torture.py [--kills 20] [--seed 1] [--speed 3600] [--latency-ms 5] [--json] [--workdir DIR]
 
 Each round starts ``python -m bot --paper --speed X --db DB --settings S`` (settings that make
 entries and exits frequent), waits a seeded random 0.2-3.0 wall seconds and kills it with
@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +43,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from bot.clock import parse_iso_utc  # noqa: E402
 from engine_harness import audit_files  # noqa: E402
+from paper.venue_store import venue_store_path_for  # noqa: E402
 
 SETTINGS = """\
 [bot]
@@ -60,7 +62,7 @@ min_hold_hours = "0"
 max_hold_hours = "1"
 
 [paper]
-latency_ms = 5
+latency_ms = {latency_ms}
 
 [shutdown]
 deadline_seconds = 30
@@ -85,10 +87,42 @@ class TortureResult:
     rounds: list[Round] = field(default_factory=list)
 
 
-def write_settings(workdir: Path) -> Path:
+def write_settings(workdir: Path, start_iso: str = "now", latency_ms: int = 5) -> Path:
     path = workdir / "torture.toml"
-    path.write_text(SETTINGS.format(log=(workdir / "bot.log.jsonl").as_posix()))
+    text = SETTINGS.format(log=(workdir / "bot.log.jsonl").as_posix(), latency_ms=latency_ms)
+    path.write_text(text + f'\n[sim]\nstart = "{start_iso}"\n')
     return path
+
+
+def _max_ts(path: Path, queries: tuple[str, ...]) -> int:
+    if not path.exists():
+        return 0
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+    try:
+        return max((conn.execute(q).fetchone()[0] or 0 for q in queries), default=0)
+    except sqlite3.Error:
+        return 0
+    finally:
+        conn.close()
+
+
+def resume_start_iso(db: Path) -> str:
+    """A simulated start just after the latest time either file has recorded.
+
+    The bot's own default (``sim.start = "now"``) restarts the simulated clock at wall-clock now,
+    which after a sped-up run lies HOURS BEFORE what the previous run recorded: restored positions
+    then look opened in the future (max-hold exits stall) and funding instants repeat. Reported to
+    the lead; until the bot resumes its clock itself, each round starts where the files left off.
+    """
+    bot_ts = _max_ts(db, ("SELECT MAX(ts_ms) FROM events", "SELECT MAX(ts_ms) FROM transitions",
+                          "SELECT MAX(updated_at_ts_ms) FROM positions", "SELECT MAX(ts_ms) FROM fills"))
+    venue_ts = _max_ts(venue_store_path_for(db), ("SELECT MAX(updated_ts_ms) FROM venue_orders",
+                                                   "SELECT MAX(ts_ms) FROM venue_fills"))
+    last_ms = max(bot_ts, venue_ts)
+    if last_ms == 0:
+        return "now"
+    start_s = last_ms // 1000 + 1
+    return datetime.fromtimestamp(start_s, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _startup_rows(db: Path) -> list[tuple[int, str]]:
@@ -157,16 +191,17 @@ def run_round(db: Path, settings: Path, speed: str, workdir: Path, n: int, *, ki
     return Round(kind, code, time.monotonic() - spawned, recovery_ms, reconcile_ms, message)
 
 
-def torture(workdir: Path, *, kills: int, seed: int, speed: str = "3600",
+def torture(workdir: Path, *, kills: int, seed: int, speed: str = "3600", latency_ms: int = 5,
             min_delay_s: float = 0.2, max_delay_s: float = 3.0) -> tuple[TortureResult, Path]:
     """Run ``kills`` killed lifetimes and one graceful one on the same files; return the rounds and DB path."""
     workdir.mkdir(parents=True, exist_ok=True)
-    settings = write_settings(workdir)
     db = workdir / "torture.sqlite"
     rng = random.Random(seed)
     result = TortureResult()
     for n in range(kills):
+        settings = write_settings(workdir, resume_start_iso(db), latency_ms)
         result.rounds.append(run_round(db, settings, speed, workdir, n, kill_after_s=rng.uniform(min_delay_s, max_delay_s)))
+    settings = write_settings(workdir, resume_start_iso(db), latency_ms)
     result.rounds.append(run_round(db, settings, speed, workdir, kills, kill_after_s=None))
     return result, db
 
@@ -187,6 +222,9 @@ def _p50_max(values: list[float]) -> dict[str, float | None]:
 
 
 def summarize(result: TortureResult, db: Path) -> dict:
+    if not db.exists():
+        codes = [r.exit_code for r in result.rounds]
+        raise SystemExit(f"the bot never created {db} (exit codes {codes}); see {db.parent}/run*.out")
     audit = audit_files(db)
     windows = unhedged_windows_ms(db)
     graceful = result.rounds[-1]
@@ -199,6 +237,7 @@ def summarize(result: TortureResult, db: Path) -> dict:
         "duplicate_orders": (len(audit.duplicate_client_ids) + len(audit.duplicate_open_legs)
                              + len(audit.overfilled_orders) + len(audit.unknown_venue_orders)),
         "leg_mismatches": len(audit.leg_mismatches),
+        "unrecorded_fills": len(audit.unrecorded_fills),  # venue fills the bot's fill table never got
         "venue_positions": {f"{v}:{s}": str(size) for (v, s), size in audit.venue_positions.items()},
         "position_states": audit.states,
         "recovery_time_ms": _p50_max([r.recovery_ms for r in result.rounds if r.recovery_ms is not None]),
@@ -215,8 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--speed", default="3600")
+    parser.add_argument("--latency-ms", type=int, default=5,
+                        help="paper.latency_ms (SIMULATED ms, at most 60000: at --speed 3600, 36000 is 10 wall "
+                             "ms); larger values widen the in-flight windows a kill can land in")
     parser.add_argument("--workdir", type=Path)
-    parser.add_argument("--keep", action="store_true", help="keep the work directory (default: temporary)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     if args.workdir is not None:
@@ -224,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         workdir = Path(tempfile.mkdtemp(prefix="torture-"))
     started = time.monotonic()
-    result, db = torture(workdir, kills=args.kills, seed=args.seed, speed=args.speed)
+    result, db = torture(workdir, kills=args.kills, seed=args.seed, speed=args.speed, latency_ms=args.latency_ms)
     summary = summarize(result, db)
     summary["wall_s"] = round(time.monotonic() - started, 1)
     summary["workdir"] = str(workdir)

@@ -61,6 +61,8 @@ from storage import (
 )
 
 UNKNOWN_STATUS = "unknown"
+# Order statuses whose outcome reconciliation must still look up at the venue.
+_UNSETTLED_STATUSES = (UNKNOWN_STATUS, OrderStatus.NEW.value, OrderStatus.PARTIALLY_FILLED.value, "intent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +243,7 @@ class TradingEngine:
             await self._drive_flat(pos, purpose="unwind")
         else:
             await self._complete_hedge(pos)
-            if not pos.is_hedged and not self._has_unknown_orders(pos.position_id):
+            if not self._legs_balanced(pos) and not self._has_unknown_orders(pos.position_id):
                 await self._unwind_excess(pos)
         if self._has_unknown_orders(pos.position_id):
             await self._event("repair_pending", pos.position_id, "warning",
@@ -262,7 +264,7 @@ class TradingEngine:
 
     async def _complete_hedge(self, pos: PositionFsm) -> None:
         for attempt in range(1, self.config.repair_attempts + 1):
-            if pos.is_hedged or self._has_unknown_orders(pos.position_id):
+            if self._legs_balanced(pos) or self._has_unknown_orders(pos.position_id):
                 return
             lagging = LegSide.LONG if pos.long_filled_base < pos.short_filled_base else LegSide.SHORT
             deficit = abs(pos.long_filled_base - pos.short_filled_base)
@@ -271,7 +273,7 @@ class TradingEngine:
 
     async def _unwind_excess(self, pos: PositionFsm) -> None:
         for attempt in range(1, self.config.repair_attempts + 1):
-            if pos.is_hedged or self._has_unknown_orders(pos.position_id):
+            if self._legs_balanced(pos) or self._has_unknown_orders(pos.position_id):
                 return
             leading = LegSide.LONG if pos.long_filled_base > pos.short_filled_base else LegSide.SHORT
             excess = abs(pos.long_filled_base - pos.short_filled_base)
@@ -373,24 +375,46 @@ class TradingEngine:
             venue, symbol = key
             if venue in unreachable:
                 continue
-            want = expected.get(key, ZERO)
-            have = actual.get(key, ZERO)
             owner = self.owner_of(venue, symbol)
             tolerance = owner[0].tolerance_base if owner else ZERO
-            if abs(have - want) <= tolerance:
+            if abs(actual.get(key, ZERO) - expected.get(key, ZERO)) <= tolerance:
                 continue
-            if owner is None:
-                findings.append(ReconcileFinding("orphan", venue, symbol, want, have))
-                await self._handle_orphan(venue, symbol, have, flatten_orphans)
-                continue
-            pos, _leg = owner
-            findings.append(ReconcileFinding("leg_mismatch", venue, symbol, want, have, pos.position_id))
-            async with self.lock_for(pos.position_id):
-                await self._repair_mismatch(pos, venue, want, have)
+            # The snapshot above is not atomic with the strategy's orders: a fill may have landed at
+            # the venue and not yet be applied here (or the reverse). Confirm before acting.
+            finding = await self._confirm_and_repair(venue, symbol, flatten_orphans)
+            if finding is not None:
+                findings.append(finding)
         for pos in list(self.active_positions()):
             async with self.lock_for(pos.position_id):
                 await self._resume(pos)
         return findings
+
+    async def _confirm_and_repair(self, venue: str, symbol: str, flatten_orphans: bool | None) -> ReconcileFinding | None:
+        """Re-read one (venue, symbol) under its owner's lock; repair (or handle the orphan) if the
+        difference is still there. None when it was a stale read or cannot be judged yet."""
+        owner = self.owner_of(venue, symbol)
+        if owner is None:
+            have = await self._venue_size(venue, symbol)
+            if have is None or have == 0 or self.owner_of(venue, symbol) is not None:
+                return None  # unreadable, already flat, or a new position took it: next pass decides
+            await self._handle_orphan(venue, symbol, have, flatten_orphans)
+            return ReconcileFinding("orphan", venue, symbol, ZERO, have)
+        pos, _leg = owner
+        async with self.lock_for(pos.position_id):
+            if pos.state == PositionState.CLOSED.value or self._has_unknown_orders(pos.position_id):
+                return None  # closed meanwhile, or an outcome is pending: resolved before it is judged
+            have = await self._venue_size(venue, symbol)
+            if have is None:
+                return None
+            want = self._expected_exposure().get((venue, symbol), ZERO)
+            if abs(have - want) <= pos.tolerance_base:
+                return None
+            await self._repair_mismatch(pos, venue, want, have)
+            return ReconcileFinding("leg_mismatch", venue, symbol, want, have, pos.position_id)
+
+    async def _venue_size(self, venue: str, symbol: str) -> Decimal | None:
+        actual, unreachable = await self._venue_positions((venue,))
+        return None if unreachable else actual.get((venue, symbol), ZERO)
 
     async def _resume(self, pos: PositionFsm) -> None:
         """Drive a position stuck in a transient state forward (after restart or an unknown outcome)."""
@@ -444,9 +468,10 @@ class TradingEngine:
         if not policy_flatten or size_base == 0:
             return
         side = OrderSide.SELL if size_base > 0 else OrderSide.BUY
-        nonce = self.clock.now_ms()
+        # Each pass decides afresh from the venue's position, so each flatten gets a fresh id
+        # (one per venue AND symbol: two orphans on one venue must never share an id).
         req = OrderRequest(
-            client_order_id=client_order_id(f"orph{nonce % 10**8}", "flatten", LegSide.LONG if size_base > 0 else LegSide.SHORT, 0),
+            client_order_id=client_order_id(f"orphan:{venue}:{symbol}:{uuid.uuid4().hex}", "flatten", None, 0),
             venue=venue, symbol=symbol, side=side, size_base=abs(size_base),
             order_type=OrderType.MARKET, time_in_force=TimeInForce.IOC, reduce_only=True,
         )
@@ -454,26 +479,46 @@ class TradingEngine:
         if not decision.allowed:
             await self._event("order_denied", None, "warning", f"orphan flatten denied: {decision.reason}")
             return
+        now_ms = self.clock.now_ms()
+        await self.store.insert_order_intent(StoredOrderIntent(request=req, purpose=OrderPurpose.FLATTEN,
+                                                               created_at_ts_ms=now_ms, position_id=None))
+        if self.owner_of(venue, symbol) is not None:
+            # A new position took this venue/symbol while the intent was written: never reduce it.
+            await self.store.update_order_status(req.client_order_id, OrderStatus.REJECTED, now_ms,
+                                                 reason="not sent: a position now owns this venue/symbol")
+            return
         try:
-            await self.executor.place_order(req)
-        except (OrderRejected, TemporaryVenueError, FatalVenueError) as exc:
+            report = await self.executor.place_order(req)
+        except OrderRejected as exc:
+            await self.store.update_order_status(req.client_order_id, OrderStatus.REJECTED, now_ms, reason=str(exc))
             await self._event("orphan_flatten_failed", None, "error", str(exc))
+            return
+        except (TemporaryVenueError, FatalVenueError) as exc:
+            # Outcome unknown: the next pass re-reads the venue's position and decides again.
+            await self._event("orphan_flatten_failed", None, "error", str(exc))
+            return
+        await self.store.apply_order_report(report, self.clock.now_ms())
 
     async def _resolve_open_orders(self) -> None:
         """Look up every order whose outcome we do not know, and apply fills we missed."""
         for cid, meta in list(self.orders.items()):
-            if meta.status not in (UNKNOWN_STATUS, OrderStatus.NEW.value, OrderStatus.PARTIALLY_FILLED.value, "intent"):
+            if meta.status not in _UNSETTLED_STATUSES:
                 continue
             pos = self.positions.get(meta.position_id)
             if pos is None:
                 continue
-            report = await self._lookup(meta.venue, cid)
-            if report is UNKNOWN_STATUS:
-                continue
-            if report is None:
-                await self._mark_order(cid, OrderStatus.REJECTED.value, ZERO, None, "venue has no such order")
-                continue
-            await self._apply_report(pos, meta.leg, report)
+            # Under the position's lock: an order of a position being worked on is in flight, and a
+            # "not found" for it would only mean "not arrived yet".
+            async with self.lock_for(pos.position_id):
+                if meta.status not in _UNSETTLED_STATUSES:
+                    continue  # answered while we waited for the lock
+                report = await self._lookup(meta.venue, cid)
+                if report is UNKNOWN_STATUS:
+                    continue
+                if report is None:
+                    await self._mark_order(cid, OrderStatus.REJECTED.value, ZERO, None, "venue has no such order")
+                    continue
+                await self._apply_report(pos, meta.leg, report)
 
     async def _venue_positions(
         self, venues: Iterable[str] | None = None
@@ -558,24 +603,37 @@ class TradingEngine:
         for row in rows:
             orders = await self.store.list_orders(row.id)
             fills = await self.store.list_fills(row.id)
-            # Leg sizes are recomputed from the stored fills (the source of truth), not the columns.
+            # Leg sizes come from the row's columns: they are written in the same transaction as
+            # every fill AND record venue-truth adoptions (leg_adjusted), which no fill records, so a
+            # sum of the fills alone can be wrong (even negative) after an adoption.
             leg_of = {o.client_order_id: o.leg for o in orders}
-            legs = {LegSide.LONG: ZERO, LegSide.SHORT: ZERO}
+            from_fills = {LegSide.LONG: ZERO, LegSide.SHORT: ZERO}
             for fill in fills:
                 leg = leg_of[fill.client_order_id]
-                legs[leg] += fill.size_base if fill.side is leg.open_side else -fill.size_base
-            pos = PositionFsm.restore(
-                row.state,
+                from_fills[leg] += fill.size_base if fill.side is leg.open_side else -fill.size_base
+            legs = {LegSide.LONG: row.long_size_base, LegSide.SHORT: row.short_size_base}
+            if legs != from_fills:
+                await self._event("restore_legs_adjusted", row.id, "info",
+                                  f"legs {legs[LegSide.LONG]} / {legs[LegSide.SHORT]} include venue adjustments; "
+                                  f"fills alone give {from_fills[LegSide.LONG]} / {from_fills[LegSide.SHORT]}")
+            fields: dict[str, Any] = dict(
                 position_id=row.id,
                 symbol=row.symbol,
                 long_venue=row.long_venue,
                 short_venue=row.short_venue,
                 target_size_base=row.target_size_base,
-                long_filled_base=legs[LegSide.LONG],
-                short_filled_base=legs[LegSide.SHORT],
                 tolerance_base=self._tolerance_base(row.symbol, row.long_venue, row.short_venue),
                 exit_reason=row.exit_reason,
             )
+            try:
+                pos = PositionFsm.restore(row.state, long_filled_base=legs[LegSide.LONG],
+                                          short_filled_base=legs[LegSide.SHORT], **fields)
+            except ValueError as exc:
+                # Never refuse to come up over one bad row: restore it as ERROR; reconciliation then
+                # sets its legs from the venues' own positions and repairs it.
+                pos = PositionFsm.restore(PositionState.ERROR, long_filled_base=max(legs[LegSide.LONG], ZERO),
+                                          short_filled_base=max(legs[LegSide.SHORT], ZERO), **fields)
+                await self._event("restore_invalid", row.id, "error", f"restored as error: {exc}")
             self.positions[pos.position_id] = pos
             self.fees_usd[pos.position_id] = sum((f.fee_usd for f in fills), ZERO)
             for order in orders:
@@ -661,31 +719,52 @@ class TradingEngine:
         return UNKNOWN_STATUS
 
     async def _apply_report(self, pos: PositionFsm, leg: LegSide, report: OrderReport) -> None:
+        # Shielded: once the fills are committed, the in-memory legs must follow them even if the
+        # caller is being cancelled, or the next persist would overwrite the columns without them.
+        with anyio.CancelScope(shield=True):
+            await self._apply_report_now(pos, leg, report)
+
+    async def _apply_report_now(self, pos: PositionFsm, leg: LegSide, report: OrderReport) -> None:
         now_ms = self.clock.now_ms()
         meta = self.orders.get(report.client_order_id)
         if meta is not None:
             meta.status = report.status.value
+        attached = pos.is_attached
+        current = pos.leg_base(leg)
 
-        def write(s: Any) -> list[Fill]:
+        def write(s: Any) -> tuple[list[Fill], Decimal]:
             # Fills (deduplicated by venue trade id), the order's status and the legs: one transaction.
             new = [fill for fill in report.fills if s.record_fill(fill)]
             s.update_order_status(report.client_order_id, report.status, now_ms, filled_base=report.filled_base,
                                   avg_price=report.avg_price, venue_order_id=report.venue_order_id,
                                   reason=report.reason)
-            long_base, short_base = pos.long_filled_base, pos.short_filled_base
-            for fill in new:
-                delta = fill.size_base if fill.side is leg.open_side else -fill.size_base
-                if leg is LegSide.LONG:
-                    long_base += delta
-                else:
-                    short_base += delta
-            s.update_position(pos.position_id, now_ms, long_size_base=long_base, short_size_base=short_base)
-            return new
+            delta = sum((f.size_base if f.side is leg.open_side else -f.size_base for f in new), ZERO)
+            if new and attached:
+                # A leg never goes negative: if our size was already wrong, reconciliation fixes it
+                # from the venue's own position.
+                legs = {LegSide.LONG: pos.long_filled_base, LegSide.SHORT: pos.short_filled_base,
+                        leg: max(current + delta, ZERO)}
+                s.update_position(pos.position_id, now_ms, long_size_base=legs[LegSide.LONG],
+                                  short_size_base=legs[LegSide.SHORT])
+            return new, delta
 
-        for fill in await self.store.run(write):
-            delta = fill.size_base if fill.side is leg.open_side else -fill.size_base
-            pos.apply_leg_delta(leg, delta)
+        new, delta = await self.store.run(write)
+        for fill in new:
             self.fees_usd[pos.position_id] = self.fees_usd.get(pos.position_id, ZERO) + fill.fee_usd
+        if not new:
+            return
+        if not attached:
+            await self._event("fill_after_close", pos.position_id, "error",
+                              f"{report.client_order_id} filled after the position closed; reconciliation "
+                              "will report the venue exposure")
+            return
+        target = max(current + delta, ZERO)
+        if target != current + delta:
+            await self._event("leg_clamped", pos.position_id, "warning",
+                              f"{leg.value} leg would go below zero ({current} plus fills of "
+                              f"{report.client_order_id}); set to 0 until reconciliation")
+        if target != current:
+            pos.apply_leg_delta(leg, target - current)
         self._track_unhedged(pos)
 
     def _track_unhedged(self, pos: PositionFsm) -> None:
@@ -751,6 +830,11 @@ class TradingEngine:
 
     def _remember(self, req: OrderRequest, position_id: str, leg: LegSide, purpose: str) -> None:
         self.orders[req.client_order_id] = OrderMeta(position_id, leg, purpose, req.venue, "intent")
+
+    @staticmethod
+    def _legs_balanced(pos: PositionFsm) -> bool:
+        """No net exposure beyond tolerance (hedged, or both legs flat): nothing to complete or unwind."""
+        return abs(pos.long_filled_base - pos.short_filled_base) <= pos.tolerance_base
 
     def _has_unknown_orders(self, position_id: str) -> bool:
         return any(m.position_id == position_id and m.status in (UNKNOWN_STATUS, "intent") for m in self.orders.values())

@@ -60,10 +60,10 @@ class Supervisor:
                 outer.start_soon(self._watch_signals, signals)
                 code = await self._run_until_stopped()
                 outer.cancel_scope.cancel()
-            # Closing the receiver restores the default handlers; a signal arriving during the
-            # interpreter's teardown would then kill a process that is already flat. Ignore them.
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # Closing the receiver restored the default handlers; a signal arriving during the
+        # interpreter's teardown would then kill a process that is already flat. Ignore them.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         return code
 
     async def _watch_signals(self, signals: object) -> None:
