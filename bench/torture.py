@@ -15,8 +15,14 @@ every open position's legs equal to the venue, nothing opened twice, the end sta
 Output (one JSON object with --json): kills, exit codes, orphan_legs, lost_positions,
 duplicate_orders, recovery_time_ms (p50/max of process spawn -> 'startup' event visible in the
 DB, i.e. interpreter start + restore + reconciliation), reconcile_time_ms (p50/max of the bot's
-clock start -> 'startup' event, from simulated time / speed), max_unhedged_window_ms (from the
-events of kind unhedged_window), the audit's problems.
+clock start -> 'startup' event, from simulated time / speed; this includes building the simulated
+market, ~0.2 s of funding-model calibration, besides restore + reconciliation), restored_positions
+(what the restarts found open), max_unhedged_window_ms (from the events of kind unhedged_window),
+the audit's problems. Exit status 0 when every invariant held.
+
+Each round's ``sim.start`` is set just after the latest timestamp in either file (see
+``resume_start_iso``): with the default ``"now"`` a sped-up bot restarts its clock hours in the
+past.
 """
 
 from __future__ import annotations
@@ -70,6 +76,7 @@ deadline_seconds = 30
 
 POLL_S = 0.01
 STARTUP_RE = re.compile(r"sim start (\S+), speed x([0-9.e+]+)")
+RESTORED_RE = re.compile(r"(\d+) position\(s\) restored, (\d+) reconciliation finding")
 
 
 @dataclass
@@ -80,6 +87,12 @@ class Round:
     recovery_ms: float | None = None  # spawn -> startup event visible
     reconcile_ms: float | None = None  # bot clock start -> startup event
     startup_message: str | None = None
+
+    @property
+    def restored_and_findings(self) -> tuple[int, int]:
+        """(positions restored, reconciliation findings) reported by this lifetime's start-up."""
+        match = RESTORED_RE.search(self.startup_message or "")
+        return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
 
 
 @dataclass
@@ -245,6 +258,9 @@ def summarize(result: TortureResult, db: Path) -> dict:
         "max_unhedged_window_ms": round(max(windows), 3) if windows else None,
         "unhedged_windows": len(windows),
         "killed_before_startup": sum(1 for r in result.rounds if r.kind == "kill" and r.recovery_ms is None),
+        "restarts_with_open_positions": sum(1 for r in result.rounds if r.restored_and_findings[0] > 0),
+        "restored_positions": sum(r.restored_and_findings[0] for r in result.rounds),
+        "startup_findings": sum(r.restored_and_findings[1] for r in result.rounds),
         "problems": audit.problems,
     }
 

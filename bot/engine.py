@@ -210,7 +210,14 @@ class TradingEngine:
                 s.insert_position_with_intents(record, intents)
                 s.record_transitions(transitions)
 
-            await self.store.run(write_intent)
+            try:
+                await self.store.run(write_intent)
+            except Exception:
+                # Rolled back: nothing is on disk and nothing was sent, so there is nothing to track
+                # (a phantom here would fail every later persist). Cancellation is not caught: the
+                # write may have committed, and reconciliation then closes the unsent entry.
+                del self.positions[position_id]
+                raise
             self._log_transitions(transitions)
             for leg, req in legs:
                 self._remember(req, pos.position_id, leg, "open")
@@ -299,13 +306,22 @@ class TradingEngine:
         """Close both legs reduce-only, verify flat at the venues, then ``closed``. True when closed.
 
         ``emergency`` exits (liquidation risk, leg missing, shutdown, manual flatten...) pass the
-        trading-state gate even when HALTED; ordinary exits need ACTIVE or REDUCING.
+        trading-state gate even when HALTED; ordinary exits need ACTIVE or REDUCING: a hedged
+        position whose ordinary exit the gate denies is left hedged (False, event exit_deferred).
         """
         if emergency:
             self._emergency_exits.add(pos.position_id)
         async with self.lock_for(pos.position_id):
             if pos.state == PositionState.CLOSED.value:
                 return True
+            if pos.state == PositionState.MONITORING.value and pos.position_id not in self._emergency_exits:
+                # A hedged position can wait: an ordinary exit the gate denies must not start (its
+                # denied legs would otherwise end in repair, whose unwinds pass as emergencies).
+                decision = self._gate(OrderIntent(kind=IntentKind.CLOSE, reduces_exposure=True))
+                if not decision.allowed:
+                    await self._event("exit_deferred", pos.position_id, "info",
+                                      f"{reason}: exit not started, trading-state gate: {decision.reason}")
+                    return False
             pos.exit_reason = pos.exit_reason or reason
             if pos.state == PositionState.MONITORING.value:
                 pos.start_close(reason=reason, details={"detail": detail} if detail else None)
