@@ -50,6 +50,7 @@ from bot.order_pricing import protective_limit_price
 from bot.ports import Clock, Executor
 from machines.position import PositionFsm, PositionState
 from risk.trading_state import GateDecision, IntentKind, OrderIntent
+from storage.ids import MAX_ATTEMPT
 from storage import (
     AsyncStorage,
     EventRecord,
@@ -817,6 +818,12 @@ class TradingEngine:
         venue = pos.long_venue if leg is LegSide.LONG else pos.short_venue
         key = (pos.position_id, purpose, leg)
         attempt = max(attempt, self._attempts.get(key, -1) + 1)
+        if attempt > MAX_ATTEMPT:
+            # Thousands of failed attempts: re-using the last id makes every further send a
+            # harmless idempotent lookup instead of crashing the loop; a human must step in.
+            logger.bind(kind="attempts_exhausted", position_id=pos.position_id).critical(
+                f"{purpose} {leg.value} on {venue} exhausted {MAX_ATTEMPT} attempts: manual intervention needed")
+            attempt = MAX_ATTEMPT
         self._attempts[key] = attempt
         self._cid_attempt[client_order_id(pos.position_id, purpose, leg, attempt)] = attempt
         inst = self._instrument(venue, pos.symbol)

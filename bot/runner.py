@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -26,6 +27,9 @@ def run_paper(args: argparse.Namespace, settings: Settings) -> int:
     if db_path.resolve() == settings.bot.live_db_path.resolve():
         raise UserInputError(f"--db {db_path} is the live database; paper runs must use another file")
     start_ts_ms = utc_now_ms() if sim.start == "now" else parse_iso_utc(sim.start)
+    # A sped-up run may have simulated hours past the wall clock: a restart resumes after the last
+    # recorded instant, so time never runs backwards (no funding instant is settled twice).
+    start_ts_ms = max(start_ts_ms, latest_recorded_ts_ms(db_path) + 1)
     options = PaperOptions(seed=seed, speed=speed, db_path=db_path, start_ts_ms=start_ts_ms)
     try:
         app = PaperApp(settings, options)
@@ -37,6 +41,32 @@ def run_paper(args: argparse.Namespace, settings: Settings) -> int:
     print(f"paper trading on the simulated market (seed {seed}, speed x{speed:g}); database {db_path}; "
           f"logs {settings.bot.log_path}. Ctrl-C or SIGTERM flattens and stops.", file=sys.stderr)
     return anyio.run(supervisor.run)
+
+
+def latest_recorded_ts_ms(db_path: Path) -> int:
+    """The latest timestamp in the bot's database and the paper venues' database (0 when new)."""
+    from paper.venue_store import venue_store_path_for
+
+    queries = {
+        db_path: ("transitions", "events", "fills", "funding_payments"),
+        venue_store_path_for(db_path): ("venue_fills", "venue_funding"),
+    }
+    latest = 0
+    for path, tables in queries.items():
+        if not path.exists():
+            continue
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            for table in tables:
+                try:
+                    row = conn.execute(f"SELECT MAX(ts_ms) FROM {table}").fetchone()
+                except sqlite3.OperationalError:  # table not created yet by this version
+                    continue
+                if row and row[0] is not None:
+                    latest = max(latest, int(row[0]))
+        finally:
+            conn.close()
+    return latest
 
 
 def run_live(args: argparse.Namespace, settings: Settings) -> int:
