@@ -219,7 +219,7 @@ class PaperApp:
         snapshot = take_snapshot(self.market, self.clock.now_ms())
         self._apply_board(self.board.tick(snapshot.now_ts_ms))
         await self._record_equity(snapshot)
-        held = self.held_views()
+        held = self.held_views(venue_sizes=await self._venue_sizes())
         best = best_opportunity(snapshot, self.params) if held else None
         for planned in plan_exits(snapshot, held, self.params, best):
             pos = self.engine.positions[planned.position_id]
@@ -270,15 +270,17 @@ class PaperApp:
         await self._sync_bot_state()
 
     async def status_loop(self) -> None:
+        """The terminal status line. A closed or broken terminal only turns the line off."""
         interactive = self.status_out.isatty()
         while True:
             await anyio.sleep(self.settings.bot.status_interval_seconds)
             line = await self.status_line()
-            if interactive:
-                self.status_out.write("\r\x1b[2K" + line)
-            else:
-                self.status_out.write(line + "\n")
-            self.status_out.flush()
+            try:
+                self.status_out.write(("\r\x1b[2K" + line) if interactive else (line + "\n"))
+                self.status_out.flush()
+            except (OSError, ValueError) as exc:  # broken pipe, closed terminal
+                logger.bind(kind="status_off").warning(f"status line turned off: {exc!r}")
+                return
 
     async def status_line(self) -> str:
         assert self.engine is not None
@@ -306,8 +308,13 @@ class PaperApp:
         await self._sync_bot_state()
         flatten = await self.store.get_kv(CONTROL_FLATTEN_KEY)
         if flatten:
+            # A flatten also halts (until `resume`): otherwise the next strategy pass re-opens.
+            reason = "manual: flatten requested"
+            await self.store.set_kv(CONTROL_HALT_KEY, reason, now)
             await self.store.set_kv(CONTROL_FLATTEN_KEY, "", now)
-            await self.event("manual_flatten", "warning", "manual flatten requested")
+            self._apply_board(self.board.kill(now, reason))
+            await self._sync_bot_state()
+            await self.event("manual_flatten", "warning", "manual flatten requested: halted until resume")
             return "flatten"
         return None
 
@@ -357,7 +364,17 @@ class PaperApp:
         await self._persist_bot()
 
     # ------------------------------------------------------------------ helpers
-    def held_views(self, *, include_unhedged: bool = False) -> list[HeldView]:
+    async def _venue_sizes(self) -> dict[tuple[str, str], Decimal] | None:
+        """The venues' own signed sizes (for the leg-missing and delta-drift exits); None if unknown."""
+        assert self.executor is not None
+        try:
+            return {(p.venue, p.symbol): p.size_base for p in await self.executor.positions(None)}
+        except Exception as exc:  # unknown sizes only disable those two rules for this pass
+            logger.bind(kind="venue_sizes_unavailable").warning(f"venue positions unavailable: {exc!r}")
+            return None
+
+    def held_views(self, *, include_unhedged: bool = False,
+                   venue_sizes: dict[tuple[str, str], Decimal] | None = None) -> list[HeldView]:
         """Views of hedged positions (for exits); with ``include_unhedged`` every active one (for
         the entry gates' exposure and one-position-per-symbol rule)."""
         assert self.engine is not None
@@ -377,6 +394,8 @@ class PaperApp:
                 notional_usd=notional,
                 accrued_funding_usd=self.engine.funding_usd.get(pos.position_id, ZERO),
                 fees_paid_usd=self.engine.fees_usd.get(pos.position_id, ZERO),
+                long_venue_size_base=None if venue_sizes is None else venue_sizes.get((pos.long_venue, pos.symbol), ZERO),
+                short_venue_size_base=None if venue_sizes is None else venue_sizes.get((pos.short_venue, pos.symbol), ZERO),
             ))
         return views
 
@@ -396,6 +415,7 @@ class PaperApp:
             balances = await self.executor.balances_usd()
         except Exception as exc:  # a venue that cannot report equity blocks entries via the gates
             logger.bind(kind="equity_unavailable").warning(f"balances unavailable: {exc}")
+            self._equity_cache = {}  # no equity known -> the margin gates deny entries
             return
         self._equity_cache = dict(balances)
         total = sum(balances.values(), ZERO)

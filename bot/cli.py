@@ -7,6 +7,7 @@ exits with code 2; nothing else is lost and no traceback is shown.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -83,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--paper", action="store_true", help="trade on the built-in simulated market (offline)")
-    mode.add_argument("--live", action="store_true", help="trade on real venues (needs API keys in the environment)")
+    mode.add_argument("--live", action="store_true", help="trade on real venues (not available yet: no live venue adapter exists)")
     parser.add_argument("--market", choices=["sim"], default="sim", help="market data source for --paper (default: sim)")
     parser.add_argument("--speed", type=_decimal_arg, metavar="X",
                         help="simulated time runs X times faster than the wall clock (default: sim.speed)")
@@ -124,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     try:
         return _dispatch(build_parser().parse_args(argv))
+    except BrokenPipeError:  # e.g. `python -m bot report | head`: the reader left, nothing is lost
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep the interpreter's final flush quiet
+        return 0
     except UserInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -384,6 +384,7 @@ class TradingEngine:
         """
         findings: list[ReconcileFinding] = []
         await self._resolve_open_orders()
+        await self._reconcile_funding()
         actual, unreachable = await self._venue_positions()
         for venue in unreachable:
             findings.append(ReconcileFinding("venue_unreachable", venue, "*", ZERO, None))
@@ -582,14 +583,24 @@ class TradingEngine:
         return not self.active_positions()
 
     async def _close_quietly(self, pos: PositionFsm, reason: str) -> None:
-        for _ in range(3):
-            if await self.close_position(pos, reason, emergency=True):
-                return
-            async with self.lock_for(pos.position_id):
-                await self._resolve_position_orders(pos)
-                await self._resume(pos)
-            if pos.state == PositionState.CLOSED.value:
-                return
+        """Close one position during a flatten. A failure here must not cancel the others' closes
+        (they share a task group), so it is recorded as critical and the position left for the report."""
+        try:
+            for _ in range(3):
+                if await self.close_position(pos, reason, emergency=True):
+                    return
+                async with self.lock_for(pos.position_id):
+                    await self._resolve_position_orders(pos)
+                    await self._resume(pos)
+                if pos.state == PositionState.CLOSED.value:
+                    return
+            await self._event("flatten_incomplete", pos.position_id, "critical",
+                              f"{reason}: position still {pos.state.value} after 3 close attempts")
+        except Exception as exc:  # isolate: record and carry on with the other positions
+            logger.opt(exception=exc).bind(kind="flatten_failed", position_id=pos.position_id).critical(
+                f"closing {pos.position_id} failed: {exc!r}")
+            with anyio.CancelScope(shield=True):
+                await self._event("flatten_failed", pos.position_id, "critical", f"{reason}: close failed: {exc!r}")
 
     async def _resolve_position_orders(self, pos: PositionFsm) -> None:
         for cid, meta in list(self.orders.items()):
@@ -601,17 +612,37 @@ class TradingEngine:
                     await self._apply_report(pos, meta.leg, report)
 
     # ------------------------------------------------------------------ funding
-    async def record_funding(self, payments: Iterable[FundingPayment]) -> None:
-        """Persist funding payments against the position that owns each (venue, symbol)."""
+    async def record_funding(self, payments: Iterable[FundingPayment]) -> int:
+        """Persist funding payments against the position that owns each (venue, symbol).
+
+        Deduplicated by payment id; returns how many were new."""
+        new = 0
         for payment in payments:
             owner = self.owner_of(payment.venue, payment.symbol)
             position_id, leg = (owner[0].position_id, owner[1]) if owner else (None, None)
-            await self.store.record_funding_payment(payment, position_id, leg.value if leg else None)
+            if not await self.store.record_funding_payment(payment, position_id, leg.value if leg else None):
+                continue
+            new += 1
             if position_id is not None:
                 self.funding_usd[position_id] = self.funding_usd.get(position_id, ZERO) + payment.amount_usd
             if owner is None:
                 await self._event("funding_unowned", None, "warning",
                                   f"funding on {payment.venue} {payment.symbol} with no owning position")
+        return new
+
+    async def _reconcile_funding(self) -> None:
+        """Record venue funding payments the bot missed (a crash between a venue's settlement and
+        the bot recording it): everything at or after the latest payment recorded per venue."""
+        for venue in sorted(self._venues()):
+            since = await self.store.latest_funding_ts_ms(venue)
+            try:
+                payments = await self.executor.funding_payments_since(venue, since or 0)
+            except (TemporaryVenueError, FatalVenueError):
+                continue
+            missed = await self.record_funding(payments)
+            if missed:
+                await self._event("funding_recovered", None, "warning",
+                                  f"{missed} funding payment(s) on {venue} recorded from the venue's history")
 
     # ------------------------------------------------------------------ restore
     async def restore(self) -> int:
@@ -653,6 +684,8 @@ class TradingEngine:
                 await self._event("restore_invalid", row.id, "error", f"restored as error: {exc}")
             self.positions[pos.position_id] = pos
             self.fees_usd[pos.position_id] = sum((f.fee_usd for f in fills), ZERO)
+            payments = await self.store.list_funding_payments(row.id)
+            self.funding_usd[pos.position_id] = sum((p.amount_usd for p in payments), ZERO)
             for order in orders:
                 self.orders[order.client_order_id] = OrderMeta(
                     position_id=pos.position_id,
@@ -696,11 +729,14 @@ class TradingEngine:
             await self._event("order_denied", pos.position_id, "warning",
                               f"{purpose} {leg.value} on {req.venue} denied by trading-state gate: {decision.reason}")
             return
-        report = await self._place(req, stamps)
-        if report is UNKNOWN_STATUS:
-            await self._mark_order(req.client_order_id, UNKNOWN_STATUS, ZERO, None, "outcome unknown")
-            return
-        await self._apply_report(pos, leg, report)
+        # Shielded: once sent, an order's answer is always recorded, even if the caller is being
+        # cancelled (shutdown); the executor call is bounded by leg_timeout_s inside.
+        with anyio.CancelScope(shield=True):
+            report = await self._place(req, stamps)
+            if report is UNKNOWN_STATUS:
+                await self._mark_order(req.client_order_id, UNKNOWN_STATUS, ZERO, None, "outcome unknown")
+                return
+            await self._apply_report(pos, leg, report)
 
     async def _place(self, req: OrderRequest, stamps: list[int] | None) -> OrderReport | str:
         self.metrics.orders_sent += 1

@@ -57,7 +57,13 @@ class Executor(Protocol):
         ...
 
     async def get_order(self, venue: str, client_order_id: str) -> OrderReport | None:
-        """Look an order up by its client order id; None when the venue never saw it."""
+        """Look an order up by its client order id; None when the venue never saw it.
+
+        Contract: None must mean the order can no longer execute. A live executor guarantees it
+        by sending every order with a short venue-side expiry (recvWindow / expiry timestamp, so
+        a request that arrives late is refused by the venue) and by answering None only after
+        that window has passed; otherwise the engine could re-send a repair and double-fill.
+        """
         ...
 
     async def positions(self, venue: str | None = None) -> list[VenuePosition]:

@@ -74,7 +74,7 @@ def build_report(storage: Storage, venue_db: Path) -> dict[str, Any]:
         if e.kind.startswith("breaker_") and e.details:
             breakers[e.details.get("breaker", "?")] = {"state": e.details.get("to", "?"), "since": iso_utc(e.ts_ms),
                                                        "reason": e.message}
-        if e.kind in ("halt", "resume"):
+        if e.kind in ("halt", "resume", "manual_flatten", "control_halt", "control_resume", "control_flatten"):
             halts.append({"at": iso_utc(e.ts_ms), "kind": e.kind, "reason": e.message})
     state = storage.get_bot_state()
     return {

@@ -25,7 +25,9 @@ def run_paper(args: argparse.Namespace, settings: Settings) -> int:
     seed = args.seed if args.seed is not None else sim.seed
     db_path = Path(args.db) if args.db is not None else settings.bot.paper_db_path
     if db_path.resolve() == settings.bot.live_db_path.resolve():
-        raise UserInputError(f"--db {db_path} is the live database; paper runs must use another file")
+        raise UserInputError(f"paper database {db_path} is the live database (bot.live_db_path); "
+                             "paper runs must use another file (--db or bot.paper_db_path)")
+    _check_writable(db_path)
     start_ts_ms = utc_now_ms() if sim.start == "now" else parse_iso_utc(sim.start)
     # A sped-up run may have simulated hours past the wall clock: a restart resumes after the last
     # recorded instant, so time never runs backwards (no funding instant is settled twice).
@@ -41,6 +43,15 @@ def run_paper(args: argparse.Namespace, settings: Settings) -> int:
     print(f"paper trading on the simulated market (seed {seed}, speed x{speed:g}); database {db_path}; "
           f"logs {settings.bot.log_path}. Ctrl-C or SIGTERM flattens and stops.", file=sys.stderr)
     return anyio.run(supervisor.run)
+
+
+def _check_writable(db_path: Path) -> None:
+    """Fail early, as a one-line user error, when the database cannot be created or opened."""
+    try:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        sqlite3.connect(db_path).close()
+    except (OSError, sqlite3.Error) as exc:
+        raise UserInputError(f"cannot open database {db_path}: {exc} (pass a writable path to --db)") from None
 
 
 def latest_recorded_ts_ms(db_path: Path) -> int:

@@ -33,6 +33,8 @@ class HeldView:
     notional_usd: Decimal
     accrued_funding_usd: Decimal
     fees_paid_usd: Decimal
+    long_venue_size_base: Decimal | None = None  # the venue's own signed size (None = unknown)
+    short_venue_size_base: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,8 @@ def held_position(snapshot: MarketSnapshot, view: HeldView) -> HeldPosition:
         long_mark_price=long_mark,
         short_mark_price=short_mark,
         notional_usd=notional,
+        long_venue_size_base=view.long_venue_size_base,
+        short_venue_size_base=view.short_venue_size_base,
         accrued_funding_usd=view.accrued_funding_usd,
         fees_paid_usd=view.fees_paid_usd,
         est_exit_cost_usd=exit_cost_usd(snapshot, view),

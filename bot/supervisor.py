@@ -55,15 +55,15 @@ class Supervisor:
         self._stop.set()
 
     async def run(self) -> int:
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async with anyio.create_task_group() as outer:
                 outer.start_soon(self._watch_signals, signals)
                 code = await self._run_until_stopped()
                 outer.cancel_scope.cancel()
         # Closing the receiver restored the default handlers; a signal arriving during the
         # interpreter's teardown would then kill a process that is already flat. Ignore them.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
         return code
 
     async def _watch_signals(self, signals: object) -> None:
@@ -78,23 +78,34 @@ class Supervisor:
     async def _run_until_stopped(self) -> int:
         app = self.app
         await app.start()
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._supervised, "feed", app.feed_loop)
-            tg.start_soon(self._supervised, "strategy", app.strategy_loop)
-            tg.start_soon(self._supervised, "reconcile", app.reconcile_loop)
-            tg.start_soon(self._supervised, "control", self._control_loop)
-            tg.start_soon(app.status_loop)
-            if self.duration_wall_s is not None:
-                tg.start_soon(self._duration_timer, self.duration_wall_s)
-            await self._stop.wait()
-            tg.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._supervised, "feed", app.feed_loop)
+                tg.start_soon(self._supervised, "strategy", app.strategy_loop)
+                tg.start_soon(self._supervised, "reconcile", app.reconcile_loop)
+                tg.start_soon(self._supervised, "control", self._control_loop)
+                tg.start_soon(self._supervised, "status", app.status_loop)
+                if self.duration_wall_s is not None:
+                    tg.start_soon(self._duration_timer, self.duration_wall_s)
+                await self._stop.wait()
+                tg.cancel_scope.cancel()
+        except BaseException as exc:  # whatever escaped, the positions are flattened before exiting
+            if isinstance(exc, anyio.get_cancelled_exc_class()):
+                with anyio.CancelScope(shield=True):
+                    await self._shutdown()
+                raise
+            logger.opt(exception=exc).bind(event="supervisor_failed").critical(f"supervisor failed: {exc!r}")
+            self.request_stop(f"supervisor failed: {exc!r}", EXIT_LOOP_FAILED)
+            with anyio.CancelScope(shield=True):
+                return await self._shutdown()
         return await self._shutdown()
 
     async def _control_loop(self) -> None:
         while True:
             command = await self.app.poll_control()
             if command == "flatten":
-                await self.app.flatten("manual_flatten")
+                with anyio.CancelScope(shield=True):
+                    await self.app.flatten("manual_flatten")
             await anyio.sleep(0.25)
 
     async def _duration_timer(self, seconds: float) -> None:
@@ -125,8 +136,11 @@ class Supervisor:
         await app.bot_transition("stop", request.reason)
         flat = False
         with anyio.move_on_after(self.deadline_wall_s, shield=True) as scope:
-            await app.flatten("shutdown")
-            flat = await app.verify_flat()
+            try:
+                await app.flatten("shutdown")
+                flat = await app.verify_flat()
+            except Exception as exc:  # still report what remains and exit non-zero below
+                logger.opt(exception=exc).bind(event="flatten_failed").critical(f"flatten failed: {exc!r}")
         if scope.cancelled_caught:
             await app.event("shutdown_deadline", "error",
                             f"flatten did not finish within {self.deadline_wall_s:g}s")

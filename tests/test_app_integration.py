@@ -142,3 +142,28 @@ async def test_restart_resumes_open_positions_from_the_database(tmp_path: Path) 
         assert await restarted.verify_flat()
     finally:
         await restarted.close()
+
+
+@pytest.mark.anyio
+async def test_a_leg_vanishing_at_the_venue_triggers_an_emergency_exit_and_ends_flat(tmp_path: Path) -> None:
+    from bot.domain import OrderRequest, OrderSide, OrderType
+
+    app, clock = await make_app(tmp_path, easy_settings())
+    try:
+        await run_minutes(app, clock, 10)
+        assert app.engine is not None and app.executor is not None
+        pos = app.engine.active_positions()[0]
+        # The venue closes the short leg behind the bot's back (a liquidation, an operator in the UI).
+        await app.executor.place_order(OrderRequest(
+            client_order_id="liquidation0001", venue=pos.short_venue, symbol=pos.symbol,
+            side=OrderSide.BUY,
+            size_base=pos.short_filled_base, order_type=OrderType.MARKET, reduce_only=True))
+        await run_minutes(app, clock, 3)
+        await app.reconcile_step()
+        assert pos.state.value == "closed"
+        assert pos.exit_reason in ("leg_missing", "delta_drift")
+        venue = {(p.venue, p.symbol): p.size_base for p in await app.executor.positions(None)}
+        assert venue.get((pos.long_venue, pos.symbol), 0) == 0
+        assert venue.get((pos.short_venue, pos.symbol), 0) == 0
+    finally:
+        await app.close()
