@@ -67,7 +67,7 @@ class SimSection(_Section):
 class StrategySection(_Section):
     notional_usd_per_position: PositiveDecimal = Decimal("1000")
     horizon_hours: PositiveDecimal = Decimal("72")
-    min_expected_net_usd: Decimal = Field(default=Decimal("0.25"), allow_inf_nan=False)
+    min_expected_net_usd: Decimal = Field(default=Decimal("1.00"), allow_inf_nan=False)
     max_positions: int = Field(default=3, ge=1, le=500)
     execution: Literal["taker"] = "taker"
     loop_interval_seconds: float = Field(default=60.0, gt=0)
@@ -75,7 +75,7 @@ class StrategySection(_Section):
 
 class ExitSection(_Section):
     take_profit_usd: PositiveDecimal = Decimal("5")
-    min_hold_hours: NonNegativeDecimal = Decimal("4")
+    min_hold_hours: NonNegativeDecimal = Decimal("8")
     max_hold_hours: PositiveDecimal = Decimal("72")
     spread_erosion_fraction: Fraction = Decimal("0.25")
     ev_horizon_hours: PositiveDecimal = Decimal("8")

@@ -80,5 +80,6 @@ def test_readme_documents_every_settings_key() -> None:
         if stripped.startswith("["):
             section = stripped.strip("[]")
         elif section and "=" in stripped and not stripped.startswith("#"):
-            key = stripped.split("=", 1)[0].strip()
-            assert f"`{section}.{key}`" in readme, f"README lacks {section}.{key}"
+            key, rest = (part.strip() for part in stripped.split("=", 1))
+            value = rest.split("#", 1)[0].strip()
+            assert f"| `{section}.{key}` | `{value}` |" in readme, f"README row for {section}.{key} is missing or stale"
