@@ -62,6 +62,7 @@ from storage import (
 )
 
 UNKNOWN_STATUS = "unknown"
+FLATTEN_ATTEMPTS = 20  # per position, with backoff 1, 2, 4 ... 60 clock seconds
 # Order statuses whose outcome reconciliation must still look up at the venue.
 _UNSETTLED_STATUSES = (UNKNOWN_STATUS, OrderStatus.NEW.value, OrderStatus.PARTIALLY_FILLED.value, "intent")
 
@@ -586,7 +587,9 @@ class TradingEngine:
         """Close one position during a flatten. A failure here must not cancel the others' closes
         (they share a task group), so it is recorded as critical and the position left for the report."""
         try:
-            for _ in range(3):
+            # Keep trying (a venue may be down for a while) with backoff on the clock; the caller
+            # bounds the whole flatten with its deadline.
+            for attempt in range(FLATTEN_ATTEMPTS):
                 if await self.close_position(pos, reason, emergency=True):
                     return
                 async with self.lock_for(pos.position_id):
@@ -594,8 +597,9 @@ class TradingEngine:
                     await self._resume(pos)
                 if pos.state == PositionState.CLOSED.value:
                     return
+                await self.clock.sleep(min(2.0**attempt, 60.0))
             await self._event("flatten_incomplete", pos.position_id, "critical",
-                              f"{reason}: position still {pos.state.value} after 3 close attempts")
+                              f"{reason}: position still {pos.state.value} after {FLATTEN_ATTEMPTS} close attempts")
         except Exception as exc:  # isolate: record and carry on with the other positions
             logger.opt(exception=exc).bind(kind="flatten_failed", position_id=pos.position_id).critical(
                 f"closing {pos.position_id} failed: {exc!r}")

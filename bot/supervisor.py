@@ -76,15 +76,28 @@ class Supervisor:
             self.request_stop(f"signal {name}")
 
     async def _run_until_stopped(self) -> int:
+        """Market data (and the status line) keep running through the shutdown flatten: closing
+        orders need live books, and a venue whose feed was down when the signal came must be
+        seen coming back."""
         app = self.app
         await app.start()
+        code = EXIT_LOOP_FAILED
+        async with anyio.create_task_group() as market:
+            market.start_soon(self._supervised, "feed", app.feed_loop)
+            market.start_soon(self._supervised, "status", app.status_loop)
+            try:
+                code = await self._trade_until_stopped()
+            finally:
+                market.cancel_scope.cancel()
+        return code
+
+    async def _trade_until_stopped(self) -> int:
+        app = self.app
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._supervised, "feed", app.feed_loop)
                 tg.start_soon(self._supervised, "strategy", app.strategy_loop)
                 tg.start_soon(self._supervised, "reconcile", app.reconcile_loop)
                 tg.start_soon(self._supervised, "control", self._control_loop)
-                tg.start_soon(self._supervised, "status", app.status_loop)
                 if self.duration_wall_s is not None:
                     tg.start_soon(self._duration_timer, self.duration_wall_s)
                 await self._stop.wait()

@@ -57,3 +57,37 @@ def test_flatten_closes_every_position_halts_and_resume_trades_again(tmp_path: P
     assert report["open_exposure"] == {}
     kinds = [h["kind"] for h in report["halts"]]
     assert "manual_flatten" in kinds and "resume" in kinds
+
+
+FAULTY = {
+    **EASY,
+    "exit": {"min_hold_hours": '"2"'},
+    "paper.faults": {
+        "reject_probability": "0.1",
+        "timeout_probability": "0.1",
+        "partial_fill_probability": "0.2",
+        "latency_spike_probability": "0.05",
+        "stale_quote_probability": "0.05",
+        "absurd_quote_probability": "0.05",
+        "venue_outage_probability": "0.002",
+    },
+}
+
+
+@pytest.mark.parametrize("seed", ["1", "2"])
+def test_paper_run_under_heavy_injected_faults_ends_flat_with_books_that_add_up(tmp_path: Path, seed: str) -> None:
+    settings = write_settings(tmp_path, FAULTY)
+    db = tmp_path / "paper.sqlite"
+    done = run_bot("--paper", "--speed", "3600", "--duration", "15", "--seed", seed, "--db", db,
+                   "--settings", settings, cwd=tmp_path, timeout_s=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = report_json(db, settings, tmp_path)
+    assert report["open_exposure"] == {}
+    assert report["positions"], "faults must not prevent trading altogether"
+    assert all(p["state"] == "closed" for p in report["positions"])
+    for p in report["positions"]:
+        assert p["realized_pnl_usd"] is not None, f"{p['id']}: fills do not net to zero"
+    client_ids = [r[0] for r in query(db, "SELECT client_order_id FROM orders")]
+    assert len(client_ids) == len(set(client_ids))
+    rejected = query(db, "SELECT COUNT(*) FROM orders WHERE status = 'rejected'")[0][0]
+    assert rejected > 0, "the injected rejects really happened"
