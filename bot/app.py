@@ -16,7 +16,7 @@ import anyio
 from loguru import logger
 
 from bot.clock import ScaledClock, iso_utc
-from bot.domain import ZERO, MarketSnapshot
+from bot.domain import ZERO, MarketSnapshot, Opportunity
 from bot.engine import EngineConfig, TradingEngine
 from bot.market_view import take_snapshot
 from bot.ports import Clock
@@ -33,7 +33,7 @@ from risk.breakers import BoardUpdate, BreakerBoard, BreakerSettings
 from risk.entry_gates import EntryLimits
 from risk.exit_rules import ExitLimits
 from risk.trading_state import GateDecision, OrderIntent, TradingState, gate_order
-from storage import AsyncStorage, EventRecord, Severity
+from storage import AsyncStorage, EventRecord, PositionRecord, Severity
 
 CONTROL_HALT_KEY = "control.halt"
 CONTROL_FLATTEN_KEY = "control.flatten"
@@ -241,7 +241,8 @@ class PaperApp:
             return
         await self._enter(planned_entry.opportunity)
 
-    async def _enter(self, opp) -> None:
+    async def _enter(self, opp: Opportunity) -> None:
+        """Open one position for ``opp`` (shielded: an entry in flight always completes)."""
         assert self.engine is not None
         size = opp.size_base
         if size is None or size <= 0:
@@ -421,7 +422,7 @@ class PaperApp:
         total = sum(balances.values(), ZERO)
         self._apply_board(self.board.record_equity(total, snapshot.now_ts_ms))
 
-    def _entry_info(self, record) -> tuple[Decimal, int, Decimal]:
+    def _entry_info(self, record: PositionRecord) -> tuple[Decimal, int, Decimal]:
         return (record.entry_spread_hourly or ZERO, record.opened_at_ts_ms or record.created_at_ts_ms,
                 record.notional_usd)
 

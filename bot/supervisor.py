@@ -24,7 +24,6 @@ import anyio
 from loguru import logger
 
 from bot.errors import EXIT_NOT_FLAT
-from machines.bot import BotState
 
 EXIT_OK = 0
 EXIT_LOOP_FAILED = 1
@@ -187,5 +186,3 @@ class App(Protocol):
     async def bot_transition(self, trigger: str, reason: str) -> None: ...
     async def close(self) -> None: ...
 
-
-__all__ = ["App", "BotState", "Supervisor"]
