@@ -7,7 +7,9 @@ A straightforward reimplementation of the selection logic of Hummingbot's
 
 * per token, every ordered connector combination (c1 != c2): ``|r1/s1 - r2/s2| x 86400``, where
   ``s`` is the connector's funding interval in seconds from a PER-CONNECTOR map (8 h default);
-  the largest per-day spread wins (long the lower normalised rate);
+  the largest per-day spread wins (long the lower normalised rate). Upstream normalises inside
+  the pair loop (twice per ordered pair); here each quote is normalised once per token, which
+  gives the same numbers faster (generous to the reference in a speed comparison);
 * for that best pair only: the marginal book price for the position's QUOTE volume on each side
   (``get_price_for_quote_volume``: the price of the level where the cumulative quote volume
   reaches the target), the entry basis ``(p_short - p_long) / p_long`` and ENTRY taker fees of
@@ -18,6 +20,12 @@ A straightforward reimplementation of the selection logic of Hummingbot's
 
 It is deliberately NOT corrected: this is what we compare our speed and our answers against.
 Missing data is skipped instead of raising (Hummingbot would raise a KeyError).
+
+``rates_from_quotes=True`` is a timing variant, not upstream behaviour: it reads each quote's
+precomputed rate per hour (``FundingQuote.hourly_rate_or_none``, per-symbol interval) instead of
+dividing by the per-connector interval, so the reference does no normalisation at all when timed
+(the same precomputed input our scanner reads). Its per-day spread is then ``|h1 - h2| x 24``,
+which also fixes the interval flaw, so its picks can differ.
 """
 
 from __future__ import annotations
@@ -62,13 +70,16 @@ def reference_rank(
     position_size_quote: Decimal,
     interval_s_by_connector: dict[str, int] | None = None,
     exit_cost_buffer: Decimal = ZERO,
+    rates_from_quotes: bool = False,
 ) -> list[ReferenceCandidate]:
     """Best candidate per token, sorted by ``net_profitability`` descending (upstream iterates tokens
-    in set order and opens the first that passes its thresholds; sorting makes it a ranking)."""
+    in set order and opens the first that passes its thresholds; sorting makes it a ranking).
+    ``rates_from_quotes``: see the module docstring (a timing variant)."""
     intervals = HUMMINGBOT_INTERVAL_S if interval_s_by_connector is None else interval_s_by_connector
     candidates = []
     for token in tokens:
-        candidate = _best_candidate(snapshot, token, connectors, position_size_quote, intervals, exit_cost_buffer)
+        candidate = _best_candidate(snapshot, token, connectors, position_size_quote, intervals, exit_cost_buffer,
+                                    rates_from_quotes)
         if candidate is not None:
             candidates.append(candidate)
     candidates.sort(key=lambda c: c.net_profitability, reverse=True)
@@ -88,15 +99,20 @@ def _normalized_rate_per_s(report: dict[str, FundingQuote], connector: str, inte
     return report[connector].rate_per_interval / intervals.get(connector, DEFAULT_INTERVAL_S)
 
 
-def _most_profitable_combination(report: dict[str, FundingQuote], intervals: dict[str, int]):
+def _most_profitable_combination(report: dict[str, FundingQuote], intervals: dict[str, int],
+                                 rates_from_quotes: bool = False):
+    if rates_from_quotes:
+        rates = {c: q.hourly_rate_or_none for c, q in report.items() if q.hourly_rate_or_none is not None}
+        periods = Decimal(FUNDING_PROFITABILITY_INTERVAL_S // 3600)  # rates per hour
+    else:
+        rates = {connector: _normalized_rate_per_s(report, connector, intervals) for connector in report}
+        periods = Decimal(FUNDING_PROFITABILITY_INTERVAL_S)
     best = None
     highest = 0
-    for connector_1 in report:
-        for connector_2 in report:
+    for connector_1, rate_1 in rates.items():
+        for connector_2, rate_2 in rates.items():
             if connector_1 != connector_2:
-                rate_1 = _normalized_rate_per_s(report, connector_1, intervals)
-                rate_2 = _normalized_rate_per_s(report, connector_2, intervals)
-                diff = abs(rate_1 - rate_2) * FUNDING_PROFITABILITY_INTERVAL_S
+                diff = abs(rate_1 - rate_2) * periods
                 if diff > highest:
                     side = "buy" if rate_1 < rate_2 else "sell"
                     highest = diff
@@ -139,9 +155,10 @@ def _best_candidate(
     size_quote: Decimal,
     intervals: dict[str, int],
     exit_cost_buffer: Decimal,
+    rates_from_quotes: bool = False,
 ) -> ReferenceCandidate | None:
     report = _funding_info_by_token(snapshot, token, connectors)
-    best = _most_profitable_combination(report, intervals)
+    best = _most_profitable_combination(report, intervals, rates_from_quotes)
     if best is None:
         return None
     connector_1, connector_2, side, funding_profitability = best

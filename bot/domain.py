@@ -115,10 +115,28 @@ class FundingQuote:
     next_funding_ts_ms: int
     mark_price: Decimal
     ts_ms: int
+    # rate_per_interval / interval_hours if both are Decimals, the rate finite and the interval
+    # finite and positive; else None (an unusable quote). Computed once when the quote is built:
+    # the scanner reads it for every quote on every ranking. Not a constructor argument;
+    # ``dataclasses.replace`` recomputes it.
+    hourly_rate_or_none: Decimal | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        rate, interval, hourly = self.rate_per_interval, self.interval_hours, None
+        if isinstance(rate, Decimal) and isinstance(interval, Decimal):
+            if rate.is_finite() and interval.is_finite() and interval > 0:
+                try:
+                    hourly = rate / interval
+                except ArithmeticError:  # overflow at the extremes of the exponent range
+                    hourly = None
+        object.__setattr__(self, "hourly_rate_or_none", hourly)
 
     @property
     def hourly_rate(self) -> Decimal:
-        return self.rate_per_interval / self.interval_hours
+        """``rate_per_interval / interval_hours`` (computed, or raising, as that division does when
+        ``hourly_rate_or_none`` is None)."""
+        hourly = self.hourly_rate_or_none
+        return self.rate_per_interval / self.interval_hours if hourly is None else hourly
 
 
 @dataclass(frozen=True, slots=True)

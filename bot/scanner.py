@@ -5,21 +5,23 @@ base size on both. Evaluating a pair exactly (``evaluate_pair``) walks both book
 size; doing that for every pair is too slow, so the ranking is a best-first search over upper
 bounds in one max-heap:
 
-1. One pass over the legs (venue, symbol): freshness and ``h -/+ c`` where ``h`` is the hourly
-   rate and ``c`` a per-venue lower bound of the leg's round-trip fee (plus estimated slippage)
-   per hour and unit of notional. A symbol's first bound is ``max(h - c) - min(h + c)``.
+1. One pass over the quotes (the hot loop): freshness and ``h -/+ c`` where ``h`` is the quote's
+   rate per hour (computed once when the quote was built: ``FundingQuote.hourly_rate_or_none``)
+   and ``c`` a per-venue lower bound of the leg's round-trip fee (plus estimated slippage) per
+   hour and unit of notional. A symbol's first bound is ``max(h - c) - min(h + c)``; only the
+   running max and min are kept per symbol, with its quotes.
 2. When a symbol reaches the top, its most promising legs are looked at closely (book present,
-   fresh and sane; instrument present) and ``c`` grows by the leg's bid-ask spread, which every
-   round trip crosses; only as many legs as needed to tighten ``max``/``min`` are looked at.
-3. At the top again, all its legs are looked at and its pairs are enumerated best bound first,
-   ``((h_s - c_s) - (h_l + c_l)) x horizon x notional``; one pair at a time is in the heap (the
-   next enters when the previous pops).
-4. A pair at the top is sized (lot rounding, minimums, price-divergence gate) and, before its
-   books are walked, re-bounded with its real size, basis and touch prices (``_touch_net``); if
-   something else now leads it goes back, else it is evaluated exactly and goes back with its
-   exact net. An exact result is emitted once it beats every remaining bound, so the top
-   ``limit`` equal the first ``limit`` of evaluating and sorting all pairs (``ranking_key``);
-   ``limit=None`` evaluates every pair.
+   fresh and sane) and ``c`` grows by the leg's bid-ask spread, which every round trip crosses;
+   only as many legs as needed to tighten ``max``/``min`` are looked at.
+3. At the top again (at once if it still leads), all its legs are looked at and its pairs are
+   enumerated best bound first, ``((h_s - c_s) - (h_l + c_l)) x horizon x notional``; one pair
+   at a time is in the heap (the next enters when the previous pops).
+4. A pair at the top is sized (instruments present, lot rounding, minimums, price-divergence
+   gate) and, before its books are walked, re-bounded with its real size, basis and touch prices
+   (``_touch_net``); if something else now leads it goes back, else it is evaluated exactly and
+   goes back with its exact net. An exact result is emitted once it beats every remaining bound,
+   so the top ``limit`` equal the first ``limit`` of evaluating and sorting all pairs
+   (``ranking_key``); ``limit=None`` evaluates every pair.
 
 Why the bounds hold (``q`` size, ``m`` a leg's mid, ``f`` its fee fraction, ``ref = (m_l + m_s)/2``,
 ``d`` = ``max_price_divergence``): for one leg, fees + slippage of the round trip are
@@ -47,6 +49,7 @@ from bot.domain import (
     ZERO,
     FeeSchedule,
     FundingQuote,
+    Instrument,
     Liquidity,
     MarketSnapshot,
     Opportunity,
@@ -75,17 +78,22 @@ DEFAULT_MAX_PRICE_DIVERGENCE = Decimal("0.05")
 _ONE = Decimal(1)
 _TWO = Decimal(2)
 _BOUND_SLACK = Decimal("1e-18")  # relative; far above Decimal's 28-digit rounding, far below a cent
-_SYMBOL, _TIGHTER_SYMBOL, _PAIR, _SIZED_PAIR = 0, 1, 2, 3  # kinds of bound entries in the heap
+# Kinds of bound entries in the heap: a symbol from the first pass, a symbol whose bound was
+# tightened, the next pair of a symbol, a sized pair.
+_SYMBOL, _TIGHTER_SYMBOL, _PAIR, _SIZED_PAIR = 0, 1, 2, 3
 
-# A raw leg from the first pass: (h - c, h + c, venue, quote, h).
-_RawLeg = tuple
+# A leg of a symbol at the top of the heap, before and after its close look (mutable):
+# [h - c, h + c, quote, _Leg | None once looked at, else _UNSEEN]
+_RawLeg = list
+_UNSEEN = object()
 _first, _second = itemgetter(0), itemgetter(1)
 
 # A leg that passed the close look, as a plain tuple (built in the hot path; a dataclass costs 10x):
-# (venue, quote, hourly, short_score = h - c, long_cost = h + c, fees, instrument | None,
-#  book | None, mid: the book mid, or the mark price (None if unusable) when costs are estimated)
+# (venue, quote, hourly, short_score = h - c, long_cost = h + c, fees, book | None,
+#  mid: the book mid, or the mark price (None if unusable) when costs are estimated).
+# Its instrument is looked up when a pair with it is sized.
 _Leg = tuple
-_VENUE, _QUOTE, _HOURLY, _SHORT_SCORE, _LONG_COST, _FEES, _INSTRUMENT, _BOOK, _MID = range(9)
+_VENUE, _QUOTE, _HOURLY, _SHORT_SCORE, _LONG_COST, _FEES, _BOOK, _MID = range(8)
 _short_score, _long_cost = itemgetter(_SHORT_SCORE), itemgetter(_LONG_COST)
 
 
@@ -123,10 +131,12 @@ def rank_opportunities(
 
     Returns at most ``limit`` opportunities (all when None) with ``expected_net >=
     min_expected_net_usd`` (when given), ordered by ``ranking_key``. Skipped without error: symbols
-    on one venue, legs without a fresh quote (age > ``max_quote_age_ms`` vs ``snapshot.now_ts_ms``),
-    venues without a fee schedule, and pairs without a fresh two-sided book, an instrument, a
-    common lot-rounded size meeting both venues' minimums, enough sane depth for entry AND exit,
-    or whose mids are more than ``max_price_divergence`` (fraction of their average) apart.
+    on one venue, legs without a fresh quote (age > ``max_quote_age_ms`` vs ``snapshot.now_ts_ms``)
+    or with an unusable one (``FundingQuote.hourly_rate_or_none`` None: a NaN or infinite rate, a
+    non-positive interval) or one filed under another key than its own (venue, symbol), venues
+    without a fee schedule, and pairs without a fresh two-sided book, an instrument, a common
+    lot-rounded size meeting both venues' minimums, enough sane depth for entry AND exit, or whose
+    mids are more than ``max_price_divergence`` (fraction of their average) apart.
 
     A snapshot with quotes but NO books (historical replay) is costed from the mark prices, fees and
     ``estimated_slippage_bps`` per leg per execution; such opportunities have
@@ -140,36 +150,26 @@ def rank_opportunities(
     if limit == 0:
         return []
     fee_terms = _fee_terms(snapshot, params)
-    groups = _legs_by_symbol(snapshot, params, fee_terms, allowed_symbols)
     scale = horizon_hours * notional_usd
     slack = (scale + notional_usd) * _BOUND_SLACK
 
     def usd_bound(score: Decimal) -> Decimal:
         # A non-positive score bounds the net by q x ref x score <= 0 (lot rounding shrinks q).
-        return score * scale + slack if score > 0 else slack
+        return score * scale + slack if score > ZERO else slack
 
     # Entries pop smallest first. Bound: (-bound, 0, seq, kind, payload); exact:
     # (-net, 1, -apr, symbol, long, short, opportunity). At equal values a bound pops before an
     # exact entry, so an exact entry is emitted only when no unevaluated pair can beat or tie it;
     # exact entries then pop in ``ranking_key`` order ((symbol, long, short) is unique).
-    seq = itertools.count(len(groups))
-    try:
-        heap = [
-            (-usd_bound(max(map(_first, legs)) - min(map(_second, legs))), 0, n, _SYMBOL, (symbol, legs))
-            for n, (symbol, legs) in enumerate(groups.items()) if len(legs) >= 2
-        ]
-    except ArithmeticError:  # a NaN rate somewhere (infinities order fine): the careful way
-        heap = []
-        for n, (symbol, legs) in enumerate(groups.items()):
-            legs = [leg for leg in legs if not (leg[0].is_nan() or leg[1].is_nan())]
-            if len(legs) >= 2:
-                heap.append((-usd_bound(max(map(_first, legs)) - min(map(_second, legs))), 0, n, _SYMBOL,
-                             (symbol, legs)))
+    groups = _first_pass(snapshot, params, fee_terms, allowed_symbols)
+    heap = _symbol_entries(groups, scale, slack)
     heapq.heapify(heap)
+    seq = itertools.count(len(groups))
+    heappush, heappop = heapq.heappush, heapq.heappop
 
     results: list[Opportunity] = []
     while heap:
-        entry = heapq.heappop(heap)
+        entry = heappop(heap)
         if min_expected_net_usd is not None and -entry[0] < min_expected_net_usd:
             break  # every remaining bound and net is at most this one
         if entry[1] == 1:
@@ -181,9 +181,13 @@ def rank_opportunities(
         if kind == _SYMBOL:
             work = _SymbolWork(payload[0], payload[1], snapshot, fee_terms, params)
             score = work.tighter_score()
-            if score is not None:
-                heapq.heappush(heap, (-usd_bound(score), 0, next(seq), _TIGHTER_SYMBOL, work))
-            continue
+            if score is None:
+                continue
+            bound = usd_bound(score)
+            if (heap and bound < -heap[0][0]) or (min_expected_net_usd is not None and bound < min_expected_net_usd):
+                heappush(heap, (-bound, 0, next(seq), _TIGHTER_SYMBOL, work))
+                continue
+            kind, payload = _TIGHTER_SYMBOL, work  # it still leads: on to its pairs at once
         if kind == _SIZED_PAIR:
             work, long_leg, short_leg, sized = payload
         else:
@@ -194,11 +198,11 @@ def rank_opportunities(
                 work, current = payload
             following = work.next_pair()
             if following is not None:
-                heapq.heappush(heap, (-usd_bound(following[0]), 0, next(seq), _PAIR, (work, following)))
+                heappush(heap, (-usd_bound(following[0]), 0, next(seq), _PAIR, (work, following)))
             if current is None:
                 continue
             long_leg, short_leg = current[1], current[2]
-            sized = _sized(long_leg, short_leg, params)
+            sized = _sized(snapshot, work.symbol, long_leg, short_leg, params)
             if sized is None:
                 continue
             if not params.estimated:
@@ -206,11 +210,11 @@ def rank_opportunities(
                 # the pair if that bound no longer leads.
                 bound = _touch_net(long_leg, short_leg, sized, params) + slack
                 if heap and bound < -heap[0][0]:
-                    heapq.heappush(heap, (-bound, 0, next(seq), _SIZED_PAIR, (work, long_leg, short_leg, sized)))
+                    heappush(heap, (-bound, 0, next(seq), _SIZED_PAIR, (work, long_leg, short_leg, sized)))
                     continue
         opp = _evaluate(work.symbol, long_leg, short_leg, sized, params)
         if opp is not None:
-            heapq.heappush(heap, (-opp.expected_net, 1, -opp.apr, work.symbol, opp.long_venue, opp.short_venue, opp))
+            heappush(heap, (-opp.expected_net, 1, -opp.apr, work.symbol, opp.long_venue, opp.short_venue, opp))
     return results
 
 
@@ -238,17 +242,14 @@ def evaluate_pair(
     legs: list[_Leg] = []
     for venue in (long_venue, short_venue):
         quote = snapshot.quotes.get((venue, symbol))
-        if quote is None or venue not in fee_terms or quote.ts_ms < params.min_ts_ms:
+        if (quote is None or venue not in fee_terms or quote.ts_ms < params.min_ts_ms
+                or quote.hourly_rate_or_none is None or quote.venue != venue or quote.symbol != symbol):
             return None
-        try:
-            hourly = quote.rate_per_interval / quote.interval_hours
-        except ArithmeticError:
-            return None
-        leg = _close_look(snapshot, symbol, venue, quote, hourly, fee_terms, params)
+        leg = _close_look(snapshot, symbol, quote, fee_terms, params)
         if leg is None:
             return None
         legs.append(leg)
-    sized = _sized(legs[0], legs[1], params)
+    sized = _sized(snapshot, symbol, legs[0], legs[1], params)
     return None if sized is None else _evaluate(symbol, legs[0], legs[1], sized, params)
 
 
@@ -297,82 +298,118 @@ def _fee_terms(snapshot: MarketSnapshot, params: _Params) -> dict[str, tuple[Dec
     return terms
 
 
-def _legs_by_symbol(
+def _first_pass(
     snapshot: MarketSnapshot,
     params: _Params,
     fee_terms: dict[str, tuple[Decimal, FeeSchedule]],
     allowed_symbols: Collection[str] | None,
-) -> dict[str, list[_RawLeg]]:
-    """symbol -> [(h - c, h + c, venue, quote, h)] for fresh quotes on venues with fees.
+) -> dict[str, list]:
+    """symbol -> ``[max(h - c), min(h + c), quote, quote, ...]`` over the fresh quotes of venues
+    with fees, by the quote's own venue and symbol (a quote filed in the snapshot under another
+    key than its own is dropped later, by ``_SymbolWork`` or ``_sized``: it can only have widened
+    the bound).
 
-    The hot loop of the scanner (one iteration per leg), kept lean: a non-positive or infinite
-    interval or rate is NOT rejected here. Such a leg can only widen its symbol's bound (a max
-    over more values is larger, a min smaller) and ``_close_look`` rejects it before any pair
-    with it is evaluated; NaN, which cannot be compared, is dropped where the bounds are taken.
+    The hot loop of the scanner, one iteration per quote, kept lean: ``h`` is the quote's rate
+    per hour, computed once when the quote was built (``FundingQuote.hourly_rate_or_none``), and
+    nothing is allocated per quote that outlives the iteration. A quote that is unusable (NaN or
+    infinite rate, non-positive or non-finite interval: ``h`` is None) or on a venue without fees
+    (``c`` None) fails the arithmetic with a TypeError and is skipped, so every ``h`` and ``c``
+    here is a finite Decimal and the comparisons cannot meet a NaN.
     """
-    allowed = None if allowed_symbols is None else frozenset(allowed_symbols)
+    quotes = snapshot.quotes.values()
+    if allowed_symbols is not None:
+        allowed = frozenset(allowed_symbols)
+        quotes = [quote for quote in quotes if quote.symbol in allowed]
     min_ts = params.min_ts_ms
-    groups: dict[str, list[_RawLeg]] = {}
-    get_group, get_term = groups.get, fee_terms.get
-    for (venue, symbol), quote in snapshot.quotes.items():
-        term = get_term(venue)
-        if term is None or quote.ts_ms < min_ts or (allowed is not None and symbol not in allowed):
+    get_c = {venue: term[0] for venue, term in fee_terms.items()}.get
+    groups: dict[str, list] = {}
+    get_group = groups.get
+    for quote in quotes:
+        if quote.ts_ms < min_ts:
             continue
+        hourly = quote.hourly_rate_or_none
+        c = get_c(quote.venue)
         try:
-            h = quote.rate_per_interval / quote.interval_hours
-        except ArithmeticError:  # zero or NaN interval
+            short_score, long_cost = hourly - c, hourly + c
+        except TypeError:  # None: an unusable quote, or no fee schedule
             continue
-        c = term[0]
-        leg = (h - c, h + c, venue, quote, h)
-        group = get_group(symbol)
+        group = get_group(quote.symbol)
         if group is None:
-            groups[symbol] = [leg]
+            groups[quote.symbol] = [short_score, long_cost, quote]
         else:
-            group.append(leg)
+            if short_score > group[0]:
+                group[0] = short_score
+            if long_cost < group[1]:
+                group[1] = long_cost
+            group.append(quote)
     return groups
+
+
+def _symbol_entries(groups: dict[str, list], scale: Decimal, slack: Decimal) -> list[tuple]:
+    """The heap entry of every symbol with two legs or more, bound ``max(h - c) - min(h + c)``
+    in USD (as ``usd_bound``)."""
+    entries = []
+    append = entries.append
+    neg_slack = -slack
+    for n, (symbol, group) in enumerate(groups.items()):
+        if len(group) > 3:
+            score = group[0] - group[1]
+            append((-(score * scale + slack) if score > ZERO else neg_slack, 0, n, _SYMBOL, (symbol, group)))
+    return entries
 
 
 class _SymbolWork:
     """Search state of one symbol once it has reached the top of the heap (internal, mutable)."""
 
-    __slots__ = ("symbol", "_raw", "_looked", "_snapshot", "_fee_terms", "_params", "_by_short", "_by_long",
-                 "_frontier")
+    __slots__ = ("symbol", "_raw", "_snapshot", "_fee_terms", "_params", "_by_short", "_by_long", "_frontier")
 
-    def __init__(self, symbol: str, raw: list[_RawLeg], snapshot: MarketSnapshot,
+    def __init__(self, symbol: str, group: list, snapshot: MarketSnapshot,
                  fee_terms: dict[str, tuple[Decimal, FeeSchedule]], params: _Params) -> None:
         self.symbol = symbol
+        raw, venues = [], set()
+        for quote in itertools.islice(group, 2, None):  # the quotes of _first_pass
+            venues.add(quote.venue)
+            hourly, c = quote.hourly_rate_or_none, fee_terms[quote.venue][0]
+            raw.append([hourly - c, hourly + c, quote, _UNSEEN])
+        if len(venues) < len(raw):  # a venue twice: a quote is filed under another key than its own
+            get_quote, own = snapshot.quotes.get, {}
+            for raw_leg in raw:
+                if get_quote((raw_leg[2].venue, symbol)) is raw_leg[2]:
+                    own[raw_leg[2].venue] = raw_leg
+            raw = list(own.values())
         self._raw = raw
-        self._looked: dict[str, _Leg | None] = {}
         self._snapshot, self._fee_terms, self._params = snapshot, fee_terms, params
         self._by_short: list[_Leg] = []
         self._by_long: list[_Leg] = []
         self._frontier: list[tuple[Decimal, int, int]] = []
 
     def _look(self, raw: _RawLeg) -> _Leg | None:
-        venue = raw[2]
-        if venue not in self._looked:
-            self._looked[venue] = _close_look(self._snapshot, self.symbol, venue, raw[3], raw[4], self._fee_terms,
-                                              self._params)
-        return self._looked[venue]
+        leg = raw[3]
+        if leg is _UNSEEN:
+            leg = raw[3] = _close_look(self._snapshot, self.symbol, raw[2], self._fee_terms, self._params)
+        return leg
 
     def tighter_score(self) -> Decimal | None:
         """``max(short_score) - min(long_cost)`` over the valid legs, looking closely at only as many
         legs as needed: a raw ``h - c`` (``h + c``) bounds the leg's score from above (cost from below)."""
+        look = self._look
         best_short = None
         for raw in sorted(self._raw, key=_first, reverse=True):
             if best_short is not None and best_short >= raw[0]:
                 break
-            leg = self._look(raw)
+            leg = look(raw)
             if leg is not None and (best_short is None or leg[_SHORT_SCORE] > best_short):
                 best_short = leg[_SHORT_SCORE]
+        if best_short is None:
+            return None
         best_long = None
         for raw in sorted(self._raw, key=_second):
             if best_long is not None and best_long <= raw[1]:
                 break
-            leg = self._look(raw)
+            leg = look(raw)
             if leg is not None and (best_long is None or leg[_LONG_COST] < best_long):
                 best_long = leg[_LONG_COST]
-        if best_short is None or best_long is None:
+        if best_long is None:
             return None
         return best_short - best_long
 
@@ -416,54 +453,50 @@ def _is_long_side(long_leg: _Leg, short_leg: _Leg) -> bool:
 def _close_look(
     snapshot: MarketSnapshot,
     symbol: str,
-    venue: str,
     quote: FundingQuote,
-    hourly: Decimal,
     fee_terms: dict[str, tuple[Decimal, FeeSchedule]],
     params: _Params,
 ) -> _Leg | None:
-    """Validate one leg (rate, interval, book or mark price) and tighten its fee term with the
-    bid-ask spread; None when the leg cannot be traded or costed."""
-    interval = quote.interval_hours
-    if not (interval.is_finite() and interval > 0 and hourly.is_finite()):
-        return None
+    """Validate one leg (book, or mark price when costs are estimated) and tighten its fee term
+    with the bid-ask spread; None when the leg cannot be traded or costed. ``quote`` is usable
+    (its ``hourly_rate_or_none`` is not None; checked when the quote was built) and on a venue
+    with fees. Its instrument is checked when a pair is sized (``_sized``)."""
+    hourly, venue = quote.hourly_rate_or_none, quote.venue
     c, fees = fee_terms[venue]
-    instrument = snapshot.instruments.get((venue, symbol))
     book = None
     if params.estimated:
         mid = quote.mark_price
-        if not (mid.is_finite() and mid > 0):
+        if not (mid.is_finite() and mid > ZERO):
             mid = None  # the pair borrows the other leg's mark (see _sized)
     else:
         book = snapshot.books.get((venue, symbol))
-        if instrument is None or book is None or not book.bids or not book.asks or book.ts_ms < params.min_ts_ms:
-            return None  # live: never size an order without the venue's lot rules and a fresh book
+        if book is None or not book.bids or not book.asks or book.ts_ms < params.min_ts_ms:
+            return None  # live: never size an order without a fresh book
         bid, ask = book.bids[0].price, book.asks[0].price
         if not (bid.is_finite() and ask.is_finite() and ZERO < bid <= ask):
             return None
         mid = (bid + ask) / _TWO
         c += (ask - bid) / mid * params.spread_factor
-    return (venue, quote, hourly, hourly - c, hourly + c, fees, instrument, book, mid)
+    return (venue, quote, hourly, hourly - c, hourly + c, fees, book, mid)
 
 
 def _common_size(
-    raw_base: Decimal, long_leg: _Leg, short_leg: _Leg, long_mid: Decimal, short_mid: Decimal
+    raw_base: Decimal, long_inst: Instrument | None, short_inst: Instrument | None, long_mid: Decimal,
+    short_mid: Decimal,
 ) -> Decimal | None:
     """One base size valid on both venues, rounded down to their common lot step; None if none is."""
     step: Decimal | None = None
-    for leg in (long_leg, short_leg):
-        inst = leg[_INSTRUMENT]
+    for inst in (long_inst, short_inst):
         if inst is None:
             continue
         lot = inst.lot_size_base
-        if not (lot.is_finite() and lot > 0):
+        if not (lot.is_finite() and lot > ZERO):
             return None
         step = lot if step is None or step == lot else common_lot_step(step, lot)
     size = raw_base if step is None else floor_to_step(raw_base, step)
-    if not size > 0:
+    if not size > ZERO:
         return None
-    for leg, mid in ((long_leg, long_mid), (short_leg, short_mid)):
-        inst = leg[_INSTRUMENT]
+    for inst, mid in ((long_inst, long_mid), (short_inst, short_mid)):
         if inst is not None and (size < inst.min_size_base or size * mid < inst.min_notional_usd):
             return None
     return size
@@ -473,12 +506,21 @@ def _common_size(
 _Sized = tuple[Decimal, Decimal, Decimal, Decimal]
 
 
-def _sized(long_leg: _Leg, short_leg: _Leg, params: _Params) -> _Sized | None:
-    """Size a pair; None when the mids diverge absurdly or no size fits both venues.
+def _sized(snapshot: MarketSnapshot, symbol: str, long_leg: _Leg, short_leg: _Leg, params: _Params) -> _Sized | None:
+    """Size a pair; None when a leg's quote is filed in the snapshot under another key than its own
+    (venue, symbol), a leg has no instrument (live), the mids diverge absurdly or no size fits
+    both venues.
 
-    With estimated costs a leg without a usable mark price borrows the other leg's (no basis is
-    then visible); a pair with no price at all is skipped.
+    With estimated costs instruments are optional and a leg without a usable mark price borrows
+    the other leg's (no basis is then visible); a pair with no price at all is skipped.
     """
+    quotes, instruments = snapshot.quotes, snapshot.instruments
+    long_key, short_key = (long_leg[_VENUE], symbol), (short_leg[_VENUE], symbol)
+    if quotes.get(long_key) is not long_leg[_QUOTE] or quotes.get(short_key) is not short_leg[_QUOTE]:
+        return None  # a quote filed under another key is not a leg (``evaluate_pair`` agrees)
+    long_inst, short_inst = instruments.get(long_key), instruments.get(short_key)
+    if not params.estimated and (long_inst is None or short_inst is None):
+        return None  # live: never size an order without the venue's lot rules
     long_mid, short_mid = long_leg[_MID], short_leg[_MID]
     if long_mid is None or short_mid is None:
         long_mid = short_mid = long_mid if long_mid is not None else short_mid
@@ -487,7 +529,7 @@ def _sized(long_leg: _Leg, short_leg: _Leg, params: _Params) -> _Sized | None:
     ref_price = (long_mid + short_mid) / _TWO
     if abs(long_mid - short_mid) > params.max_price_divergence * ref_price:
         return None  # absurd data (or a contract-size mismatch between venues)
-    size = _common_size(params.notional_usd / ref_price, long_leg, short_leg, long_mid, short_mid)
+    size = _common_size(params.notional_usd / ref_price, long_inst, short_inst, long_mid, short_mid)
     return None if size is None else (ref_price, size, long_mid, short_mid)
 
 

@@ -293,6 +293,52 @@ def test_bad_data_never_crashes_and_is_skipped() -> None:
     assert pairs(rank(snap2)) == [("BTC", "bn", "ax")]
 
 
+def test_infinite_rates_on_every_leg_of_a_symbol_do_not_crash() -> None:
+    # Every leg of a symbol at +Infinity (or -Infinity) once made its first bound inf - inf: raised.
+    legs = MIXED + [Leg(v, symbol, rate, "8") for v in ("hl", "bn") for symbol, rate in
+                    [("UP", "Infinity"), ("DOWN", "-Infinity")]]
+    assert pairs(rank(snapshot(legs))) == pairs(rank(snapshot(MIXED)))
+
+
+def test_quote_rate_per_hour_is_computed_once_when_the_quote_is_built() -> None:
+    def quote(rate: object, interval: object) -> FundingQuote:
+        return FundingQuote("v", "BTC", rate, interval, NOW, D(100), NOW)  # type: ignore[arg-type]
+
+    assert quote(D("0.0001"), D(8)).hourly_rate_or_none == D("0.0000125")
+    assert quote(D("-0.0004"), D(4)).hourly_rate_or_none == D("-0.0001")
+    unusable = [(D("NaN"), D(8)), (D("sNaN"), D(8)), (D("Infinity"), D(8)), (D("0.001"), D(0)),
+                (D("0.001"), D(-8)), (D("0.001"), D("NaN")), (D("0.001"), D("Infinity")), (0.0001, D(8)),
+                (D("1e999999"), D("1e-999999"))]
+    assert [quote(r, i).hourly_rate_or_none for r, i in unusable] == [None] * len(unusable)
+    # hourly_rate keeps dividing (and raising) as before; the cached field is not part of equality
+    assert quote(D("0.0001"), D(8)).hourly_rate == D("0.0000125")
+    assert quote(D("0.001"), D(-8)).hourly_rate == D("-0.000125")
+    with pytest.raises(ArithmeticError):
+        quote(D("0.001"), D(0)).hourly_rate
+    assert quote(D("0.0001"), D(8)) == quote(D("0.0001"), D("8.0"))
+    changed = replace(quote(D("0.0001"), D(8)), interval_hours=D(1))
+    assert changed.hourly_rate_or_none == D("0.0001")
+    assert "hourly_rate_or_none" not in repr(changed)
+
+
+def test_quote_filed_under_another_key_is_not_a_leg() -> None:
+    # The ranking groups quotes by their own (venue, symbol); one filed under another symbol's key
+    # is skipped by the ranking and by evaluate_pair alike.
+    snap = snapshot(MIXED + [replace(leg, symbol="ETH") for leg in MIXED])
+    hl_btc = snap.quotes[("hl", "BTC")]
+    misfiled = replace(snap, quotes={**snap.quotes, ("hl", "ETH"): hl_btc})  # BTC's quote as hl/ETH's
+    kwargs = {"notional_usd": D(10_000), "horizon_hours": D(168), "max_quote_age_ms": MAX_AGE}
+    assert evaluate_pair(misfiled, "ETH", "hl", "ax", **kwargs) is None
+    assert evaluate_pair(misfiled, "BTC", "hl", "ax", **kwargs) == evaluate_pair(snap, "BTC", "hl", "ax", **kwargs)
+    expected = [p for p in pairs(rank(snap)) if p[0] == "BTC" or "hl" not in p[1:]]
+    assert pairs(rank(misfiled)) == expected and len(expected) == 4
+    # ... also when it is the only quote of its own venue and symbol (moved, not copied)
+    moved = {k: q for k, q in misfiled.quotes.items() if k != ("hl", "BTC")}
+    only_misfiled = replace(snap, quotes=moved)
+    assert evaluate_pair(only_misfiled, "BTC", "hl", "ax", **kwargs) is None
+    assert pairs(rank(only_misfiled)) == [p for p in pairs(rank(snap)) if "hl" not in p[1:]]
+
+
 def test_parameters_limit_minimum_allowed_symbols_and_liquidity() -> None:
     legs = MIXED + [replace(leg, symbol="ETH") for leg in MIXED]
     snap = snapshot(legs)
@@ -341,6 +387,9 @@ def random_universe(seed: int) -> MarketSnapshot:
                 continue
             interval = D(rng.choice([1, 4, 8]))
             rate = D(rng.choice([0, 0, rng.randint(-300, 300)])) * D("0.000001") * interval
+            if rng.random() < 0.04:  # unusable: skipped by both the ranking and brute force
+                rate, interval = rng.choice([(D("NaN"), interval), (D("Infinity"), interval),
+                                             (D("-Infinity"), interval), (rate, D(0)), (rate, D(-4))])
             mid = price * (1 + D(rng.randint(-30, 30)) / 10_000)
             age = rng.choice([0, 0, 0, MAX_AGE + 1])
             mark = mid if rng.random() > 0.1 else D(0)  # books make marks irrelevant; replay borrows
@@ -368,6 +417,8 @@ def brute_force(snap: MarketSnapshot, notional: D, horizon: D) -> list[Opportuni
         for i, a in enumerate(venues):
             for b in venues[i + 1 :]:
                 qa, qb = snap.quotes[(a, symbol)], snap.quotes[(b, symbol)]
+                if not all(q.rate_per_interval.is_finite() and q.interval_hours > 0 for q in (qa, qb)):
+                    continue
                 ha, hb = qa.rate_per_interval / qa.interval_hours, qb.rate_per_interval / qb.interval_hours
                 long_v, short_v = (a, b) if ha <= hb else (b, a)  # equal: long the name first (a < b)
                 opp = evaluate_pair(snap, symbol, long_v, short_v, notional_usd=notional, horizon_hours=horizon,
@@ -384,6 +435,8 @@ def test_pruned_ranking_equals_brute_force(seed: int, horizon: D, limit: int) ->
     notional = D(1_000)
     full = rank(snap, notional_usd=notional, horizon_hours=horizon)
     assert full == brute_force(snap, notional, horizon)
+    reordered = replace(snap, quotes=dict(reversed(list(snap.quotes.items()))))  # e.g. venue- vs symbol-major
+    assert rank(reordered, notional_usd=notional, horizon_hours=horizon) == full
     assert rank(snap, notional_usd=notional, horizon_hours=horizon, limit=limit) == full[:limit]
     threshold = full[len(full) // 2].expected_net if full else D(0)
     assert rank(snap, notional_usd=notional, horizon_hours=horizon, min_expected_net_usd=threshold) == [
