@@ -182,6 +182,7 @@ class PaperApp:
         halt = await self.store.get_kv(CONTROL_HALT_KEY)
         if halt:
             self._apply_board(self.board.kill(self.clock.now_ms(), halt))
+        self._record_quotes(self.clock.now_ms())  # the first market data clears the stale-data breakers
         await self._sync_bot_state()
 
     async def close(self) -> None:
@@ -205,8 +206,11 @@ class PaperApp:
             payments = self.executor.settle_funding(settlement)
             await self.engine.record_funding(payments)
         self.executor.match_resting()
+        self._record_quotes(now)
+
+    def _record_quotes(self, now_ms: int) -> None:
         for quote in self.market.quotes():
-            self._apply_board(self.board.record_quote(quote.venue, quote.ts_ms, now))
+            self._apply_board(self.board.record_quote(quote.venue, quote.ts_ms, now_ms))
 
     async def strategy_loop(self) -> None:
         while True:

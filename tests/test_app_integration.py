@@ -167,3 +167,15 @@ async def test_a_leg_vanishing_at_the_venue_triggers_an_emergency_exit_and_ends_
         assert venue.get((pos.short_venue, pos.symbol), 0) == 0
     finally:
         await app.close()
+
+
+@pytest.mark.anyio
+async def test_trading_is_active_right_after_start_up(tmp_path: Path) -> None:
+    # The first market data must clear the stale-data breakers at once (at --speed 1 the first
+    # feed step is a whole step_seconds away).
+    app, _clock = await make_app(tmp_path, easy_settings())
+    try:
+        assert app.board.trading_state().value == "active"
+        assert app.bot.state is BotState.SCANNING
+    finally:
+        await app.close()
