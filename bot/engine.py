@@ -209,8 +209,9 @@ class TradingEngine:
             transitions = self._stamp(pos.drain_transitions(), now_ms)
 
             def write_intent(s: Any) -> None:
-                s.insert_position_with_intents(record, intents)
+                # The transition first, so a post-mortem reads "scanning -> opening" before the orders.
                 s.record_transitions(transitions)
+                s.insert_position_with_intents(record, intents)
 
             try:
                 await self.store.run(write_intent)
