@@ -18,6 +18,7 @@ from loguru import logger
 from bot.clock import ScaledClock, iso_utc
 from bot.domain import ZERO, MarketSnapshot, Opportunity
 from bot.engine import EngineConfig, TradingEngine
+from bot.logging_setup import log_event
 from bot.market_view import take_snapshot
 from bot.ports import Clock
 from bot.settings import Settings
@@ -351,11 +352,13 @@ class PaperApp:
             remaining[f"position:{pos.position_id}"] = pos.state.value
         return remaining
 
-    async def event(self, kind: str, severity: str, message: str) -> None:
+    async def event(self, kind: str, severity: str, message: str, entity_id: str | None = None,
+                    details: dict | None = None) -> None:
+        """Log and persist one event."""
         assert self.store is not None
-        level = {"critical": "CRITICAL", "error": "ERROR", "warning": "WARNING"}.get(severity, "INFO")
-        logger.bind(kind="event", event=kind).log(level, message)
-        await self.store.record_event(EventRecord(self.clock.now_ms(), kind, Severity(severity), message))
+        log_event(kind, severity, message, entity_id)
+        await self.store.record_event(EventRecord(self.clock.now_ms(), kind, Severity(severity), message,
+                                                  entity_id, details))
 
     async def bot_transition(self, trigger: str, reason: str) -> None:
         """Fire a bot-machine trigger if legal from the current state; persist and log it."""
@@ -452,9 +455,7 @@ class PaperApp:
         assert self.store is not None
         pending, self._pending_events = self._pending_events, []
         for kind, severity, message, entity_id, details in pending:
-            logger.bind(kind="event", event=kind).log(severity.upper(), message)
-            await self.store.record_event(EventRecord(self.clock.now_ms(), kind, Severity(severity), message,
-                                                      entity_id, details))
+            await self.event(kind, severity, message, entity_id, details)
 
     async def _sync_bot_state(self) -> None:
         """Move the bot machine to match the breakers and positions."""

@@ -46,6 +46,7 @@ from bot.domain import (
     TimeInForce,
     VenuePosition,
 )
+from bot.logging_setup import log_event
 from bot.order_pricing import protective_limit_price
 from bot.ports import Clock, Executor
 from machines.position import PositionFsm, PositionState
@@ -956,8 +957,7 @@ class TradingEngine:
 
     async def _event(self, kind: str, entity_id: str | None, severity: str, message: str,
                      details: dict[str, Any] | None = None) -> None:
-        level = {"critical": "CRITICAL", "error": "ERROR", "warning": "WARNING"}.get(severity, "INFO")
-        logger.bind(kind="event", event=kind, entity_id=entity_id).log(level, message)
+        log_event(kind, severity, message, entity_id)
         await self.store.record_event(EventRecord(self.clock.now_ms(), kind, Severity(severity), message,
                                                   entity_id, details or None))
 

@@ -21,3 +21,11 @@ def configure_logging(log_path: Path, *, terminal_level: str = "ERROR") -> None:
     logger.add(sys.stderr, level=terminal_level, format="{time:YYYY-MM-DDTHH:mm:ss.SSS!UTC}Z {level} {message}")
     # transitions logs every callback at INFO on stdlib logging; keep that out of the terminal.
     logging.getLogger("transitions").setLevel(logging.WARNING)
+
+
+_LEVELS = {"debug": "DEBUG", "info": "INFO", "warning": "WARNING", "error": "ERROR", "critical": "CRITICAL"}
+
+
+def log_event(kind: str, severity: str, message: str, entity_id: str | None = None) -> None:
+    """Log a recorded event as a JSON line at the level matching its stored severity."""
+    logger.bind(kind="event", event=kind, entity_id=entity_id).log(_LEVELS.get(severity, "INFO"), message)

@@ -93,6 +93,7 @@ class FsmModel:
     _machine: ClassVar[StrictMachine]
     _states: ClassVar[type[Enum]]
 
+    entity_id: str  # each subclass provides it (a property naming the position, or "bot")
     state: Any  # set by transitions (the state Enum member); read it, never assign it
     _outbox: list[TransitionRecord]
     _attached: bool
@@ -102,10 +103,6 @@ class FsmModel:
         self._outbox = []
         self._attached = True
         self._machine.add_model(self, initial=state)
-
-    @property
-    def entity_id(self) -> str:
-        raise NotImplementedError
 
     @property
     def is_attached(self) -> bool:
