@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from adapters.errors import AbsurdVenueData
-from bot.domain import BookLevel, FundingQuote, OrderBook
+from bot.core.domain import BookLevel, FundingQuote, OrderBook
 
 DEFAULT_MAX_ABS_RATE_PER_HOUR = Decimal("0.01")  # 1 %/h: far beyond any venue's funding cap
 

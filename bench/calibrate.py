@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.history import load_funding_history  # noqa: E402
+from bot.core.history import load_funding_history  # noqa: E402
 from paper.calibration import CrossVenueStats, FundingStats, fit_funding_model, stats_from_history  # noqa: E402
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "funding"

@@ -24,8 +24,8 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.clock import ScaledClock, utc_now_ms  # noqa: E402
-from bot.domain import Opportunity  # noqa: E402
+from bot.core.clock import ScaledClock, utc_now_ms  # noqa: E402
+from bot.core.domain import Opportunity  # noqa: E402
 from bot.engine import EngineConfig, TradingEngine  # noqa: E402
 from bot.market_view import take_snapshot  # noqa: E402
 from bot.scanner import rank_opportunities  # noqa: E402

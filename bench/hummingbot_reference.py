@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from bot.domain import ZERO, FundingQuote, Liquidity, MarketSnapshot, OrderBook, OrderSide
+from bot.core.domain import ZERO, FundingQuote, Liquidity, MarketSnapshot, OrderBook, OrderSide
 
 FUNDING_PROFITABILITY_INTERVAL_S = 60 * 60 * 24
 DEFAULT_INTERVAL_S = 60 * 60 * 8

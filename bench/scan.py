@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.hummingbot_reference import reference_rank  # noqa: E402
 from bot import scanner  # noqa: E402
-from bot.domain import (  # noqa: E402
+from bot.core.domain import (  # noqa: E402
     BookLevel,
     FeeSchedule,
     FundingQuote,

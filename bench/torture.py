@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bot.clock import parse_iso_utc  # noqa: E402
+from bot.core.clock import parse_iso_utc  # noqa: E402
 from engine_harness import audit_files  # noqa: E402
 from paper.venue_store import venue_store_path_for  # noqa: E402
 

@@ -15,12 +15,12 @@ from typing import TextIO
 import anyio
 from loguru import logger
 
-from bot.clock import ScaledClock, iso_utc
-from bot.domain import ZERO, MarketSnapshot, Opportunity
+from bot.core.clock import ScaledClock, iso_utc
+from bot.core.domain import ZERO, MarketSnapshot, Opportunity
 from bot.engine import EngineConfig, TradingEngine
 from bot.logging_setup import log_event
 from bot.market_view import take_snapshot
-from bot.ports import Clock
+from bot.core.ports import Clock
 from bot.settings import Settings
 from bot.strategy import AccountView, HeldView, StrategyParams, best_opportunity, plan_entry, plan_exits
 from machines.bot import BotFsm, BotState

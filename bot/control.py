@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from bot.app import CONTROL_FLATTEN_KEY, CONTROL_HALT_KEY
-from bot.clock import iso_utc, utc_now_ms
+from bot.core.clock import iso_utc, utc_now_ms
 from bot.report import open_existing, resolve_db
 from bot.settings import Settings
 from storage import EventRecord, Severity

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.domain import MarketSnapshot
-from bot.ports import MarketSource
+from bot.core.domain import MarketSnapshot
+from bot.core.ports import MarketSource
 
 
 def take_snapshot(source: MarketSource, now_ts_ms: int) -> MarketSnapshot:

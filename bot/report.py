@@ -13,8 +13,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from bot.clock import iso_utc
-from bot.domain import ZERO
+from bot.core.clock import iso_utc
+from bot.core.domain import ZERO
 from bot.errors import UserInputError
 from bot.settings import Settings
 from paper.venue_store import read_open_positions, venue_store_path_for

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import anyio
 
-from bot.clock import parse_iso_utc, utc_now_ms
+from bot.core.clock import parse_iso_utc, utc_now_ms
 from bot.errors import UserInputError
 from bot.logging_setup import configure_logging
 from bot.settings import Settings

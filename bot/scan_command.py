@@ -14,8 +14,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from bot.clock import iso_utc, parse_iso_utc, utc_now_ms
-from bot.domain import MarketSnapshot, Opportunity
+from bot.core.clock import iso_utc, parse_iso_utc, utc_now_ms
+from bot.core.domain import MarketSnapshot, Opportunity
 from bot.errors import UserInputError
 from bot.scanner import rank_opportunities
 from bot.settings import Settings
@@ -67,7 +67,7 @@ def _sim_snapshot(settings: Settings, seed: int) -> tuple[MarketSnapshot, int, s
 
 
 def _replay_snapshot(args: argparse.Namespace) -> tuple[MarketSnapshot, int, str]:
-    from bot.history import HistoryFormatError, load_funding_history
+    from bot.core.history import HistoryFormatError, load_funding_history
 
     if args.at is None:
         raise UserInputError("--replay needs --at ISO_TIME, e.g. --at 2026-03-01T00:00:00Z")

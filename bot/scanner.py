@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from operator import itemgetter
 
-from bot.domain import (
+from bot.core.domain import (
     BPS,
     ZERO,
     FeeSchedule,
@@ -54,7 +54,7 @@ from bot.domain import (
     MarketSnapshot,
     Opportunity,
 )
-from bot.funding_math import (
+from bot.core.funding_math import (
     adverse_basis_usd,
     apr_from_hourly,
     book_costs,

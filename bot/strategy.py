@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from bot.domain import ZERO, BPS, Liquidity, MarketSnapshot, Opportunity, OrderSide
-from bot.funding_math import fee_usd, slippage_usd
+from bot.core.domain import ZERO, BPS, Liquidity, MarketSnapshot, Opportunity, OrderSide
+from bot.core.funding_math import fee_usd, slippage_usd
 from bot.scanner import rank_opportunities
 from risk.entry_gates import EntryContext, EntryDecision, EntryLimits, ExposureSummary, evaluate_entry
 from risk.exit_rules import ExitDecision, ExitLimits, HeldPosition, evaluate_exit

@@ -17,7 +17,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any, ClassVar
 
-from bot.domain import LegSide
+from bot.core.domain import LegSide
 from machines.base import FsmModel, build_machine
 from machines.errors import UpdateRefused
 

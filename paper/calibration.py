@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from decimal import Decimal
 from statistics import NormalDist, correlation, mean, pstdev
 
-from bot.history import FundingHistory
+from bot.core.history import FundingHistory
 
 PIN_RATE_PER_HOUR = Decimal("0.0000125")  # 0.01 % per 8h: the interest component
 SPIKE_Z = 4.0

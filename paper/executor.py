@@ -1,4 +1,4 @@
-"""The paper executor: simulated venues' matching engine and accounts behind ``bot.ports.Executor``.
+"""The paper executor: simulated venues' matching engine and accounts behind ``bot.core.ports.Executor``.
 
 Orders match against the current order book of a ``BookSource`` (taker fills walk the book; resting
 GTC limits fill at their limit price as maker when the book crosses them). Positions, balances,
@@ -23,7 +23,7 @@ from typing import Protocol
 import anyio
 
 from adapters.errors import OrderRejected, TemporaryVenueError
-from bot.domain import (
+from bot.core.domain import (
     ZERO,
     BookLevel,
     FeeSchedule,
@@ -156,7 +156,7 @@ class _Draft:
 
 
 class PaperExecutor:
-    """Simulated venues implementing ``bot.ports.Executor`` (plus the venue-side hooks below).
+    """Simulated venues implementing ``bot.core.ports.Executor`` (plus the venue-side hooks below).
 
     Venue-side hooks the supervisor / simulated market call (synchronous, no latency or faults):
     ``match_resting`` / ``on_book_update`` after each market step, and ``settle_funding`` at each

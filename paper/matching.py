@@ -1,7 +1,7 @@
 """Pure execution math for the paper venues: walking a book, fees, and position netting.
 
 Nothing here reads a clock, does I/O or awaits. Levels are always best-first, as in
-``bot.domain.OrderBook`` (a BUY consumes asks, lowest first; a SELL consumes bids, highest first).
+``bot.core.domain.OrderBook`` (a BUY consumes asks, lowest first; a SELL consumes bids, highest first).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 
-from bot.domain import ZERO, BookLevel, OrderSide
+from bot.core.domain import ZERO, BookLevel, OrderSide
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ from decimal import Decimal
 
 from adapters.errors import AbsurdVenueData
 from adapters.validation import DEFAULT_MAX_ABS_RATE_PER_HOUR, validate_book, validate_quote
-from bot.domain import (
+from bot.core.domain import (
     BookLevel,
     FeeSchedule,
     FundingQuote,
@@ -131,7 +131,7 @@ class SimMarketConfig:
 
 
 class SimulatedMarket:
-    """Deterministic simulated venues implementing ``bot.ports.MarketSource``."""
+    """Deterministic simulated venues implementing ``bot.core.ports.MarketSource``."""
 
     def __init__(self, config: SimMarketConfig, seed: int, start_ts_ms: int) -> None:
         self.config = config

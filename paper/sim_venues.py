@@ -12,8 +12,8 @@ import random
 from dataclasses import dataclass
 from decimal import Decimal
 
-from bot.domain import FeeSchedule
-from bot.history import default_steps
+from bot.core.domain import FeeSchedule
+from bot.core.history import default_steps
 
 
 @dataclass(frozen=True, slots=True)

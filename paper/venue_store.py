@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from bot.domain import (
+from bot.core.domain import (
     Fill,
     FundingPayment,
     Liquidity,

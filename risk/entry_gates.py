@@ -18,7 +18,7 @@ from decimal import Decimal
 from enum import StrEnum
 from types import MappingProxyType
 
-from bot.domain import ZERO, Opportunity
+from bot.core.domain import ZERO, Opportunity
 from risk.trading_state import IntentKind, OrderIntent, TradingState, gate_order
 
 

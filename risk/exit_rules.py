@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
-from bot.domain import ZERO, Opportunity
+from bot.core.domain import ZERO, Opportunity
 
 HUNDRED = Decimal(100)
 

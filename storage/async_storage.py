@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
-from bot.domain import Fill, FundingPayment, LegSide, OrderReport, OrderStatus
+from bot.core.domain import Fill, FundingPayment, LegSide, OrderReport, OrderStatus
 from storage.records import (
     TERMINAL_POSITION_STATES,
     BotStateRow,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 
-from bot.domain import LegSide
+from bot.core.domain import LegSide
 from storage.records import OrderPurpose
 
 CLIENT_ORDER_ID_MAX_LEN = 32

@@ -7,7 +7,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from bot.domain import ZERO, LegSide, Opportunity, OrderRequest, OrderStatus
+from bot.core.domain import ZERO, LegSide, Opportunity, OrderRequest, OrderStatus
 
 # Position states after which nothing more happens to a position. The machine may add states;
 # callers can pass their own set to ``Storage.load_open_positions``.

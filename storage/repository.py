@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from bot.domain import (
+from bot.core.domain import (
     Fill,
     FundingPayment,
     LegSide,

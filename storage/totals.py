@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal, localcontext
 
-from bot.domain import ZERO, Fill, FundingPayment, OrderSide
+from bot.core.domain import ZERO, Fill, FundingPayment, OrderSide
 from storage.records import PositionTotals
 
 # Price x size of two 20-digit values needs 40 digits; the default context (28) would round.

@@ -19,8 +19,8 @@ from pathlib import Path
 import anyio
 import anyio.lowlevel
 
-from bot.clock import ManualClock
-from bot.domain import (
+from bot.core.clock import ManualClock
+from bot.core.domain import (
     ZERO,
     BookLevel,
     FeeSchedule,

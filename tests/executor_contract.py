@@ -1,4 +1,4 @@
-"""The contract every ``bot.ports.Executor`` must pass (paper now, live adapters later).
+"""The contract every ``bot.core.ports.Executor`` must pass (paper now, live adapters later).
 
 Use it by subclassing ``ExecutorContract`` in a test module (the subclass name must start with
 ``Test``) and providing a ``harness`` fixture that returns a ``ContractHarness`` over a FRESH account
@@ -25,8 +25,8 @@ from decimal import Decimal
 import pytest
 
 from adapters.errors import OrderRejected
-from bot.domain import ZERO, Fill, OrderRequest, OrderSide, OrderStatus, OrderType, TimeInForce
-from bot.ports import Executor
+from bot.core.domain import ZERO, Fill, OrderRequest, OrderSide, OrderStatus, OrderType, TimeInForce
+from bot.core.ports import Executor
 
 
 def _new_cid() -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.app import CONTROL_HALT_KEY, PaperApp, PaperOptions
-from bot.clock import ManualClock, parse_iso_utc
+from bot.core.clock import ManualClock, parse_iso_utc
 from bot.settings import Settings
 from machines.bot import BotState
 
@@ -146,7 +146,7 @@ async def test_restart_resumes_open_positions_from_the_database(tmp_path: Path) 
 
 @pytest.mark.anyio
 async def test_a_leg_vanishing_at_the_venue_triggers_an_emergency_exit_and_ends_flat(tmp_path: Path) -> None:
-    from bot.domain import OrderRequest, OrderSide, OrderType
+    from bot.core.domain import OrderRequest, OrderSide, OrderType
 
     app, clock = await make_app(tmp_path, easy_settings())
     try:

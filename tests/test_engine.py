@@ -14,7 +14,7 @@ from decimal import Decimal as D
 import anyio
 import pytest
 
-from bot.domain import BookLevel, LegSide, OrderBook, OrderRequest, OrderSide, OrderStatus, OrderType, TimeInForce
+from bot.core.domain import BookLevel, LegSide, OrderBook, OrderRequest, OrderSide, OrderStatus, OrderType, TimeInForce
 from engine_harness import (
     FAST_CONFIG,
     T0_MS,

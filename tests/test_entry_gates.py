@@ -12,7 +12,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from bot.domain import Opportunity
+from bot.core.domain import Opportunity
 from risk.entry_gates import (
     DenialCode,
     EntryContext,

@@ -13,7 +13,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from bot.domain import Opportunity
+from bot.core.domain import Opportunity
 from risk.exit_rules import (
     ExitLimits,
     ExitPriority,

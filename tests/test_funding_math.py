@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.domain import BookLevel, FeeSchedule, Liquidity, OrderBook, OrderSide
-from bot.funding_math import (
+from bot.core.domain import BookLevel, FeeSchedule, Liquidity, OrderBook, OrderSide
+from bot.core.funding_math import (
     CostBreakdown,
     adverse_basis_usd,
     apr_from_hourly,

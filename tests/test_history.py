@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.domain import FeeSchedule
-from bot.history import HistoryFormatError, default_steps, load_funding_history
+from bot.core.domain import FeeSchedule
+from bot.core.history import HistoryFormatError, default_steps, load_funding_history
 from tests.shared_data import shared_data_dir
 
 HEADER = "venue,symbol,quote,venue_symbol,settlement_ts,rate,interval_hours,mark_price\n"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.domain import BookLevel, OrderSide
+from bot.core.domain import BookLevel, OrderSide
 from paper.matching import (
     LevelFill,
     crossing_depth_base,

@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from adapters.errors import OrderRejected, TemporaryVenueError
-from bot.domain import (
+from bot.core.domain import (
     BookLevel,
     FeeSchedule,
     FundingSettlement,
@@ -24,7 +24,7 @@ from bot.domain import (
     OrderType,
     TimeInForce,
 )
-from bot.ports import Executor
+from bot.core.ports import Executor
 from paper.executor import PaperExecutor
 from paper.fault_injection import FaultInjector, FaultPlan
 from paper.venue_store import VenueStore, VenueWrite, read_open_positions, venue_store_path_for

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from transitions.core import MachineError
 
-from bot.domain import LegSide
+from bot.core.domain import LegSide
 from machines.errors import InvalidTransition, TransitionRefused, UpdateRefused
 from machines.position import _MACHINE, TRANSITIONS, PositionFsm, PositionState
 from machines.records import TransitionRecord

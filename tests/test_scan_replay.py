@@ -1,6 +1,6 @@
 """``python -m bot scan --replay`` on the real funding history, checked against the CSV files by hand.
 
-The expected values are recomputed here straight from the gzip CSVs (not through bot.history), with
+The expected values are recomputed here straight from the gzip CSVs (not through bot.core.history), with
 the documented rules: the quote of (venue, symbol) at T is the last settlement at or before T of its
 preferred series (USDT, else USDC, then the alphabetically first quote / venue symbol), no older than
 9 h; a row without a mark price borrows the symbol's latest mark at or before T from any venue.

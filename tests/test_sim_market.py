@@ -12,8 +12,8 @@ from statistics import NormalDist, pstdev
 import pytest
 
 from adapters.validation import validate_book, validate_quote
-from bot.domain import FeeSchedule
-from bot.history import load_funding_history
+from bot.core.domain import FeeSchedule
+from bot.core.history import load_funding_history
 from paper.calibration import (
     PIN_RATE_PER_HOUR,
     REAL_CROSS_VENUE,

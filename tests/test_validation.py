@@ -9,7 +9,7 @@ import pytest
 
 from adapters.errors import AbsurdVenueData
 from adapters.validation import DEFAULT_MAX_ABS_RATE_PER_HOUR, decimal_from_wire, validate_book, validate_quote
-from bot.domain import BookLevel, FundingQuote, OrderBook
+from bot.core.domain import BookLevel, FundingQuote, OrderBook
 
 QUOTE = FundingQuote(
     venue="v",

@@ -31,7 +31,7 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 
-from bot.domain import BPS, HOURS_PER_YEAR, ZERO, FeeSchedule, Liquidity, OrderBook, OrderSide
+from bot.core.domain import BPS, HOURS_PER_YEAR, ZERO, FeeSchedule, Liquidity, OrderBook, OrderSide
 
 __all__ = [
     "CostBreakdown",

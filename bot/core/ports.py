@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
-from bot.domain import (
+from bot.core.domain import (
     FeeSchedule,
     Fill,
     FundingPayment,

@@ -40,7 +40,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TextIO
 
-from bot.domain import FeeSchedule, FundingQuote, FundingSettlement, Instrument, MarketSnapshot
+from bot.core.domain import FeeSchedule, FundingQuote, FundingSettlement, Instrument, MarketSnapshot
 
 REQUIRED_COLUMNS = ("venue", "symbol", "quote", "venue_symbol", "settlement_ts", "rate", "interval_hours")
 OPTIONAL_COLUMNS = ("mark_price",)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from bot.domain import BPS, OrderBook, OrderSide
+from bot.core.domain import BPS, OrderBook, OrderSide
 
 
 def protective_limit_price(

@@ -1,0 +1,272 @@
+"""The engine's state and its shared helpers: position and order maps, locks, persistence, events.
+
+The trading engine is split by job: ``entry`` (atomic two-leg open), ``repair`` (complete or unwind a
+one-sided fill), ``exit`` (close, verify flat, shutdown flatten), ``reconcile`` (venue truth,
+orphans, unknown outcomes), ``restore`` (reload after a restart, funding records) and ``orders``
+(sending, lookups, applying reports). ``TradingEngine`` in ``bot.engine`` composes them over this core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import anyio
+from loguru import logger
+
+from bot.core.domain import (
+    ZERO,
+    Instrument,
+    LegSide,
+    OrderBook,
+    OrderReport,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    TimeInForce,
+)
+from bot.core.order_pricing import protective_limit_price
+from bot.core.ports import Clock, Executor
+from bot.logging_setup import log_event
+from machines.position import PositionFsm, PositionState
+from risk.trading_state import GateDecision, OrderIntent
+from storage import (
+    AsyncStorage,
+    EventRecord,
+    OrderPurpose,
+    Severity,
+    client_order_id,
+)
+from storage import (
+    OrderIntent as StoredOrderIntent,
+)
+from storage.ids import MAX_ATTEMPT
+
+UNKNOWN_STATUS = "unknown"
+FLATTEN_ATTEMPTS = 20  # per position, with backoff 1, 2, 4 ... 60 clock seconds
+# Order statuses whose outcome reconciliation must still look up at the venue.
+_UNSETTLED_STATUSES = (UNKNOWN_STATUS, OrderStatus.NEW.value, OrderStatus.PARTIALLY_FILLED.value, "intent")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Execution parameters (from settings [execution], [risk], [reconcile])."""
+
+    leg_timeout_s: float = 5.0
+    repair_attempts: int = 3
+    repair_widen_bps: Decimal = Decimal(10)
+    max_slippage_bps: Decimal = Decimal(10)
+    hedge_tolerance_lots: int = 0
+    lookup_attempts: int = 3
+    lookup_backoff_s: float = 0.05
+    orphan_policy: str = "alert"
+
+
+@dataclass(slots=True)
+class OrderMeta:
+    position_id: str
+    leg: LegSide
+    purpose: str
+    venue: str
+    status: str
+
+
+@dataclass(slots=True)
+class EngineMetrics:
+    """Measurements for benchmarks, breakers and the report (wall-clock based)."""
+
+    dispatch_skew_ns: list[int] = field(default_factory=list)
+    unhedged_windows_ms: list[float] = field(default_factory=list)
+    orders_sent: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileFinding:
+    kind: str  # "leg_mismatch" | "orphan" | "venue_unreachable" | "missed_fill"
+    venue: str
+    symbol: str
+    expected_base: Decimal
+    actual_base: Decimal | None
+    position_id: str | None = None
+
+
+OrderGate = Callable[[OrderIntent], GateDecision]
+BookLookup = Callable[[str, str], OrderBook | None]
+InstrumentLookup = Callable[[str, str], Instrument | None]
+
+
+
+class EngineCore:
+    """State shared by every part of the engine, and the helpers they all use."""
+
+    def __init__(
+        self,
+        *,
+        executor: Executor,
+        store: AsyncStorage,
+        clock: Clock,
+        config: EngineConfig,
+        book: BookLookup,
+        instrument: InstrumentLookup,
+        gate: OrderGate,
+        on_unhedged_window: Callable[[str, float], None] | None = None,
+        on_venue_result: Callable[[str, bool], None] | None = None,
+        known_venues: Iterable[str] = (),
+    ) -> None:
+        self.executor = executor
+        self.store = store
+        self.clock = clock
+        self.config = config
+        self._book = book
+        self._instrument = instrument
+        self._gate = gate
+        self._on_unhedged_window = on_unhedged_window or (lambda _pid, _ms: None)
+        self._on_venue_result = on_venue_result or (lambda _venue, _ok: None)
+        self.positions: dict[str, PositionFsm] = {}
+        self.orders: dict[str, OrderMeta] = {}
+        self.metrics = EngineMetrics()
+        self._unhedged_since_ns: dict[str, int] = {}
+        self.unhedged_ms: dict[tuple[str, str], float] = {}
+        self.fees_usd: dict[str, Decimal] = {}
+        self._emergency_exits: set[str] = set()
+        self.funding_usd: dict[str, Decimal] = {}
+        self.known_venues: set[str] = set(known_venues)
+        self._attempts: dict[tuple[str, str, LegSide], int] = {}
+        self._cid_attempt: dict[str, int] = {}
+        self._locks: dict[str, anyio.Lock] = {}
+
+    # ------------------------------------------------------------------ queries
+    def active_positions(self) -> list[PositionFsm]:
+        return [p for p in self.positions.values() if p.state != PositionState.CLOSED.value]
+
+    def owner_of(self, venue: str, symbol: str) -> tuple[PositionFsm, LegSide] | None:
+        """The active position holding ``symbol`` on ``venue`` (one position per symbol)."""
+        for pos in self.active_positions():
+            if pos.symbol != symbol:
+                continue
+            if pos.long_venue == venue:
+                return pos, LegSide.LONG
+            if pos.short_venue == venue:
+                return pos, LegSide.SHORT
+        return None
+
+    def lock_for(self, position_id: str) -> anyio.Lock:
+        """Serialises every action on one position (strategy, reconciliation and shutdown share it)."""
+        lock = self._locks.get(position_id)
+        if lock is None:
+            lock = self._locks[position_id] = anyio.Lock()
+        return lock
+
+    # ------------------------------------------------------------------ helpers
+    def _order(
+        self, pos: PositionFsm, leg: LegSide, purpose: str, size_base: Decimal, *,
+        attempt: int, reduce_only: bool = False, emergency: bool = False,
+    ) -> OrderRequest:
+        is_close = purpose in ("close", "unwind")
+        side = leg.close_side if is_close else leg.open_side
+        venue = pos.long_venue if leg is LegSide.LONG else pos.short_venue
+        key = (pos.position_id, purpose, leg)
+        attempt = max(attempt, self._attempts.get(key, -1) + 1)
+        if attempt > MAX_ATTEMPT:
+            # Thousands of failed attempts: re-using the last id makes every further send a
+            # harmless idempotent lookup instead of crashing the loop; a human must step in.
+            logger.bind(kind="attempts_exhausted", position_id=pos.position_id).critical(
+                f"{purpose} {leg.value} on {venue} exhausted {MAX_ATTEMPT} attempts: manual intervention needed")
+            attempt = MAX_ATTEMPT
+        self._attempts[key] = attempt
+        self._cid_attempt[client_order_id(pos.position_id, purpose, leg, attempt)] = attempt
+        inst = self._instrument(venue, pos.symbol)
+        tick = inst.tick_size if inst is not None else Decimal("0.0001")
+        # Each further attempt of a purpose widens the bound, up to a cap of 10 steps.
+        widen_steps = min(max(0, attempt - 1), 10) if purpose != "open" else 0
+        limit = protective_limit_price(
+            self._book(venue, pos.symbol), side,
+            max_slippage_bps=self.config.max_slippage_bps, tick_size=tick,
+            attempt=widen_steps, widen_bps=self.config.repair_widen_bps,
+        )
+        return OrderRequest(
+            client_order_id=client_order_id(pos.position_id, purpose, leg, attempt),
+            venue=venue,
+            symbol=pos.symbol,
+            side=side,
+            size_base=size_base,
+            order_type=OrderType.LIMIT if limit is not None else OrderType.MARKET,
+            limit_price=limit,
+            time_in_force=TimeInForce.IOC,
+            reduce_only=reduce_only or is_close,
+        )
+
+    def _tolerance_base(self, symbol: str, long_venue: str, short_venue: str) -> Decimal:
+        lots = [i.lot_size_base for i in (self._instrument(long_venue, symbol), self._instrument(short_venue, symbol)) if i]
+        return (max(lots) if lots else ZERO) * self.config.hedge_tolerance_lots
+
+    def _remember(self, req: OrderRequest, position_id: str, leg: LegSide, purpose: str) -> None:
+        self.orders[req.client_order_id] = OrderMeta(position_id, leg, purpose, req.venue, "intent")
+
+    @staticmethod
+    def _legs_balanced(pos: PositionFsm) -> bool:
+        """No net exposure beyond tolerance (hedged, or both legs flat): nothing to complete or unwind."""
+        return abs(pos.long_filled_base - pos.short_filled_base) <= pos.tolerance_base
+
+    def _has_unknown_orders(self, position_id: str) -> bool:
+        return any(m.position_id == position_id and m.status in (UNKNOWN_STATUS, "intent") for m in self.orders.values())
+
+    @staticmethod
+    def _synthetic(req: OrderRequest, status: OrderStatus, reason: str) -> OrderReport:
+        return OrderReport(
+            client_order_id=req.client_order_id, venue=req.venue, symbol=req.symbol, side=req.side,
+            status=status, requested_base=req.size_base, filled_base=ZERO, avg_price=None,
+            reduce_only=req.reduce_only, reason=reason,
+        )
+
+    @staticmethod
+    def _legs_text(pos: PositionFsm) -> str:
+        return f"long {pos.long_filled_base} / short {pos.short_filled_base} of {pos.target_size_base}"
+
+    def _intent(self, position_id: str, leg: LegSide, purpose: str, req: OrderRequest, now_ms: int) -> StoredOrderIntent:
+        return StoredOrderIntent(
+            request=req,
+            purpose=OrderPurpose(purpose),
+            created_at_ts_ms=now_ms,
+            position_id=position_id,
+            leg=leg,
+            attempt=self._cid_attempt.get(req.client_order_id, 0),
+        )
+
+    async def _persist(self, pos: PositionFsm, *, closed: bool = False) -> None:
+        now_ms = self.clock.now_ms()
+        fields: dict[str, Any] = {
+            "state": str(pos.state.value if hasattr(pos.state, "value") else pos.state),
+            "target_size_base": pos.target_size_base,
+            "long_size_base": pos.long_filled_base,
+            "short_size_base": pos.short_filled_base,
+            "exit_reason": pos.exit_reason,
+        }
+        if closed:
+            fields["closed_at_ts_ms"] = now_ms
+        for phase in ("entry", "exit"):
+            if (pos.position_id, phase) in self.unhedged_ms:
+                fields[f"unhedged_ms_{phase}"] = round(self.unhedged_ms[(pos.position_id, phase)])
+        transitions = self._stamp(pos.drain_transitions(), now_ms)
+        await self.store.update_position_with_transitions(pos.position_id, now_ms, transitions, **fields)
+        self._log_transitions(transitions)
+
+    @staticmethod
+    def _stamp(records: list[Any], now_ms: int) -> list[Any]:
+        return [r if r.ts_ms is not None else r.stamped(now_ms) for r in records]
+
+    @staticmethod
+    def _log_transitions(records: list[Any]) -> None:
+        for r in records:
+            logger.bind(kind="transition", machine=r.entity, entity_id=r.entity_id, source=r.source, dest=r.dest,
+                        trigger=r.trigger, reason=r.reason, ts_ms=r.ts_ms).info(
+                f"{r.entity} {r.entity_id}: {r.source} -> {r.dest} ({r.trigger}: {r.reason})")
+
+    async def _event(self, kind: str, entity_id: str | None, severity: str, message: str,
+                     details: dict[str, Any] | None = None) -> None:
+        log_event(kind, severity, message, entity_id)
+        await self.store.record_event(EventRecord(self.clock.now_ms(), kind, Severity(severity), message,
+                                                  entity_id, details or None))
+

@@ -1,0 +1,88 @@
+"""Atomic two-leg entry: intent persisted first, both legs dispatched concurrently."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any
+
+from bot.core.domain import (
+    LegSide,
+    Opportunity,
+)
+from bot.engine.core import (
+    EngineCore,
+)
+from machines.position import PositionFsm, PositionState
+from storage import (
+    PositionRecord,
+)
+
+
+class EntryMixin(EngineCore):
+    """Opens positions."""
+
+    # ------------------------------------------------------------------ entry
+    async def open_position(self, opp: Opportunity, size_base: Decimal, reason: str) -> PositionFsm:
+        """Atomic two-leg entry. Returns the machine in monitoring, closed, or (repair pending) recovering."""
+        position_id = uuid.uuid4().hex[:12]
+        symbol, long_venue, short_venue = opp.symbol, opp.long_venue, opp.short_venue
+        for venue in (long_venue, short_venue):
+            if self.owner_of(venue, symbol) is not None:
+                # One position per (venue, symbol): venues net positions, so two would corrupt both.
+                raise ValueError(f"{symbol} on {venue} is already held by an active position")
+        tolerance = self._tolerance_base(symbol, long_venue, short_venue)
+        pos = PositionFsm(
+            position_id=position_id,
+            symbol=symbol,
+            long_venue=long_venue,
+            short_venue=short_venue,
+            target_size_base=size_base,
+            tolerance_base=tolerance,
+        )
+        self.positions[position_id] = pos
+        async with self.lock_for(position_id):
+            pos.begin_open(reason=reason, details={"expected_net_usd": str(opp.expected_net),
+                                                   "spread_hourly": str(opp.spread_hourly)})
+            legs = [
+                (LegSide.LONG, self._order(pos, LegSide.LONG, "open", size_base, attempt=0)),
+                (LegSide.SHORT, self._order(pos, LegSide.SHORT, "open", size_base, attempt=0)),
+            ]
+            now_ms = self.clock.now_ms()
+            # Intent first: position row + both order intents + the transition, one transaction.
+            record = replace(PositionRecord.from_opportunity(position_id, opp, size_base, pos.state, now_ms),
+                             opened_at_ts_ms=now_ms)
+            intents = [self._intent(pos.position_id, leg, "open", req, now_ms) for leg, req in legs]
+            transitions = self._stamp(pos.drain_transitions(), now_ms)
+
+            def write_intent(s: Any) -> None:
+                # The transition first, so a post-mortem reads "scanning -> opening" before the orders.
+                s.record_transitions(transitions)
+                s.insert_position_with_intents(record, intents)
+
+            try:
+                await self.store.run(write_intent)
+            except Exception:
+                # Rolled back: nothing is on disk and nothing was sent, so there is nothing to track
+                # (a phantom here would fail every later persist). Cancellation is not caught: the
+                # write may have committed, and reconciliation then closes the unsent entry.
+                del self.positions[position_id]
+                raise
+            self._log_transitions(transitions)
+            for leg, req in legs:
+                self._remember(req, pos.position_id, leg, "open")
+            await self._dispatch_concurrently(pos, legs, "open")
+            await self._settle_entry(pos)
+        return pos
+
+    async def _settle_entry(self, pos: PositionFsm) -> None:
+        if self._has_unknown_orders(pos.position_id):
+            # Cannot tell what filled: leave it in opening; reconciliation resolves the unknown orders.
+            await self._event("entry_outcome_unknown", pos.position_id, "warning",
+                              "an entry order's outcome is unknown; waiting for reconciliation")
+            return
+        pos.legs_settled(reason=self._legs_text(pos))
+        await self._persist(pos)
+        if pos.state == PositionState.RECOVERING.value:
+            await self._repair_locked(pos)

@@ -1,0 +1,236 @@
+"""Reconciliation: venue positions against legs, unknown outcomes looked up, mismatches repaired, orphans handled."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from decimal import Decimal
+
+from adapters.errors import (
+    FatalVenueError,
+    OrderRejected,
+    TemporaryVenueError,
+)
+from bot.core.domain import (
+    ZERO,
+    LegSide,
+    OrderRequest,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    TimeInForce,
+    VenuePosition,
+)
+from bot.engine.core import (
+    _UNSETTLED_STATUSES,
+    UNKNOWN_STATUS,
+    EngineCore,
+    ReconcileFinding,
+)
+from machines.position import PositionFsm, PositionState
+from risk.trading_state import IntentKind, OrderIntent
+from storage import (
+    OrderIntent as StoredOrderIntent,
+)
+from storage import (
+    OrderPurpose,
+    client_order_id,
+)
+
+
+class ReconcileMixin(EngineCore):
+    """Compares the engine with the venues and repairs differences."""
+
+    # ------------------------------------------------------------------ reconciliation
+    async def reconcile(self, *, flatten_orphans: bool | None = None) -> list[ReconcileFinding]:
+        """Compare every active position with the venues; apply missed fills; repair mismatches.
+
+        The same code runs at start-up (after ``restore``) and periodically.
+        """
+        findings: list[ReconcileFinding] = []
+        await self._resolve_open_orders()
+        await self._reconcile_funding()
+        actual, unreachable = await self._venue_positions()
+        for venue in unreachable:
+            findings.append(ReconcileFinding("venue_unreachable", venue, "*", ZERO, None))
+        expected = self._expected_exposure()
+        for key in sorted(set(actual) | set(expected)):
+            venue, symbol = key
+            if venue in unreachable:
+                continue
+            owner = self.owner_of(venue, symbol)
+            tolerance = owner[0].tolerance_base if owner else ZERO
+            if abs(actual.get(key, ZERO) - expected.get(key, ZERO)) <= tolerance:
+                continue
+            # The snapshot above is not atomic with the strategy's orders: a fill may have landed at
+            # the venue and not yet be applied here (or the reverse). Confirm before acting.
+            finding = await self._confirm_and_repair(venue, symbol, flatten_orphans)
+            if finding is not None:
+                findings.append(finding)
+        for pos in list(self.active_positions()):
+            async with self.lock_for(pos.position_id):
+                await self._resume(pos)
+        return findings
+
+    async def _confirm_and_repair(self, venue: str, symbol: str, flatten_orphans: bool | None) -> ReconcileFinding | None:
+        """Re-read one (venue, symbol) under its owner's lock; repair (or handle the orphan) if the
+        difference is still there. None when it was a stale read or cannot be judged yet."""
+        owner = self.owner_of(venue, symbol)
+        if owner is None:
+            have = await self._venue_size(venue, symbol)
+            if have is None or have == 0 or self.owner_of(venue, symbol) is not None:
+                return None  # unreadable, already flat, or a new position took it: next pass decides
+            await self._handle_orphan(venue, symbol, have, flatten_orphans)
+            return ReconcileFinding("orphan", venue, symbol, ZERO, have)
+        pos, _leg = owner
+        async with self.lock_for(pos.position_id):
+            if pos.state == PositionState.CLOSED.value or self._has_unknown_orders(pos.position_id):
+                return None  # closed meanwhile, or an outcome is pending: resolved before it is judged
+            have = await self._venue_size(venue, symbol)
+            if have is None:
+                return None
+            want = self._expected_exposure().get((venue, symbol), ZERO)
+            if abs(have - want) <= pos.tolerance_base:
+                return None
+            await self._repair_mismatch(pos, venue, want, have)
+            return ReconcileFinding("leg_mismatch", venue, symbol, want, have, pos.position_id)
+
+    async def _venue_size(self, venue: str, symbol: str) -> Decimal | None:
+        actual, unreachable = await self._venue_positions((venue,))
+        return None if unreachable else actual.get((venue, symbol), ZERO)
+
+    async def _resume(self, pos: PositionFsm) -> None:
+        """Drive a position stuck in a transient state forward (after restart or an unknown outcome)."""
+        if self._has_unknown_orders(pos.position_id):
+            return
+        state = pos.state
+        if state == PositionState.OPENING.value:
+            await self._settle_entry(pos)
+        elif state == PositionState.RECOVERING.value:
+            await self._repair_locked(pos)
+        elif state == PositionState.ERROR.value:
+            pos.recover(reason="resume after error")
+            await self._persist(pos)
+            await self._repair_locked(pos)
+        elif state == PositionState.CLOSING.value:
+            await self._drive_flat(pos, purpose="close")
+            await self._finish_close(pos)
+
+    async def _repair_mismatch(self, pos: PositionFsm, venue: str, want: Decimal, have: Decimal) -> None:
+        details = {"venue": venue, "expected_base": str(want), "actual_base": str(have)}
+        if pos.state in (PositionState.MONITORING.value, PositionState.CLOSING.value,
+                         PositionState.RECOVERING.value, PositionState.OPENING.value):
+            pos.fault(reason="leg_mismatch", details=details)
+            await self._persist(pos)
+        await self._adopt_venue_truth(pos)
+        if pos.state == PositionState.ERROR.value:
+            pos.recover(reason="repair leg mismatch", details=details)
+            await self._persist(pos)
+        await self._repair_locked(pos)
+
+    async def _adopt_venue_truth(self, pos: PositionFsm) -> None:
+        """Set both legs to what the venues hold (after every known fill has been applied)."""
+        actual, unreachable = await self._venue_positions((pos.long_venue, pos.short_venue))
+        if unreachable:
+            return
+        for leg, venue in ((LegSide.LONG, pos.long_venue), (LegSide.SHORT, pos.short_venue)):
+            have = actual.get((venue, pos.symbol), ZERO) * leg.sign
+            current = pos.long_filled_base if leg is LegSide.LONG else pos.short_filled_base
+            held = max(have, ZERO)
+            if held != current:
+                pos.apply_leg_delta(leg, held - current)
+                await self._event("leg_adjusted", pos.position_id, "warning",
+                                  f"{leg.value} leg on {venue} set to venue's {held} (was {current})")
+
+    async def _handle_orphan(self, venue: str, symbol: str, size_base: Decimal, flatten: bool | None) -> None:
+        policy_flatten = self.config.orphan_policy == "flatten" if flatten is None else flatten
+        await self._event("orphan_position", None, "error",
+                          f"{venue} {symbol} holds {size_base} that no position owns"
+                          + ("; flattening" if policy_flatten else "; alert only (reconcile.orphan_policy)"),
+                          {"venue": venue, "symbol": symbol, "size_base": str(size_base)})
+        if not policy_flatten or size_base == 0:
+            return
+        side = OrderSide.SELL if size_base > 0 else OrderSide.BUY
+        # Each pass decides afresh from the venue's position, so each flatten gets a fresh id
+        # (one per venue AND symbol: two orphans on one venue must never share an id).
+        req = OrderRequest(
+            client_order_id=client_order_id(f"orphan:{venue}:{symbol}:{uuid.uuid4().hex}", "flatten", None, 0),
+            venue=venue, symbol=symbol, side=side, size_base=abs(size_base),
+            order_type=OrderType.MARKET, time_in_force=TimeInForce.IOC, reduce_only=True,
+        )
+        decision = self._gate(OrderIntent(kind=IntentKind.FLATTEN, reduces_exposure=True, emergency=True))
+        if not decision.allowed:
+            await self._event("order_denied", None, "warning", f"orphan flatten denied: {decision.reason}")
+            return
+        now_ms = self.clock.now_ms()
+        await self.store.insert_order_intent(StoredOrderIntent(request=req, purpose=OrderPurpose.FLATTEN,
+                                                               created_at_ts_ms=now_ms, position_id=None))
+        if self.owner_of(venue, symbol) is not None:
+            # A new position took this venue/symbol while the intent was written: never reduce it.
+            await self.store.update_order_status(req.client_order_id, OrderStatus.REJECTED, now_ms,
+                                                 reason="not sent: a position now owns this venue/symbol")
+            return
+        try:
+            report = await self.executor.place_order(req)
+        except OrderRejected as exc:
+            await self.store.update_order_status(req.client_order_id, OrderStatus.REJECTED, now_ms, reason=str(exc))
+            await self._event("orphan_flatten_failed", None, "error", str(exc))
+            return
+        except (TemporaryVenueError, FatalVenueError) as exc:
+            # Outcome unknown: the next pass re-reads the venue's position and decides again.
+            await self._event("orphan_flatten_failed", None, "error", str(exc))
+            return
+        await self.store.apply_order_report(report, self.clock.now_ms())
+
+    async def _resolve_open_orders(self) -> None:
+        """Look up every order whose outcome we do not know, and apply fills we missed."""
+        for cid, meta in list(self.orders.items()):
+            if meta.status not in _UNSETTLED_STATUSES:
+                continue
+            pos = self.positions.get(meta.position_id)
+            if pos is None:
+                continue
+            # Under the position's lock: an order of a position being worked on is in flight, and a
+            # "not found" for it would only mean "not arrived yet".
+            async with self.lock_for(pos.position_id):
+                if meta.status not in _UNSETTLED_STATUSES:
+                    continue  # answered while we waited for the lock
+                report = await self._lookup(meta.venue, cid)
+                if report is UNKNOWN_STATUS:
+                    continue
+                if report is None:
+                    await self._mark_order(cid, OrderStatus.REJECTED.value, ZERO, None, "venue has no such order")
+                    continue
+                await self._apply_report(pos, meta.leg, report)
+
+    async def _venue_positions(
+        self, venues: Iterable[str] | None = None
+    ) -> tuple[dict[tuple[str, str], Decimal], set[str]]:
+        wanted = set(venues) if venues is not None else None
+        actual: dict[tuple[str, str], Decimal] = {}
+        unreachable: set[str] = set()
+        for venue in sorted(self._venues() if wanted is None else wanted):
+            try:
+                held: list[VenuePosition] = await self.executor.positions(venue)
+                self._on_venue_result(venue, True)
+            except (TemporaryVenueError, FatalVenueError):
+                self._on_venue_result(venue, False)
+                unreachable.add(venue)
+                continue
+            for p in held:
+                if p.size_base != 0:
+                    actual[(p.venue, p.symbol)] = actual.get((p.venue, p.symbol), ZERO) + p.size_base
+        return actual, unreachable
+
+    def _venues(self) -> set[str]:
+        found = {p.long_venue for p in self.positions.values()} | {p.short_venue for p in self.positions.values()}
+        return self.known_venues | found
+
+    def _expected_exposure(self) -> dict[tuple[str, str], Decimal]:
+        expected: dict[tuple[str, str], Decimal] = {}
+        for pos in self.active_positions():
+            for venue, signed in ((pos.long_venue, pos.long_filled_base), (pos.short_venue, -pos.short_filled_base)):
+                if signed != 0:
+                    key = (venue, pos.symbol)
+                    expected[key] = expected.get(key, ZERO) + signed
+        return expected

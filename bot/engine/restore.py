@@ -1,0 +1,113 @@
+"""Restart and funding: reload non-terminal positions from the store; record funding payments (deduplicated)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from adapters.errors import (
+    FatalVenueError,
+    TemporaryVenueError,
+)
+from bot.core.domain import (
+    ZERO,
+    FundingPayment,
+    LegSide,
+)
+from bot.engine.core import (
+    UNKNOWN_STATUS,
+    EngineCore,
+    OrderMeta,
+)
+from machines.position import PositionFsm, PositionState
+
+
+class RestoreMixin(EngineCore):
+    """Reloads state and records funding."""
+
+    # ------------------------------------------------------------------ funding
+    async def record_funding(self, payments: Iterable[FundingPayment]) -> int:
+        """Persist funding payments against the position that owns each (venue, symbol).
+
+        Deduplicated by payment id; returns how many were new."""
+        new = 0
+        for payment in payments:
+            owner = self.owner_of(payment.venue, payment.symbol)
+            position_id, leg = (owner[0].position_id, owner[1]) if owner else (None, None)
+            if not await self.store.record_funding_payment(payment, position_id, leg.value if leg else None):
+                continue
+            new += 1
+            if position_id is not None:
+                self.funding_usd[position_id] = self.funding_usd.get(position_id, ZERO) + payment.amount_usd
+            if owner is None:
+                await self._event("funding_unowned", None, "warning",
+                                  f"funding on {payment.venue} {payment.symbol} with no owning position")
+        return new
+
+    async def _reconcile_funding(self) -> None:
+        """Record venue funding payments the bot missed (a crash between a venue's settlement and
+        the bot recording it): everything at or after the latest payment recorded per venue."""
+        for venue in sorted(self._venues()):
+            since = await self.store.latest_funding_ts_ms(venue)
+            try:
+                payments = await self.executor.funding_payments_since(venue, since or 0)
+            except (TemporaryVenueError, FatalVenueError):
+                continue
+            missed = await self.record_funding(payments)
+            if missed:
+                await self._event("funding_recovered", None, "warning",
+                                  f"{missed} funding payment(s) on {venue} recorded from the venue's history")
+
+    # ------------------------------------------------------------------ restore
+    async def restore(self) -> int:
+        """Load every non-terminal position and its orders from the store. Returns how many."""
+        rows = await self.store.load_open_positions()
+        for row in rows:
+            orders = await self.store.list_orders(row.id)
+            fills = await self.store.list_fills(row.id)
+            # Leg sizes come from the row's columns: they are written in the same transaction as
+            # every fill AND record venue-truth adoptions (leg_adjusted), which no fill records, so a
+            # sum of the fills alone can be wrong (even negative) after an adoption.
+            leg_of = {o.client_order_id: o.leg for o in orders}
+            from_fills = {LegSide.LONG: ZERO, LegSide.SHORT: ZERO}
+            for fill in fills:
+                leg = leg_of[fill.client_order_id]
+                from_fills[leg] += fill.size_base if fill.side is leg.open_side else -fill.size_base
+            legs = {LegSide.LONG: row.long_size_base, LegSide.SHORT: row.short_size_base}
+            if legs != from_fills:
+                await self._event("restore_legs_adjusted", row.id, "info",
+                                  f"legs {legs[LegSide.LONG]} / {legs[LegSide.SHORT]} include venue adjustments; "
+                                  f"fills alone give {from_fills[LegSide.LONG]} / {from_fills[LegSide.SHORT]}")
+            fields: dict[str, Any] = dict(
+                position_id=row.id,
+                symbol=row.symbol,
+                long_venue=row.long_venue,
+                short_venue=row.short_venue,
+                target_size_base=row.target_size_base,
+                tolerance_base=self._tolerance_base(row.symbol, row.long_venue, row.short_venue),
+                exit_reason=row.exit_reason,
+            )
+            try:
+                pos = PositionFsm.restore(row.state, long_filled_base=legs[LegSide.LONG],
+                                          short_filled_base=legs[LegSide.SHORT], **fields)
+            except ValueError as exc:
+                # Never refuse to come up over one bad row: restore it as ERROR; reconciliation then
+                # sets its legs from the venues' own positions and repairs it.
+                pos = PositionFsm.restore(PositionState.ERROR, long_filled_base=max(legs[LegSide.LONG], ZERO),
+                                          short_filled_base=max(legs[LegSide.SHORT], ZERO), **fields)
+                await self._event("restore_invalid", row.id, "error", f"restored as error: {exc}")
+            self.positions[pos.position_id] = pos
+            self.fees_usd[pos.position_id] = sum((f.fee_usd for f in fills), ZERO)
+            payments = await self.store.list_funding_payments(row.id)
+            self.funding_usd[pos.position_id] = sum((p.amount_usd for p in payments), ZERO)
+            for order in orders:
+                self.orders[order.client_order_id] = OrderMeta(
+                    position_id=pos.position_id,
+                    leg=order.leg,
+                    purpose=order.purpose.value,
+                    venue=order.request.venue,
+                    status=order.status.value if order.status is not None else UNKNOWN_STATUS,
+                )
+                key = (pos.position_id, order.purpose.value, order.leg)
+                self._attempts[key] = max(self._attempts.get(key, -1), order.attempt)
+        return len(rows)
