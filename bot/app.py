@@ -1,35 +1,32 @@
-"""The paper application: the simulated market, the paper executor and the engine, wired together.
+"""The application: market feed, executor, engine, strategy, breakers and control, in every mode.
 
-The live application differs only in the MarketSource and the Executor; everything the
-supervisor drives (strategy, reconciliation, breakers, shutdown) is shared.
+The market feed, executor and clock are chosen once at start-up (``bot.wiring``): the simulated
+market for ``--paper``, a historical replay for ``backtest``, venue feeds for ``--live``.
+Everything the supervisor or the backtest driver drives (strategy, reconciliation, breakers,
+shutdown) is shared.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import TextIO
 
 import anyio
 from loguru import logger
 
-from bot.core.clock import ScaledClock, iso_utc
+from bot.core.clock import iso_utc
 from bot.core.domain import ZERO, MarketSnapshot, Opportunity
 from bot.engine import EngineConfig, TradingEngine
 from bot.logging_setup import log_event
 from bot.market_view import take_snapshot
-from bot.core.ports import Clock
+from bot.core.ports import Clock, Executor, MarketFeed
 from bot.settings import Settings
+from bot.wiring import Wiring
 from bot.strategy import AccountView, HeldView, StrategyParams, best_opportunity, plan_entry, plan_exits
 from machines.bot import BotFsm, BotState
 from machines.errors import FsmError
 from machines.position import PositionState
-from paper.executor import PaperExecutor
-from paper.fault_injection import FaultPlan
-from paper.sim_market import SimulatedMarket
-from paper.venue_store import VenueStore, venue_store_path_for
 from risk.breakers import BoardUpdate, BreakerBoard, BreakerSettings
 from risk.entry_gates import EntryLimits
 from risk.exit_rules import ExitLimits
@@ -39,14 +36,6 @@ from storage import AsyncStorage, EventRecord, PositionRecord, Severity
 CONTROL_HALT_KEY = "control.halt"
 CONTROL_FLATTEN_KEY = "control.flatten"
 MS_PER_HOUR = 3_600_000
-
-
-@dataclass(frozen=True, slots=True)
-class PaperOptions:
-    seed: int
-    speed: float
-    db_path: Path
-    start_ts_ms: int
 
 
 def strategy_params(settings: Settings) -> StrategyParams:
@@ -100,20 +89,22 @@ def breaker_settings(settings: Settings) -> BreakerSettings:
     )
 
 
-class PaperApp:
-    """Everything the supervisor drives, on the built-in simulated market."""
+class Application:
+    """Everything the supervisor (or the backtest driver) drives, in every mode.
 
-    def __init__(self, settings: Settings, options: PaperOptions, status_out: TextIO = sys.stdout,
-                 clock: Clock | None = None) -> None:
+    The market feed, the executor and the clock come from a ``Wiring`` chosen once at start-up
+    (``bot.wiring``); nothing in here asks which mode it runs in.
+    """
+
+    def __init__(self, settings: Settings, wiring: Wiring, status_out: TextIO = sys.stdout) -> None:
         self.settings = settings
-        self.options = options
+        self.wiring = wiring
         self.status_out = status_out
-        self.clock: Clock = clock if clock is not None else ScaledClock(options.start_ts_ms, options.speed)
+        self.clock: Clock = wiring.clock
         self.params = strategy_params(settings)
-        self.market = SimulatedMarket(sim_market_config(settings), options.seed, options.start_ts_ms)
+        self.market: MarketFeed = wiring.market
         self.store: AsyncStorage | None = None
-        self.venue_store: VenueStore | None = None
-        self.executor: PaperExecutor | None = None
+        self.executor: Executor | None = None
         self.engine: TradingEngine | None = None
         self.bot = BotFsm()
         self.board = BreakerBoard.create(self.market.venues(), breaker_settings(settings))
@@ -126,32 +117,11 @@ class PaperApp:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         settings = self.settings
-        self.options.db_path.parent.mkdir(parents=True, exist_ok=True)
-        self.store = await AsyncStorage.open(self.options.db_path)
-        self.venue_store = VenueStore.open(venue_store_path_for(self.options.db_path))
+        db_path = self.wiring.db_path
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        self.store = await AsyncStorage.open(db_path)
         self.market.advance_to(self.clock.now_ms())
-        faults = settings.paper.faults
-        self.executor = PaperExecutor(
-            self.market,
-            self.market.fee_schedules(),
-            store=self.venue_store,
-            latency_s=settings.paper.latency_ms / 1000,
-            clock_now_ms=self.clock.now_ms,
-            faults=FaultPlan(
-                seed=faults.seed,
-                reject_probability=faults.reject_probability,
-                timeout_probability=faults.timeout_probability,
-                partial_fill_probability=faults.partial_fill_probability,
-                latency_spike_probability=faults.latency_spike_probability,
-                latency_spike_s=faults.latency_spike_seconds,
-                venue_down_probability=faults.venue_outage_probability,
-                venue_down_s=faults.venue_outage_seconds,
-            ),
-            starting_balance_usd=settings.paper.starting_balance_usd,
-            # Latency elapses on the simulated clock, so network delay keeps its real proportion to
-            # market motion at any --speed (at speed 1 it is wall time).
-            sleep=self.clock.sleep,
-        )
+        self.executor = await self.wiring.open_executor(self.market, self.clock)
         ex = settings.execution
         self.engine = TradingEngine(
             executor=self.executor,
@@ -178,8 +148,8 @@ class PaperApp:
             self.entry_info[record.id] = self._entry_info(record)
         findings = await self.engine.reconcile()
         await self.event("startup", "info",
-                         f"paper bot started: {restored} position(s) restored, {len(findings)} reconciliation finding(s); "
-                         f"sim start {iso_utc(self.options.start_ts_ms)}, speed x{self.options.speed:g}, seed {self.options.seed}")
+                         f"{self.wiring.mode} bot started: {restored} position(s) restored, "
+                         f"{len(findings)} reconciliation finding(s); {self.wiring.description}")
         halt = await self.store.get_kv(CONTROL_HALT_KEY)
         if halt:
             self._apply_board(self.board.kill(self.clock.now_ms(), halt))
@@ -189,8 +159,8 @@ class PaperApp:
     async def close(self) -> None:
         if self.store is not None:
             await self.store.aclose()
-        if self.venue_store is not None:
-            self.venue_store.close()
+        if self.executor is not None:
+            await self.executor.aclose()
 
     # ------------------------------------------------------------------ loops
     async def feed_loop(self) -> None:
@@ -200,18 +170,22 @@ class PaperApp:
             await self.feed_step()
 
     async def feed_step(self) -> None:
-        """Advance the simulated market to now: settle funding, match resting orders, feed breakers."""
+        """Advance the market to now; the venues settle funding and match resting orders; feed breakers."""
         assert self.executor is not None and self.engine is not None
         now = self.clock.now_ms()
-        for settlement in self.market.advance_to(now):
-            payments = self.executor.settle_funding(settlement)
+        payments = await self.executor.advance(self.market.advance_to(now))
+        if payments:
             await self.engine.record_funding(payments)
-        self.executor.match_resting()
         self._record_quotes(now)
 
     def _record_quotes(self, now_ms: int) -> None:
+        # Only each venue's freshest quote matters to its stale-data breaker: one update per venue.
+        latest: dict[str, int] = {}
         for quote in self.market.quotes():
-            self._apply_board(self.board.record_quote(quote.venue, quote.ts_ms, now_ms))
+            if quote.ts_ms > latest.get(quote.venue, -1):
+                latest[quote.venue] = quote.ts_ms
+        for venue, ts_ms in latest.items():
+            self._apply_board(self.board.record_quote(venue, ts_ms, now_ms))
 
     async def strategy_loop(self) -> None:
         while True:
@@ -488,23 +462,3 @@ class PaperApp:
 
         await store.run(write)
         TradingEngine._log_transitions(records)
-
-
-def sim_market_config(settings: Settings):
-    """The simulated market's configuration from [sim], [market] and [paper.faults]."""
-    from paper.sim_market import SimFaults, SimMarketConfig
-
-    sim, faults = settings.sim, settings.paper.faults
-    return SimMarketConfig(
-        venues=tuple(sim.venues),
-        symbol_count=sim.symbols,
-        step_seconds=sim.step_seconds,
-        max_abs_rate_per_hour=settings.market.max_abs_rate_per_hour,
-        faults=SimFaults(
-            stale_quote_prob=faults.stale_quote_probability,
-            absurd_quote_prob=faults.absurd_quote_probability,
-            absurd_book_prob=faults.absurd_quote_probability,
-            outage_prob=faults.venue_outage_probability,
-            outage_seconds=int(faults.venue_outage_seconds),
-        ),
-    )

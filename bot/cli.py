@@ -21,6 +21,8 @@ Delta-neutral funding-rate arbitrage: long the venue paying less funding, short 
 run the bot:
   python -m bot --paper [--speed X] [--duration S] [--seed N] [--db PATH] [--settings PATH]
   python -m bot --live  [--db PATH] [--settings PATH]
+replay history through the same application:
+  python -m bot backtest --data DIR [--from ISO] [--to ISO] [--db PATH] [--json] [--plot PATH]
 inspect:
   python -m bot scan [--market sim | --replay DIR --at ISO_TIME] [--limit N] [--json]
   python -m bot report [--db PATH] [--json]
@@ -102,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--seed", type=_int_arg, metavar="N", default=argparse.SUPPRESS, help="simulated market seed (default: sim.seed)")
     scan.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
 
+    backtest = sub.add_parser("backtest", parents=[sub_common],
+                              help="replay historical funding through the real strategy, engine and paper venues")
+    backtest.add_argument("--data", type=Path, metavar="DIR", required=True,
+                          help="directory of funding CSV files (and optional price files); format in the README")
+    backtest.add_argument("--from", dest="from_time", metavar="ISO_TIME", help="start (default: first data)")
+    backtest.add_argument("--to", dest="to_time", metavar="ISO_TIME", help="end (default: last data)")
+    backtest.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    backtest.add_argument("--plot", type=Path, metavar="PATH", help="write an HTML page with the equity curve")
+
     report = sub.add_parser("report", parents=[sub_common], help="positions, PnL, open exposure, breakers")
     report.add_argument("--json", action="store_true", help="print JSON")
     report.add_argument("--live", action="store_true", help="read the live database (default: paper)")
@@ -144,6 +155,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from bot.scan_command import run_scan
 
         return run_scan(args, settings)
+    if args.command == "backtest":
+        from bot.backtest.command import run_backtest
+
+        return run_backtest(args, settings)
     if args.command == "report":
         from bot.report import run_report
 

@@ -17,8 +17,9 @@ from bot.settings import Settings
 
 def run_paper(args: argparse.Namespace, settings: Settings) -> int:
     """Trade on the built-in simulated market until a signal or ``--duration``."""
-    from bot.app import PaperApp, PaperOptions
+    from bot.app import Application
     from bot.supervisor import Supervisor
+    from bot.wiring import PaperOptions, paper_wiring
 
     sim = settings.sim
     speed = float(args.speed) if args.speed is not None else sim.speed
@@ -34,7 +35,7 @@ def run_paper(args: argparse.Namespace, settings: Settings) -> int:
     start_ts_ms = max(start_ts_ms, latest_recorded_ts_ms(db_path) + 1)
     options = PaperOptions(seed=seed, speed=speed, db_path=db_path, start_ts_ms=start_ts_ms)
     try:
-        app = PaperApp(settings, options)
+        app = Application(settings, paper_wiring(settings, options))
     except ValueError as exc:  # the simulated market refuses an impossible configuration
         raise UserInputError(f"setting 'sim': {exc}") from None
     configure_logging(settings.bot.log_path)

@@ -50,7 +50,7 @@ def run_scan(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _sim_snapshot(settings: Settings, seed: int) -> tuple[MarketSnapshot, int, str]:
-    from bot.app import sim_market_config
+    from bot.wiring import sim_market_config
     from bot.market_view import take_snapshot
     from paper.sim_market import SimulatedMarket
 

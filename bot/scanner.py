@@ -511,8 +511,9 @@ def _sized(snapshot: MarketSnapshot, symbol: str, long_leg: _Leg, short_leg: _Le
     (venue, symbol), a leg has no instrument (live), the mids diverge absurdly or no size fits
     both venues.
 
-    With estimated costs instruments are optional and a leg without a usable mark price borrows
-    the other leg's (no basis is then visible); a pair with no price at all is skipped.
+    With estimated costs instruments are optional and a leg without a usable mark price of its own
+    (none, or the symbol's reference price in history) borrows the other leg's, so no basis is
+    invented; a pair with no price at all is skipped.
     """
     quotes, instruments = snapshot.quotes, snapshot.instruments
     long_key, short_key = (long_leg[_VENUE], symbol), (short_leg[_VENUE], symbol)
@@ -522,6 +523,10 @@ def _sized(snapshot: MarketSnapshot, symbol: str, long_leg: _Leg, short_leg: _Le
     if not params.estimated and (long_inst is None or short_inst is None):
         return None  # live: never size an order without the venue's lot rules
     long_mid, short_mid = long_leg[_MID], short_leg[_MID]
+    if long_leg[_QUOTE].mark_is_reference and long_leg[_BOOK] is None:
+        long_mid = None  # a borrowed reference price is no price of this venue: no basis against it
+    if short_leg[_QUOTE].mark_is_reference and short_leg[_BOOK] is None:
+        short_mid = None if long_mid is not None else short_mid
     if long_mid is None or short_mid is None:
         long_mid = short_mid = long_mid if long_mid is not None else short_mid
         if long_mid is None:

@@ -32,6 +32,7 @@ class _Section(BaseModel):
 class BotSection(_Section):
     paper_db_path: Path = Path("data/paper.sqlite")
     live_db_path: Path = Path("data/live.sqlite")
+    backtest_db_path: Path = Path("data/backtest.sqlite")
     log_path: Path = Path("data/bot.log.jsonl")
     status_interval_seconds: float = Field(default=1.0, gt=0)
 
@@ -144,6 +145,27 @@ class ScanSection(_Section):
     estimated_slippage_bps: NonNegativeDecimal = Decimal("2")
 
 
+class VenueSection(_Section):
+    """``[venues.NAME]``: a venue's costs; an unset field takes the built-in figure for a known venue."""
+
+    maker_fee_bps: Decimal | None = Field(default=None, ge=-10, le=100, allow_inf_nan=False)
+    taker_fee_bps: Decimal | None = Field(default=None, ge=-10, le=100, allow_inf_nan=False)
+    min_notional_usd: NonNegativeDecimal | None = None
+    book_half_spread_bps: Annotated[Decimal, Field(gt=0, le=500, allow_inf_nan=False)] | None = None
+    book_level_step_bps: Annotated[Decimal, Field(gt=0, le=500, allow_inf_nan=False)] | None = None
+    book_depth_usd_per_level: PositiveDecimal | None = None
+    book_levels: int | None = Field(default=None, ge=1, le=100)
+
+
+class BacktestSection(_Section):
+    """``[backtest]``: replay of historical funding through the real application."""
+
+    interchangeable_quotes: list[str] = Field(default_factory=lambda: ["USDT", "USDC"])
+    max_price_age_hours: PositiveDecimal = Decimal("9")
+    reconcile_every_hours: PositiveDecimal = Decimal("24")
+    equity_sample_hours: PositiveDecimal = Decimal("1")
+
+
 class LiveSection(_Section):
     venues: list[str] = Field(default_factory=list)
 
@@ -163,6 +185,8 @@ class Settings(_Section):
     shutdown: ShutdownSection = ShutdownSection()
     scan: ScanSection = ScanSection()
     live: LiveSection = LiveSection()
+    venues: dict[str, VenueSection] = Field(default_factory=dict)
+    backtest: BacktestSection = BacktestSection()
 
 
 def load_settings(path: Path | None = None) -> Settings:
@@ -223,3 +247,25 @@ def _line_of(text: str, loc: list[str]) -> int | None:
             if line.strip().split("#")[0].strip() == header:
                 return number
     return None
+
+
+def venue_costs_for(settings: Settings, venue: str) -> "VenueCosts":
+    """The costs of ``venue``: built-in figures (known venues) overridden by ``[venues.NAME]``.
+
+    Raises ``UserInputError`` naming the venue and the setting to add when its fees are unknown:
+    a venue is never traded or ranked with made-up fees.
+    """
+    from bot.core.venue_costs import KNOWN_VENUE_COSTS, VenueCosts
+
+    known = KNOWN_VENUE_COSTS.get(venue)
+    own = settings.venues.get(venue)
+    overrides = {k: v for k, v in (own.model_dump() if own else {}).items() if v is not None}
+    if known is None and ("maker_fee_bps" not in overrides or "taker_fee_bps" not in overrides):
+        raise UserInputError(
+            f"venue {venue!r} has no known fees: add [venues.{venue}] with maker_fee_bps and taker_fee_bps "
+            "(your fee tier, in bps) to the settings file")
+    if known is None:
+        return VenueCosts(**overrides)
+    from dataclasses import replace
+
+    return replace(known, **overrides)

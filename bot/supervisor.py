@@ -171,7 +171,7 @@ class Supervisor:
 
 
 class App(Protocol):
-    """What the supervisor drives; implemented by bot.app.PaperApp (and a live app later)."""
+    """What the supervisor drives; implemented by bot.app.Application in every mode."""
 
     async def start(self) -> None: ...
     async def feed_loop(self) -> None: ...

@@ -640,6 +640,18 @@ class PaperExecutor:
             status, reason = OrderStatus.PARTIALLY_FILLED, order.reason
         draft.orders[key] = replace(order, filled_base=filled, status=status, reason=reason, updated_ts_ms=now_ms)
 
+    async def advance(self, settlements: list[FundingSettlement]) -> list[FundingPayment]:
+        """After a market step: settle funding at each settlement instant, then match resting orders."""
+        payments: list[FundingPayment] = []
+        for settlement in settlements:
+            payments.extend(self.settle_funding(settlement))
+        self.match_resting()
+        return payments
+
+    async def aclose(self) -> None:
+        """Close the venues' store."""
+        self._store.close()
+
     def settle_funding(self, settlement: FundingSettlement) -> list[FundingPayment]:
         """Pay/charge funding on the position held on ``settlement``'s venue/symbol at that instant.
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import CONTROL_HALT_KEY, PaperApp, PaperOptions
+from bot.app import CONTROL_HALT_KEY, Application
+from bot.wiring import PaperOptions, paper_wiring
 from bot.core.clock import ManualClock, parse_iso_utc
 from bot.settings import Settings
 from machines.bot import BotState
@@ -29,15 +30,15 @@ def easy_settings(**faults: float) -> Settings:
     })
 
 
-async def make_app(tmp_path: Path, settings: Settings) -> tuple[PaperApp, ManualClock]:
+async def make_app(tmp_path: Path, settings: Settings) -> tuple[Application, ManualClock]:
     clock = ManualClock(START_MS)
-    app = PaperApp(settings, PaperOptions(seed=3, speed=1.0, db_path=tmp_path / "paper.sqlite", start_ts_ms=START_MS),
-                   clock=clock)
+    app = Application(settings, paper_wiring(
+        settings, PaperOptions(seed=3, speed=1.0, db_path=tmp_path / "paper.sqlite", start_ts_ms=START_MS), clock=clock))
     await app.start()
     return app, clock
 
 
-async def run_minutes(app: PaperApp, clock: ManualClock, minutes: int) -> None:
+async def run_minutes(app: Application, clock: ManualClock, minutes: int) -> None:
     for _ in range(minutes):
         clock.advance(60)
         await app.feed_step()
@@ -127,8 +128,8 @@ async def test_restart_resumes_open_positions_from_the_database(tmp_path: Path) 
     assert held
     await app.close()  # a crash: nothing flattened
 
-    restarted = PaperApp(settings, PaperOptions(seed=3, speed=1.0, db_path=tmp_path / "paper.sqlite",
-                                                start_ts_ms=clock.now_ms()), clock=clock)
+    restarted = Application(settings, paper_wiring(settings, PaperOptions(
+        seed=3, speed=1.0, db_path=tmp_path / "paper.sqlite", start_ts_ms=clock.now_ms()), clock=clock))
     await restarted.start()
     try:
         assert restarted.engine is not None

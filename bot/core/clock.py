@@ -68,3 +68,26 @@ class ManualClock:
     async def sleep(self, seconds: float) -> None:
         self.advance(seconds)
         await anyio.sleep(0)
+
+
+class VirtualClock:
+    """A backtest's clock: time moves only when the driver sets it, from event to event.
+
+    ``sleep`` yields to other tasks without moving time: latency and back-off take no simulated
+    time in a backtest (its books are synthetic and fills are immediate).
+    """
+
+    def __init__(self, start_ts_ms: int) -> None:
+        self._now_ms = start_ts_ms
+
+    def now_ms(self) -> int:
+        return self._now_ms
+
+    def set(self, ts_ms: int) -> None:
+        """Jump to ``ts_ms``; time never runs backwards."""
+        if ts_ms < self._now_ms:
+            raise ValueError(f"virtual time cannot go back from {self._now_ms} to {ts_ms}")
+        self._now_ms = ts_ms
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(0)

@@ -115,6 +115,9 @@ class FundingQuote:
     next_funding_ts_ms: int
     mark_price: Decimal
     ts_ms: int
+    # True when ``mark_price`` is not this venue's own price but the symbol's reference price
+    # (history without marks for this venue): no basis may be charged against it.
+    mark_is_reference: bool = False
     # rate_per_interval / interval_hours if both are Decimals, the rate finite and the interval
     # finite and positive; else None (an unusable quote). Computed once when the quote is built:
     # the scanner reads it for every quote on every ranking. Not a constructor argument;

@@ -15,8 +15,15 @@ settlement_ts    yes       the instant cash moved: ISO-8601 with a UTC offset
 rate             yes       decimal fraction paid per interval, exactly as the venue reports it
                            (0.0001 = 0.01 %); longs pay shorts when positive
 interval_hours   yes       the interval this rate covers (1, 4, 8...; may change over time)
-mark_price       no        mark price at settlement; may be empty
+mark_price       no        mark price at settlement (per contract); may be empty
+contract_multiplier no     base units per contract (``1000`` for ``1000PEPEUSDT``); marks
+                           are divided by it. Default 1. ``symbol`` must be the base asset
+                           (``PEPE``): symbols are only paired when they are equal.
 ===============  ========  ===============================================================
+
+Price files (optional, same directory, told apart by their header): one row per price
+observation, header ``venue,symbol,ts,price`` (+ optional ``contract_multiplier``), for venues
+whose funding rows carry no marks. ``ts`` as ``settlement_ts``; ``price`` positive, per contract.
 
 Rows may come in any order; one instrument is keyed by (venue, venue_symbol). A row that breaks
 these rules (missing column, unparsable or non-finite number, non-positive interval or mark,
@@ -33,17 +40,19 @@ from __future__ import annotations
 import bisect
 import csv
 import gzip
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from bot.core.domain import FeeSchedule, FundingQuote, FundingSettlement, Instrument, MarketSnapshot
 
 REQUIRED_COLUMNS = ("venue", "symbol", "quote", "venue_symbol", "settlement_ts", "rate", "interval_hours")
-OPTIONAL_COLUMNS = ("mark_price",)
+OPTIONAL_COLUMNS = ("mark_price", "contract_multiplier")
+PRICE_COLUMNS = ("venue", "symbol", "ts", "price")
 MAX_ABS_RATE_PER_HOUR = Decimal("0.01")
 MS_PER_HOUR = 3_600_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -231,20 +240,54 @@ def load_funding_history(
 ) -> FundingHistory:
     """Read settlement CSV files (format in the module docstring) into a ``FundingHistory``.
 
-    ``dir_or_files`` is a directory (every ``*.csv`` and ``*.csv.gz`` in it) or file paths.
+    ``dir_or_files`` is a directory (every ``*.csv`` and ``*.csv.gz`` in it) or file paths; price
+    files among them are skipped here (``load_market_history`` reads both).
     Raises ``FileNotFoundError`` when there is nothing to read and ``HistoryFormatError`` on
-    the first bad header or row.
+    the first bad header or row (also for truncated or undecodable files).
     """
+    history, _prices = load_market_history(dir_or_files, fees=fees, quote_preference=quote_preference)
+    return history
+
+
+@dataclass(frozen=True, slots=True)
+class PriceSeries:
+    """Price observations of one (venue, symbol), per base unit, sorted by time."""
+
+    venue: str
+    symbol: str
+    ts_ms: tuple[int, ...]
+    prices: tuple[Decimal, ...]
+
+
+def load_market_history(
+    dir_or_files: str | Path | Iterable[str | Path],
+    *,
+    fees: dict[str, FeeSchedule] | None = None,
+    quote_preference: tuple[str, ...] = DEFAULT_QUOTE_PREFERENCE,
+) -> tuple[FundingHistory, dict[tuple[str, str], PriceSeries]]:
+    """Read funding files and price files (told apart by their header) in one pass."""
     paths = _resolve_paths(dir_or_files)
     rows: dict[tuple[str, str], _SeriesBuilder] = {}
+    prices: dict[tuple[str, str], dict[int, Decimal]] = {}
     parser = _RowParser()
     for path in paths:
         opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8", newline="") as handle:
-            parser.read(str(path), handle, rows)
-    return FundingHistory(
-        (b.build() for b in rows.values()), fees=fees, quote_preference=quote_preference
-    )
+        try:
+            with opener(path, "rt", encoding="utf-8", newline="") as handle:
+                parser.read(str(path), handle, rows, prices)
+        except HistoryFormatError:
+            raise
+        except (EOFError, OSError, UnicodeDecodeError, csv.Error, zlib.error) as exc:
+            what = "file is truncated or corrupt" if isinstance(exc, (EOFError, OSError, zlib.error)) else "cannot be read"
+            raise HistoryFormatError(str(path), parser.line, "", f"{what}: {exc}") from None
+    if not rows:
+        raise HistoryFormatError(str(paths[0]), 1, "", "no funding settlement rows in the given files")
+    price_series = {
+        key: PriceSeries(key[0], key[1], tuple(sorted(points)), tuple(points[t] for t in sorted(points)))
+        for key, points in prices.items()
+    }
+    history = FundingHistory((b.build() for b in rows.values()), fees=fees, quote_preference=quote_preference)
+    return history, price_series
 
 
 def _resolve_paths(dir_or_files: str | Path | Iterable[str | Path]) -> list[Path]:
@@ -291,23 +334,31 @@ class _RowParser:
     """Parses rows with small caches: timestamps and intervals repeat a lot across series."""
 
     def __init__(self) -> None:
+        self.line = 0
         self._ts_cache: dict[str, int] = {}
         self._interval_cache: dict[str, Decimal] = {}
 
-    def read(self, path: str, handle: TextIO, out: dict[tuple[str, str], _SeriesBuilder]) -> None:
+    def read(self, path: str, handle: TextIO, out: dict[tuple[str, str], _SeriesBuilder],
+             prices: dict[tuple[str, str], dict[int, Decimal]]) -> None:
+        self.line = 1
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None:
             raise HistoryFormatError(path, 1, "", "empty file: expected a header row")
         names = [h.strip() for h in header]
+        if "rate" not in names and all(c in names for c in PRICE_COLUMNS):
+            self._read_prices(path, reader, names, prices)
+            return
         for column in REQUIRED_COLUMNS:
             if column not in names:
                 raise HistoryFormatError(path, 1, column, f"missing required column; header is {names}")
         idx = [names.index(c) for c in REQUIRED_COLUMNS]
         mark_idx = names.index("mark_price") if "mark_price" in names else None
+        mult_idx = names.index("contract_multiplier") if "contract_multiplier" in names else None
         width = len(names)
+        rate_cache: dict[str, Decimal] = {}
         for row in reader:
-            line = reader.line_num
+            line = self.line = reader.line_num
             if not row:
                 continue
             if len(row) != width:
@@ -318,7 +369,9 @@ class _RowParser:
                     raise HistoryFormatError(path, line, column, "empty")
             ts_ms = self._timestamp(ts_text, path, line)
             interval = self._interval(interval_text, path, line)
-            rate = _decimal(rate_text, path, line, "rate")
+            rate = rate_cache.get(rate_text)
+            if rate is None:
+                rate = rate_cache[rate_text] = _decimal(rate_text, path, line, "rate")
             if abs(rate) > MAX_ABS_RATE_PER_HOUR * interval:
                 raise HistoryFormatError(
                     path, line, "rate", f"{rate_text} per {interval}h is beyond {MAX_ABS_RATE_PER_HOUR}/h"
@@ -328,6 +381,8 @@ class _RowParser:
                 mark = _decimal(row[mark_idx].strip(), path, line, "mark_price")
                 if mark <= 0:
                     raise HistoryFormatError(path, line, "mark_price", f"must be positive, got {mark}")
+                if mult_idx is not None and row[mult_idx].strip():
+                    mark = mark / self._multiplier(row[mult_idx].strip(), path, line)
             key = (venue, venue_symbol)
             builder = out.get(key)
             if builder is None:
@@ -342,7 +397,36 @@ class _RowParser:
             builder.seen.add(ts_ms)
             builder.rows.append((ts_ms, rate, interval, mark))
 
-    def _timestamp(self, text: str, path: str, line: int) -> int:
+    def _read_prices(self, path: str, reader: Any, names: list[str],
+                     prices: dict[tuple[str, str], dict[int, Decimal]]) -> None:
+        idx = [names.index(c) for c in PRICE_COLUMNS]
+        mult_idx = names.index("contract_multiplier") if "contract_multiplier" in names else None
+        width = len(names)
+        for row in reader:
+            line = self.line = reader.line_num
+            if not row:
+                continue
+            if len(row) != width:
+                raise HistoryFormatError(path, line, "", f"expected {width} fields, got {len(row)}")
+            venue, symbol, ts_text, price_text = (row[i].strip() for i in idx)
+            for column, value in (("venue", venue), ("symbol", symbol)):
+                if not value:
+                    raise HistoryFormatError(path, line, column, "empty")
+            ts_ms = self._timestamp(ts_text, path, line, column="ts")
+            price = _decimal(price_text, path, line, "price")
+            if price <= 0:
+                raise HistoryFormatError(path, line, "price", f"must be positive, got {price_text!r}")
+            if mult_idx is not None and row[mult_idx].strip():
+                price = price / self._multiplier(row[mult_idx].strip(), path, line)
+            prices.setdefault((venue, symbol), {})[ts_ms] = price
+
+    def _multiplier(self, text: str, path: str, line: int) -> Decimal:
+        value = _decimal(text, path, line, "contract_multiplier")
+        if value <= 0:
+            raise HistoryFormatError(path, line, "contract_multiplier", f"must be positive, got {text!r}")
+        return value
+
+    def _timestamp(self, text: str, path: str, line: int, column: str = "settlement_ts") -> int:
         cached = self._ts_cache.get(text)
         if cached is not None:
             return cached
@@ -352,9 +436,9 @@ class _RowParser:
             try:
                 parsed = datetime.fromisoformat(text)
             except ValueError:
-                raise HistoryFormatError(path, line, "settlement_ts", f"not ISO-8601 or epoch ms: {text!r}") from None
+                raise HistoryFormatError(path, line, column, f"not ISO-8601 or epoch ms: {text!r}") from None
             if parsed.tzinfo is None:
-                raise HistoryFormatError(path, line, "settlement_ts", f"no UTC offset (write Z): {text!r}")
+                raise HistoryFormatError(path, line, column, f"no UTC offset (write Z): {text!r}")
             value = (parsed - _EPOCH) // _ONE_MS
         self._ts_cache[text] = value
         return value

@@ -13,6 +13,7 @@ from bot.core.domain import (
     FeeSchedule,
     Fill,
     FundingPayment,
+    FundingSettlement,
     FundingQuote,
     Instrument,
     OrderBook,
@@ -82,9 +83,20 @@ class Executor(Protocol):
         """Every funding payment on ``venue`` at or after ``since_ts_ms``."""
         ...
 
+    async def advance(self, settlements: list[FundingSettlement]) -> list[FundingPayment]:
+        """The venues' own work after a market step: for simulated venues, settle ``settlements``
+        on the positions held and match resting orders against the new books; returns the funding
+        payments made. Real venues do this themselves: a live executor returns [] and the payments
+        arrive through ``funding_payments_since`` (reconciliation)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and files."""
+        ...
+
 
 class MarketSource(Protocol):
-    """Where market data comes from: the simulated market or live venue feeds."""
+    """Where market data comes from: the simulated market, a historical replay or live venue feeds."""
 
     def venues(self) -> list[str]: ...
 
@@ -98,4 +110,21 @@ class MarketSource(Protocol):
 
     def books(self) -> list[OrderBook]:
         """Latest order book per (venue, symbol)."""
+        ...
+
+
+class MarketFeed(MarketSource, Protocol):
+    """A market source the application drives forward in time (chosen once at start-up)."""
+
+    def book(self, venue: str, symbol: str) -> OrderBook | None:
+        """Current book of one instrument (None when unknown or stale)."""
+        ...
+
+    def instrument(self, venue: str, symbol: str) -> Instrument | None:
+        """Trading rules of one instrument (None when unknown)."""
+        ...
+
+    def advance_to(self, ts_ms: int) -> list[FundingSettlement]:
+        """Move the data to ``ts_ms``; returns the funding settlements that happened on the way
+        (simulated and replayed markets; a live feed returns [] because venues settle themselves)."""
         ...

@@ -1,0 +1,172 @@
+"""The backtest's numbers, read back from the run's own database (so they equal ``report``).
+
+* funding, fees and realised PnL per position come from ``bot.report.build_report`` on the run's
+  database: ``net = funding + price PnL - fees`` holds for every position and for the totals;
+* slippage (a part of price PnL) is each fill's distance from the replay's price at that instant;
+* capital used is the peak margin: both legs' notional divided by ``risk.max_leverage``, at the
+  busiest sample; APR on capital = net / capital used, annualised over the period;
+* max drawdown is the largest fall of the equity curve (realised + unrealised) from a peak;
+* time invested is the share of equity samples with at least one open position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from bot.backtest.driver import EquitySample
+from bot.backtest.references import ReferenceResult
+from bot.core.clock import iso_utc
+from bot.core.domain import ZERO, OrderSide
+from bot.report import build_report
+from paper.replay_market import ReplayMarket
+from storage import Storage
+
+HOURS_PER_YEAR = Decimal(8760)
+MS_PER_HOUR = Decimal(3_600_000)
+
+
+@dataclass(frozen=True, slots=True)
+class RunFacts:
+    """What the summary needs to know about the run besides its database."""
+
+    from_ts_ms: int
+    to_ts_ms: int
+    venues: list[str]
+    symbols: list[str]
+    untradable_symbols: list[str]
+    events: int
+    max_leverage: Decimal
+    wall_seconds: float
+
+
+def build_summary(storage: Storage, venue_db: Path, market: ReplayMarket, samples: list[EquitySample],
+                  references: list[ReferenceResult], facts: RunFacts) -> dict[str, Any]:
+    """One JSON-ready dict; every money figure is a Decimal string."""
+    report = build_report(storage, venue_db)
+    totals = report["totals"]
+    funding, fees = Decimal(totals["funding_usd"]), Decimal(totals["fees_usd"])
+    # Price PnL from the fills themselves (sold - bought notional of each flat position).
+    price_pnl = sum((Decimal(p["price_pnl_usd"]) for p in report["positions"] if p["price_pnl_usd"] is not None), ZERO)
+    realized = funding + price_pnl - fees
+    slippage = ZERO
+    pairs: dict[str, dict[str, Decimal | int]] = {}
+    traded = [p for p in report["positions"] if storage.position_totals(p["id"]).fill_count > 0]
+    for p in traded:
+        key = f"{p['symbol']} long {p['long_venue']} / short {p['short_venue']}"
+        row = pairs.setdefault(key, {"positions": 0, "funding_usd": ZERO, "fees_usd": ZERO, "price_pnl_usd": ZERO,
+                                     "net_usd": ZERO, "slippage_usd": ZERO})
+        row["positions"] = int(row["positions"]) + 1
+        f, c = Decimal(p["funding_usd"]), Decimal(p["fees_usd"])
+        r = Decimal(p["realized_pnl_usd"]) if p["realized_pnl_usd"] is not None else f - c
+        row["funding_usd"] += f
+        row["fees_usd"] += c
+        row["net_usd"] += r
+        row["price_pnl_usd"] += r - f + c
+        for fill in storage.list_fills(p["id"]):
+            found = market.price(fill.venue, fill.symbol, fill.ts_ms)
+            if found is None:
+                continue
+            worse = fill.price - found[0] if fill.side is OrderSide.BUY else found[0] - fill.price
+            row["slippage_usd"] += worse * fill.size_base
+            slippage += worse * fill.size_base
+    period_hours = Decimal(max(facts.to_ts_ms - facts.from_ts_ms, 1)) / MS_PER_HOUR
+    capital = max((s.open_notional_usd for s in samples), default=ZERO) / facts.max_leverage
+    apr = (realized / capital * HOURS_PER_YEAR / period_hours * 100) if capital > 0 else None
+    invested = sum(1 for s in samples if s.open_positions > 0)
+    hold_hours = [Decimal(_ms(p["closed_at"]) - _ms(p["opened_at"])) / MS_PER_HOUR
+                  for p in traded if p["opened_at"] and p["closed_at"]]
+    return {
+        "period": {"from": iso_utc(facts.from_ts_ms), "to": iso_utc(facts.to_ts_ms),
+                   "hours": _q(period_hours, "0.01"), "events": facts.events},
+        "venues": facts.venues,
+        "symbols": facts.symbols,
+        "untradable_symbols": facts.untradable_symbols,
+        "positions": len(traded),
+        "entries_without_fill": len(report["positions"]) - len(traded),
+        "funding_usd": _q(funding),
+        "fees_usd": _q(fees),
+        "slippage_usd": _q(slippage),
+        "price_pnl_usd": _q(price_pnl),
+        "net_usd": _q(realized),
+        "report_realized_pnl_usd": totals["realized_pnl_usd"],
+        "capital_used_usd": _q(capital),
+        "apr_on_capital_pct": None if apr is None else _q(apr, "0.01"),
+        "max_drawdown_usd": _q(max_drawdown(samples)),
+        "time_invested_pct": _q(Decimal(invested) / Decimal(max(len(samples), 1)) * 100, "0.1"),
+        "average_hold_hours": _q(sum(hold_hours, ZERO) / len(hold_hours), "0.1") if hold_hours else None,
+        "hit_rate_pct": _q(Decimal(sum(1 for p in traded if p["realized_pnl_usd"] and Decimal(p["realized_pnl_usd"]) > 0))
+                           / len(traded) * 100, "0.1") if traded else None,
+        "open_positions_at_end": totals["open_positions"],
+        "per_pair": [{"pair": k, **{n: (_q(v) if isinstance(v, Decimal) else v) for n, v in row.items()}}
+                     for k, row in sorted(pairs.items(), key=lambda kv: kv[1]["net_usd"], reverse=True)],
+        "references": {r.name: reference_json(r, capital, period_hours) for r in references},
+        "wall_seconds": round(facts.wall_seconds, 2),
+    }
+
+
+def reference_json(r: ReferenceResult, capital_usd: Decimal, period_hours: Decimal) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "description": r.description,
+        "positions": r.positions,
+        "funding_usd": _q(r.funding_usd),
+        "fees_usd": _q(r.fees_usd),
+        "slippage_usd": _q(r.slippage_usd),
+        "price_pnl_usd": _q(r.price_pnl_usd),
+        "net_usd": _q(r.net_usd),
+        "pairs": r.pairs[:10],
+    }
+    return out
+
+
+def max_drawdown(samples: list[EquitySample]) -> Decimal:
+    """Largest fall of equity from a running peak (0 when it never falls)."""
+    peak: Decimal | None = None
+    worst = ZERO
+    for s in samples:
+        peak = s.equity_usd if peak is None or s.equity_usd > peak else peak
+        worst = max(worst, peak - s.equity_usd)
+    return worst
+
+
+def render_text(summary: dict[str, Any]) -> str:
+    """The summary as a few readable lines and a per-pair table."""
+    s = summary
+    lines = [
+        f"backtest {s['period']['from']} -> {s['period']['to']} ({s['period']['hours']} h, {s['period']['events']} data events)",
+        f"venues: {', '.join(s['venues'])}; symbols: {len(s['symbols'])}"
+        + (f" ({len(s['untradable_symbols'])} without any price, not traded: {', '.join(s['untradable_symbols'])})"
+           if s["untradable_symbols"] else ""),
+        f"positions: {s['positions']} (avg hold {s['average_hold_hours']} h, hit rate {s['hit_rate_pct']} %)",
+        f"funding received {s['funding_usd']} USD, fees {s['fees_usd']} USD, price PnL {s['price_pnl_usd']} USD "
+        f"(of which slippage {s['slippage_usd']} USD)",
+        f"net {s['net_usd']} USD = funding + price PnL - fees; capital used {s['capital_used_usd']} USD, "
+        f"APR on capital {s['apr_on_capital_pct']} %, max drawdown {s['max_drawdown_usd']} USD, "
+        f"invested {s['time_invested_pct']} % of the time",
+        "references (same data and costs):",
+    ]
+    for name, r in s["references"].items():
+        lines.append(f"  {name:15s} net {r['net_usd']:>10s} USD  funding {r['funding_usd']:>10s}  fees {r['fees_usd']:>9s}"
+                     f"  positions {r['positions']}  ({r['description']})")
+        if name == "hold_best_pair" and r["pairs"]:
+            lines.append(f"  {'':15s} pair: {r['pairs'][0]}")
+    if s["per_pair"]:
+        lines.append("per pair:")
+        lines.append(f"  {'pair':44s} {'pos':>4s} {'funding':>10s} {'fees':>9s} {'price':>9s} {'net':>10s}")
+        for row in s["per_pair"]:
+            lines.append(f"  {row['pair']:44s} {row['positions']:>4d} {row['funding_usd']:>10s} {row['fees_usd']:>9s} "
+                         f"{row['price_pnl_usd']:>9s} {row['net_usd']:>10s}")
+    lines.append(f"({s['wall_seconds']} s wall; `python -m bot report --db ...` and `postmortem ID` read the same database)")
+    return "\n".join(lines)
+
+
+def _q(value: Decimal, step: str = "0.0001") -> str:
+    return str(value.quantize(Decimal(step)))
+
+
+def _ms(text: str) -> int:
+    from bot.core.clock import parse_iso_utc
+
+    return parse_iso_utc(text)

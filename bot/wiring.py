@@ -1,0 +1,114 @@
+"""The one place that knows the modes: which market feed, executor and clock a command runs with.
+
+``python -m bot --paper`` runs the simulated market on a scaled clock with the paper executor;
+``python -m bot backtest`` replays history on a virtual clock with the same paper executor; live
+venues plug in here the same way. Everything else (application, engine, strategy, risk, storage)
+is identical in every mode and never asks which one it is in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from bot.core.clock import ScaledClock, iso_utc
+from bot.core.ports import Clock, Executor, MarketFeed
+from bot.settings import Settings
+
+ExecutorFactory = Callable[[MarketFeed, Clock], Awaitable[Executor]]
+
+
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """A market feed, an executor (opened at start-up) and a clock, chosen once from the command."""
+
+    mode: str  # "paper" | "backtest" | "live": for banners and logs only
+    market: MarketFeed
+    clock: Clock
+    db_path: Path
+    open_executor: ExecutorFactory
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class PaperOptions:
+    seed: int
+    speed: float
+    db_path: Path
+    start_ts_ms: int
+
+
+def paper_executor_factory(settings: Settings, venue_db_path: Path | None, *, faults: bool = True,
+                           latency: bool = True, starting_balance_usd: Decimal | None = None) -> ExecutorFactory:
+    """Opens the paper venues (their own durable store) over ``market``'s books."""
+
+    async def open_executor(market: MarketFeed, clock: Clock) -> Executor:
+        from paper.executor import PaperExecutor
+        from paper.fault_injection import FaultPlan
+        from paper.venue_store import VenueStore
+
+        store = VenueStore.open(venue_db_path) if venue_db_path is not None else VenueStore.in_memory()
+        f = settings.paper.faults
+        plan = FaultPlan(
+            seed=f.seed,
+            reject_probability=f.reject_probability,
+            timeout_probability=f.timeout_probability,
+            partial_fill_probability=f.partial_fill_probability,
+            latency_spike_probability=f.latency_spike_probability,
+            latency_spike_s=f.latency_spike_seconds,
+            venue_down_probability=f.venue_outage_probability,
+            venue_down_s=f.venue_outage_seconds,
+        ) if faults else None
+        return PaperExecutor(
+            market,
+            market.fee_schedules(),
+            store=store,
+            latency_s=settings.paper.latency_ms / 1000 if latency else 0.0,
+            clock_now_ms=clock.now_ms,
+            faults=plan,
+            starting_balance_usd=starting_balance_usd or settings.paper.starting_balance_usd,
+            # Latency elapses on the mode's clock, so network delay keeps its real proportion to
+            # market motion at any --speed (at speed 1 it is wall time; in a backtest, none).
+            sleep=clock.sleep,
+        )
+
+    return open_executor
+
+
+def paper_wiring(settings: Settings, options: PaperOptions, clock: Clock | None = None) -> Wiring:
+    """The built-in simulated market, the paper venues, a clock ``options.speed`` times the wall's."""
+    from paper.sim_market import SimulatedMarket
+    from paper.venue_store import venue_store_path_for
+
+    market = SimulatedMarket(sim_market_config(settings), options.seed, options.start_ts_ms)
+    return Wiring(
+        mode="paper",
+        market=market,
+        clock=clock if clock is not None else ScaledClock(options.start_ts_ms, options.speed),
+        db_path=options.db_path,
+        open_executor=paper_executor_factory(settings, venue_store_path_for(options.db_path)),
+        description=(f"paper on the simulated market: sim start {iso_utc(options.start_ts_ms)}, "
+                     f"speed x{options.speed:g}, seed {options.seed}"),
+    )
+
+
+def sim_market_config(settings: Settings):
+    """The simulated market's configuration from [sim], [market] and [paper.faults]."""
+    from paper.sim_market import SimFaults, SimMarketConfig
+
+    sim, faults = settings.sim, settings.paper.faults
+    return SimMarketConfig(
+        venues=tuple(sim.venues),
+        symbol_count=sim.symbols,
+        step_seconds=sim.step_seconds,
+        max_abs_rate_per_hour=settings.market.max_abs_rate_per_hour,
+        faults=SimFaults(
+            stale_quote_prob=faults.stale_quote_probability,
+            absurd_quote_prob=faults.absurd_quote_probability,
+            absurd_book_prob=faults.absurd_quote_probability,
+            outage_prob=faults.venue_outage_probability,
+            outage_seconds=int(faults.venue_outage_seconds),
+        ),
+    )
