@@ -23,7 +23,8 @@ from bot.market_view import take_snapshot
 from bot.core.ports import Clock, Executor, MarketFeed
 from bot.settings import Settings
 from bot.wiring import Wiring
-from bot.strategy import AccountView, HeldView, StrategyParams, best_opportunity, plan_entry, plan_exits
+from bot.forecast import ForecastParams, SpreadForecaster
+from bot.strategy import AccountView, HeldView, StrategyParams, plan_entry, plan_exits, rank_candidates
 from machines.bot import BotFsm, BotState
 from machines.errors import FsmError
 from machines.position import PositionState
@@ -35,6 +36,7 @@ from storage import AsyncStorage, EventRecord, PositionRecord, Severity
 
 CONTROL_HALT_KEY = "control.halt"
 CONTROL_FLATTEN_KEY = "control.flatten"
+FORECAST_LEVELS_KEY = "forecast.levels"
 MS_PER_HOUR = 3_600_000
 
 
@@ -64,15 +66,23 @@ def strategy_params(settings: Settings) -> StrategyParams:
         exit=ExitLimits(
             liquidation_buffer_pct=ex.liquidation_buffer_pct,
             max_delta_drift_pct=ex.max_delta_drift_pct,
-            take_profit_usd=ex.take_profit_usd,
+            take_profit_usd=ex.take_profit_usd if ex.take_profit_usd > 0 else None,
             min_hold_ms=int(ex.min_hold_hours * MS_PER_HOUR),
             spread_erosion_fraction=ex.spread_erosion_fraction,
             max_hold_ms=int(ex.max_hold_hours * MS_PER_HOUR),
             ev_horizon_hours=ex.ev_horizon_hours,
             rotation_min_gain_usd=ex.rotation_min_gain_usd,
             rotation_cooldown_ms=int(ex.rotation_cooldown_hours * MS_PER_HOUR),
+            hysteresis_usd=ex.hysteresis_usd,
         ),
     )
+
+
+def forecast_params(settings: Settings) -> ForecastParams:
+    """The spread forecast's parameters from ``[forecast]``."""
+    f = settings.forecast
+    return ForecastParams(mode=f.mode, level_half_life_hours=f.level_half_life_hours,
+                          level_weight=f.level_weight, deviation_weight=f.deviation_weight)
 
 
 def breaker_settings(settings: Settings) -> BreakerSettings:
@@ -108,6 +118,7 @@ class Application:
         self.engine: TradingEngine | None = None
         self.bot = BotFsm()
         self.board = BreakerBoard.create(self.market.venues(), breaker_settings(settings))
+        self.forecaster = SpreadForecaster(forecast_params(settings))
         self.failed_entries: dict[tuple[str, str, str], int] = {}
         self.entry_info: dict[str, tuple[Decimal, int, Decimal]] = {}
         self._stopping = False
@@ -142,6 +153,7 @@ class Application:
             on_venue_result=self._on_venue_result,
             known_venues=self.market.venues(),
         )
+        await self._load_forecast_history()
         await self.bot_transition("recover", "start-up reconciliation")
         restored = await self.engine.restore()
         for record in await self.store.load_open_positions():
@@ -156,8 +168,30 @@ class Application:
         self._record_quotes(self.clock.now_ms())  # the first market data clears the stale-data breakers
         await self._sync_bot_state()
 
+    async def _load_forecast_history(self) -> None:
+        """The forecast's levels: from the database (a restart), else from the market's history
+        of the last ``forecast.warmup_hours`` (a fresh start), so they never start empty."""
+        assert self.store is not None
+        saved = await self.store.get_kv(FORECAST_LEVELS_KEY)
+        if saved and self.forecaster.load_text(saved):
+            return
+        settlements = self.market.history_settlements(self.settings.forecast.warmup_hours)
+        for s in settlements:
+            if s.interval_hours > 0:
+                self.forecaster.observe(s.venue, s.symbol, s.ts_ms, s.rate / s.interval_hours)
+        if settlements:
+            await self.event("forecast_history", "info",
+                             f"spread forecast warmed up on {len(settlements)} settlement(s) of the last "
+                             f"{self.settings.forecast.warmup_hours} h")
+
+    async def save_forecast(self) -> None:
+        """Persist the forecast's levels (kv), so a restart continues from them."""
+        if self.store is not None:
+            await self.store.set_kv(FORECAST_LEVELS_KEY, self.forecaster.to_text(), self.clock.now_ms())
+
     async def close(self) -> None:
         if self.store is not None:
+            await self.save_forecast()
             await self.store.aclose()
         if self.executor is not None:
             await self.executor.aclose()
@@ -195,11 +229,15 @@ class Application:
     async def strategy_step(self) -> None:
         """One pass: exits first (they free capacity and reduce risk), then at most one entry."""
         assert self.engine is not None and self.executor is not None
-        snapshot = take_snapshot(self.market, self.clock.now_ms())
-        self._apply_board(self.board.tick(snapshot.now_ts_ms))
-        await self._record_equity(snapshot)
+        market_snapshot = take_snapshot(self.market, self.clock.now_ms())
+        self._apply_board(self.board.tick(market_snapshot.now_ts_ms))
+        await self._record_equity(market_snapshot)
+        self.forecaster.observe_quotes(market_snapshot.quotes, market_snapshot.now_ts_ms)
+        # Ranking and exits read each quote's forecast rate; the venues' current rates stay as they are.
+        snapshot = self.forecaster.forecast_snapshot(market_snapshot)
         held = self.held_views(venue_sizes=await self._venue_sizes())
-        best = best_opportunity(snapshot, self.params) if held else None
+        ranked = rank_candidates(snapshot, self.params)
+        best = ranked[0] if ranked else None
         for planned in plan_exits(snapshot, held, self.params, best):
             pos = self.engine.positions[planned.position_id]
             await self.bot_transition("start_close", f"{pos.symbol}: {planned.decision.reason.value}")
@@ -211,7 +249,7 @@ class Application:
         if self._stopping or not self.bot.allows_entries:
             return
         planned_entry, denied = plan_entry(snapshot, self.held_views(include_unhedged=True), self._account_view(),
-                                           self.params)
+                                           self.params, ranked=ranked)
         if planned_entry is None:
             if denied:
                 top = denied[0]
@@ -227,8 +265,9 @@ class Application:
         if size is None or size <= 0:
             return
         await self.bot_transition("begin_open", f"{opp.symbol} long {opp.long_venue} / short {opp.short_venue}")
+        now_spread = opp.current_spread_hourly if opp.current_spread_hourly is not None else opp.spread_hourly
         reason = (f"expected net {opp.expected_net:.4f} USD over {opp.horizon_hours}h "
-                  f"(spread {opp.spread_hourly:.8f}/h, costs {opp.costs:.4f})")
+                  f"(forecast spread {opp.spread_hourly:.8f}/h, current {now_spread:.8f}/h, costs {opp.costs:.4f})")
         with anyio.CancelScope(shield=True):
             pos = await self.engine.open_position(opp, size, reason)
         self.entry_info[pos.position_id] = (opp.spread_hourly, self.clock.now_ms(), opp.notional_usd)
@@ -243,6 +282,7 @@ class Application:
 
     async def reconcile_step(self) -> None:
         assert self.engine is not None
+        await self.save_forecast()
         findings = await self.engine.reconcile()
         for finding in findings:
             await self.event(f"reconcile_{finding.kind}", "warning",

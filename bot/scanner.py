@@ -243,7 +243,7 @@ def evaluate_pair(
     for venue in (long_venue, short_venue):
         quote = snapshot.quotes.get((venue, symbol))
         if (quote is None or venue not in fee_terms or quote.ts_ms < params.min_ts_ms
-                or quote.hourly_rate_or_none is None or quote.venue != venue or quote.symbol != symbol):
+                or quote.rank_hourly_rate_or_none is None or quote.venue != venue or quote.symbol != symbol):
             return None
         leg = _close_look(snapshot, symbol, quote, fee_terms, params)
         if leg is None:
@@ -327,7 +327,7 @@ def _first_pass(
     for quote in quotes:
         if quote.ts_ms < min_ts:
             continue
-        hourly = quote.hourly_rate_or_none
+        hourly = quote.rank_hourly_rate_or_none
         c = get_c(quote.venue)
         try:
             short_score, long_cost = hourly - c, hourly + c
@@ -369,7 +369,7 @@ class _SymbolWork:
         raw, venues = [], set()
         for quote in itertools.islice(group, 2, None):  # the quotes of _first_pass
             venues.add(quote.venue)
-            hourly, c = quote.hourly_rate_or_none, fee_terms[quote.venue][0]
+            hourly, c = quote.rank_hourly_rate_or_none, fee_terms[quote.venue][0]
             raw.append([hourly - c, hourly + c, quote, _UNSEEN])
         if len(venues) < len(raw):  # a venue twice: a quote is filed under another key than its own
             get_quote, own = snapshot.quotes.get, {}
@@ -461,7 +461,7 @@ def _close_look(
     with the bid-ask spread; None when the leg cannot be traded or costed. ``quote`` is usable
     (its ``hourly_rate_or_none`` is not None; checked when the quote was built) and on a venue
     with fees. Its instrument is checked when a pair is sized (``_sized``)."""
-    hourly, venue = quote.hourly_rate_or_none, quote.venue
+    hourly, venue = quote.rank_hourly_rate_or_none, quote.venue
     c, fees = fee_terms[venue]
     book = None
     if params.estimated:
@@ -591,4 +591,5 @@ def _evaluate(symbol: str, long_leg: _Leg, short_leg: _Leg, sized: _Sized, param
         short_price=costs.short_entry_price,
         costs_estimated=params.estimated,
         size_base=size,
+        current_spread_hourly=short_quote.hourly_rate_or_none - long_quote.hourly_rate_or_none,
     )

@@ -11,11 +11,14 @@ import re
 import tomllib
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bot.errors import UserInputError
+
+if TYPE_CHECKING:
+    from bot.core.venue_costs import VenueCosts
 
 DEFAULT_SETTINGS_PATH = Path("settings.toml")
 
@@ -67,19 +70,20 @@ class SimSection(_Section):
 
 class StrategySection(_Section):
     notional_usd_per_position: PositiveDecimal = Decimal("1000")
-    horizon_hours: PositiveDecimal = Decimal("72")
-    min_expected_net_usd: Decimal = Field(default=Decimal("1.00"), allow_inf_nan=False)
-    max_positions: int = Field(default=3, ge=1, le=500)
+    horizon_hours: PositiveDecimal = Decimal("336")
+    min_expected_net_usd: Decimal = Field(default=Decimal("0.50"), allow_inf_nan=False)
+    max_positions: int = Field(default=6, ge=1, le=500)
     execution: Literal["taker"] = "taker"
     loop_interval_seconds: float = Field(default=60.0, gt=0)
 
 
 class ExitSection(_Section):
-    take_profit_usd: PositiveDecimal = Decimal("5")
-    min_hold_hours: NonNegativeDecimal = Decimal("8")
-    max_hold_hours: PositiveDecimal = Decimal("72")
-    spread_erosion_fraction: Fraction = Decimal("0.25")
-    ev_horizon_hours: PositiveDecimal = Decimal("8")
+    take_profit_usd: NonNegativeDecimal = Decimal("0")
+    min_hold_hours: NonNegativeDecimal = Decimal("0")
+    max_hold_hours: NonNegativeDecimal = Decimal("0")
+    spread_erosion_fraction: Fraction = Decimal("0")
+    ev_horizon_hours: PositiveDecimal = Decimal("336")
+    hysteresis_usd: NonNegativeDecimal = Decimal("1")
     liquidation_buffer_pct: NonNegativeDecimal = Decimal("5")
     max_delta_drift_pct: NonNegativeDecimal = Decimal("2")
     rotation_min_gain_usd: PositiveDecimal = Decimal("5")
@@ -87,7 +91,7 @@ class ExitSection(_Section):
 
 
 class RiskSection(_Section):
-    max_breakeven_hours: PositiveDecimal = Decimal("48")
+    max_breakeven_hours: PositiveDecimal = Decimal("336")
     max_notional_per_venue_usd: PositiveDecimal = Decimal("5000")
     max_notional_total_usd: PositiveDecimal = Decimal("10000")
     max_leverage: PositiveDecimal = Decimal("3")
@@ -145,6 +149,16 @@ class ScanSection(_Section):
     estimated_slippage_bps: NonNegativeDecimal = Decimal("2")
 
 
+class ForecastSection(_Section):
+    """``[forecast]``: the spread forecast the scanner and the exits use (``bot.forecast``)."""
+
+    mode: Literal["mean_reverting", "persistent"] = "mean_reverting"
+    level_half_life_hours: Annotated[Decimal, Field(gt=0, le=100_000, allow_inf_nan=False)] = Decimal("504")
+    level_weight: Annotated[Decimal, Field(ge=0, le=2, allow_inf_nan=False)] = Decimal("0.728")
+    deviation_weight: Annotated[Decimal, Field(ge=0, le=2, allow_inf_nan=False)] = Decimal("0.028")
+    warmup_hours: int = Field(default=672, ge=0, le=100_000)
+
+
 class VenueSection(_Section):
     """``[venues.NAME]``: a venue's costs; an unset field takes the built-in figure for a known venue."""
 
@@ -187,6 +201,7 @@ class Settings(_Section):
     live: LiveSection = LiveSection()
     venues: dict[str, VenueSection] = Field(default_factory=dict)
     backtest: BacktestSection = BacktestSection()
+    forecast: ForecastSection = ForecastSection()
 
 
 def load_settings(path: Path | None = None) -> Settings:

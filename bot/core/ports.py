@@ -128,3 +128,8 @@ class MarketFeed(MarketSource, Protocol):
         """Move the data to ``ts_ms``; returns the funding settlements that happened on the way
         (simulated and replayed markets; a live feed returns [] because venues settle themselves)."""
         ...
+
+    def history_settlements(self, hours: int) -> list[FundingSettlement]:
+        """Settlements of the ``hours`` before now, for the spread forecast's start-up history
+        (``mark_price`` may be 0: only rates and intervals are used)."""
+        ...

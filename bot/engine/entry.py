@@ -43,8 +43,10 @@ class EntryMixin(EngineCore):
         )
         self.positions[position_id] = pos
         async with self.lock_for(position_id):
-            pos.begin_open(reason=reason, details={"expected_net_usd": str(opp.expected_net),
-                                                   "spread_hourly": str(opp.spread_hourly)})
+            pos.begin_open(reason=reason, details={
+                "expected_net_usd": str(opp.expected_net), "spread_hourly": str(opp.spread_hourly),
+                "current_spread_hourly": str(opp.current_spread_hourly), "costs_usd": str(opp.costs),
+                "horizon_hours": str(opp.horizon_hours), "notional_usd": str(opp.notional_usd)})
             legs = [
                 (LegSide.LONG, self._order(pos, LegSide.LONG, "open", size_base, attempt=0)),
                 (LegSide.SHORT, self._order(pos, LegSide.SHORT, "open", size_base, attempt=0)),
