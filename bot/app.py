@@ -17,20 +17,25 @@ from loguru import logger
 
 from bot.core.clock import iso_utc
 from bot.core.domain import ZERO, MarketSnapshot, Opportunity
+from bot.core.ports import Clock, Executor, MarketFeed
 from bot.engine import EngineConfig, TradingEngine
+from bot.forecast import SpreadForecaster
 from bot.logging_setup import log_event
 from bot.market_view import take_snapshot
-from bot.core.ports import Clock, Executor, MarketFeed
+from bot.params import breaker_settings, forecast_params, strategy_params
 from bot.settings import Settings
+from bot.strategy import (
+    AccountView,
+    HeldView,
+    plan_entry,
+    plan_exits,
+    rank_candidates,
+)
 from bot.wiring import Wiring
-from bot.forecast import ForecastParams, SpreadForecaster
-from bot.strategy import AccountView, HeldView, StrategyParams, plan_entry, plan_exits, rank_candidates
 from machines.bot import BotFsm, BotState
 from machines.errors import FsmError
 from machines.position import PositionState
-from risk.breakers import BoardUpdate, BreakerBoard, BreakerSettings
-from risk.entry_gates import EntryLimits
-from risk.exit_rules import ExitLimits
+from risk.breakers import BoardUpdate, BreakerBoard
 from risk.trading_state import GateDecision, OrderIntent, TradingState, gate_order
 from storage import AsyncStorage, EventRecord, PositionRecord, Severity
 
@@ -38,65 +43,6 @@ CONTROL_HALT_KEY = "control.halt"
 CONTROL_FLATTEN_KEY = "control.flatten"
 FORECAST_LEVELS_KEY = "forecast.levels"
 MS_PER_HOUR = 3_600_000
-
-
-def strategy_params(settings: Settings) -> StrategyParams:
-    """Entry and exit limits from settings (hours/minutes converted to ms)."""
-    strat, risk, ex = settings.strategy, settings.risk, settings.exit
-    return StrategyParams(
-        notional_usd=strat.notional_usd_per_position,
-        horizon_hours=strat.horizon_hours,
-        max_quote_age_ms=int(settings.market.max_quote_age_seconds * 1000),
-        estimated_slippage_bps=settings.scan.estimated_slippage_bps,
-        entry=EntryLimits(
-            min_expected_net_usd=strat.min_expected_net_usd,
-            max_breakeven_hours=risk.max_breakeven_hours,
-            max_positions=strat.max_positions,
-            max_notional_per_position_usd=strat.notional_usd_per_position * Decimal("1.1"),
-            max_notional_per_venue_usd=risk.max_notional_per_venue_usd,
-            max_notional_total_usd=risk.max_notional_total_usd,
-            max_leverage=risk.max_leverage,
-            min_free_margin_usd=risk.min_free_margin_usd,
-            max_quote_age_ms=int(settings.market.max_quote_age_seconds * 1000),
-            max_slippage_bps=risk.max_slippage_bps,
-            allow_symbols=frozenset(risk.allow_symbols),
-            deny_symbols=frozenset(risk.deny_symbols),
-            pair_cooldown_ms=int(risk.pair_cooldown_minutes * 60_000),
-        ),
-        exit=ExitLimits(
-            liquidation_buffer_pct=ex.liquidation_buffer_pct,
-            max_delta_drift_pct=ex.max_delta_drift_pct,
-            take_profit_usd=ex.take_profit_usd if ex.take_profit_usd > 0 else None,
-            min_hold_ms=int(ex.min_hold_hours * MS_PER_HOUR),
-            spread_erosion_fraction=ex.spread_erosion_fraction,
-            max_hold_ms=int(ex.max_hold_hours * MS_PER_HOUR),
-            ev_horizon_hours=ex.ev_horizon_hours,
-            rotation_min_gain_usd=ex.rotation_min_gain_usd,
-            rotation_cooldown_ms=int(ex.rotation_cooldown_hours * MS_PER_HOUR),
-            hysteresis_usd=ex.hysteresis_usd,
-        ),
-    )
-
-
-def forecast_params(settings: Settings) -> ForecastParams:
-    """The spread forecast's parameters from ``[forecast]``."""
-    f = settings.forecast
-    return ForecastParams(mode=f.mode, level_half_life_hours=f.level_half_life_hours,
-                          level_weight=f.level_weight, deviation_weight=f.deviation_weight)
-
-
-def breaker_settings(settings: Settings) -> BreakerSettings:
-    risk = settings.risk
-    return BreakerSettings(
-        venue_failure_threshold=risk.venue_error_threshold,
-        venue_max_error_rate=risk.venue_error_rate,
-        venue_error_window_ms=int(risk.venue_error_window_seconds * 1000),
-        venue_error_min_samples=risk.venue_error_threshold,
-        venue_cooldown_ms=int(risk.venue_cooldown_seconds * 1000),
-        stale_quote_max_age_ms=int(risk.stale_data_seconds * 1000),
-        max_drawdown_pct=risk.max_drawdown_pct,
-        unhedged_limit_ms=risk.max_unhedged_ms,
-    )
 
 
 class Application:

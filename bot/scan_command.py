@@ -17,6 +17,7 @@ from typing import Any
 from bot.core.clock import iso_utc, parse_iso_utc, utc_now_ms
 from bot.core.domain import MarketSnapshot, Opportunity
 from bot.errors import UserInputError
+from bot.params import position_notional_usd
 from bot.scanner import rank_opportunities
 from bot.settings import Settings
 
@@ -38,7 +39,7 @@ def run_scan(args: argparse.Namespace, settings: Settings) -> int:
     snapshot = _with_forecast(snapshot, market, settings)
     ranked = rank_opportunities(
         snapshot,
-        notional_usd=settings.strategy.notional_usd_per_position,
+        notional_usd=position_notional_usd(settings),
         horizon_hours=settings.strategy.horizon_hours,
         max_quote_age_ms=max_age_ms,
         limit=limit,
@@ -54,8 +55,8 @@ def run_scan(args: argparse.Namespace, settings: Settings) -> int:
 
 def _with_forecast(snapshot: MarketSnapshot, market: Any, settings: Settings) -> MarketSnapshot:
     """Rank by the forecast spread, from the market's history before now, as the bot does."""
-    from bot.app import forecast_params
     from bot.forecast import SpreadForecaster
+    from bot.params import forecast_params
 
     forecaster = SpreadForecaster(forecast_params(settings))
     for s in market.history_settlements(settings.forecast.warmup_hours):
@@ -66,8 +67,8 @@ def _with_forecast(snapshot: MarketSnapshot, market: Any, settings: Settings) ->
 
 
 def _sim_snapshot(settings: Settings, seed: int) -> tuple[MarketSnapshot, int, str, Any]:
-    from bot.wiring import sim_market_config
     from bot.market_view import take_snapshot
+    from bot.wiring import sim_market_config
     from paper.sim_market import SimulatedMarket
 
     sim = settings.sim
@@ -146,7 +147,7 @@ def _text(value: Decimal | None) -> str | None:
 
 def render_table(ranked: list[Opportunity], source: str, settings: Settings,
                  contracts: dict[tuple[str, str], str] | None = None) -> str:
-    notional = settings.strategy.notional_usd_per_position
+    notional = position_notional_usd(settings)
     horizon = settings.strategy.horizon_hours
     mode = settings.forecast.mode
     lines = [f"{source}; {notional} USD per leg, horizon {horizon} h; costs = entry+exit fees on both legs + "

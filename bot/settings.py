@@ -73,6 +73,8 @@ class StrategySection(_Section):
     horizon_hours: PositiveDecimal = Decimal("336")
     min_expected_net_usd: Decimal = Field(default=Decimal("0.50"), allow_inf_nan=False)
     max_positions: int = Field(default=6, ge=1, le=500)
+    capital_usd_per_venue: PositiveDecimal = Decimal("10000")
+    max_capital_share_per_position: Annotated[Decimal, Field(gt=0, le=1, allow_inf_nan=False)] = Decimal("0.1")
     execution: Literal["taker"] = "taker"
     loop_interval_seconds: float = Field(default=60.0, gt=0)
 

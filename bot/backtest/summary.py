@@ -4,7 +4,8 @@
   database: ``net = funding + price PnL - fees`` holds for every position and for the totals;
 * slippage (a part of price PnL) is each fill's distance from the replay's price at that instant;
 * capital used is the peak margin: both legs' notional divided by ``risk.max_leverage``, at the
-  busiest sample; APR on capital = net / capital used, annualised over the period;
+  busiest sample; APR on capital = net / capital used, annualised over the period; APR on
+  committed capital = net / (``strategy.capital_usd_per_venue`` x venues), annualised;
 * max drawdown is the largest fall of the equity curve (realised + unrealised) from a peak;
 * time invested is the share of equity samples with at least one open position.
 """
@@ -41,6 +42,7 @@ class RunFacts:
     max_leverage: Decimal
     wall_seconds: float
     notional_usd: Decimal
+    capital_usd_per_venue: Decimal
 
 
 def build_summary(storage: Storage, venue_db: Path, market: ReplayMarket, samples: list[EquitySample],
@@ -96,6 +98,9 @@ def build_summary(storage: Storage, venue_db: Path, market: ReplayMarket, sample
         "report_realized_pnl_usd": totals["realized_pnl_usd"],
         "capital_used_usd": str(capital),
         "apr_on_capital_pct": None if apr is None else _q(apr, "0.01"),
+        "committed_capital_usd": str(facts.capital_usd_per_venue * len(facts.venues)),
+        "apr_on_committed_capital_pct": _q(realized / (facts.capital_usd_per_venue * len(facts.venues)) * HOURS_PER_YEAR
+                                           / period_hours * 100, "0.01") if facts.venues else None,
         "max_drawdown_usd": str(max_drawdown(samples)),
         "time_invested_pct": _q(Decimal(invested) / Decimal(max(len(samples), 1)) * 100, "0.1"),
         "average_hold_hours": _q(sum(hold_hours, ZERO) / len(hold_hours), "0.1") if hold_hours else None,
