@@ -23,6 +23,7 @@ reads a clock.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -50,6 +51,14 @@ class ForecastParams:
         return self.level_weight * level + self.deviation_weight * (current - level)
 
 
+@functools.lru_cache(maxsize=4096)
+def level_weight(elapsed_ms: int, half_life_hours: Decimal) -> Decimal:
+    """Weight of ``elapsed_ms`` of a new rate in the level: ``1 - 0.5 ** (hours / half-life)``
+    (a smoothing coefficient, computed in floating point and then fixed as a Decimal)."""
+    hours = Decimal(elapsed_ms) / MS_PER_HOUR
+    return Decimal(repr(1.0 - math.pow(0.5, float(hours / half_life_hours))))
+
+
 @dataclass(slots=True)
 class LegLevel:
     """One leg's exponentially weighted level of its hourly rate (piecewise-constant rate)."""
@@ -63,10 +72,9 @@ class LegLevel:
         """The leg's hourly rate is ``hourly_rate`` from ``ts_ms`` on; the time since the last
         observation is folded into the level at the previous rate."""
         if self.ts_ms is not None and self.rate is not None and ts_ms > self.ts_ms:
-            hours = Decimal(ts_ms - self.ts_ms) / MS_PER_HOUR
-            weight = Decimal(repr(1.0 - math.pow(0.5, float(hours / half_life_hours))))
-            self.level += weight * (self.rate - self.level)
-            self.hours_seen += hours
+            elapsed_ms = ts_ms - self.ts_ms
+            self.level += level_weight(elapsed_ms, half_life_hours) * (self.rate - self.level)
+            self.hours_seen += Decimal(elapsed_ms) / MS_PER_HOUR
         if self.ts_ms is None or ts_ms >= self.ts_ms:
             self.ts_ms = ts_ms
             self.rate = hourly_rate
@@ -111,8 +119,11 @@ class SpreadForecaster:
         quotes = {}
         for key, q in snapshot.quotes.items():
             hourly = q.hourly_rate_or_none
-            quotes[key] = q if hourly is None else replace(
-                q, forecast_hourly_rate=self.leg_forecast(q.venue, q.symbol, hourly))
+            quotes[key] = q if hourly is None else FundingQuote(
+                venue=q.venue, symbol=q.symbol, rate_per_interval=q.rate_per_interval,
+                interval_hours=q.interval_hours, next_funding_ts_ms=q.next_funding_ts_ms,
+                mark_price=q.mark_price, ts_ms=q.ts_ms, mark_is_reference=q.mark_is_reference,
+                forecast_hourly_rate=self.leg_forecast(q.venue, q.symbol, hourly))
         return replace(snapshot, quotes=quotes)
 
     # -- persistence (the levels survive a restart through the database's kv table) ----------

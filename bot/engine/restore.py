@@ -30,11 +30,22 @@ class RestoreMixin(EngineCore):
         """Persist funding payments against the position that owns each (venue, symbol).
 
         Deduplicated by payment id; returns how many were new."""
-        new = 0
+        rows = []
         for payment in payments:
             owner = self.owner_of(payment.venue, payment.symbol)
-            position_id, leg = (owner[0].position_id, owner[1]) if owner else (None, None)
-            if not await self.store.record_funding_payment(payment, position_id, leg.value if leg else None):
+            rows.append((payment, owner, owner[0].position_id if owner else None))
+        if not rows:
+            return 0
+
+        def write(s: Any) -> list[bool]:
+            # One transaction for the whole batch (one settlement instant pays many legs at once).
+            with s.transaction():
+                return [s.record_funding_payment(p, pid, owner[1].value if owner else None) for p, owner, pid in rows]
+
+        recorded = await self.store.run(write)
+        new = 0
+        for (payment, owner, position_id), is_new in zip(rows, recorded):
+            if not is_new:
                 continue
             new += 1
             if position_id is not None:
