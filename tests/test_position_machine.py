@@ -25,6 +25,9 @@ EXPECTED_EDGES: dict[tuple[PositionState, str], list[PositionState]] = {
     (S.SCANNING, "begin_open"): [S.OPENING],
     (S.SCANNING, "abandon"): [S.CLOSED],
     (S.OPENING, "legs_settled"): [S.MONITORING, S.CLOSED, S.RECOVERING],
+    (S.SCANNING, "begin_rest"): [S.RESTING],
+    (S.RESTING, "legs_settled"): [S.MONITORING, S.CLOSED, S.RECOVERING],
+    (S.RESTING, "fault"): [S.ERROR],
     (S.RECOVERING, "recovered"): [S.MONITORING, S.CLOSED],
     (S.MONITORING, "start_close"): [S.CLOSING],
     (S.RECOVERING, "start_close"): [S.CLOSING],
@@ -42,6 +45,7 @@ TRIGGERS = sorted({trigger for _, trigger in EXPECTED_EDGES})
 RESTORE_LEGS = {
     S.SCANNING: (D(0), D(0)),
     S.OPENING: (D("0.4"), D(0)),
+    S.RESTING: (D("0.4"), D("0.3")),
     S.MONITORING: (TARGET, TARGET),
     S.CLOSING: (TARGET, D("0.5")),
     S.CLOSED: (D(0), D(0)),
@@ -105,8 +109,8 @@ INVALID_IDS = [f"{state.value}-{trigger}" for state, trigger in INVALID_PAIRS]
 
 
 def test_invalid_pairs_enumerated() -> None:
-    # 7 states x 9 triggers = 63 pairs, 13 legal.
-    assert len(INVALID_PAIRS) == 63 - 13
+    # 8 states x 10 triggers = 80 pairs, 16 legal.
+    assert len(INVALID_PAIRS) == 80 - 16
 
 
 @pytest.mark.parametrize(("state", "trigger"), INVALID_PAIRS, ids=INVALID_IDS)
@@ -152,6 +156,12 @@ LEGAL_CASES = [
     (S.CLOSING, "fault", D("0.2"), D(0), S.ERROR),
     (S.RECOVERING, "fault", TARGET, D(0), S.ERROR),
     (S.ERROR, "recover", TARGET, D(0), S.RECOVERING),
+    (S.SCANNING, "begin_rest", D(0), D(0), S.RESTING),
+    (S.RESTING, "legs_settled", TARGET, TARGET, S.MONITORING),
+    (S.RESTING, "legs_settled", D(0), D(0), S.CLOSED),  # the maker order timed out unfilled
+    (S.RESTING, "legs_settled", D("0.4"), D("0.3"), S.RECOVERING),  # a hedge fell short
+    (S.RESTING, "legs_settled", D("0.5"), D("0.5"), S.RECOVERING),  # partial, target not yet accepted
+    (S.RESTING, "fault", D("0.4"), D("0.3"), S.ERROR),
 ]
 
 

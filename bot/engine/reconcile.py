@@ -106,6 +106,8 @@ class ReconcileMixin(EngineCore):
         state = pos.state
         if state == PositionState.OPENING.value:
             await self._settle_entry(pos)
+        elif state == PositionState.RESTING.value:
+            await self._work_maker_locked(pos)
         elif state == PositionState.RECOVERING.value:
             await self._repair_locked(pos)
         elif state == PositionState.ERROR.value:
@@ -118,6 +120,11 @@ class ReconcileMixin(EngineCore):
 
     async def _repair_mismatch(self, pos: PositionFsm, venue: str, want: Decimal, have: Decimal) -> None:
         details = {"venue": venue, "expected_base": str(want), "actual_base": str(have)}
+        if pos.state == PositionState.RESTING.value:
+            # Never repair around a working maker order: cancel it and hedge its fills first.
+            await self._work_maker_locked(pos, finish=True)
+            if pos.state in (PositionState.RESTING.value, PositionState.CLOSED.value):
+                return
         if pos.state in (PositionState.MONITORING.value, PositionState.CLOSING.value,
                          PositionState.RECOVERING.value, PositionState.OPENING.value):
             pos.fault(reason="leg_mismatch", details=details)
