@@ -16,7 +16,7 @@ import anyio
 from loguru import logger
 
 from bot.core.clock import iso_utc
-from bot.core.domain import ZERO, MarketSnapshot, Opportunity
+from bot.core.domain import ZERO, ExecutionMode, MarketSnapshot, Opportunity
 from bot.engine import EngineConfig, TradingEngine
 from bot.logging_setup import log_event
 from bot.market_view import take_snapshot
@@ -46,6 +46,7 @@ def strategy_params(settings: Settings) -> StrategyParams:
         horizon_hours=strat.horizon_hours,
         max_quote_age_ms=int(settings.market.max_quote_age_seconds * 1000),
         estimated_slippage_bps=settings.scan.estimated_slippage_bps,
+        execution=ExecutionMode(strat.execution),
         entry=EntryLimits(
             min_expected_net_usd=strat.min_expected_net_usd,
             max_breakeven_hours=risk.max_breakeven_hours,
@@ -134,6 +135,9 @@ class Application:
                 max_slippage_bps=settings.risk.max_slippage_bps,
                 hedge_tolerance_lots=ex.hedge_tolerance_lots,
                 orphan_policy=settings.reconcile.orphan_policy,
+                execution=ExecutionMode(settings.strategy.execution),
+                maker_timeout_s=ex.maker_timeout_seconds,
+                maker_offset_ticks=ex.maker_offset_ticks,
             ),
             book=self.market.book,
             instrument=self.market.instrument,
@@ -141,6 +145,7 @@ class Application:
             on_unhedged_window=self._on_unhedged_window,
             on_venue_result=self._on_venue_result,
             known_venues=self.market.venues(),
+            fees=self.market.fee_schedules().get,
         )
         await self.bot_transition("recover", "start-up reconciliation")
         restored = await self.engine.restore()
@@ -176,6 +181,8 @@ class Application:
         payments = await self.executor.advance(self.market.advance_to(now))
         if payments:
             await self.engine.record_funding(payments)
+        # Resting maker entries: hedge the fills this step's matching made, end timed-out rests.
+        await self.engine.work_makers()
         self._record_quotes(now)
 
     def _record_quotes(self, now_ms: int) -> None:
@@ -232,7 +239,8 @@ class Application:
         with anyio.CancelScope(shield=True):
             pos = await self.engine.open_position(opp, size, reason)
         self.entry_info[pos.position_id] = (opp.spread_hourly, self.clock.now_ms(), opp.notional_usd)
-        if pos.state == PositionState.CLOSED or (pos.state != PositionState.MONITORING and pos.is_flat):
+        if pos.state == PositionState.CLOSED or (
+                pos.state not in (PositionState.MONITORING, PositionState.RESTING) and pos.is_flat):
             self.failed_entries[(opp.symbol, opp.long_venue, opp.short_venue)] = self.clock.now_ms()
         await self._sync_bot_state()
 

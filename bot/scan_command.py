@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.core.clock import iso_utc, parse_iso_utc, utc_now_ms
-from bot.core.domain import MarketSnapshot, Opportunity
+from bot.core.domain import ExecutionMode, MarketSnapshot, Opportunity
 from bot.errors import UserInputError
 from bot.scanner import rank_opportunities
 from bot.settings import Settings
@@ -41,6 +41,7 @@ def run_scan(args: argparse.Namespace, settings: Settings) -> int:
         max_quote_age_ms=max_age_ms,
         limit=limit,
         estimated_slippage_bps=settings.scan.estimated_slippage_bps,
+        execution=ExecutionMode(settings.strategy.execution),
     )
     if args.json:
         print(json.dumps([opportunity_json(o) for o in ranked], indent=2))
@@ -117,7 +118,9 @@ def _text(value: Decimal | None) -> str | None:
 def render_table(ranked: list[Opportunity], source: str, settings: Settings) -> str:
     notional = settings.strategy.notional_usd_per_position
     horizon = settings.strategy.horizon_hours
-    lines = [f"{source}; {notional} USD per leg, horizon {horizon} h; costs = entry+exit fees on both legs + "
+    fees = ("entry+exit taker fees on both legs" if settings.strategy.execution == "taker" else
+            "maker fee on the maker leg's entry, taker fees otherwise (maker_taker)")
+    lines = [f"{source}; {notional} USD per leg, horizon {horizon} h; costs = {fees} + "
              f"slippage + adverse entry basis"]
     if not ranked:
         lines.append("no opportunity: no symbol is quoted fresh on two venues with enough depth")

@@ -70,7 +70,7 @@ class StrategySection(_Section):
     horizon_hours: PositiveDecimal = Decimal("72")
     min_expected_net_usd: Decimal = Field(default=Decimal("1.00"), allow_inf_nan=False)
     max_positions: int = Field(default=3, ge=1, le=500)
-    execution: Literal["taker"] = "taker"
+    execution: Literal["taker", "maker_taker"] = "taker"
     loop_interval_seconds: float = Field(default=60.0, gt=0)
 
 
@@ -110,6 +110,8 @@ class ExecutionSection(_Section):
     repair_attempts: int = Field(default=3, ge=1, le=20)
     repair_widen_bps: PositiveDecimal = Decimal("10")
     hedge_tolerance_lots: int = Field(default=0, ge=0)
+    maker_timeout_seconds: float = Field(default=300.0, gt=0)
+    maker_offset_ticks: int = Field(default=0, ge=0, le=1000)
 
 
 class PaperFaultsSection(_Section):
