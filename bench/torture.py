@@ -172,14 +172,17 @@ def _spawn(db: Path, settings: Path, speed: str, workdir: Path, n: int, duration
 
 
 def run_round(db: Path, settings: Path, speed: str, workdir: Path, n: int, *, kill_after_s: float | None,
-              timeout_s: float = 90.0) -> Round:
-    """One process lifetime: killed after ``kill_after_s`` wall seconds, or run to its own exit."""
+              timeout_s: float = 90.0, after_startup: bool = False) -> Round:
+    """One process lifetime: killed after ``kill_after_s`` wall seconds (counted from its start-up
+    event with ``after_startup``, so a slow start on a loaded machine still leaves trading time),
+    or run to its own exit."""
     seen = len(_startup_rows(db))
     spawned = time.monotonic()
     proc = _spawn(db, settings, speed, workdir, n, None if kill_after_s is not None else "5")
     recovery_ms = reconcile_ms = None
     message = None
-    deadline = spawned + (kill_after_s if kill_after_s is not None else timeout_s)
+    waiting_for_startup = after_startup and kill_after_s is not None
+    deadline = spawned + (timeout_s if waiting_for_startup or kill_after_s is None else kill_after_s)
     while time.monotonic() < deadline and proc.poll() is None:
         if recovery_ms is None:
             rows = _startup_rows(db)
@@ -187,6 +190,8 @@ def run_round(db: Path, settings: Path, speed: str, workdir: Path, n: int, *, ki
                 recovery_ms = (time.monotonic() - spawned) * 1000
                 ts_ms, message = rows[-1]
                 reconcile_ms = _reconcile_ms(ts_ms, message)
+                if waiting_for_startup:
+                    deadline = time.monotonic() + kill_after_s
         time.sleep(POLL_S)
     if kill_after_s is not None:
         if proc.poll() is None:
@@ -209,7 +214,8 @@ def run_round(db: Path, settings: Path, speed: str, workdir: Path, n: int, *, ki
 
 
 def torture(workdir: Path, *, kills: int, seed: int, speed: str = "3600", latency_ms: int = 5,
-            min_delay_s: float = 0.2, max_delay_s: float = 3.0, execution: str = "taker") -> tuple[TortureResult, Path]:
+            min_delay_s: float = 0.2, max_delay_s: float = 3.0, execution: str = "taker",
+            after_startup: bool = False) -> tuple[TortureResult, Path]:
     """Run ``kills`` killed lifetimes and one graceful one on the same files; return the rounds and DB path."""
     workdir.mkdir(parents=True, exist_ok=True)
     db = workdir / "torture.sqlite"
@@ -217,7 +223,8 @@ def torture(workdir: Path, *, kills: int, seed: int, speed: str = "3600", latenc
     result = TortureResult()
     for n in range(kills):
         settings = write_settings(workdir, resume_start_iso(db), latency_ms, execution)
-        result.rounds.append(run_round(db, settings, speed, workdir, n, kill_after_s=rng.uniform(min_delay_s, max_delay_s)))
+        result.rounds.append(run_round(db, settings, speed, workdir, n, kill_after_s=rng.uniform(min_delay_s, max_delay_s),
+                                       after_startup=after_startup))
     settings = write_settings(workdir, resume_start_iso(db), latency_ms, execution)
     result.rounds.append(run_round(db, settings, speed, workdir, kills, kill_after_s=None))
     return result, db

@@ -52,7 +52,10 @@ def test_random_kills_in_maker_taker_mode_leave_no_naked_leg(tmp_path):
     0.5 wall s): kills land while maker orders rest, between a maker fill and its hedge, mid-cancel.
     The graceful run's start-up restores them (``resting`` included), hedges or unwinds every maker
     fill and its shutdown flattens: flat, audited, nothing lost or duplicated."""
-    result, db = torture(tmp_path, kills=5, seed=11, execution="maker_taker", min_delay_s=2.8, max_delay_s=5.0)
+    # Kill delays count from each lifetime's start-up event: a slow start on a loaded machine still
+    # leaves 0.3-2.5 wall s (0.3-2.5 sim hours) of trading, so kills land mid-entry, mid-rest, mid-exit.
+    result, db = torture(tmp_path, kills=5, seed=11, execution="maker_taker", min_delay_s=0.3, max_delay_s=2.5,
+                         after_startup=True)
     summary = summarize(result, db)
     print(f"\nmaker-taker crash torture: {summary}")
     assert summary["graceful_exit_code"] == 0, (tmp_path / "run005.out").read_text()[-3000:]
