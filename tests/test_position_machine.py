@@ -467,7 +467,7 @@ def test_closed_positions_do_not_leak_into_the_shared_machine() -> None:
 
 STEP = D("0.001")
 MAX_COMPLETE_ATTEMPTS = 3
-FAULTABLE = {S.OPENING, S.MONITORING, S.CLOSING, S.RECOVERING}
+FAULTABLE = {S.OPENING, S.RESTING, S.MONITORING, S.CLOSING, S.RECOVERING}
 legs = st.sampled_from(list(LegSide))
 percents = st.integers(min_value=0, max_value=100)  # 0 = rejected / nothing filled
 
@@ -513,6 +513,33 @@ class PositionEngine(RuleBasedStateMachine):
             return
         if self.fsm.state is S.SCANNING:
             self.fsm.begin_open(reason="entry")
+
+    @precondition(lambda self: self.fsm.state is S.SCANNING)
+    @rule()
+    def rest_maker(self) -> None:
+        """Maker-taker entry: the maker leg's post-only order rests (alternative to ``preflight``)."""
+        self.fsm.begin_rest(reason="maker entry")
+        assert self.fsm.state is S.RESTING
+
+    @precondition(lambda self: self.fsm.state is S.RESTING)
+    @rule(percent=st.integers(min_value=0, max_value=100), hedge_percent=st.sampled_from([100, 100, 0, 50]))
+    def maker_fill_and_hedge(self, percent: int, hedge_percent: int) -> None:
+        """A (partial) maker fill on the long leg, then the taker hedge of the difference (maybe short)."""
+        remaining = max(self.fsm.target_size_base - self.fsm.long_filled_base, D(0))
+        self.fsm.apply_leg_delta(LegSide.LONG, portion(remaining, percent))
+        gap = self.fsm.long_filled_base - self.fsm.short_filled_base
+        if gap > 0:
+            self.fsm.apply_leg_delta(LegSide.SHORT, portion(gap, hedge_percent))
+
+    @precondition(lambda self: self.fsm.state is S.RESTING)
+    @rule()
+    def end_rest(self) -> None:
+        hedged, flat = self.fsm.is_hedged, self.fsm.is_flat
+        if hedged and not self.fsm.is_full_and_hedged:
+            self.fsm.accept_hedged_size()
+        self.fsm.legs_settled(reason="maker order terminal")
+        expected = S.MONITORING if hedged else S.CLOSED if flat else S.RECOVERING
+        assert self.fsm.state is expected
 
     @precondition(lambda self: self.fsm.state is S.OPENING)
     @rule(leg=legs, percent=st.sampled_from([0, 100]) | st.integers(min_value=0, max_value=110))
