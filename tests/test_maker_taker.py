@@ -213,3 +213,22 @@ async def test_lost_hedge_answer_is_resolved_by_reconciliation(tmp_path) -> None
     hedged_or_flat(h)
     await h.aclose()
     assert audit_files(h.db_path).problems == {}
+
+
+async def test_a_halt_cancels_a_resting_maker_and_keeps_what_was_hedged(tmp_path) -> None:
+    from risk.trading_state import GateDecision, GateReason, IntentKind
+
+    h = await make_harness(tmp_path, config=MAKER_CONFIG)
+    pos = await h.engine.open_position(opportunity("DDD"), D("1.0"), "test")
+    h.books.set(thin_asks("alpha", "DDD", "99.98", "0.4"), "alpha", "DDD")
+    await step(h)
+    assert pos.state == PositionState.RESTING.value and pos.long_filled_base == pos.short_filled_base == D("0.4")
+    # A breaker halts entries; hedges (repairs) still pass.
+    h.engine._gate = lambda intent: GateDecision(intent.kind is not IntentKind.OPEN, GateReason.HALTED_DENIES)
+    h.books.set(thin_asks("alpha", "DDD", "99.97", "0.2", T0_MS + 1), "alpha", "DDD")
+    await step(h)  # the fill that raced the halt is hedged, then the rest is cancelled
+    assert pos.state == PositionState.MONITORING.value and pos.target_size_base == D("0.6")
+    assert h.executor._resting.get(("alpha", "DDD"), {}) == {}
+    hedged_or_flat(h)
+    await h.aclose()
+    assert audit_files(h.db_path).problems == {}

@@ -48,6 +48,7 @@ from bot.core.domain import (
 from bot.core.maker_taker import choose_maker_leg, maker_limit_price
 from bot.engine.core import UNKNOWN_STATUS, EngineCore, MakerWork
 from machines.position import PositionFsm, PositionState
+from risk.trading_state import IntentKind, OrderIntent
 from storage import client_order_id
 
 _TERMINAL = {s.value for s in OrderStatus if s.is_terminal}
@@ -128,7 +129,10 @@ class MakerTakerMixin(EngineCore):
         short = await self._hedge_maker_fills(pos, work)
         status = self.orders[work.client_order_id].status
         timed_out = self.clock.now_ms() - work.started_ts_ms >= self.config.maker_timeout_s * 1000
-        if not (finish or short or timed_out or status in _TERMINAL):
+        # A resting maker order is an entry still in progress: once the trading state no longer
+        # allows entries (REDUCING, HALTED, shutting down), its rest is cancelled.
+        entries_denied = not self._gate(OrderIntent(kind=IntentKind.OPEN, reduces_exposure=False)).allowed
+        if not (finish or short or timed_out or entries_denied or status in _TERMINAL):
             return
         if status not in _TERMINAL:
             if not await self._cancel_maker(pos, work):
