@@ -12,13 +12,20 @@ cancelled; committed writes stay, memory is lost) and a new engine is restored f
 After a final reconcile + flatten pass: no exposure on any venue, every position closed, and the
 two SQLite files pass the audit (no duplicate or unintended orders, no over-fills, each closed
 position's own fills net to zero on each venue). The unhedged windows are printed, not asserted.
+
+The maker-taker variant runs the same faults, crashes and racing reconciler with maker-taker entries:
+between entries and settling, market steps trade through the resting maker orders by random sizes
+(none, partial, full), the venues match and the engine hedges; after every settling pass no symbol may
+be naked across venues, and the end state is flat, closed and audited.
 """
 
 from __future__ import annotations
 
 import random
+import sqlite3
 import time
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from decimal import Decimal as D
 
 import anyio
@@ -37,9 +44,9 @@ from engine_harness import (
     venue_exposure,
 )
 from bot.core.domain import BookLevel, LegSide, OrderBook
-from dataclasses import replace
 from machines.position import PositionState
 from paper.fault_injection import FaultPlan
+from paper.venue_store import venue_store_path_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -151,7 +158,7 @@ async def market_moves(h, rng: random.Random) -> None:
             size = D(rng.randint(1, 15)) / 10
             h.books.set(traded_through(work.venue, pos.symbol, work.leg, size, h.clock.now_ms()), work.venue, pos.symbol)
             moved.append((work.venue, pos.symbol))
-        h.executor.inner.match_resting() if hasattr(h.executor, "inner") else h.executor.match_resting()
+        h.executor.match_resting()
         for venue, symbol in moved:
             h.books.set(DeepBooks().book(venue, symbol), venue, symbol)
         await h.engine.work_makers()
@@ -232,8 +239,6 @@ async def run_seed(tmp_path, seed: int, cycles: int, *, maker: bool = False) -> 
     orders_sent += h.engine.metrics.orders_sent
     await h.aclose()
     audit = audit_files(h.db_path)
-    import sqlite3
-    from paper.venue_store import venue_store_path_for
     with sqlite3.connect(venue_store_path_for(h.db_path)) as ven:
         maker_fills = ven.execute("SELECT COUNT(*) FROM venue_fills WHERE liquidity = 'maker'").fetchone()[0]
     return {"remaining": remaining, "maker_fills": maker_fills, "states": states, "audit": audit, "windows": windows,

@@ -10,7 +10,16 @@ from decimal import Decimal as D
 
 import pytest
 
-from bot.core.domain import BookLevel, ExecutionMode, FeeSchedule, LegSide, Liquidity, OrderBook, OrderStatus
+from bot.core.domain import (
+    BookLevel,
+    ExecutionMode,
+    FeeSchedule,
+    LegSide,
+    Liquidity,
+    OrderBook,
+    OrderSide,
+    OrderStatus,
+)
 from bot.core.maker_taker import choose_maker_leg, leg_fee_rates, maker_limit_price, round_trip_rate_floor
 from engine_harness import (
     MAKER_CONFIG,
@@ -23,6 +32,7 @@ from engine_harness import (
     venue_exposure,
 )
 from machines.position import PositionState
+from risk.trading_state import GateDecision, GateReason, IntentKind
 
 pytestmark = pytest.mark.anyio
 
@@ -65,7 +75,6 @@ def test_maker_leg_is_the_larger_saving_and_long_on_a_tie() -> None:
 
 def test_maker_price_joins_our_touch_and_backs_off_by_ticks() -> None:
     book = OrderBook("a", "X", bids=(BookLevel(D("99.99"), D(1)),), asks=(BookLevel(D("100.01"), D(1)),), ts_ms=0)
-    from bot.core.domain import OrderSide
     assert maker_limit_price(book, OrderSide.BUY, tick_size=D("0.01")) == D("99.99")
     assert maker_limit_price(book, OrderSide.SELL, tick_size=D("0.01"), offset_ticks=2) == D("100.03")
     assert maker_limit_price(None, OrderSide.BUY, tick_size=D("0.01")) is None
@@ -216,8 +225,6 @@ async def test_lost_hedge_answer_is_resolved_by_reconciliation(tmp_path) -> None
 
 
 async def test_a_halt_cancels_a_resting_maker_and_keeps_what_was_hedged(tmp_path) -> None:
-    from risk.trading_state import GateDecision, GateReason, IntentKind
-
     h = await make_harness(tmp_path, config=MAKER_CONFIG)
     pos = await h.engine.open_position(opportunity("DDD"), D("1.0"), "test")
     h.books.set(thin_asks("alpha", "DDD", "99.98", "0.4"), "alpha", "DDD")
