@@ -16,7 +16,7 @@ import anyio
 from loguru import logger
 
 from bot.core.clock import iso_utc
-from bot.core.domain import ZERO, MarketSnapshot, Opportunity
+from bot.core.domain import ZERO, ExecutionMode, MarketSnapshot, Opportunity
 from bot.core.ports import Clock, Executor, MarketFeed
 from bot.engine import EngineConfig, TradingEngine
 from bot.forecast import SpreadForecaster
@@ -91,6 +91,9 @@ class Application:
                 max_slippage_bps=settings.risk.max_slippage_bps,
                 hedge_tolerance_lots=ex.hedge_tolerance_lots,
                 orphan_policy=settings.reconcile.orphan_policy,
+                execution=ExecutionMode(settings.strategy.execution),
+                maker_timeout_s=ex.maker_timeout_seconds,
+                maker_offset_ticks=ex.maker_offset_ticks,
             ),
             book=self.market.book,
             instrument=self.market.instrument,
@@ -98,6 +101,7 @@ class Application:
             on_unhedged_window=self._on_unhedged_window,
             on_venue_result=self._on_venue_result,
             known_venues=self.market.venues(),
+            fees=self.market.fee_schedules().get,
         )
         await self._load_forecast_history()
         await self.bot_transition("recover", "start-up reconciliation")
@@ -156,6 +160,8 @@ class Application:
         payments = await self.executor.advance(self.market.advance_to(now))
         if payments:
             await self.engine.record_funding(payments)
+        # Resting maker entries: hedge the fills this step's matching made, end timed-out rests.
+        await self.engine.work_makers()
         self._record_quotes(now)
 
     def _record_quotes(self, now_ms: int) -> None:
@@ -217,7 +223,8 @@ class Application:
         with anyio.CancelScope(shield=True):
             pos = await self.engine.open_position(opp, size, reason)
         self.entry_info[pos.position_id] = (opp.spread_hourly, self.clock.now_ms(), opp.notional_usd)
-        if pos.state == PositionState.CLOSED or (pos.state != PositionState.MONITORING and pos.is_flat):
+        if pos.state == PositionState.CLOSED or (
+                pos.state not in (PositionState.MONITORING, PositionState.RESTING) and pos.is_flat):
             self.failed_entries[(opp.symbol, opp.long_venue, opp.short_venue)] = self.clock.now_ms()
         await self._sync_bot_state()
 

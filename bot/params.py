@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from bot.core.domain import ExecutionMode
 from bot.forecast import ForecastParams
 from bot.settings import Settings
 from bot.strategy import StrategyParams
@@ -23,6 +24,7 @@ def strategy_params(settings: Settings) -> StrategyParams:
         horizon_hours=strat.horizon_hours,
         max_quote_age_ms=int(settings.market.max_quote_age_seconds * 1000),
         estimated_slippage_bps=settings.scan.estimated_slippage_bps,
+        execution=ExecutionMode(strat.execution),
         entry=EntryLimits(
             min_expected_net_usd=strat.min_expected_net_usd,
             max_breakeven_hours=risk.max_breakeven_hours,

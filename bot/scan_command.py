@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.core.clock import iso_utc, parse_iso_utc, utc_now_ms
-from bot.core.domain import MarketSnapshot, Opportunity
+from bot.core.domain import ExecutionMode, MarketSnapshot, Opportunity
 from bot.errors import UserInputError
 from bot.params import position_notional_usd
 from bot.scanner import rank_opportunities
@@ -44,6 +44,7 @@ def run_scan(args: argparse.Namespace, settings: Settings) -> int:
         max_quote_age_ms=max_age_ms,
         limit=limit,
         estimated_slippage_bps=settings.scan.estimated_slippage_bps,
+        execution=ExecutionMode(settings.strategy.execution),
     )
     contracts = {key: inst.venue_symbol for key, inst in snapshot.instruments.items()}
     if args.json:
@@ -150,7 +151,9 @@ def render_table(ranked: list[Opportunity], source: str, settings: Settings,
     notional = position_notional_usd(settings)
     horizon = settings.strategy.horizon_hours
     mode = settings.forecast.mode
-    lines = [f"{source}; {notional} USD per leg, horizon {horizon} h; costs = entry+exit fees on both legs + "
+    fees = ("entry+exit taker fees on both legs" if settings.strategy.execution == "taker" else
+            "maker fee on the maker leg's entry, taker fees otherwise (maker_taker)")
+    lines = [f"{source}; {notional} USD per leg, horizon {horizon} h; costs = {fees} + "
              f"slippage + adverse entry basis",
              "ranked by net = forecast spread x horizon x notional - costs; now/h = the spread paid today, "
              + ("forecast/h = its expected average over the horizon (spreads revert; see README 'Spread forecast')"

@@ -75,7 +75,7 @@ class StrategySection(_Section):
     max_positions: int = Field(default=6, ge=1, le=500)
     capital_usd_per_venue: PositiveDecimal = Decimal("10000")
     max_capital_share_per_position: Annotated[Decimal, Field(gt=0, le=1, allow_inf_nan=False)] = Decimal("0.1")
-    execution: Literal["taker"] = "taker"
+    execution: Literal["taker", "maker_taker"] = "taker"
     loop_interval_seconds: float = Field(default=60.0, gt=0)
 
 
@@ -116,6 +116,8 @@ class ExecutionSection(_Section):
     repair_attempts: int = Field(default=3, ge=1, le=20)
     repair_widen_bps: PositiveDecimal = Decimal("10")
     hedge_tolerance_lots: int = Field(default=0, ge=0)
+    maker_timeout_seconds: float = Field(default=300.0, gt=0)
+    maker_offset_ticks: int = Field(default=0, ge=0, le=1000)
 
 
 class PaperFaultsSection(_Section):

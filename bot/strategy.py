@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from bot.core.domain import ZERO, BPS, Liquidity, MarketSnapshot, Opportunity, OrderSide
+from bot.core.domain import ZERO, BPS, ExecutionMode, Liquidity, MarketSnapshot, Opportunity, OrderSide
 from bot.core.funding_math import fee_usd, slippage_usd
 from bot.scanner import rank_opportunities
 from risk.entry_gates import EntryContext, EntryDecision, EntryLimits, ExposureSummary, evaluate_entry
@@ -45,6 +45,7 @@ class StrategyParams:
     estimated_slippage_bps: Decimal
     entry: EntryLimits
     exit: ExitLimits
+    execution: ExecutionMode = ExecutionMode.TAKER  # entries cost at the fees this mode pays
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +147,7 @@ def rank_candidates(snapshot: MarketSnapshot, params: StrategyParams, *, candida
         max_quote_age_ms=params.max_quote_age_ms,
         limit=candidates,
         estimated_slippage_bps=params.estimated_slippage_bps,
+        execution=params.execution,
     )
 
 
@@ -177,6 +179,7 @@ def best_opportunity(snapshot: MarketSnapshot, params: StrategyParams) -> Opport
         max_quote_age_ms=params.max_quote_age_ms,
         limit=1,
         estimated_slippage_bps=params.estimated_slippage_bps,
+        execution=params.execution,
     )
     return ranked[0] if ranked else None
 

@@ -74,6 +74,18 @@ class Liquidity(str, Enum):
     TAKER = "taker"
 
 
+class ExecutionMode(str, Enum):
+    """How entry legs execute (settings ``strategy.execution``).
+
+    ``TAKER``: both legs as IOC limit orders, sent concurrently. ``MAKER_TAKER``: one leg rests as a
+    post-only maker order; each of its fills is hedged at once by an IOC taker order on the other
+    leg. Exits are taker-taker in both modes.
+    """
+
+    TAKER = "taker"
+    MAKER_TAKER = "maker_taker"
+
+
 @dataclass(frozen=True, slots=True)
 class FeeSchedule:
     """A venue's base-tier fees in basis points of notional (negative = rebate)."""
@@ -236,6 +248,8 @@ class OrderRequest:
     limit_price: Decimal | None = None
     time_in_force: TimeInForce = TimeInForce.IOC
     reduce_only: bool = False
+    # Post-only (GTC limits only): the venue rejects the order rather than let it take liquidity.
+    post_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)

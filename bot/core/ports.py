@@ -46,7 +46,12 @@ class Executor(Protocol):
     """
 
     async def place_order(self, request: OrderRequest) -> OrderReport:
-        """Submit an order and return the venue's report once the venue has answered."""
+        """Submit an order and return the venue's report once the venue has answered.
+
+        ``request.post_only`` (GTC limits only): the order must never take liquidity; one that would
+        cross raises ``OrderRejected`` whose reason starts with ``post_only``. A resting post-only
+        order answers NEW and its later fills are read with ``get_order`` (maker-taker entries).
+        """
         ...
 
     async def cancel_order(self, venue: str, client_order_id: str) -> OrderReport | None:

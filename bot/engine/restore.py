@@ -17,6 +17,7 @@ from bot.core.domain import (
 from bot.engine.core import (
     UNKNOWN_STATUS,
     EngineCore,
+    MakerWork,
     OrderMeta,
 )
 from machines.position import PositionFsm, PositionState
@@ -121,4 +122,9 @@ class RestoreMixin(EngineCore):
                 )
                 key = (pos.position_id, order.purpose.value, order.leg)
                 self._attempts[key] = max(self._attempts.get(key, -1), order.attempt)
+                if pos.state == PositionState.RESTING.value and order.request.post_only and order.leg is not None:
+                    # The maker entry order: reconciliation applies what it missed, ``_resume``
+                    # goes on hedging its fills and cancels its rest at the timeout.
+                    self._makers[pos.position_id] = MakerWork(order.client_order_id, order.leg,
+                                                              order.request.venue, order.created_at_ts_ms)
         return len(rows)
