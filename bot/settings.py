@@ -138,6 +138,44 @@ class ReconcileSection(_Section):
 
 class ShutdownSection(_Section):
     deadline_seconds: float = Field(default=30.0, gt=0, le=600)
+    on_signal: Literal["flatten", "keep"] = "flatten"
+
+
+_LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+class WebSection(_Section):
+    """``[web]``: the dashboard, JSON API and /metrics (token from FUNDING_ARB_WEB_TOKEN)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    allow_remote: bool = False
+    max_events: int = Field(default=200, ge=1, le=10_000)
+
+    @field_validator("host")
+    @classmethod
+    def _host_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError('expected a host name or address such as "127.0.0.1"')
+        return value
+
+    def model_post_init(self, _context: object) -> None:
+        if self.host not in _LOOPBACK_HOSTS and not self.allow_remote:
+            raise ValueError(
+                f"host {self.host!r} is not loopback: keep 127.0.0.1 behind a reverse proxy, "
+                "or set web.allow_remote = true to listen on other interfaces")
+
+
+class NotifySection(_Section):
+    """``[notify]``: apprise notification URLs (secrets as ${ENV_VAR} placeholders) and limits."""
+
+    urls: list[str] = Field(default_factory=list)
+    max_per_minute: int = Field(default=20, ge=1, le=10_000)
+    dedupe_seconds: float = Field(default=600.0, ge=0)
+    queue_size: int = Field(default=100, ge=1, le=100_000)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    daily_summary: bool = True
 
 
 class ScanSection(_Section):
@@ -183,6 +221,8 @@ class Settings(_Section):
     paper: PaperSection = PaperSection()
     reconcile: ReconcileSection = ReconcileSection()
     shutdown: ShutdownSection = ShutdownSection()
+    web: WebSection = WebSection()
+    notify: NotifySection = NotifySection()
     scan: ScanSection = ScanSection()
     live: LiveSection = LiveSection()
     venues: dict[str, VenueSection] = Field(default_factory=dict)
