@@ -31,7 +31,8 @@ NOTIFY_URLS_ENV = "FUNDING_ARB_NOTIFY_URLS"
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 MAX_ABANDONED_SENDS = 8  # sends still hanging on worker threads before the notifier stops trying
 
-URGENT_KINDS = frozenset({"shutdown", "loop_failure", "not_flat", "flatten_failed"})
+URGENT_KINDS = frozenset({"shutdown", "loop_failure", "not_flat", "flatten_failed", "halt"})
+_GLOBAL_BREAKERS = frozenset({"manual", "drawdown", "unhedged"})
 _ALERT_EVENTS = {
     "not_flat": "not_flat",
     "flatten_incomplete": "flatten_failed",
@@ -52,6 +53,7 @@ class Notice:
     body: str
     key: str
     severity: str = "info"  # info | success | warning | failure (apprise's notify types)
+    urgent: bool = False  # skips the rate limit (never the de-duplication)
 
 
 Describe = Callable[[str], str]
@@ -103,7 +105,7 @@ def _event_notice(e: Mapping[str, Any]) -> Notice | None:
         name = details.get("breaker", "?")
         opened = kind == "breaker_opened"
         return Notice("breaker", f"Breaker {name} {'opened' if opened else 'closed'}", message,
-                      f"{kind}:{name}", "warning" if opened else "info")
+                      f"{kind}:{name}", "warning" if opened else "info", urgent=name in _GLOBAL_BREAKERS)
     if kind == "task_failed":
         return Notice("loop_failure", "Loop failure", message, f"task_failed:{message.split(' loop')[0]}", "failure")
     if kind in _ALERT_EVENTS:
@@ -154,7 +156,8 @@ class SendPolicy:
             return "duplicate"
         while self._recent and now - self._recent[0] >= 60:
             self._recent.popleft()
-        if notice.kind not in URGENT_KINDS and len(self._recent) >= self.max_per_minute:
+        urgent = notice.urgent or notice.kind in URGENT_KINDS
+        if not urgent and len(self._recent) >= self.max_per_minute:
             return "rate_limited"
         self._recent.append(now)
         self._last_by_key[notice.key] = now
