@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, TextIO
 import anyio
 from loguru import logger
 
-from bot.core.clock import iso_utc
 from bot.core.domain import ZERO, MarketSnapshot, Opportunity
 from bot.engine import EngineConfig, TradingEngine
 from bot.logging_setup import log_event

@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from bot.errors import UserInputError
 
@@ -148,23 +148,21 @@ class WebSection(_Section):
     """``[web]``: the dashboard, JSON API and /metrics (token from FUNDING_ARB_WEB_TOKEN)."""
 
     enabled: bool = False
+    allow_remote: bool = False
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
-    allow_remote: bool = False
     max_events: int = Field(default=200, ge=1, le=10_000)
 
     @field_validator("host")
     @classmethod
-    def _host_not_empty(cls, value: str) -> str:
+    def _loopback_unless_allowed(cls, value: str, info: ValidationInfo) -> str:
         if not value.strip():
             raise ValueError('expected a host name or address such as "127.0.0.1"')
-        return value
-
-    def model_post_init(self, _context: object) -> None:
-        if self.host not in _LOOPBACK_HOSTS and not self.allow_remote:
+        if value not in _LOOPBACK_HOSTS and not info.data.get("allow_remote", False):
             raise ValueError(
-                f"host {self.host!r} is not loopback: keep 127.0.0.1 behind a reverse proxy, "
+                f"{value!r} is not loopback: keep 127.0.0.1 behind a TLS reverse proxy, "
                 "or set web.allow_remote = true to listen on other interfaces")
+        return value
 
 
 class NotifySection(_Section):

@@ -12,7 +12,6 @@ entry, a breaker opening and the shutdown result.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal

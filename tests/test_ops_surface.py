@@ -5,7 +5,6 @@ breaker notifications, and the supervisor's restart policy for operator tasks.""
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 from typing import Any
 

@@ -29,7 +29,8 @@ from bot.errors import UserInputError
 
 NOTIFY_URLS_ENV = "FUNDING_ARB_NOTIFY_URLS"
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-MAX_ABANDONED_SENDS = 8  # sends still hanging on worker threads before the notifier stops trying
+MAX_ABANDONED_SENDS = 8
+DROP_LOG_INTERVAL_S = 10.0  # sends still hanging on worker threads before the notifier stops trying
 
 URGENT_KINDS = frozenset({"shutdown", "loop_failure", "not_flat", "flatten_failed", "halt"})
 _GLOBAL_BREAKERS = frozenset({"manual", "drawdown", "unhedged"})
@@ -201,6 +202,8 @@ class Notifier:
         self._tx, self._rx = anyio.create_memory_object_stream[Notice](queue_size)
         self._limiter = anyio.CapacityLimiter(1)
         self._abandoned = 0
+        self._drops_unlogged = 0
+        self._last_drop_log_s = float("-inf")
         self._lock = threading.Lock()
         self._idle = anyio.Event()
         self._idle.set()
@@ -224,8 +227,19 @@ class Notifier:
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 why = "closed"
         self._note(f"dropped_{why}")
-        logger.bind(kind="notify_dropped").info(f"notification {notice.kind} dropped: {why}")
+        self._log_drop(notice, why)
         return False
+
+    def _log_drop(self, notice: Notice, why: str) -> None:
+        """At most one log line per DROP_LOG_INTERVAL_S (a flood of drops must stay cheap)."""
+        self._drops_unlogged += 1
+        now = time.monotonic()
+        if now - self._last_drop_log_s >= DROP_LOG_INTERVAL_S:
+            logger.bind(kind="notify_dropped").info(
+                f"{self._drops_unlogged} notification(s) dropped since the last report "
+                f"(latest: {notice.kind}, {why}); totals {self.outcomes}")
+            self._drops_unlogged = 0
+            self._last_drop_log_s = now
 
     async def run(self) -> None:
         """Deliver queued notices one at a time until the queue is closed by ``close``."""

@@ -9,7 +9,6 @@ Routes (all need the token, see ``bot.web.auth``; the README has the table):
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib import resources
