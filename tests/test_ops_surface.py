@@ -191,3 +191,32 @@ async def test_a_crashing_operator_task_is_restarted_then_turned_off_without_sto
     await supervisor._supervised("web", always, critical=False)
     assert [k for k, _ in app.events][-1] == "task_off"
     assert supervisor._stop_request is None  # trading goes on
+
+
+@pytest.mark.anyio
+async def test_a_daily_summary_is_sent_when_the_clock_passes_midnight(tmp_path: Path) -> None:
+    with WebhookReceiver() as receiver:
+        app, clock, surface = await _make(tmp_path, _settings(receiver.url))
+        try:
+            await run_minutes(app, clock, 130)
+            async with anyio.create_task_group() as tg:
+                for name, loop in surface.tasks():
+                    tg.start_soon(loop, name=name)
+                await anyio.sleep(1.2)  # the loop has read today's date
+                clock.advance(24 * 3600)
+                await anyio.to_thread.run_sync(lambda: receiver.wait_for(
+                    lambda msgs: any("Daily summary" in m.get("title", "") for m in msgs), 10))
+                tg.cancel_scope.cancel()
+        finally:
+            await surface.drain()
+            await app.close()
+    summary = [m for m in receiver.messages() if "Daily summary" in m.get("title", "")]
+    assert len(summary) == 1
+    assert summary[0]["title"] == "funding-arb: Daily summary 2026-03-01"
+    assert " open, " in summary[0]["message"] and "funding $" in summary[0]["message"]
+
+
+def test_with_web_and_notifications_off_no_operator_task_runs() -> None:
+    surface = OperatorSurface(Settings(), env={})
+    surface.tail = object()  # type: ignore[assignment] - attached, as after attach()
+    assert surface.tasks() == []

@@ -79,6 +79,8 @@ class OperatorSurface:
     def tasks(self) -> list[Task]:
         """(name, loop) pairs for the supervisor."""
         assert self.tail is not None
+        if self.notifier is None and not self.settings.web.enabled:
+            return []  # nobody would read the journal or the metrics
         tasks: list[Task] = [("journal", self.tail.run), ("loop_lag", self.metrics.loop_lag_sampler)]
         if self.notifier is not None:
             tasks += [("notifier", self.notifier.run), ("notices", self._notice_loop)]
