@@ -82,6 +82,9 @@ async def test_web_api_answers_records_controls_and_survives_a_failing_request(t
                 async with http.get(url + "api/status", headers=auth) as r:
                     assert r.status == 200  # the server kept serving
 
+                async with http.post(url + "api/halt", headers=auth, data="[1]") as r:
+                    assert r.status == 400  # not a JSON object: answered, nothing recorded
+                assert await app.store.get_kv(CONTROL_HALT_KEY) is None
                 async with http.post(url + "api/halt", headers=auth, json={"reason": "maintenance"}) as r:
                     assert r.status == 202
                 assert await app.store.get_kv(CONTROL_HALT_KEY) == "manual: maintenance"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
 import threading
 import time
@@ -301,6 +300,3 @@ class Notifier:
             return True
         return False
 
-
-def environment() -> Mapping[str, str]:
-    return os.environ

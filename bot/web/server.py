@@ -47,7 +47,6 @@ class WebContext:
     bus: Bus
     metrics: Metrics
     token: str
-    secure_cookie: bool = False
     stopping: anyio.Event = field(default_factory=anyio.Event)
 
 
@@ -74,7 +73,8 @@ async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
         ctx.metrics.web_requests.labels("401").inc()
         return unauthorized()
     if how == "query":
-        return login_redirect(ctx.token, ctx.secure_cookie)
+        secure = request.secure or request.headers.get("X-Forwarded-Proto", "") == "https"
+        return login_redirect(ctx.token, secure)
     try:
         response = await handler(request)
     except web.HTTPException as exc:
@@ -163,8 +163,10 @@ async def control(request: web.Request) -> web.Response:
     try:
         body = await request.json() if request.can_read_body else {}
     except json.JSONDecodeError:
-        return _json({"error": "body must be JSON, e.g. {\"reason\": \"maintenance\"}"}, status=400)
-    reason = str((body or {}).get("reason") or f"manual {command} (web)").strip()[:MAX_REASON_CHARS]
+        body = None
+    if not isinstance(body, dict):
+        return _json({"error": "body must be a JSON object, e.g. {\"reason\": \"maintenance\"}"}, status=400)
+    reason = str(body.get("reason") or f"manual {command} (web)").strip()[:MAX_REASON_CHARS]
     message = await ctx.reader.call(lambda s: write_control(s, command, reason, utc_now_ms(), source="web"))
     return _json({"accepted": True, "command": command, "reason": reason, "message": message}, status=202)
 
@@ -188,12 +190,15 @@ async def stream(request: web.Request) -> web.StreamResponse:
 
     with ctx.bus.subscribe(256) as sub:
         next_status = 0.0
-        while not ctx.stopping.is_set():
-            if anyio.current_time() >= next_status:
-                await send("status", views.status_view(ctx.app))
-                next_status = anyio.current_time() + STREAM_STATUS_INTERVAL_S
-            with anyio.move_on_after(max(0.0, next_status - anyio.current_time())):
-                await send("journal", await sub.receive.receive())
+        try:
+            while not ctx.stopping.is_set():
+                if anyio.current_time() >= next_status:
+                    await send("status", views.status_view(ctx.app))
+                    next_status = anyio.current_time() + STREAM_STATUS_INTERVAL_S
+                with anyio.move_on_after(max(0.0, next_status - anyio.current_time())):
+                    await send("journal", await sub.receive.receive())
+        except ConnectionError:  # the browser went away: nothing to answer
+            logger.bind(kind="web_stream_closed").debug("live stream closed by the client")
     return response
 
 
