@@ -20,7 +20,8 @@ from bot.errors import UserInputError
 from bot.scanner import rank_opportunities
 from bot.settings import Settings
 
-REPLAY_MAX_QUOTE_AGE_MS = 9 * 3_600_000  # an 8h venue's last settlement is up to 8h old
+# A pair whose costs take longer than this to earn back has a spread that is zero within noise.
+NEVER_BREAKEVEN_HOURS = Decimal(87_600)
 JSON_KEYS = ("symbol", "long_venue", "short_venue", "long_rate", "long_interval_hours", "short_rate",
              "short_interval_hours", "spread_hourly", "apr", "costs", "expected_net", "breakeven_hours")
 
@@ -28,7 +29,7 @@ JSON_KEYS = ("symbol", "long_venue", "short_venue", "long_rate", "long_interval_
 def run_scan(args: argparse.Namespace, settings: Settings) -> int:
     limit = args.limit if args.limit is not None else settings.scan.limit
     if args.replay is not None:
-        snapshot, max_age_ms, source = _replay_snapshot(args)
+        snapshot, max_age_ms, source = _replay_snapshot(args, settings)
     else:
         if args.at is not None:
             raise UserInputError("--at needs --replay DIR (the simulated market is always ranked at its own now)")
@@ -42,10 +43,11 @@ def run_scan(args: argparse.Namespace, settings: Settings) -> int:
         limit=limit,
         estimated_slippage_bps=settings.scan.estimated_slippage_bps,
     )
+    contracts = {key: inst.venue_symbol for key, inst in snapshot.instruments.items()}
     if args.json:
-        print(json.dumps([opportunity_json(o) for o in ranked], indent=2))
+        print(json.dumps([opportunity_json(o, contracts) for o in ranked], indent=2))
     else:
-        print(render_table(ranked, source, settings))
+        print(render_table(ranked, source, settings, contracts))
     return 0
 
 
@@ -66,8 +68,9 @@ def _sim_snapshot(settings: Settings, seed: int) -> tuple[MarketSnapshot, int, s
     return take_snapshot(market, market.now_ts_ms), max_age_ms, source
 
 
-def _replay_snapshot(args: argparse.Namespace) -> tuple[MarketSnapshot, int, str]:
-    from bot.core.history import HistoryFormatError, load_funding_history
+def _replay_snapshot(args: argparse.Namespace, settings: Settings) -> tuple[MarketSnapshot, int, str]:
+    """The history as it stood at ``--at``, through the same replay the backtest uses."""
+    from bot.backtest.command import load_history_or_exit, replay_market
 
     if args.at is None:
         raise UserInputError("--replay needs --at ISO_TIME, e.g. --at 2026-03-01T00:00:00Z")
@@ -78,25 +81,32 @@ def _replay_snapshot(args: argparse.Namespace) -> tuple[MarketSnapshot, int, str
     directory = Path(args.replay)
     if not directory.exists():
         raise UserInputError(f"--replay: no such file or directory: {directory}")
-    try:
-        history = load_funding_history(directory)
-    except HistoryFormatError as exc:
-        raise UserInputError(f"--replay: {exc}") from None
-    except (OSError, ValueError) as exc:
-        raise UserInputError(f"--replay: cannot read funding history from {directory}: {exc}") from None
-    if not history.start_ts_ms <= at_ms <= history.end_ts_ms + REPLAY_MAX_QUOTE_AGE_MS:
+    history, prices = load_history_or_exit(directory, "--replay")
+    market = replay_market(history, prices, settings)
+    if not market.start_ts_ms <= at_ms <= market.end_ts_ms + 24 * 3_600_000:
         raise UserInputError(f"--at {args.at} is outside the history in {directory} "
-                             f"({iso_utc(history.start_ts_ms)} .. {iso_utc(history.end_ts_ms)})")
-    snapshot = history.snapshot_at(at_ms, max_age_ms=REPLAY_MAX_QUOTE_AGE_MS)
+                             f"({iso_utc(market.start_ts_ms)} .. {iso_utc(market.end_ts_ms)})")
+    market.advance_to(at_ms)
+    snapshot = MarketSnapshot(
+        now_ts_ms=at_ms,
+        quotes={(q.venue, q.symbol): q for q in market.quotes()},
+        instruments={(i.venue, i.symbol): i for i in market.instruments()},
+        fees=market.fee_schedules(),
+    )
     source = (f"funding history {directory} as of {iso_utc(at_ms)} "
-              f"(no books: slippage estimated, prices are recorded marks)")
-    return snapshot, REPLAY_MAX_QUOTE_AGE_MS, source
+              f"(no books: slippage estimated; prices are each venue's own recorded marks, and no basis "
+              f"is charged against a venue without its own mark)")
+    return snapshot, int(settings.market.max_quote_age_seconds * 1000), source
 
 
-def opportunity_json(opp: Opportunity) -> dict[str, Any]:
-    """The documented JSON keys (Decimals as strings), plus the cost breakdown."""
+def opportunity_json(opp: Opportunity, contracts: dict[tuple[str, str], str] | None = None) -> dict[str, Any]:
+    """The documented JSON keys (Decimals as strings), plus the cost breakdown and each leg's contract."""
     row: dict[str, Any] = {key: _text(getattr(opp, key)) for key in JSON_KEYS}
+    row["breakeven_hours"] = _text(breakeven_or_never(opp.breakeven_hours))
+    contracts = contracts or {}
     row.update({
+        "long_contract": contracts.get((opp.long_venue, opp.symbol)),
+        "short_contract": contracts.get((opp.short_venue, opp.symbol)),
         "notional_usd": _text(opp.notional_usd),
         "size_base": _text(opp.size_base),
         "horizon_hours": _text(opp.horizon_hours),
@@ -110,11 +120,17 @@ def opportunity_json(opp: Opportunity) -> dict[str, Any]:
     return row
 
 
+def breakeven_or_never(hours: Decimal | None) -> Decimal | None:
+    """None ("never") when the pair never breaks even or only after more than ten years."""
+    return None if hours is None or hours > NEVER_BREAKEVEN_HOURS else hours
+
+
 def _text(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
 
-def render_table(ranked: list[Opportunity], source: str, settings: Settings) -> str:
+def render_table(ranked: list[Opportunity], source: str, settings: Settings,
+                 contracts: dict[tuple[str, str], str] | None = None) -> str:
     notional = settings.strategy.notional_usd_per_position
     horizon = settings.strategy.horizon_hours
     lines = [f"{source}; {notional} USD per leg, horizon {horizon} h; costs = entry+exit fees on both legs + "
@@ -122,15 +138,19 @@ def render_table(ranked: list[Opportunity], source: str, settings: Settings) -> 
     if not ranked:
         lines.append("no opportunity: no symbol is quoted fresh on two venues with enough depth")
         return "\n".join(lines)
+    contracts = contracts or {}
     header = ("#", "symbol", "long", "long rate", "short", "short rate", "spread/h", "APR",
               "costs $", "net $", "breakeven h")
     rows = []
     for i, o in enumerate(ranked, 1):
         rows.append((
-            str(i), o.symbol, o.long_venue, f"{o.long_rate * 100:.4f}%/{o.long_interval_hours}h",
-            o.short_venue, f"{o.short_rate * 100:.4f}%/{o.short_interval_hours}h",
+            str(i), o.symbol, _leg(o.long_venue, contracts.get((o.long_venue, o.symbol))),
+            f"{o.long_rate * 100:.4f}%/{o.long_interval_hours}h",
+            _leg(o.short_venue, contracts.get((o.short_venue, o.symbol))),
+            f"{o.short_rate * 100:.4f}%/{o.short_interval_hours}h",
             f"{o.spread_hourly * 100:.5f}%", f"{o.apr * 100:.2f}%", f"{o.costs:.2f}",
-            f"{o.expected_net:.2f}", "never" if o.breakeven_hours is None else f"{o.breakeven_hours:.1f}",
+            f"{o.expected_net:.2f}",
+            "never" if breakeven_or_never(o.breakeven_hours) is None else f"{o.breakeven_hours:.1f}",
         ))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths)))
@@ -140,3 +160,7 @@ def render_table(ranked: list[Opportunity], source: str, settings: Settings) -> 
         lines.append(f"costs are ESTIMATED (no order books in history): slippage "
                      f"{settings.scan.estimated_slippage_bps} bps per leg per side, prices from recorded marks")
     return "\n".join(lines)
+
+
+def _leg(venue: str, contract: str | None) -> str:
+    return venue if contract is None else f"{venue}:{contract}"

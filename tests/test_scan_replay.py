@@ -2,8 +2,11 @@
 
 The expected values are recomputed here straight from the gzip CSVs (not through bot.core.history), with
 the documented rules: the quote of (venue, symbol) at T is the last settlement at or before T of its
-preferred series (USDT, else USDC, then the alphabetically first quote / venue symbol), no older than
-9 h; a row without a mark price borrows the symbol's latest mark at or before T from any venue.
+preferred series (USDT, else USDC, then the alphabetically first quote / venue symbol), fresh while its
+next settlement is not overdue by more than market.max_quote_age_seconds (180 s); a venue's price is
+its own latest mark no older than backtest.max_price_age_hours (9 h); a venue without one is priced
+at the symbol's reference (the median of the fresh own marks) and no basis is charged against it: the
+pair trades both legs at the own-marked leg's price. Lots come from the symbol's first mark in the data.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from tests.shared_data import shared_data_dir
 
 AT = "2026-03-01T00:00:00Z"
 AT_MS = int(datetime(2026, 3, 1, tzinfo=timezone.utc).timestamp() * 1000)
-MAX_AGE_MS = 9 * 3_600_000
+MAX_QUOTE_AGE_MS = 180_000
+MAX_PRICE_AGE_MS = 9 * 3_600_000
 QUOTE_PREFERENCE = ("USDT", "USDC")
 TAKER_BPS = {"binance": Decimal("5"), "bybit": Decimal("5.5"), "hyperliquid": Decimal("4.5")}
 BPS = Decimal("0.0001")
@@ -80,25 +84,18 @@ def load_series(funding_dir: Path, symbols: set[str]) -> list[Series]:
     )
 
 
-def latest_mark(series: list[Series], symbol: str, at_ms: int) -> Decimal | None:
-    """The symbol's latest mark at or before ``at_ms`` from any venue; preferred quote at a tie."""
-    best: dict[int, tuple[tuple[int, str, str], Decimal]] = {}
-    for s in series:
-        if s.symbol != symbol:
-            continue
-        for row in s.rows:
-            if row.mark is not None and row.ts_ms <= at_ms:
-                held = best.get(row.ts_ms)
-                if held is None or s.rank < held[0]:
-                    best[row.ts_ms] = (s.rank, row.mark)
-    return best[max(best)][1] if best else None
-
-
 @dataclass(frozen=True)
 class Leg:
     rate: Decimal
     interval_hours: Decimal
-    mark: Decimal
+    own_mark: Decimal | None
+
+
+def own_mark(chosen: Series, at_ms: int) -> Decimal | None:
+    marked = [row for row in chosen.rows if row.mark is not None and row.ts_ms <= at_ms]
+    if not marked or at_ms - marked[-1].ts_ms > MAX_PRICE_AGE_MS:
+        return None
+    return marked[-1].mark
 
 
 def leg_at(series: list[Series], venue: str, symbol: str, at_ms: int) -> Leg:
@@ -109,15 +106,28 @@ def leg_at(series: list[Series], venue: str, symbol: str, at_ms: int) -> Leg:
     settled = [row for row in chosen.rows if row.ts_ms <= at_ms]
     assert settled, (venue, symbol)
     last = settled[-1]
-    assert at_ms - last.ts_ms <= MAX_AGE_MS, (venue, symbol, "stale quote was ranked")
-    mark = last.mark if last.mark is not None else latest_mark(series, symbol, at_ms)
-    assert mark is not None
-    return Leg(last.rate, last.interval_hours, mark)
+    next_ms = last.ts_ms + int(last.interval_hours * 3_600_000)
+    assert at_ms - next_ms <= MAX_QUOTE_AGE_MS, (venue, symbol, "stale quote was ranked")
+    return Leg(last.rate, last.interval_hours, own_mark(chosen, at_ms))
 
 
-def lot_size(mark: Decimal) -> Decimal:
-    """Replay instruments: lots worth $1-$10 (10^-exponent of the mark)."""
-    return Decimal(10) ** -mark.adjusted()
+def pair_prices(series: list[Series], symbol: str, long_leg: Leg, short_leg: Leg) -> tuple[Decimal, Decimal]:
+    """Both legs' prices: own marks, or the own-marked leg's price (else the reference) for both."""
+    if long_leg.own_mark is not None and short_leg.own_mark is not None:
+        return long_leg.own_mark, short_leg.own_mark
+    price = long_leg.own_mark or short_leg.own_mark
+    if price is None:
+        fresh = sorted(m for s in series if s.symbol == symbol and (m := own_mark(s, AT_MS)) is not None)
+        assert fresh, symbol
+        mid = len(fresh) // 2
+        price = fresh[mid] if len(fresh) % 2 else (fresh[mid - 1] + fresh[mid]) / 2
+    return price, price
+
+
+def lot_size(series: list[Series], symbol: str) -> Decimal:
+    """Replay instruments: lots worth $1-$10 (10^-exponent) of the symbol's first mark in the data."""
+    first = min((row.ts_ms, row.mark) for s in series if s.symbol == symbol for row in s.rows if row.mark is not None)
+    return Decimal(10) ** -first[1].adjusted()
 
 
 @pytest.fixture(scope="module")
@@ -179,22 +189,23 @@ def test_rows_match_hand_computation_from_csv(ranked: list[dict], funding_dir: P
         assert abs(Decimal(row["spread_hourly"]) - spread) <= TOLERANCE, where
         assert abs(Decimal(row["apr"]) - spread * 8760) <= TOLERANCE * 8760, where
 
-        # Size: the notional at the mid of the two marks, rounded down to the coarser lot.
-        assert Decimal(row["long_price"]) == long_leg.mark, where
-        assert Decimal(row["short_price"]) == short_leg.mark, where
-        ref = (long_leg.mark + short_leg.mark) / 2
-        step = max(lot_size(long_leg.mark), lot_size(short_leg.mark))
+        # Size: the notional at the mid of the two prices, rounded down to the lot.
+        long_mark, short_mark = pair_prices(series, row["symbol"], long_leg, short_leg)
+        assert Decimal(row["long_price"]) == long_mark, where
+        assert Decimal(row["short_price"]) == short_mark, where
+        ref = (long_mark + short_mark) / 2
+        step = lot_size(series, row["symbol"])
         size = (NOTIONAL_USD / ref // step) * step
         assert Decimal(row["size_base"]) == size, where
 
         # Fees: taker on entry AND exit, both legs, on each leg's notional.
-        long_notional, short_notional = size * long_leg.mark, size * short_leg.mark
+        long_notional, short_notional = size * long_mark, size * short_mark
         one_way_fees = (long_notional * TAKER_BPS[row["long_venue"]] * BPS
                         + short_notional * TAKER_BPS[row["short_venue"]] * BPS)
         assert Decimal(row["fees_usd"]) == 2 * one_way_fees, where
 
         slippage = 2 * (long_notional + short_notional) * SLIPPAGE_BPS * BPS
-        basis = max(Decimal(0), (long_leg.mark - short_leg.mark) * long_notional / long_leg.mark)
+        basis = max(Decimal(0), (long_mark - short_mark) * long_notional / long_mark)
         assert abs(Decimal(row["costs"]) - (2 * one_way_fees + slippage + basis)) <= TOLERANCE, where
         expected_net = spread * 72 * size * ref - (2 * one_way_fees + slippage + basis)
         assert abs(Decimal(row["expected_net"]) - expected_net) <= TOLERANCE, where

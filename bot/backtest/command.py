@@ -38,17 +38,12 @@ def run_backtest(args: argparse.Namespace, settings: Settings) -> int:
     to_ts = _time_arg(args.to_time, "--to")
     if from_ts is not None and to_ts is not None and to_ts <= from_ts:
         raise UserInputError("--to must be after --from")
-    history, prices = _load(args.data)
+    history, prices = load_history_or_exit(args.data, "--data")
     costs = {venue: venue_costs_for(settings, venue) for venue in history.venues()}
     bt = settings.backtest
 
     def replay() -> ReplayMarket:
-        return ReplayMarket(
-            history, prices, costs,
-            max_quote_age_ms=int(settings.market.max_quote_age_seconds * 1000),
-            max_price_age_ms=int(bt.max_price_age_hours * MS_PER_HOUR),
-            interchangeable_quotes=tuple(bt.interchangeable_quotes),
-        )
+        return replay_market(history, prices, settings)
 
     market = replay()
     start = from_ts if from_ts is not None else market.start_ts_ms
@@ -116,15 +111,32 @@ def _time_arg(text: str | None, flag: str) -> int | None:
         raise UserInputError(f"{flag}: not an ISO-8601 time: {text!r} (e.g. 2026-01-01T00:00:00Z)") from None
 
 
-def _load(data: Path):
+def load_history_or_exit(data: Path, flag: str):
+    """Funding and price history from ``data``; every failure is a one-line ``UserInputError``."""
     try:
         return load_market_history(data)
     except HistoryFormatError as exc:
-        raise UserInputError(f"{exc} (fix or remove the file)") from None
+        raise UserInputError(f"{flag}: {exc} (fix or remove the file)") from None
     except FileNotFoundError as exc:
-        raise UserInputError(f"{exc} (--data takes a directory of funding CSV files)") from None
+        raise UserInputError(f"{flag}: {exc} (give a directory of funding CSV files)") from None
     except OSError as exc:
-        raise UserInputError(f"cannot read --data {data}: {exc.strerror or exc}") from None
+        raise UserInputError(f"{flag}: cannot read {data}: {exc.strerror or exc}") from None
+
+
+def replay_market(history, prices, settings: Settings):
+    """The replay of ``history`` with the settings' costs, staleness and quote pairing.
+
+    Every venue in the data needs known fees (``[venues.NAME]``), or this raises naming it."""
+    from paper.replay_market import ReplayMarket
+
+    costs = {venue: venue_costs_for(settings, venue) for venue in history.venues()}
+    bt = settings.backtest
+    return ReplayMarket(
+        history, prices, costs,
+        max_quote_age_ms=int(settings.market.max_quote_age_seconds * 1000),
+        max_price_age_ms=int(bt.max_price_age_hours * MS_PER_HOUR),
+        interchangeable_quotes=tuple(bt.interchangeable_quotes),
+    )
 
 
 def _prepare_db(db_path: Path, settings: Settings) -> Path:

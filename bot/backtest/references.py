@@ -100,14 +100,12 @@ def hold_best_pair(market: ReplayMarket, costs: dict[str, VenueCosts], events: l
         return result
     # Funding per unit of notional of every ordered pair, from the raw settlements.
     income: dict[tuple[str, str, str], Decimal] = {}
-    first_ts: dict[tuple[str, str], int] = {}
     per_leg: dict[tuple[str, str], Decimal] = {}
     market.advance_to(events[0])
     for ts in events:
         for s in market.advance_to(ts):
             key = (s.venue, s.symbol)
             per_leg[key] = per_leg.get(key, ZERO) + s.rate
-            first_ts.setdefault(key, s.ts_ms)
     by_symbol: dict[str, list[str]] = {}
     for venue, symbol in per_leg:
         by_symbol.setdefault(symbol, []).append(venue)
@@ -119,7 +117,10 @@ def hold_best_pair(market: ReplayMarket, costs: dict[str, VenueCosts], events: l
     if not income:
         return result
     symbol, long_v, short_v = max(income, key=lambda k: (income[k], k))
-    start = max(first_ts[(long_v, symbol)], first_ts[(short_v, symbol)], events[0])
+    start = next((ts for ts in events if market.price(long_v, symbol, ts) is not None
+                  and market.price(short_v, symbol, ts) is not None), None)
+    if start is None:
+        return result
     _replay_hold(result, market, costs, symbol, long_v, short_v, start, events, notional_usd)
     return result
 

@@ -86,21 +86,21 @@ def build_summary(storage: Storage, venue_db: Path, market: ReplayMarket, sample
         "untradable_symbols": facts.untradable_symbols,
         "positions": len(traded),
         "entries_without_fill": len(report["positions"]) - len(traded),
-        "funding_usd": _q(funding),
-        "fees_usd": _q(fees),
-        "slippage_usd": _q(slippage),
-        "price_pnl_usd": _q(price_pnl),
-        "net_usd": _q(realized),
+        "funding_usd": str(funding),
+        "fees_usd": str(fees),
+        "slippage_usd": str(slippage),
+        "price_pnl_usd": str(price_pnl),
+        "net_usd": str(realized),
         "report_realized_pnl_usd": totals["realized_pnl_usd"],
-        "capital_used_usd": _q(capital),
+        "capital_used_usd": str(capital),
         "apr_on_capital_pct": None if apr is None else _q(apr, "0.01"),
-        "max_drawdown_usd": _q(max_drawdown(samples)),
+        "max_drawdown_usd": str(max_drawdown(samples)),
         "time_invested_pct": _q(Decimal(invested) / Decimal(max(len(samples), 1)) * 100, "0.1"),
         "average_hold_hours": _q(sum(hold_hours, ZERO) / len(hold_hours), "0.1") if hold_hours else None,
         "hit_rate_pct": _q(Decimal(sum(1 for p in traded if p["realized_pnl_usd"] and Decimal(p["realized_pnl_usd"]) > 0))
                            / len(traded) * 100, "0.1") if traded else None,
         "open_positions_at_end": totals["open_positions"],
-        "per_pair": [{"pair": k, **{n: (_q(v) if isinstance(v, Decimal) else v) for n, v in row.items()}}
+        "per_pair": [{"pair": k, **{n: (str(v) if isinstance(v, Decimal) else v) for n, v in row.items()}}
                      for k, row in sorted(pairs.items(), key=lambda kv: kv[1]["net_usd"], reverse=True)],
         "references": {r.name: reference_json(r, capital, period_hours) for r in references},
         "wall_seconds": round(facts.wall_seconds, 2),
@@ -111,11 +111,11 @@ def reference_json(r: ReferenceResult, capital_usd: Decimal, period_hours: Decim
     out: dict[str, Any] = {
         "description": r.description,
         "positions": r.positions,
-        "funding_usd": _q(r.funding_usd),
-        "fees_usd": _q(r.fees_usd),
-        "slippage_usd": _q(r.slippage_usd),
-        "price_pnl_usd": _q(r.price_pnl_usd),
-        "net_usd": _q(r.net_usd),
+        "funding_usd": str(r.funding_usd),
+        "fees_usd": str(r.fees_usd),
+        "slippage_usd": str(r.slippage_usd),
+        "price_pnl_usd": str(r.price_pnl_usd),
+        "net_usd": str(r.net_usd),
         "pairs": r.pairs[:10],
     }
     return out
@@ -132,34 +132,39 @@ def max_drawdown(samples: list[EquitySample]) -> Decimal:
 
 
 def render_text(summary: dict[str, Any]) -> str:
-    """The summary as a few readable lines and a per-pair table."""
+    """The summary as a few readable lines (money rounded to cents) and a per-pair table."""
     s = summary
+    m = _cents
     lines = [
         f"backtest {s['period']['from']} -> {s['period']['to']} ({s['period']['hours']} h, {s['period']['events']} data events)",
         f"venues: {', '.join(s['venues'])}; symbols: {len(s['symbols'])}"
         + (f" ({len(s['untradable_symbols'])} without any price, not traded: {', '.join(s['untradable_symbols'])})"
            if s["untradable_symbols"] else ""),
         f"positions: {s['positions']} (avg hold {s['average_hold_hours']} h, hit rate {s['hit_rate_pct']} %)",
-        f"funding received {s['funding_usd']} USD, fees {s['fees_usd']} USD, price PnL {s['price_pnl_usd']} USD "
-        f"(of which slippage {s['slippage_usd']} USD)",
-        f"net {s['net_usd']} USD = funding + price PnL - fees; capital used {s['capital_used_usd']} USD, "
-        f"APR on capital {s['apr_on_capital_pct']} %, max drawdown {s['max_drawdown_usd']} USD, "
+        f"funding received {m(s['funding_usd'])} USD, fees {m(s['fees_usd'])} USD, price PnL {m(s['price_pnl_usd'])} USD "
+        f"(of which slippage {m(s['slippage_usd'])} USD)",
+        f"net {m(s['net_usd'])} USD = funding + price PnL - fees; capital used {m(s['capital_used_usd'])} USD, "
+        f"APR on capital {s['apr_on_capital_pct']} %, max drawdown {m(s['max_drawdown_usd'])} USD, "
         f"invested {s['time_invested_pct']} % of the time",
         "references (same data and costs):",
     ]
     for name, r in s["references"].items():
-        lines.append(f"  {name:15s} net {r['net_usd']:>10s} USD  funding {r['funding_usd']:>10s}  fees {r['fees_usd']:>9s}"
-                     f"  positions {r['positions']}  ({r['description']})")
+        lines.append(f"  {name:15s} net {m(r['net_usd']):>10s} USD  funding {m(r['funding_usd']):>10s}  "
+                     f"fees {m(r['fees_usd']):>9s}  positions {r['positions']}  ({r['description']})")
         if name == "hold_best_pair" and r["pairs"]:
             lines.append(f"  {'':15s} pair: {r['pairs'][0]}")
     if s["per_pair"]:
         lines.append("per pair:")
         lines.append(f"  {'pair':44s} {'pos':>4s} {'funding':>10s} {'fees':>9s} {'price':>9s} {'net':>10s}")
         for row in s["per_pair"]:
-            lines.append(f"  {row['pair']:44s} {row['positions']:>4d} {row['funding_usd']:>10s} {row['fees_usd']:>9s} "
-                         f"{row['price_pnl_usd']:>9s} {row['net_usd']:>10s}")
+            lines.append(f"  {row['pair']:44s} {row['positions']:>4d} {m(row['funding_usd']):>10s} "
+                         f"{m(row['fees_usd']):>9s} {m(row['price_pnl_usd']):>9s} {m(row['net_usd']):>10s}")
     lines.append(f"({s['wall_seconds']} s wall; `python -m bot report --db ...` and `postmortem ID` read the same database)")
     return "\n".join(lines)
+
+
+def _cents(text: str) -> str:
+    return str(Decimal(text).quantize(Decimal("0.01")))
 
 
 def _q(value: Decimal, step: str = "0.0001") -> str:
