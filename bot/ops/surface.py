@@ -92,16 +92,19 @@ class OperatorSurface:
 
     async def drain(self) -> None:
         """After the shutdown: publish the last journal rows and deliver queued notices (bounded)."""
-        with anyio.move_on_after(DRAIN_DEADLINE_S, shield=True):
-            if self.tail is not None:
-                await self.tail.poll()
-                await anyio.sleep(0.05)  # let the notice loop turn the last rows into notices
-            if self.notifier is not None:
-                if not await self.notifier.drain(DRAIN_DEADLINE_S):
-                    logger.bind(kind="notify_drain").warning("notifications still pending at exit were dropped")
-        if self.reader is not None:
-            with anyio.CancelScope(shield=True):
-                await self.reader.aclose()
+        try:
+            with anyio.move_on_after(DRAIN_DEADLINE_S, shield=True):
+                if self.tail is not None and self.tasks():
+                    await self.tail.poll()
+                    await anyio.sleep(0.05)  # let the notice loop turn the last rows into notices
+                if self.notifier is not None:
+                    if not await self.notifier.drain(DRAIN_DEADLINE_S):
+                        logger.bind(kind="notify_drain").warning("notifications still pending at exit were dropped")
+            if self.reader is not None:
+                with anyio.CancelScope(shield=True):
+                    await self.reader.aclose()
+        except Exception as exc:  # the bot is already flat and stopped: report, never fail the exit
+            logger.opt(exception=exc).bind(kind="surface_drain_failed").error(f"operator surface drain: {exc!r}")
 
     # ------------------------------------------------------------------ notifications
     def _describe(self, position_id: str) -> str:
