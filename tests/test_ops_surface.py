@@ -116,6 +116,14 @@ async def test_web_api_answers_records_controls_and_survives_a_failing_request(t
                 await app.flatten("manual_flatten")
                 assert not app.engine.active_positions()
 
+                async with http.get(url + "api/positions?state=closed&limit=1", headers=auth) as r:
+                    closed = (await r.json())["positions"]
+                async with http.get(url + "api/positions", headers=auth) as r:
+                    every = (await r.json())["positions"]
+                assert len(closed) == 1 and closed[0]["exit_reason"] == "manual_flatten"
+                assert len(every) == len(app.engine.positions) >= 2
+                assert closed[0]["id"] == every[0]["id"]  # newest first
+                assert all(p["pnl_is_marked_to_mid"] is False and p["pnl_usd"] is not None for p in every)
                 async with http.get(url + "metrics", headers=auth) as r:
                     text = await r.text()
             tg.cancel_scope.cancel()

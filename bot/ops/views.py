@@ -97,10 +97,16 @@ class StoredPosition:
     totals: PositionTotals
 
 
-def load_positions(storage: Storage, *, open_only: bool = False) -> list[StoredPosition]:
-    """Positions (newest first) with their exact money totals."""
-    records = storage.load_open_positions() if open_only else storage.list_positions()
-    return [StoredPosition(r, storage.position_totals(r.id)) for r in reversed(records)]
+def load_positions(storage: Storage, *, which: str = "all", closed_limit: int = 100) -> list[StoredPosition]:
+    """Positions (newest first) with their exact money totals: every open one (``which`` "open" or
+    "all") and the ``closed_limit`` most recently created closed ones ("closed" or "all")."""
+    records: list[PositionRecord] = []
+    if which in ("open", "all"):
+        records += storage.load_open_positions()
+    if which in ("closed", "all"):
+        records += storage.list_positions(states=["closed"])[-closed_limit:]
+    records.sort(key=lambda r: (r.created_at_ts_ms, r.id), reverse=True)
+    return [StoredPosition(r, storage.position_totals(r.id)) for r in records]
 
 
 def position_view(item: StoredPosition, mids: dict[tuple[str, str], Decimal | None]) -> dict[str, Any]:

@@ -110,9 +110,8 @@ async def positions(request: web.Request) -> web.Response:
     which = request.query.get("state", "all")
     if which not in ("all", "open", "closed"):
         return _json({"error": "state must be all, open or closed"}, status=400)
-    items = await ctx.reader.call(lambda s: views.load_positions(s, open_only=which == "open"))
-    if which == "closed":
-        items = [i for i in items if i.record.state == "closed"]
+    limit = _int_query(request, "limit", 100, 10_000)
+    items = await ctx.reader.call(lambda s: views.load_positions(s, which=which, closed_limit=limit))
     return _json({"positions": views.positions_view(ctx.app, items)})
 
 
