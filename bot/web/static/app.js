@@ -182,8 +182,8 @@ function askConfirm(command) {
 async function sendControl(command) {
   if (!(await askConfirm(command))) return;
   const reason = $("#confirm-reason").value.trim() || ("manual " + command + " (web)");
-  const result = await api("/api/" + command, { method: "POST", headers: HEADERS, body: JSON.stringify({ reason }) });
-  addEvent({ at: new Date().toISOString(), type: "event", kind: "request", message: result.message, severity: "warning" });
+  // The bot records the request as a control_* event, which arrives through the live stream.
+  await api("/api/" + command, { method: "POST", headers: HEADERS, body: JSON.stringify({ reason }) });
 }
 for (const button of document.querySelectorAll(".controls button")) {
   button.addEventListener("click", () => sendControl(button.dataset.command).catch(console.error));
