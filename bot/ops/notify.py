@@ -241,7 +241,7 @@ class Notifier:
             self._last_drop_log_s = now
 
     async def run(self) -> None:
-        """Deliver queued notices one at a time until the queue is closed by ``close``."""
+        """Deliver queued notices one at a time until ``drain`` closes the queue."""
         async with self._rx:
             while True:
                 try:
