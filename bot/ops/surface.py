@@ -21,7 +21,6 @@ from loguru import logger
 from bot.core.domain import ZERO
 from bot.ops.bus import Bus
 from bot.ops.journal import JournalTail, journal_cursor
-from bot.ops.metrics import Metrics
 from bot.ops.notify import Notice, Notifier, SendPolicy, apprise_sender, expand_urls, notice_for
 from bot.ops.reader import ReadStore
 from bot.settings import Settings
@@ -29,6 +28,7 @@ from bot.wiring import Wiring
 
 if TYPE_CHECKING:
     from bot.app import Application
+    from bot.ops.metrics import Metrics
 
 DRAIN_DEADLINE_S = 10.0
 MS_PER_DAY = 86_400_000
@@ -44,7 +44,12 @@ class OperatorSurface:
         self.settings = settings
         self.env = env
         self.announce_out = announce_out
-        self.metrics = Metrics()
+        # prometheus-client costs ~0.3 s of import: only when /metrics can be served (web enabled)
+        self.metrics: Metrics | None = None
+        if settings.web.enabled:
+            from bot.ops.metrics import Metrics
+
+            self.metrics = Metrics()
         self.bus = Bus()
         self.app: Application | None = None
         self.tail: JournalTail | None = None
@@ -58,20 +63,25 @@ class OperatorSurface:
             n = settings.notify
             self.notifier = Notifier(apprise_sender(urls), SendPolicy(n.max_per_minute, n.dedupe_seconds),
                                      queue_size=n.queue_size, timeout_s=n.timeout_seconds,
-                                     count=lambda outcome: self.metrics.notifications.labels(outcome).inc())
+                                     count=self._count_notification)
         if settings.web.enabled:
             from bot.web.auth import resolve_token
 
             self._token, self._token_generated = resolve_token(env)
 
+    def _count_notification(self, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.notifications.labels(outcome).inc()
+
     def wrap(self, wiring: Wiring) -> Wiring:
-        """The wiring whose executor reports order latency to the metrics."""
-        return self.metrics.timed_wiring(wiring)
+        """The wiring whose executor reports order latency to the metrics (unchanged without them)."""
+        return self.metrics.timed_wiring(wiring) if self.metrics is not None else wiring
 
     def attach(self, app: "Application") -> None:
         """Bind to the application (before it starts: the journal is tailed from this point on)."""
         self.app = app
-        self.metrics.attach(app)
+        if self.metrics is not None:
+            self.metrics.attach(app)
         self.reader = ReadStore(app.wiring.db_path)
         self.tail = JournalTail(self.reader, self.bus, journal_cursor(app.wiring.db_path),
                                 keep=self.settings.web.max_events)
@@ -81,7 +91,9 @@ class OperatorSurface:
         assert self.tail is not None
         if self.notifier is None and not self.settings.web.enabled:
             return []  # nobody would read the journal or the metrics
-        tasks: list[Task] = [("journal", self.tail.run), ("loop_lag", self.metrics.loop_lag_sampler)]
+        tasks: list[Task] = [("journal", self.tail.run)]
+        if self.metrics is not None:
+            tasks.append(("loop_lag", self.metrics.loop_lag_sampler))
         if self.notifier is not None:
             tasks += [("notifier", self.notifier.run), ("notices", self._notice_loop)]
             if self.settings.notify.daily_summary:
@@ -136,7 +148,8 @@ class OperatorSurface:
     async def _serve_web(self) -> None:
         from bot.web.server import WebContext, serve
 
-        assert self.app is not None and self.reader is not None and self.tail is not None and self._token
+        assert self.app is not None and self.reader is not None and self.tail is not None
+        assert self._token is not None and self.metrics is not None
         web = self.settings.web
         ctx = WebContext(self.app, self.reader, self.tail, self.bus, self.metrics, self._token)
         await self.tail.prime()
