@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import sys
 from decimal import Decimal
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import anyio
 from loguru import logger
 
-from bot.core.clock import iso_utc
 from bot.core.domain import ZERO, ExecutionMode, MarketSnapshot, Opportunity
 from bot.core.ports import Clock, Executor, MarketFeed
 from bot.engine import EngineConfig, TradingEngine
@@ -38,6 +37,9 @@ from machines.position import PositionState
 from risk.breakers import BoardUpdate, BreakerBoard
 from risk.trading_state import GateDecision, OrderIntent, TradingState, gate_order
 from storage import AsyncStorage, EventRecord, PositionRecord, Severity
+
+if TYPE_CHECKING:
+    from bot.ops.terminal import StatusView
 
 CONTROL_HALT_KEY = "control.halt"
 CONTROL_FLATTEN_KEY = "control.flatten"
@@ -70,6 +72,7 @@ class Application:
         self._stopping = False
         self._equity_cache: dict[str, Decimal] = {}
         self._pending_events: list[tuple[str, str, str, str | None, dict | None]] = []
+        self.status_view: StatusView | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -243,27 +246,16 @@ class Application:
         await self._sync_bot_state()
 
     async def status_loop(self) -> None:
-        """The terminal status line. A closed or broken terminal only turns the line off."""
-        interactive = self.status_out.isatty()
-        while True:
-            await anyio.sleep(self.settings.bot.status_interval_seconds)
-            line = await self.status_line()
-            try:
-                self.status_out.write(("\r\x1b[2K" + line) if interactive else (line + "\n"))
-                self.status_out.flush()
-            except (OSError, ValueError) as exc:  # broken pipe, closed terminal
-                logger.bind(kind="status_off").warning(f"status line turned off: {exc!r}")
-                return
+        """The terminal status view (``bot.ops.terminal``): live when stdout is a terminal, else lines."""
+        from bot.ops.terminal import StatusView
 
-    async def status_line(self) -> str:
-        assert self.engine is not None
-        funding = sum(self.engine.funding_usd.values(), ZERO)
-        fees = sum(self.engine.fees_usd.values(), ZERO)
-        open_count = len(self.engine.active_positions())
-        closed = len(self.engine.positions) - open_count
-        return (f"[{iso_utc(self.clock.now_ms())[:19]}Z] bot={self.bot.state.value} "
-                f"trading={self.board.trading_state().value} open={open_count} closed={closed} "
-                f"funding=${funding:.2f} fees=${fees:.2f} net=${funding - fees:.2f}")
+        self.status_view = StatusView(self, self.status_out, self.settings.bot.status_interval_seconds)
+        await self.status_view.run()
+
+    def end_status(self) -> None:
+        """End the status view on its own line (before the final message is printed)."""
+        if self.status_view is not None:
+            self.status_view.close()
 
     # ------------------------------------------------------------------ control
     async def poll_control(self) -> str | None:
@@ -301,6 +293,20 @@ class Application:
             self._stopping = True
         await self.engine.flatten_all(reason)
         await self._sync_bot_state()
+
+    async def keep_hedged(self) -> dict[str, str]:
+        """Shutdown with ``shutdown.on_signal = "keep"`` (``bot.keep``): stop entries, close only what
+        is not hedged; returns exposure beyond the kept positions' legs (empty when as kept)."""
+        from bot.keep import keep_hedged, unexpected_exposure
+
+        self._stopping = True
+        await keep_hedged(self)
+        await self._sync_bot_state()
+        return await unexpected_exposure(self)
+
+    async def open_position_ids(self) -> list[str]:
+        assert self.engine is not None
+        return [pos.position_id for pos in self.engine.active_positions()]
 
     async def verify_flat(self) -> bool:
         return not await self.remaining_exposure()

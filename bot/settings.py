@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from bot.errors import UserInputError
 
@@ -146,6 +146,42 @@ class ReconcileSection(_Section):
 
 class ShutdownSection(_Section):
     deadline_seconds: float = Field(default=30.0, gt=0, le=600)
+    on_signal: Literal["flatten", "keep"] = "flatten"
+
+
+_LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+class WebSection(_Section):
+    """``[web]``: the dashboard, JSON API and /metrics (token from FUNDING_ARB_WEB_TOKEN)."""
+
+    enabled: bool = False
+    allow_remote: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_events: int = Field(default=200, ge=1, le=10_000)
+
+    @field_validator("host")
+    @classmethod
+    def _loopback_unless_allowed(cls, value: str, info: ValidationInfo) -> str:
+        if not value.strip():
+            raise ValueError('expected a host name or address such as "127.0.0.1"')
+        if value not in _LOOPBACK_HOSTS and not info.data.get("allow_remote", False):
+            raise ValueError(
+                f"{value!r} is not loopback: keep 127.0.0.1 behind a TLS reverse proxy, "
+                "or set web.allow_remote = true to listen on other interfaces")
+        return value
+
+
+class NotifySection(_Section):
+    """``[notify]``: apprise notification URLs (secrets as ${ENV_VAR} placeholders) and limits."""
+
+    urls: list[str] = Field(default_factory=list)
+    max_per_minute: int = Field(default=20, ge=1, le=10_000)
+    dedupe_seconds: float = Field(default=600.0, ge=0)
+    queue_size: int = Field(default=100, ge=1, le=100_000)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    daily_summary: bool = True
 
 
 class ScanSection(_Section):
@@ -201,6 +237,8 @@ class Settings(_Section):
     paper: PaperSection = PaperSection()
     reconcile: ReconcileSection = ReconcileSection()
     shutdown: ShutdownSection = ShutdownSection()
+    web: WebSection = WebSection()
+    notify: NotifySection = NotifySection()
     scan: ScanSection = ScanSection()
     live: LiveSection = LiveSection()
     venues: dict[str, VenueSection] = Field(default_factory=dict)
