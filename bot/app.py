@@ -20,6 +20,7 @@ from bot.core.domain import ZERO, MarketSnapshot, Opportunity
 from bot.engine import EngineConfig, TradingEngine
 from bot.logging_setup import log_event
 from bot.market_view import take_snapshot
+from bot.pacing import Pacer
 from bot.core.ports import Clock, Executor, MarketFeed
 from bot.settings import Settings
 from bot.wiring import Wiring
@@ -113,6 +114,12 @@ class Application:
         self._stopping = False
         self._equity_cache: dict[str, Decimal] = {}
         self._pending_events: list[tuple[str, str, str, str | None, dict | None]] = []
+        self._said_behind = False
+        self.pacers = {
+            "feed": self._pacer("feed", settings.sim.step_seconds),
+            "strategy": self._pacer("strategy", settings.strategy.loop_interval_seconds, first_delay_s=0.0),
+            "reconcile": self._pacer("reconcile", settings.reconcile.interval_seconds),
+        }
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -163,10 +170,37 @@ class Application:
             await self.executor.aclose()
 
     # ------------------------------------------------------------------ loops
+    def _pacer(self, name: str, interval_s: float, first_delay_s: float | None = None) -> Pacer:
+        return Pacer(name, self.clock, interval_s, first_delay_s=first_delay_s,
+                     on_behind=self._on_loop_behind, on_recovered=self._on_loop_recovered)
+
+    def _on_loop_behind(self, pacer: Pacer, lag_ms: int) -> None:
+        """A loop fell whole intervals behind its schedule: the market cannot be followed at this
+        speed. Said once, clearly (event + log); later episodes only show in the status line."""
+        speed = getattr(self.clock, "speed", None)
+        at = f" at --speed {speed:g}" if speed is not None else ""
+        message = (f"cannot keep up{at}: the {pacer.name} loop started {lag_ms / 1000:g} s late "
+                   f"(interval {pacer.interval_ms / 1000:g} s); its missed passes are skipped, not queued. "
+                   f"Lower --speed, or trade fewer symbols/venues")
+        if self._said_behind:
+            logger.bind(kind="loop_behind", loop=pacer.name).info(message)
+            return
+        self._said_behind = True
+        self._pending_events.append(("loop_behind", "warning", message, None,
+                                     {"loop": pacer.name, "lag_ms": str(lag_ms), "interval_ms": str(pacer.interval_ms)}))
+
+    def _on_loop_recovered(self, pacer: Pacer, lag_ms: int) -> None:
+        logger.bind(kind="loop_on_time", loop=pacer.name).info(
+            f"the {pacer.name} loop is on schedule again (lag {lag_ms / 1000:g} s)")
+
+    def lag_report(self) -> dict[str, dict]:
+        """Each loop's pace: ticks, missed ticks and lag (clock ms), for the status line and benchmarks."""
+        return {name: pacer.stats().to_json_dict() for name, pacer in self.pacers.items()}
+
     async def feed_loop(self) -> None:
-        step_s = self.settings.sim.step_seconds
+        pacer = self.pacers["feed"]
         while True:
-            await self.clock.sleep(step_s)
+            await pacer.wait()
             await self.feed_step()
 
     async def feed_step(self) -> None:
@@ -188,9 +222,10 @@ class Application:
             self._apply_board(self.board.record_quote(venue, ts_ms, now_ms))
 
     async def strategy_loop(self) -> None:
+        pacer = self.pacers["strategy"]
         while True:
+            await pacer.wait()
             await self.strategy_step()
-            await self.clock.sleep(self.settings.strategy.loop_interval_seconds)
 
     async def strategy_step(self) -> None:
         """One pass: exits first (they free capacity and reduce risk), then at most one entry."""
@@ -207,6 +242,7 @@ class Application:
                 await self.engine.close_position(pos, planned.decision.reason.value, planned.decision.detail,
                                                  emergency=planned.decision.is_emergency)
             await self._sync_bot_state()
+        self._retire_closed()
         await self._sync_bot_state()
         if self._stopping or not self.bot.allows_entries:
             return
@@ -237,8 +273,9 @@ class Application:
         await self._sync_bot_state()
 
     async def reconcile_loop(self) -> None:
+        pacer = self.pacers["reconcile"]
         while True:
-            await self.clock.sleep(self.settings.reconcile.interval_seconds)
+            await pacer.wait()
             await self.reconcile_step()
 
     async def reconcile_step(self) -> None:
@@ -247,7 +284,18 @@ class Application:
         for finding in findings:
             await self.event(f"reconcile_{finding.kind}", "warning",
                              f"{finding.venue} {finding.symbol}: expected {finding.expected_base}, venue {finding.actual_base}")
+        self._retire_closed()
         await self._sync_bot_state()
+
+    def _retire_closed(self) -> None:
+        """Closed, persisted positions leave memory (the database keeps them; see ``evict_closed``);
+        failed-entry cooldowns that have run out are dropped."""
+        assert self.engine is not None
+        for position_id in self.engine.evict_closed():
+            self.entry_info.pop(position_id, None)
+        if len(self.failed_entries) > 64:
+            oldest = self.clock.now_ms() - self.params.entry.pair_cooldown_ms
+            self.failed_entries = {k: ts for k, ts in self.failed_entries.items() if ts >= oldest}
 
     async def status_loop(self) -> None:
         """The terminal status line. A closed or broken terminal only turns the line off."""
@@ -264,13 +312,16 @@ class Application:
 
     async def status_line(self) -> str:
         assert self.engine is not None
-        funding = sum(self.engine.funding_usd.values(), ZERO)
-        fees = sum(self.engine.fees_usd.values(), ZERO)
+        funding = self.engine.total_funding_usd()
+        fees = self.engine.total_fees_usd()
         open_count = len(self.engine.active_positions())
-        closed = len(self.engine.positions) - open_count
+        closed = self.engine.closed_count()
+        lag = " ".join(f"{name}={pacer.last_lag_ms / 1000:g}s" for name, pacer in self.pacers.items())
+        behind = [name for name, pacer in self.pacers.items() if pacer.behind]
         return (f"[{iso_utc(self.clock.now_ms())[:19]}Z] bot={self.bot.state.value} "
                 f"trading={self.board.trading_state().value} open={open_count} closed={closed} "
-                f"funding=${funding:.2f} fees=${fees:.2f} net=${funding - fees:.2f}")
+                f"funding=${funding:.2f} fees=${fees:.2f} net=${funding - fees:.2f} lag {lag}"
+                + (f" BEHIND: {','.join(behind)}" if behind else ""))
 
     # ------------------------------------------------------------------ control
     async def poll_control(self) -> str | None:

@@ -41,7 +41,7 @@ class EntryMixin(EngineCore):
             target_size_base=size_base,
             tolerance_base=tolerance,
         )
-        self.positions[position_id] = pos
+        self._register(pos)
         async with self.lock_for(position_id):
             pos.begin_open(reason=reason, details={"expected_net_usd": str(opp.expected_net),
                                                    "spread_hourly": str(opp.spread_hourly)})
@@ -67,7 +67,7 @@ class EntryMixin(EngineCore):
                 # Rolled back: nothing is on disk and nothing was sent, so there is nothing to track
                 # (a phantom here would fail every later persist). Cancellation is not caught: the
                 # write may have committed, and reconciliation then closes the unsent entry.
-                del self.positions[position_id]
+                self._unregister(position_id)
                 raise
             self._log_transitions(transitions)
             for leg, req in legs:
