@@ -19,6 +19,7 @@ from bot.core.clock import iso_utc
 from bot.core.domain import ZERO, MarketSnapshot, Opportunity
 from bot.engine import EngineConfig, TradingEngine
 from bot.logging_setup import log_event
+from bot.incremental import RankingSource, RankSettings
 from bot.market_view import take_snapshot
 from bot.pacing import Pacer
 from bot.core.ports import Clock, Executor, MarketFeed
@@ -115,6 +116,9 @@ class Application:
         self._equity_cache: dict[str, Decimal] = {}
         self._pending_events: list[tuple[str, str, str, str | None, dict | None]] = []
         self._said_behind = False
+        self.ranking = RankingSource(RankSettings(
+            notional_usd=self.params.notional_usd, horizon_hours=self.params.horizon_hours,
+            max_quote_age_ms=self.params.max_quote_age_ms, estimated_slippage_bps=self.params.estimated_slippage_bps))
         self.pacers = {
             "feed": self._pacer("feed", settings.sim.step_seconds),
             "strategy": self._pacer("strategy", settings.strategy.loop_interval_seconds, first_delay_s=0.0),
@@ -234,7 +238,8 @@ class Application:
         self._apply_board(self.board.tick(snapshot.now_ts_ms))
         await self._record_equity(snapshot)
         held = self.held_views(venue_sizes=await self._venue_sizes())
-        best = best_opportunity(snapshot, self.params) if held else None
+        ranked = self.ranking.ranked(snapshot)  # one ranking per pass, incremental when the market is quiet
+        best = best_opportunity(snapshot, self.params, ranked) if held else None
         for planned in plan_exits(snapshot, held, self.params, best):
             pos = self.engine.positions[planned.position_id]
             await self.bot_transition("start_close", f"{pos.symbol}: {planned.decision.reason.value}")
@@ -247,7 +252,7 @@ class Application:
         if self._stopping or not self.bot.allows_entries:
             return
         planned_entry, denied = plan_entry(snapshot, self.held_views(include_unhedged=True), self._account_view(),
-                                           self.params)
+                                           self.params, ranked=ranked)
         if planned_entry is None:
             if denied:
                 top = denied[0]

@@ -65,6 +65,12 @@ class LazyMapping(Mapping[K, V], Generic[V]):
     def __len__(self) -> int:
         return len(self._materialised())
 
+    def peek(self, key: K) -> V | None:
+        """The value if it was already fetched (never fetches)."""
+        source = self._all if self._all is not None else self._cache
+        found = source.get(key, _MISSING)
+        return None if found is _MISSING else found  # type: ignore[return-value]
+
     @property
     def fetched(self) -> int:
         """How many keys were looked at one at a time (for benchmarks and tests)."""

@@ -129,10 +129,11 @@ def exit_cost_usd(snapshot: MarketSnapshot, view: HeldView) -> Decimal:
 
 def plan_entry(
     snapshot: MarketSnapshot, held: list[HeldView], account: AccountView, params: StrategyParams,
-    *, candidates: int = 5,
+    *, candidates: int = 5, ranked: list[Opportunity] | None = None,
 ) -> tuple[PlannedEntry | None, list[PlannedEntry]]:
-    """The best opportunity every entry gate allows (or None), plus the denied ones looked at."""
-    ranked = rank_opportunities(
+    """The best opportunity every entry gate allows (or None), plus the denied ones looked at.
+    ``ranked``: the first ``candidates`` of the ranking when already known (``bot.incremental``)."""
+    ranked = ranked[:candidates] if ranked is not None else rank_opportunities(
         snapshot,
         notional_usd=params.notional_usd,
         horizon_hours=params.horizon_hours,
@@ -152,7 +153,10 @@ def plan_entry(
     return None, denied
 
 
-def best_opportunity(snapshot: MarketSnapshot, params: StrategyParams) -> Opportunity | None:
+def best_opportunity(snapshot: MarketSnapshot, params: StrategyParams,
+                     ranked: list[Opportunity] | None = None) -> Opportunity | None:
+    if ranked is not None:
+        return ranked[0] if ranked else None
     ranked = rank_opportunities(
         snapshot,
         notional_usd=params.notional_usd,
