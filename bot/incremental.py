@@ -2,14 +2,17 @@
 
 The scanner ranks a whole snapshot. With thousands of (venue, symbol) keys and a feed that moves
 a few of them at a time, re-ranking everything per change is wasted work. ``IncrementalRanker``
-keeps, per symbol, the scanner's own exact top-``per_symbol`` pairs for that symbol alone
-(``rank_opportunities`` on a one-symbol view of the snapshot, so the scoring stays the scanner's,
-whatever it is) and a merged, sorted list of every symbol's pairs. A change to a (venue, symbol)
-key re-ranks that symbol only and re-files its pairs; ``top(n)`` reads the first ``n``.
+keeps, per symbol, the scanner's own best pair for that symbol alone (``rank_opportunities`` on a
+one-symbol view of the snapshot, limit 1, so the scoring stays the scanner's, whatever it is) in
+one sorted list of symbols. A change to a (venue, symbol) key re-ranks that symbol only and
+re-files it. ``top(n)`` takes the ``n`` best symbols of that list, ranks each of them ``n`` deep
+(cached until the symbol changes) and returns the first ``n`` of their pairs.
 
-Why the merge is exact: a pair in the global top ``n`` is in its own symbol's top ``n`` (all
-pairs of a symbol compete in the same order, ``ranking_key``), so with ``per_symbol >= n`` the
-first ``n`` of the merged lists equal the first ``n`` of one full ranking. A symbol's result
+Why that is exact: if a symbol's pair is k-th (k <= n) in one full ranking, at most k - 1 pairs,
+so at most k - 1 other symbols' best pairs, rank above it; its symbol is among the ``n`` best
+symbols, and the pair among its symbol's ``n`` best. So the first ``n`` of those few symbols'
+``n``-deep lists equal the first ``n`` of a full ranking (ties included: ``ranking_key`` is one
+total order). A symbol's result
 depends on time only through quote and book freshness: each is kept until its oldest input would
 turn stale (``expires_ts_ms``) and re-ranked then. ``cross_check`` compares with a full ranking
 (start-up and periodically; tests hold them equal).
@@ -59,6 +62,7 @@ class IncrementalRanker:
         self._merged: list[tuple] = []  # (ranking_key, Opportunity), sorted
         self._expiry: list[tuple[int, int, str]] = []  # heap of (expires_ts_ms, version, symbol)
         self._version: dict[str, int] = {}
+        self._deep: dict[str, list[Opportunity]] = {}  # symbol -> its per_symbol best pairs (lazy)
         self.reranked = 0  # symbols re-ranked so far (for benchmarks)
 
     # ------------------------------------------------------------------ building
@@ -69,6 +73,7 @@ class IncrementalRanker:
         self._merged.clear()
         self._expiry.clear()
         self._version.clear()
+        self._deep.clear()
         for venue, symbol in snapshot.quotes:
             self._venues_of.setdefault(symbol, set()).add(venue)
         for symbol in list(self._venues_of):
@@ -100,7 +105,11 @@ class IncrementalRanker:
             _, ver, symbol = heapq.heappop(expiry)
             if version.get(symbol) == ver:
                 self._rerank(snapshot, symbol)
-        return [opp for _, opp in self._merged[:n]]
+        candidates: list[Opportunity] = []
+        for _, best in self._merged[:n]:
+            candidates.extend(self._deep_list(snapshot, best.symbol, n))
+        candidates.sort(key=ranking_key)
+        return candidates[:n]
 
     def cross_check(self, snapshot: MarketSnapshot, n: int) -> list[tuple[Opportunity | None, Opportunity | None]]:
         """Differences between ``top(n)`` and a full ranking ([] when equal)."""
@@ -117,8 +126,47 @@ class IncrementalRanker:
         return len(self._venues_of)
 
     # ------------------------------------------------------------------ internals
+    def _view(self, snapshot: MarketSnapshot, symbol: str) -> tuple[MarketSnapshot, int | None]:
+        """The one-symbol snapshot the scanner ranks, and the oldest fresh quote time in it."""
+        view_quotes = {}
+        oldest: int | None = None
+        min_age_ts = snapshot.now_ts_ms - self.settings.max_quote_age_ms
+        get = snapshot.quotes.get
+        for venue in self._venues_of.get(symbol, ()):
+            quote = get((venue, symbol))
+            if quote is None:
+                continue
+            view_quotes[(venue, symbol)] = quote
+            if quote.ts_ms >= min_age_ts and (oldest is None or quote.ts_ms < oldest):
+                oldest = quote.ts_ms
+        view = MarketSnapshot(now_ts_ms=snapshot.now_ts_ms, quotes=view_quotes, books=snapshot.books,
+                              instruments=snapshot.instruments, fees=snapshot.fees)
+        return view, oldest
+
+    def _oldest_book(self, snapshot: MarketSnapshot, symbol: str, ranked: list[Opportunity],
+                     oldest: int | None) -> int | None:
+        min_age_ts = snapshot.now_ts_ms - self.settings.max_quote_age_ms
+        for opp in ranked:
+            for venue in (opp.long_venue, opp.short_venue):
+                book = _peek(snapshot.books, (venue, symbol))
+                if book is not None and book.ts_ms >= min_age_ts and (oldest is None or book.ts_ms < oldest):
+                    oldest = book.ts_ms
+        return oldest
+
+    def _deep_list(self, snapshot: MarketSnapshot, symbol: str, n: int) -> list[Opportunity]:
+        """The symbol's ``n`` best pairs (ranked on first need after each change of the symbol)."""
+        deep = self._deep.get(symbol)
+        if deep is None:
+            view, oldest = self._view(snapshot, symbol)
+            deep = self._deep[symbol] = full_rank(view, self.settings, self.per_symbol)
+            oldest = self._oldest_book(snapshot, symbol, deep, oldest)
+            if oldest is not None:
+                heapq.heappush(self._expiry, (oldest + self.settings.max_quote_age_ms, self._version[symbol], symbol))
+        return deep[:n]
+
     def _rerank(self, snapshot: MarketSnapshot, symbol: str) -> None:
         self.reranked += 1
+        self._deep.pop(symbol, None)
         merged = self._merged
         for entry in self._pairs_of.pop(symbol, ()):
             i = bisect.bisect_left(merged, entry)
@@ -131,29 +179,14 @@ class IncrementalRanker:
             self._venues_of.pop(symbol, None)
             self._version.pop(symbol, None)
             return
-        quotes = snapshot.quotes
-        view_quotes = {}
-        oldest: int | None = None
-        min_age_ts = snapshot.now_ts_ms - self.settings.max_quote_age_ms
-        for venue in venues:
-            quote = quotes.get((venue, symbol))
-            if quote is None:
-                continue
-            view_quotes[(venue, symbol)] = quote
-            if quote.ts_ms >= min_age_ts and (oldest is None or quote.ts_ms < oldest):
-                oldest = quote.ts_ms
-        view = MarketSnapshot(now_ts_ms=snapshot.now_ts_ms, quotes=view_quotes, books=snapshot.books,
-                              instruments=snapshot.instruments, fees=snapshot.fees)
-        ranked = full_rank(view, self.settings, self.per_symbol)
+        view, oldest = self._view(snapshot, symbol)
+        ranked = full_rank(view, self.settings, 1)
         entries = []
         for opp in ranked:
             entry = (ranking_key(opp), opp)
             bisect.insort(merged, entry)
             entries.append(entry)
-            for venue in (opp.long_venue, opp.short_venue):
-                book = _peek(snapshot.books, (venue, symbol))
-                if book is not None and book.ts_ms >= min_age_ts and (oldest is None or book.ts_ms < oldest):
-                    oldest = book.ts_ms
+        oldest = self._oldest_book(snapshot, symbol, ranked, oldest)
         if entries:
             self._pairs_of[symbol] = entries
         ver = self._version.get(symbol, 0) + 1

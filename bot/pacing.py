@@ -17,6 +17,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import anyio
+
 from bot.core.ports import Clock
 
 BehindHook = Callable[["Pacer", int], None]  # (pacer, lag_ms)
@@ -76,6 +78,8 @@ class Pacer:
         if now < self._due_ms:
             await self.clock.sleep((self._due_ms - now) / 1000)
             now = self.clock.now_ms()
+        else:
+            await anyio.sleep(0)  # late: no wait, but other loops get their turn
         return self._tick(now)
 
     def _tick(self, now_ms: int) -> int:
