@@ -385,10 +385,15 @@ class PaperExecutor:
         half_s = (self._latency_for(venue) + self._faults.draw_latency_spike_s()) / 2
         await self._wait(half_s)
         existing = self._orders.get((venue, request.client_order_id))
+        stored = None
+        if existing is None and self._horizon_ms:
+            stored = self._store.order(venue, request.client_order_id)  # a known id older than the window
         timeout = TimeoutDraw(timed_out=False, executed=True)
         report: OrderReport | None = None
         if existing is not None:
             report = self._report(existing)
+        elif stored is not None:
+            report = self._report(stored[0], stored[1])  # idempotent by client order id, however old
         else:
             if self._faults.draw_reject():
                 await self._wait(half_s)

@@ -45,6 +45,8 @@ async def test_venue_history_leaves_memory_and_is_still_answered_from_the_store(
     assert await ex.funding_payments_since("alpha", 0) == [payment]
     assert ex.settle_funding(settlement) == [payment], "a settlement already paid is not paid twice"
     assert await ex.get_order("alpha", "never-sent") is None
+    again = await ex.place_order(order(OrderSide.BUY, "0.5", cid="old-buy"))
+    assert again == report, "re-sending an old client order id is idempotent, not a second order"
     # the position itself is state, not history: it stays
     assert [p.size_base for p in await ex.positions("alpha")] == [D("0.5")]
 
