@@ -44,11 +44,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.scan import NOW_TS_MS, VENUES, build_universe  # noqa: E402
-from bot.core.domain import MarketSnapshot  # noqa: E402
-from bot.incremental import IncrementalRanker, RankSettings, full_rank  # noqa: E402
-from bot.market_view import LazyMapping  # noqa: E402,F401
-from bot.strategy import HeldView, plan_exits  # noqa: E402
+from bench.scan import NOW_TS_MS, VENUES, build_universe
+from bot.core.domain import MarketSnapshot
+from bot.incremental import IncrementalRanker, RankSettings, full_rank
+from bot.market_view import LazyMapping  # noqa: F401
+from bot.strategy import HeldView, plan_exits
 
 DEFAULT_REFERENCE_COMMIT = "b7ec582"  # the application shell before this changes
 
@@ -71,7 +71,8 @@ def run_paper(tree: Path, args: argparse.Namespace, speed: float) -> dict:
     cmd = [sys.executable, str(ROOT / "bench" / "scale_run.py"), "--symbols", str(args.symbols),
            "--venues", str(args.venues), "--speed", str(speed), "--wall-seconds", str(args.wall_seconds),
            "--warmup-seconds", str(args.warmup_seconds)]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.wall_seconds * 4 + 300)
+    done = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True,
+                          timeout=args.wall_seconds * 4 + 300)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
     return json.loads(done.stdout)

@@ -25,10 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.app import Application  # noqa: E402
-from bot.core.clock import VirtualClock, parse_iso_utc  # noqa: E402
-from bot.settings import Settings  # noqa: E402
-from bot.wiring import PaperOptions, paper_wiring  # noqa: E402
+from bot.app import Application
+from bot.core.clock import VirtualClock, parse_iso_utc
+from bot.settings import Settings
+from bot.wiring import PaperOptions, paper_wiring
 
 START_MS = parse_iso_utc("2026-01-01T00:00:00Z")
 DAY_MS = 86_400_000
@@ -50,7 +50,7 @@ def _per_position_op_us(app: Application, repeats: int = 200) -> dict[str, float
     engine = app.engine
     assert engine is not None
     venues = app.market.venues()
-    symbols = getattr(app.market, "symbols", lambda: [])()
+    symbols = getattr(app.market, "symbols", list)()
     keys = [(v, s) for v in venues for s in symbols][:64] or [("x", "y")]
     out = {}
     t0 = time.perf_counter_ns()

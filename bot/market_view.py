@@ -29,7 +29,7 @@ class LazyMapping(Mapping[K, V], Generic[V]):
     materialise the whole mapping once through ``fetch_all`` (never on the hot path).
     """
 
-    __slots__ = ("_fetch", "_fetch_all", "_probe_keys", "_cache", "_all")
+    __slots__ = ("_all", "_cache", "_fetch", "_fetch_all", "_probe_keys")
 
     def __init__(self, fetch: Callable[[str, str], V | None], fetch_all: Callable[[], dict[K, V]],
                  probe_keys: Callable[[], list[K]] | None = None) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
+import anyio.lowlevel
 
 from bot.core.ports import Clock
 
@@ -79,7 +80,7 @@ class Pacer:
             await self.clock.sleep((self._due_ms - now) / 1000)
             now = self.clock.now_ms()
         else:
-            await anyio.sleep(0)  # late: no wait, but other loops get their turn
+            await anyio.lowlevel.checkpoint()  # late: no wait, but other loops get their turn
         return self._tick(now)
 
     def _tick(self, now_ms: int) -> int:

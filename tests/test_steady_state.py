@@ -6,8 +6,8 @@ from __future__ import annotations
 from decimal import Decimal as D
 from pathlib import Path
 
-import anyio
 import pytest
+from test_paper_executor import T0, make_env, order
 
 from bot.app import Application
 from bot.core.clock import ManualClock, parse_iso_utc
@@ -20,7 +20,6 @@ from paper.calibration import REAL_FUNDING_STATS, fit_funding_model
 from paper.fitted_models import FITTED_MODELS
 from paper.sim_market import SimMarketConfig, SimulatedMarket
 from risk.breakers import BreakerBoard, BreakerSettings
-from test_paper_executor import T0, make_env, order
 
 START_MS = parse_iso_utc("2026-03-01T00:00:00Z")
 DAY_MS = 86_400_000
@@ -33,7 +32,7 @@ async def test_venue_history_leaves_memory_and_is_still_answered_from_the_store(
     env = make_env()
     ex = env.ex
     report = await ex.place_order(order(OrderSide.BUY, "0.5", cid="old-buy"))
-    settlement = FundingSettlement("alpha", "BTC", T0 + 3_600_000, D("0.0001"), D(8), D("100"))
+    settlement = FundingSettlement("alpha", "BTC", T0 + 3_600_000, D("0.0001"), D(8), D(100))
     [payment] = ex.settle_funding(settlement)
     fills_before = await ex.fills_since("alpha", 0)
     env.clock.now = T0 + 3 * DAY_MS
@@ -56,9 +55,9 @@ async def test_venue_history_leaves_memory_and_is_still_answered_from_the_store(
 def _easy_settings() -> Settings:
     base = Settings()
     return base.model_copy(update={
-        "strategy": base.strategy.model_copy(update={"min_expected_net_usd": D("-1000")}),
-        "risk": base.risk.model_copy(update={"max_breakeven_hours": D("1000000")}),
-        "exit": base.exit.model_copy(update={"max_hold_hours": D("2"), "min_hold_hours": D("1")}),
+        "strategy": base.strategy.model_copy(update={"min_expected_net_usd": D(-1000)}),
+        "risk": base.risk.model_copy(update={"max_breakeven_hours": D(1000000)}),
+        "exit": base.exit.model_copy(update={"max_hold_hours": D(2), "min_hold_hours": D(1)}),
     })
 
 
