@@ -86,6 +86,20 @@ def validate_book(b: OrderBook) -> OrderBook:
 
 
 def _levels(levels: tuple[BookLevel, ...], side: str, venue: str, *, descending: bool) -> None:
+    # Fast path (every level sane, no per-level message built); the first doubt hands the side to
+    # the exact checks below, which raise naming the field.
+    previous: Decimal | None = None
+    for level in levels:
+        price, size = level.price, level.size_base
+        if not (isinstance(price, Decimal) and isinstance(size, Decimal) and price.is_finite()
+                and size.is_finite() and price > 0 and size > 0
+                and (previous is None or (price < previous if descending else price > previous))):
+            _levels_exact(levels, side, venue, descending=descending)
+            return
+        previous = price
+
+
+def _levels_exact(levels: tuple[BookLevel, ...], side: str, venue: str, *, descending: bool) -> None:
     previous: Decimal | None = None
     for i, level in enumerate(levels):
         price = _positive(level.price, f"{side}[{i}].price", venue)

@@ -19,8 +19,10 @@ from bot.core.domain import ZERO, ExecutionMode, MarketSnapshot, Opportunity
 from bot.core.ports import Clock, Executor, MarketFeed
 from bot.engine import EngineConfig, TradingEngine
 from bot.forecast import SpreadForecaster
+from bot.incremental import RankingSource, RankSettings
 from bot.logging_setup import log_event
 from bot.market_view import take_snapshot
+from bot.pacing import Pacer
 from bot.params import breaker_settings, forecast_params, strategy_params
 from bot.settings import Settings
 from bot.strategy import (
@@ -28,7 +30,6 @@ from bot.strategy import (
     HeldView,
     plan_entry,
     plan_exits,
-    rank_candidates,
 )
 from bot.wiring import Wiring
 from machines.bot import BotFsm, BotState
@@ -45,6 +46,7 @@ CONTROL_HALT_KEY = "control.halt"
 CONTROL_FLATTEN_KEY = "control.flatten"
 FORECAST_LEVELS_KEY = "forecast.levels"
 MS_PER_HOUR = 3_600_000
+_MAX_STEPS_PER_CHUNK = 60  # market steps advanced between two checkpoints of the feed step
 
 
 class Application:
@@ -73,6 +75,16 @@ class Application:
         self._equity_cache: dict[str, Decimal] = {}
         self._pending_events: list[tuple[str, str, str, str | None, dict | None]] = []
         self.status_view: StatusView | None = None
+        self._said_behind = False
+        self.ranking = RankingSource(RankSettings(
+            notional_usd=self.params.notional_usd, horizon_hours=self.params.horizon_hours,
+            max_quote_age_ms=self.params.max_quote_age_ms, estimated_slippage_bps=self.params.estimated_slippage_bps,
+            execution=self.params.execution))
+        self.pacers = {
+            "feed": self._pacer("feed", settings.sim.step_seconds),
+            "strategy": self._pacer("strategy", settings.strategy.loop_interval_seconds, first_delay_s=0.0),
+            "reconcile": self._pacer("reconcile", settings.reconcile.interval_seconds),
+        }
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -150,19 +162,57 @@ class Application:
             await self.executor.aclose()
 
     # ------------------------------------------------------------------ loops
+    def _pacer(self, name: str, interval_s: float, first_delay_s: float | None = None) -> Pacer:
+        return Pacer(name, self.clock, interval_s, first_delay_s=first_delay_s,
+                     on_behind=self._on_loop_behind, on_recovered=self._on_loop_recovered)
+
+    def _on_loop_behind(self, pacer: Pacer, lag_ms: int) -> None:
+        """A loop fell whole intervals behind its schedule: the market cannot be followed at this
+        speed. Said once, clearly (event + log); later episodes only show in the status line."""
+        speed = getattr(self.clock, "speed", None)
+        at = f" at --speed {speed:g}" if speed is not None else ""
+        message = (f"cannot keep up{at}: the {pacer.name} loop started {lag_ms / 1000:g} s late "
+                   f"(interval {pacer.interval_ms / 1000:g} s); its missed passes are skipped, not queued. "
+                   f"Lower --speed, or trade fewer symbols/venues")
+        if self._said_behind:
+            logger.bind(kind="loop_behind", loop=pacer.name).info(message)
+            return
+        self._said_behind = True
+        logger.bind(kind="loop_behind", loop=pacer.name).warning(message)
+        self._pending_events.append(("loop_behind", "warning", message, None,
+                                     {"loop": pacer.name, "lag_ms": str(lag_ms), "interval_ms": str(pacer.interval_ms)}))
+
+    def _on_loop_recovered(self, pacer: Pacer, lag_ms: int) -> None:
+        logger.bind(kind="loop_on_time", loop=pacer.name).info(
+            f"the {pacer.name} loop is on schedule again (lag {lag_ms / 1000:g} s)")
+
+    def lag_report(self) -> dict[str, dict]:
+        """Each loop's pace: ticks, missed ticks and lag (clock ms), for the status line and benchmarks."""
+        return {name: pacer.stats().to_json_dict() for name, pacer in self.pacers.items()}
+
     async def feed_loop(self) -> None:
-        step_s = self.settings.sim.step_seconds
+        pacer = self.pacers["feed"]
         while True:
-            await self.clock.sleep(step_s)
+            await pacer.wait()
             await self.feed_step()
 
     async def feed_step(self) -> None:
         """Advance the market to now; the venues settle funding and match resting orders; feed breakers."""
         assert self.executor is not None and self.engine is not None
         now = self.clock.now_ms()
-        payments = await self.executor.advance(self.market.advance_to(now))
-        if payments:
-            await self.engine.record_funding(payments)
+        # A market far behind the clock (a loaded machine, a high --speed) is advanced in bounded
+        # chunks with a checkpoint between them, so signals, control and the other loops stay live.
+        chunk_ms = self.settings.sim.step_seconds * 1000 * _MAX_STEPS_PER_CHUNK
+        market_now = getattr(self.market, "now_ts_ms", None)
+        while True:
+            target = now if not isinstance(market_now, int) else min(now, max(market_now, 0) + chunk_ms)
+            payments = await self.executor.advance(self.market.advance_to(target))
+            if payments:
+                await self.engine.record_funding(payments)
+            if target >= now:
+                break
+            market_now = target
+            await anyio.sleep(0)
         # Resting maker entries: hedge the fills this step's matching made, end timed-out rests.
         await self.engine.work_makers()
         self._record_quotes(now)
@@ -177,9 +227,10 @@ class Application:
             self._apply_board(self.board.record_quote(venue, ts_ms, now_ms))
 
     async def strategy_loop(self) -> None:
+        pacer = self.pacers["strategy"]
         while True:
+            await pacer.wait()
             await self.strategy_step()
-            await self.clock.sleep(self.settings.strategy.loop_interval_seconds)
 
     async def strategy_step(self) -> None:
         """One pass: exits first (they free capacity and reduce risk), then at most one entry."""
@@ -191,7 +242,7 @@ class Application:
         # Ranking and exits read each quote's forecast rate; the venues' current rates stay as they are.
         snapshot = self.forecaster.forecast_snapshot(market_snapshot)
         held = self.held_views(venue_sizes=await self._venue_sizes())
-        ranked = rank_candidates(snapshot, self.params)
+        ranked = self.ranking.ranked(snapshot)  # one ranking per pass, incremental when the market is quiet
         best = ranked[0] if ranked else None
         for planned in plan_exits(snapshot, held, self.params, best):
             pos = self.engine.positions[planned.position_id]
@@ -200,6 +251,7 @@ class Application:
                 await self.engine.close_position(pos, planned.decision.reason.value, planned.decision.detail,
                                                  emergency=planned.decision.is_emergency)
             await self._sync_bot_state()
+        self._retire_closed()
         await self._sync_bot_state()
         if self._stopping or not self.bot.allows_entries:
             return
@@ -232,8 +284,9 @@ class Application:
         await self._sync_bot_state()
 
     async def reconcile_loop(self) -> None:
+        pacer = self.pacers["reconcile"]
         while True:
-            await self.clock.sleep(self.settings.reconcile.interval_seconds)
+            await pacer.wait()
             await self.reconcile_step()
 
     async def reconcile_step(self) -> None:
@@ -243,7 +296,18 @@ class Application:
         for finding in findings:
             await self.event(f"reconcile_{finding.kind}", "warning",
                              f"{finding.venue} {finding.symbol}: expected {finding.expected_base}, venue {finding.actual_base}")
+        self._retire_closed()
         await self._sync_bot_state()
+
+    def _retire_closed(self) -> None:
+        """Closed, persisted positions leave memory (the database keeps them; see ``evict_closed``);
+        failed-entry cooldowns that have run out are dropped."""
+        assert self.engine is not None
+        for position_id in self.engine.evict_closed():
+            self.entry_info.pop(position_id, None)
+        if len(self.failed_entries) > 64:
+            oldest = self.clock.now_ms() - self.params.entry.pair_cooldown_ms
+            self.failed_entries = {k: ts for k, ts in self.failed_entries.items() if ts >= oldest}
 
     async def status_loop(self) -> None:
         """The terminal status view (``bot.ops.terminal``): live when stdout is a terminal, else lines."""
@@ -256,6 +320,12 @@ class Application:
         """End the status view on its own line (before the final message is printed)."""
         if self.status_view is not None:
             self.status_view.close()
+
+    def lag_text(self) -> str:
+        """Each loop's last lag, and which loops cannot keep up (for the status line)."""
+        lag = " ".join(f"{name}={pacer.last_lag_ms / 1000:g}s" for name, pacer in self.pacers.items())
+        behind = [name for name, pacer in self.pacers.items() if pacer.behind]
+        return f"lag {lag}" + (f" BEHIND: {','.join(behind)}" if behind else "")
 
     # ------------------------------------------------------------------ control
     async def poll_control(self) -> str | None:

@@ -11,10 +11,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from bot.core.domain import ZERO, BPS, ExecutionMode, Liquidity, MarketSnapshot, Opportunity, OrderSide
+from bot.core.domain import (
+    BPS,
+    ZERO,
+    ExecutionMode,
+    Liquidity,
+    MarketSnapshot,
+    Opportunity,
+    OrderSide,
+)
 from bot.core.funding_math import fee_usd, slippage_usd
 from bot.scanner import rank_opportunities
-from risk.entry_gates import EntryContext, EntryDecision, EntryLimits, ExposureSummary, evaluate_entry
+from risk.entry_gates import (
+    EntryContext,
+    EntryDecision,
+    EntryLimits,
+    ExposureSummary,
+    evaluate_entry,
+)
 from risk.exit_rules import ExitDecision, ExitLimits, HeldPosition, evaluate_exit
 from risk.trading_state import TradingState
 
@@ -157,8 +171,7 @@ def plan_entry(
 ) -> tuple[PlannedEntry | None, list[PlannedEntry]]:
     """The best opportunity every entry gate allows (or None), plus the denied ones looked at.
     ``ranked`` reuses a ranking of the same snapshot (``rank_candidates``)."""
-    if ranked is None:
-        ranked = rank_candidates(snapshot, params, candidates=candidates)
+    ranked = ranked[:candidates] if ranked is not None else rank_candidates(snapshot, params, candidates=candidates)
     exposure = exposure_summary(held)
     denied = []
     for opp in ranked:
@@ -171,7 +184,10 @@ def plan_entry(
     return None, denied
 
 
-def best_opportunity(snapshot: MarketSnapshot, params: StrategyParams) -> Opportunity | None:
+def best_opportunity(snapshot: MarketSnapshot, params: StrategyParams,
+                     ranked: list[Opportunity] | None = None) -> Opportunity | None:
+    if ranked is not None:
+        return ranked[0] if ranked else None
     ranked = rank_opportunities(
         snapshot,
         notional_usd=params.notional_usd,

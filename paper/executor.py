@@ -64,6 +64,10 @@ class BookSource(Protocol):
     def instrument(self, venue: str, symbol: str) -> Instrument | None: ...
 
 
+DEFAULT_HISTORY_WINDOW_MS = 86_400_000  # venue history kept in memory (older: in the store)
+_PRUNE_EVERY_MS = 3_600_000
+
+
 def trade_id_for(venue: str, n: int) -> str:
     return f"{venue}-t{n}"
 
@@ -181,6 +185,7 @@ class PaperExecutor:
         faults: FaultPlan | None = None,
         starting_balance_usd: Decimal = Decimal(10000),
         sleep: SleepFn = anyio.sleep,
+        history_window_ms: int = DEFAULT_HISTORY_WINDOW_MS,
     ) -> None:
         self._books = book_source
         self._fees = dict(fees)
@@ -202,6 +207,12 @@ class PaperExecutor:
         self._funding_ids: set[str] = set()
         self._counters: dict[str, int] = {}
         self._consumed: dict[tuple[str, str], _Consumption] = {}
+        self._funding_by_id: dict[str, FundingPayment] = {}
+        # Venue history older than ``history_window_ms`` lives only in the store (a real venue's
+        # history is server-side too): answered from SQLite, never kept in memory for months.
+        self._history_window_ms = history_window_ms
+        self._horizon_ms = 0  # everything before this instant was dropped from memory
+        self._last_prune_ms = 0
         self._restore()
 
     # -- start-up ----------------------------------------------------------------------------------
@@ -221,11 +232,13 @@ class PaperExecutor:
         for payment in state.funding:
             self._funding[payment.venue].append(payment)
             self._funding_ids.add(payment.payment_id)
+            self._funding_by_id[payment.payment_id] = payment
         self._counters = dict(state.counters)
         missing = tuple(self._balance(v) for v in sorted(self._fees) if v not in self._balances)
         if missing:
             self._store.write(VenueWrite(balances=missing))
             self._balances.update({b.venue: b for b in missing})
+        self.prune_history(self._now_ms())  # months of history stay in the store, not in memory
 
     # -- committed state -----------------------------------------------------------------------
 
@@ -263,6 +276,7 @@ class PaperExecutor:
         for payment in draft.funding:
             self._funding[payment.venue].append(payment)
             self._funding_ids.add(payment.payment_id)
+            self._funding_by_id[payment.payment_id] = payment
         for book, side, price, size in draft.taken:
             consumption = self._consumption(book)
             consumption.taken[side][price] = consumption.taken[side].get(price, ZERO) + size
@@ -286,8 +300,37 @@ class PaperExecutor:
                 taken[price] = taken.get(price, ZERO) + size
         return deplete(book.levels_for(side), taken)
 
-    def _report(self, order: StoredOrder) -> OrderReport:
-        fills = tuple(self._order_fills.get((order.venue, order.client_order_id), ()))
+    def prune_history(self, now_ms: int) -> int:
+        """Drop venue history older than the window from memory (it stays in the store); returns how
+        many records left memory. Resting orders and open positions are never dropped."""
+        cutoff = now_ms - self._history_window_ms
+        if cutoff <= self._horizon_ms:
+            return 0
+        dropped = 0
+        for key, order in list(self._orders.items()):
+            if order.status.is_terminal and order.updated_ts_ms < cutoff:
+                del self._orders[key]
+                dropped += 1 + len(self._order_fills.pop(key, ()))
+        for venue, fills in self._venue_fills.items():
+            kept = [f for f in fills if f.ts_ms >= cutoff]
+            dropped += len(fills) - len(kept)
+            self._venue_fills[venue] = kept
+        for venue, payments in self._funding.items():
+            kept = []
+            for payment in payments:
+                if payment.ts_ms >= cutoff:
+                    kept.append(payment)
+                else:
+                    self._funding_ids.discard(payment.payment_id)
+                    self._funding_by_id.pop(payment.payment_id, None)
+                    dropped += 1
+            self._funding[venue] = kept
+        self._horizon_ms = cutoff
+        return dropped
+
+    def _report(self, order: StoredOrder, fills_from_store: list[Fill] | None = None) -> OrderReport:
+        fills = tuple(fills_from_store if fills_from_store is not None
+                      else self._order_fills.get((order.venue, order.client_order_id), ()))
         filled = sum((f.size_base for f in fills), ZERO)
         avg = sum((f.price * f.size_base for f in fills), ZERO) / filled if filled else None
         return OrderReport(
@@ -349,10 +392,15 @@ class PaperExecutor:
         half_s = (self._latency_for(venue) + self._faults.draw_latency_spike_s()) / 2
         await self._wait(half_s)
         existing = self._orders.get((venue, request.client_order_id))
+        stored = None
+        if existing is None and self._horizon_ms:
+            stored = self._store.order(venue, request.client_order_id)  # a known id older than the window
         timeout = TimeoutDraw(timed_out=False, executed=True)
         report: OrderReport | None = None
         if existing is not None:
             report = self._report(existing)
+        elif stored is not None:
+            report = self._report(stored[0], stored[1])  # idempotent by client order id, however old
         else:
             if self._faults.draw_reject():
                 await self._wait(half_s)
@@ -541,6 +589,9 @@ class PaperExecutor:
         """The order's current report, or None when this venue never executed it."""
         await self._round_trip(venue)
         order = self._orders.get((venue, client_order_id))
+        if order is None and self._horizon_ms:
+            stored = self._store.order(venue, client_order_id)  # older than the in-memory window
+            return None if stored is None else self._report(stored[0], stored[1])
         return None if order is None else self._report(order)
 
     # -- Executor: accounts -------------------------------------------------------------------------
@@ -572,11 +623,15 @@ class PaperExecutor:
     async def fills_since(self, venue: str, since_ts_ms: int) -> list[Fill]:
         """Every fill on ``venue`` with ``ts_ms >= since_ts_ms``, in execution order."""
         await self._round_trip(venue)
+        if since_ts_ms < self._horizon_ms:
+            return self._store.fills_since(venue, since_ts_ms)
         return [f for f in self._venue_fills.get(venue, ()) if f.ts_ms >= since_ts_ms]
 
     async def funding_payments_since(self, venue: str, since_ts_ms: int) -> list[FundingPayment]:
         """Every funding payment on ``venue`` with ``ts_ms >= since_ts_ms``."""
         await self._round_trip(venue)
+        if since_ts_ms < self._horizon_ms:
+            return self._store.funding_since(venue, since_ts_ms)
         return [p for p in self._funding.get(venue, ()) if p.ts_ms >= since_ts_ms]
 
     # -- venue-side hooks (no latency, no faults) ---------------------------------------------------
@@ -662,6 +717,10 @@ class PaperExecutor:
         for settlement in settlements:
             payments.extend(self.settle_funding(settlement))
         self.match_resting()
+        now_ms = self._now_ms()
+        if now_ms - self._last_prune_ms >= _PRUNE_EVERY_MS:
+            self._last_prune_ms = now_ms
+            self.prune_history(now_ms)
         return payments
 
     async def aclose(self) -> None:
@@ -677,7 +736,11 @@ class PaperExecutor:
         """
         pid = funding_payment_id(settlement.venue, settlement.symbol, settlement.ts_ms)
         if pid in self._funding_ids:
-            return [p for p in self._funding[settlement.venue] if p.payment_id == pid]
+            return [self._funding_by_id[pid]]
+        if settlement.ts_ms < self._horizon_ms:
+            stored = self._store.funding_payment(pid)  # settled before the in-memory window
+            if stored is not None:
+                return [stored]
         position_base = self._position(settlement.venue, settlement.symbol).size_base
         if position_base == ZERO:
             return []

@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS venue_fills (
     PRIMARY KEY (venue, trade_id)
 );
 CREATE INDEX IF NOT EXISTS venue_fills_by_ts ON venue_fills (venue, ts_ms);
+CREATE INDEX IF NOT EXISTS venue_fills_by_order ON venue_fills (venue, client_order_id);
 CREATE TABLE IF NOT EXISTS venue_positions (
     venue TEXT NOT NULL,
     symbol TEXT NOT NULL,
@@ -323,34 +324,75 @@ class VenueStore:
         with self._lock:
             return _load(self._conn)
 
+    # Lookups of history the executor no longer keeps in memory (older than its window).
+    def order(self, venue: str, client_order_id: str) -> tuple[StoredOrder, list[Fill]] | None:
+        """One order and its fills, in execution order; None when unknown."""
+        with self._lock:
+            row = self._conn.execute(f"SELECT {_ORDER_COLUMNS} FROM venue_orders WHERE venue = ? AND client_order_id = ?",
+                                     (venue, client_order_id)).fetchone()
+            if row is None:
+                return None
+            fills = self._conn.execute(f"SELECT {_FILL_COLUMNS} FROM venue_fills WHERE venue = ? AND client_order_id = ? "
+                                       "ORDER BY rowid", (venue, client_order_id)).fetchall()
+        return _order_row(row), [_fill_row(f) for f in fills]
+
+    def fills_since(self, venue: str, since_ts_ms: int) -> list[Fill]:
+        with self._lock:
+            rows = self._conn.execute(f"SELECT {_FILL_COLUMNS} FROM venue_fills WHERE venue = ? AND ts_ms >= ? "
+                                      "ORDER BY rowid", (venue, since_ts_ms)).fetchall()
+        return [_fill_row(r) for r in rows]
+
+    def funding_since(self, venue: str, since_ts_ms: int) -> list[FundingPayment]:
+        with self._lock:
+            rows = self._conn.execute(f"SELECT {_FUNDING_COLUMNS} FROM venue_funding WHERE venue = ? AND ts_ms >= ? "
+                                      "ORDER BY ts_ms, rowid", (venue, since_ts_ms)).fetchall()
+        return [_funding_row(r) for r in rows]
+
+    def funding_payment(self, payment_id: str) -> FundingPayment | None:
+        with self._lock:
+            row = self._conn.execute(f"SELECT {_FUNDING_COLUMNS} FROM venue_funding WHERE payment_id = ?",
+                                     (payment_id,)).fetchone()
+        return None if row is None else _funding_row(row)
+
+
+_ORDER_COLUMNS = """venue, client_order_id, venue_order_id, seq, symbol, side, order_type, time_in_force,
+                  limit_price, requested_base, filled_base, status, reduce_only, reason, created_ts_ms,
+                  updated_ts_ms, post_only"""
+_FILL_COLUMNS = "venue, symbol, client_order_id, trade_id, side, price, size_base, fee_usd, liquidity, ts_ms"
+_FUNDING_COLUMNS = "payment_id, venue, symbol, ts_ms, rate, position_size_base, mark_price, amount_usd"
+
+
+def _order_row(r: tuple) -> StoredOrder:
+    return StoredOrder(
+        venue=r[0], client_order_id=r[1], venue_order_id=r[2], seq=r[3], symbol=r[4],
+        side=OrderSide(r[5]), order_type=OrderType(r[6]), time_in_force=TimeInForce(r[7]),
+        limit_price=_dec(r[8]), requested_base=Decimal(r[9]), filled_base=Decimal(r[10]),
+        status=OrderStatus(r[11]), reduce_only=bool(r[12]), reason=r[13], created_ts_ms=r[14],
+        updated_ts_ms=r[15], post_only=bool(r[16]),
+    )
+
+
+def _fill_row(r: tuple) -> Fill:
+    return Fill(
+        venue=r[0], symbol=r[1], client_order_id=r[2], trade_id=r[3], side=OrderSide(r[4]),
+        price=Decimal(r[5]), size_base=Decimal(r[6]), fee_usd=Decimal(r[7]),
+        liquidity=Liquidity(r[8]), ts_ms=r[9],
+    )
+
+
+def _funding_row(r: tuple) -> FundingPayment:
+    return FundingPayment(
+        payment_id=r[0], venue=r[1], symbol=r[2], ts_ms=r[3], rate=Decimal(r[4]),
+        position_size_base=Decimal(r[5]), mark_price=Decimal(r[6]), amount_usd=Decimal(r[7]),
+    )
+
 
 def _load(conn: sqlite3.Connection) -> VenueState:
     state = VenueState()
-    for r in conn.execute(
-        """SELECT venue, client_order_id, venue_order_id, seq, symbol, side, order_type, time_in_force,
-                  limit_price, requested_base, filled_base, status, reduce_only, reason, created_ts_ms,
-                  updated_ts_ms, post_only FROM venue_orders ORDER BY venue, seq"""
-    ):
-        state.orders.append(
-            StoredOrder(
-                venue=r[0], client_order_id=r[1], venue_order_id=r[2], seq=r[3], symbol=r[4],
-                side=OrderSide(r[5]), order_type=OrderType(r[6]), time_in_force=TimeInForce(r[7]),
-                limit_price=_dec(r[8]), requested_base=Decimal(r[9]), filled_base=Decimal(r[10]),
-                status=OrderStatus(r[11]), reduce_only=bool(r[12]), reason=r[13], created_ts_ms=r[14],
-                updated_ts_ms=r[15], post_only=bool(r[16]),
-            )
-        )
-    for r in conn.execute(
-        """SELECT venue, symbol, client_order_id, trade_id, side, price, size_base, fee_usd, liquidity, ts_ms
-           FROM venue_fills ORDER BY rowid"""
-    ):
-        state.fills.append(
-            Fill(
-                venue=r[0], symbol=r[1], client_order_id=r[2], trade_id=r[3], side=OrderSide(r[4]),
-                price=Decimal(r[5]), size_base=Decimal(r[6]), fee_usd=Decimal(r[7]),
-                liquidity=Liquidity(r[8]), ts_ms=r[9],
-            )
-        )
+    for r in conn.execute(f"SELECT {_ORDER_COLUMNS} FROM venue_orders ORDER BY venue, seq"):
+        state.orders.append(_order_row(r))
+    for r in conn.execute(f"SELECT {_FILL_COLUMNS} FROM venue_fills ORDER BY rowid"):
+        state.fills.append(_fill_row(r))
     for r in conn.execute(
         "SELECT venue, symbol, size_base, entry_price, realized_pnl_usd, updated_ts_ms FROM venue_positions"
     ):
@@ -369,16 +411,8 @@ def _load(conn: sqlite3.Connection) -> VenueState:
                 realized_pnl_usd=Decimal(r[3]), fees_usd=Decimal(r[4]), funding_usd=Decimal(r[5]),
             )
         )
-    for r in conn.execute(
-        """SELECT payment_id, venue, symbol, ts_ms, rate, position_size_base, mark_price, amount_usd
-           FROM venue_funding ORDER BY ts_ms, rowid"""
-    ):
-        state.funding.append(
-            FundingPayment(
-                payment_id=r[0], venue=r[1], symbol=r[2], ts_ms=r[3], rate=Decimal(r[4]),
-                position_size_base=Decimal(r[5]), mark_price=Decimal(r[6]), amount_usd=Decimal(r[7]),
-            )
-        )
+    for r in conn.execute(f"SELECT {_FUNDING_COLUMNS} FROM venue_funding ORDER BY ts_ms, rowid"):
+        state.funding.append(_funding_row(r))
     state.counters = {k: v for k, v in conn.execute("SELECT key, value FROM venue_meta")}
     return state
 

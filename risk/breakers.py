@@ -307,6 +307,38 @@ def _frozen(mapping: Mapping) -> Mapping:
     return MappingProxyType(dict(mapping))
 
 
+class DataFreshness:
+    """The latest market-data timestamp seen per venue: O(1) per update, updated in place.
+
+    Timestamps only ever move forward (a late, older quote never lowers them), so every board
+    derived from one ``BreakerBoard.create`` shares one record: recording a quote whose venue's
+    stale breaker does not change state copies nothing.
+    """
+
+    __slots__ = ("_latest", "view")
+
+    def __init__(self, latest: Mapping[str, int] | None = None) -> None:
+        self._latest: dict[str, int] = dict(latest or {})
+        self.view: Mapping[str, int] = MappingProxyType(self._latest)
+
+    def record(self, venue: str, ts_ms: int) -> int:
+        """Note a quote stamped ``ts_ms`` from ``venue``; returns the venue's latest timestamp."""
+        previous = self._latest.get(venue)
+        if previous is None or ts_ms > previous:
+            self._latest[venue] = ts_ms
+            return ts_ms
+        return previous
+
+    def get(self, venue: str) -> int | None:
+        return self._latest.get(venue)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DataFreshness) and self._latest == other._latest
+
+    def __repr__(self) -> str:
+        return f"DataFreshness({self._latest!r})"
+
+
 @dataclass(frozen=True, slots=True)
 class BreakerBoard:
     """All breakers together. Build with ``BreakerBoard.create``; see the module docstring.
@@ -318,15 +350,17 @@ class BreakerBoard:
     settings: BreakerSettings
     venue_errors: Mapping[str, CircuitBreaker] = field(default_factory=dict)
     stale: Mapping[str, SwitchBreaker] = field(default_factory=dict)
-    last_quote_ts_ms: Mapping[str, int] = field(default_factory=dict)
+    freshness: DataFreshness = field(default_factory=DataFreshness)
     drawdown: SwitchBreaker = SwitchBreaker(DRAWDOWN)
     peak_equity_usd: Decimal | None = None
     unhedged: CircuitBreaker = CircuitBreaker(UNHEDGED)
     manual: SwitchBreaker = SwitchBreaker(MANUAL)
 
     def __post_init__(self) -> None:
-        for name in ("venue_errors", "stale", "last_quote_ts_ms"):
-            object.__setattr__(self, name, _frozen(getattr(self, name)))
+        for name in ("venue_errors", "stale"):
+            value = getattr(self, name)
+            if not isinstance(value, MappingProxyType):  # already frozen when derived by ``replace``
+                object.__setattr__(self, name, _frozen(value))
 
     @classmethod
     def create(cls, venues: Iterable[str], settings: BreakerSettings) -> "BreakerBoard":
@@ -339,6 +373,11 @@ class BreakerBoard:
         )
 
     # ---- queries -------------------------------------------------------------------------
+
+    @property
+    def last_quote_ts_ms(self) -> Mapping[str, int]:
+        """The latest market-data timestamp per venue (read-only view)."""
+        return self.freshness.view
 
     @property
     def venues(self) -> tuple[str, ...]:
@@ -399,7 +438,7 @@ class BreakerBoard:
             events.extend(evs)
         stale = {}
         for venue, breaker in self.stale.items():
-            stale[venue], evs = self._stale_check(venue, breaker, self.last_quote_ts_ms.get(venue), now_ts_ms)
+            stale[venue], evs = self._stale_check(venue, breaker, self.freshness.get(venue), now_ts_ms)
             events.extend(evs)
         unhedged, evs = self.unhedged.tick(now_ts_ms)
         events.extend(evs)
@@ -420,17 +459,17 @@ class BreakerBoard:
         return BoardUpdate(self._with_venue_breaker(venue, breaker), events)
 
     def record_quote(self, venue: str, quote_ts_ms: int, now_ts_ms: int) -> BoardUpdate:
-        """A quote (funding or book) from ``venue`` stamped ``quote_ts_ms`` arrived."""
-        previous = self.last_quote_ts_ms.get(venue)
-        latest = quote_ts_ms if previous is None else max(previous, quote_ts_ms)
-        breaker = self.stale.get(venue, SwitchBreaker(stale_breaker_name(venue), True, "no quote yet"))
-        breaker, events = self._stale_check(venue, breaker, latest, now_ts_ms)
-        board = replace(
-            self,
-            stale={**self.stale, venue: breaker},
-            last_quote_ts_ms={**self.last_quote_ts_ms, venue: latest},
-        )
-        return BoardUpdate(board, events)
+        """A quote (funding or book) from ``venue`` stamped ``quote_ts_ms`` arrived.
+
+        O(1) unless the venue's stale breaker changes state: the timestamp goes into the shared
+        ``freshness`` record and the same board is returned."""
+        latest = self.freshness.record(venue, quote_ts_ms)
+        current = self.stale.get(venue)
+        breaker = current if current is not None else SwitchBreaker(stale_breaker_name(venue), True, "no quote yet")
+        updated, events = self._stale_check(venue, breaker, latest, now_ts_ms)
+        if updated is current:
+            return BoardUpdate(self, events)
+        return BoardUpdate(replace(self, stale={**self.stale, venue: updated}), events)
 
     def record_equity(self, equity_usd: Decimal, now_ts_ms: int) -> BoardUpdate:
         """Track peak equity (all venues together); open the drawdown breaker when equity falls

@@ -90,8 +90,8 @@ async def sample_equity(app: Application) -> EquitySample:
     return EquitySample(
         ts_ms=app.clock.now_ms(),
         equity_usd=cash + unrealised,
-        funding_usd=sum(app.engine.funding_usd.values(), ZERO),
-        fees_usd=sum(app.engine.fees_usd.values(), ZERO),
+        funding_usd=app.engine.total_funding_usd(),
+        fees_usd=app.engine.total_fees_usd(),
         open_positions=len(active),
         open_notional_usd=notional,
     )

@@ -7,6 +7,7 @@ boundary (or by the simulated market) and nothing downstream ever sees a float.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
@@ -319,8 +320,9 @@ class MarketSnapshot:
 
     now_ts_ms: int
     quotes: dict[tuple[str, str], FundingQuote] = field(default_factory=dict)  # (venue, symbol)
-    books: dict[tuple[str, str], OrderBook] = field(default_factory=dict)
-    instruments: dict[tuple[str, str], Instrument] = field(default_factory=dict)
+    # Mappings: ``bot.market_view`` fills these lazily (a book is built and validated when read).
+    books: Mapping[tuple[str, str], OrderBook] = field(default_factory=dict)
+    instruments: Mapping[tuple[str, str], Instrument] = field(default_factory=dict)
     fees: dict[str, FeeSchedule] = field(default_factory=dict)  # venue -> fees
 
 

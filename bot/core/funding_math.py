@@ -31,7 +31,16 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 
-from bot.core.domain import BPS, HOURS_PER_YEAR, ZERO, ExecutionMode, FeeSchedule, Liquidity, OrderBook, OrderSide
+from bot.core.domain import (
+    BPS,
+    HOURS_PER_YEAR,
+    ZERO,
+    ExecutionMode,
+    FeeSchedule,
+    Liquidity,
+    OrderBook,
+    OrderSide,
+)
 from bot.core.maker_taker import leg_fee_rates
 
 __all__ = [

@@ -49,7 +49,13 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot.core.domain import FeeSchedule, FundingQuote, FundingSettlement, Instrument, MarketSnapshot
+from bot.core.domain import (
+    FeeSchedule,
+    FundingQuote,
+    FundingSettlement,
+    Instrument,
+    MarketSnapshot,
+)
 
 REQUIRED_COLUMNS = ("venue", "symbol", "quote", "venue_symbol", "settlement_ts", "rate", "interval_hours")
 OPTIONAL_COLUMNS = ("mark_price", "contract_multiplier")

@@ -19,7 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from bot.core.domain import ExecutionMode, FeeSchedule, LegSide, Liquidity, OrderBook, OrderSide
+from bot.core.domain import (
+    ExecutionMode,
+    FeeSchedule,
+    LegSide,
+    Liquidity,
+    OrderBook,
+    OrderSide,
+)
 
 
 def choose_maker_leg(long_fees: FeeSchedule, short_fees: FeeSchedule) -> LegSide:

@@ -50,6 +50,7 @@ UNKNOWN_STATUS = "unknown"
 FLATTEN_ATTEMPTS = 20  # per position, with backoff 1, 2, 4 ... 60 clock seconds
 # Order statuses whose outcome reconciliation must still look up at the venue.
 _UNSETTLED_STATUSES = (UNKNOWN_STATUS, OrderStatus.NEW.value, OrderStatus.PARTIALLY_FILLED.value, "intent")
+_PURPOSES = ("open", "repair", "unwind", "close", "flatten")
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,21 +160,101 @@ class EngineCore:
         self._locks: dict[str, anyio.Lock] = {}
         self._fees = fees or (lambda _venue: None)
         self._makers: dict[str, MakerWork] = {}  # position id -> its resting maker entry order
+        # Indexes (kept in step with ``positions`` and ``orders``; closed positions leave them when
+        # ``evict_closed`` retires them): position ids per (venue, symbol) in registration order,
+        # and each position's orders and client order ids.
+        self._by_leg: dict[tuple[str, str], list[str]] = {}
+        self._orders_of: dict[str, dict[str, OrderMeta]] = {}
+        self._cids_of: dict[str, set[str]] = {}
+        # Money and counts of positions retired from memory (the database keeps every detail).
+        self.retired_funding_usd = ZERO
+        self.retired_fees_usd = ZERO
+        self.retired_count = 0
 
     # ------------------------------------------------------------------ queries
     def active_positions(self) -> list[PositionFsm]:
         return [p for p in self.positions.values() if p.state != PositionState.CLOSED.value]
 
     def owner_of(self, venue: str, symbol: str) -> tuple[PositionFsm, LegSide] | None:
-        """The active position holding ``symbol`` on ``venue`` (one position per symbol)."""
-        for pos in self.active_positions():
-            if pos.symbol != symbol:
+        """The active position holding ``symbol`` on ``venue`` (one position per symbol); indexed."""
+        for position_id in self._by_leg.get((venue, symbol), ()):
+            pos = self.positions[position_id]
+            if pos.state == PositionState.CLOSED.value:
                 continue
             if pos.long_venue == venue:
                 return pos, LegSide.LONG
             if pos.short_venue == venue:
                 return pos, LegSide.SHORT
         return None
+
+    def total_funding_usd(self) -> Decimal:
+        """Funding recorded against positions this run (in memory or retired)."""
+        return self.retired_funding_usd + sum(self.funding_usd.values(), ZERO)
+
+    def total_fees_usd(self) -> Decimal:
+        """Fees of the fills of positions this run (in memory or retired)."""
+        return self.retired_fees_usd + sum(self.fees_usd.values(), ZERO)
+
+    def closed_count(self) -> int:
+        """Positions closed this run (in memory or retired)."""
+        return self.retired_count + sum(1 for p in self.positions.values() if p.state == PositionState.CLOSED.value)
+
+    # ------------------------------------------------------------------ registration
+    def _register(self, pos: PositionFsm) -> None:
+        """Track a position and index its legs."""
+        self.positions[pos.position_id] = pos
+        for venue in (pos.long_venue, pos.short_venue):
+            self._by_leg.setdefault((venue, pos.symbol), []).append(pos.position_id)
+
+    def _unregister(self, position_id: str) -> PositionFsm | None:
+        """Forget a position and every index entry of it (its orders included)."""
+        pos = self.positions.pop(position_id, None)
+        if pos is None:
+            return None
+        for venue in (pos.long_venue, pos.short_venue):
+            ids = self._by_leg.get((venue, pos.symbol))
+            if ids is not None:
+                if position_id in ids:
+                    ids.remove(position_id)
+                if not ids:
+                    del self._by_leg[(venue, pos.symbol)]
+        for cid in self._orders_of.pop(position_id, {}):
+            self.orders.pop(cid, None)
+        for cid in self._cids_of.pop(position_id, ()):
+            self._cid_attempt.pop(cid, None)
+        for purpose in _PURPOSES:
+            for leg in LegSide:
+                self._attempts.pop((position_id, purpose, leg), None)
+        self._locks.pop(position_id, None)
+        self._emergency_exits.discard(position_id)
+        self._unhedged_since_ns.pop(position_id, None)
+        for phase in ("entry", "exit"):
+            self.unhedged_ms.pop((position_id, phase), None)
+        return pos
+
+    def evict_closed(self) -> list[str]:
+        """Retire closed positions from memory; returns their ids. The database stays the record.
+
+        A closed position leaves only when nothing can still change it: its close was persisted
+        (it is CLOSED and nobody holds its lock), and no order of it is unsettled (an unknown,
+        resting or unsent order keeps it, so a late fill is still applied and reported through
+        ``fill_after_close``). Its funding and fees move into the retired totals.
+        """
+        retired = []
+        for position_id, pos in list(self.positions.items()):
+            if pos.state != PositionState.CLOSED.value:
+                continue
+            lock = self._locks.get(position_id)
+            if lock is not None and lock.locked():
+                continue
+            if any(m.status in _UNSETTLED_STATUSES for m in self._orders_of.get(position_id, {}).values()):
+                continue
+            self.retired_funding_usd += self.funding_usd.pop(position_id, ZERO)
+            self.retired_fees_usd += self.fees_usd.pop(position_id, ZERO)
+            self.retired_count += 1
+            self._unregister(position_id)
+            retired.append(position_id)
+        return retired
 
     def lock_for(self, position_id: str) -> anyio.Lock:
         """Serialises every action on one position (strategy, reconciliation and shutdown share it)."""
@@ -199,7 +280,9 @@ class EngineCore:
                 f"{purpose} {leg.value} on {venue} exhausted {MAX_ATTEMPT} attempts: manual intervention needed")
             attempt = MAX_ATTEMPT
         self._attempts[key] = attempt
-        self._cid_attempt[client_order_id(pos.position_id, purpose, leg, attempt)] = attempt
+        cid = client_order_id(pos.position_id, purpose, leg, attempt)
+        self._cid_attempt[cid] = attempt
+        self._cids_of.setdefault(pos.position_id, set()).add(cid)
         inst = self._instrument(venue, pos.symbol)
         tick = inst.tick_size if inst is not None else Decimal("0.0001")
         # Each further attempt of a purpose widens the bound, up to a cap of 10 steps.
@@ -227,7 +310,16 @@ class EngineCore:
         return (max(lots) if lots else ZERO) * self.config.hedge_tolerance_lots
 
     def _remember(self, req: OrderRequest, position_id: str, leg: LegSide, purpose: str) -> None:
-        self.orders[req.client_order_id] = OrderMeta(position_id, leg, purpose, req.venue, "intent")
+        self._track_order(req.client_order_id, OrderMeta(position_id, leg, purpose, req.venue, "intent"))
+
+    def _track_order(self, cid: str, meta: OrderMeta) -> None:
+        """Keep an order's meta, indexed by client order id and by position."""
+        self.orders[cid] = meta
+        self._orders_of.setdefault(meta.position_id, {})[cid] = meta
+
+    def orders_of(self, position_id: str) -> dict[str, OrderMeta]:
+        """The orders of one position by client order id (indexed, not scanned)."""
+        return self._orders_of.get(position_id, {})
 
     @staticmethod
     def _legs_balanced(pos: PositionFsm) -> bool:
@@ -235,7 +327,7 @@ class EngineCore:
         return abs(pos.long_filled_base - pos.short_filled_base) <= pos.tolerance_base
 
     def _has_unknown_orders(self, position_id: str) -> bool:
-        return any(m.position_id == position_id and m.status in (UNKNOWN_STATUS, "intent") for m in self.orders.values())
+        return any(m.status in (UNKNOWN_STATUS, "intent") for m in self._orders_of.get(position_id, {}).values())
 
     @staticmethod
     def _synthetic(req: OrderRequest, status: OrderStatus, reason: str) -> OrderReport:

@@ -44,7 +44,7 @@ class EntryMixin(EngineCore):
             target_size_base=size_base,
             tolerance_base=tolerance,
         )
-        self.positions[position_id] = pos
+        self._register(pos)
         if self.config.execution is ExecutionMode.MAKER_TAKER:
             plan = self._maker_plan(pos)
             if plan is not None:
@@ -85,7 +85,7 @@ class EntryMixin(EngineCore):
             # Rolled back: nothing is on disk and nothing was sent, so there is nothing to track
             # (a phantom here would fail every later persist). Cancellation is not caught: the
             # write may have committed, and reconciliation then closes the unsent entry.
-            del self.positions[pos.position_id]
+            self._unregister(pos.position_id)
             raise
         self._log_transitions(transitions)
         for leg, req in legs:

@@ -140,8 +140,8 @@ class ExitMixin(EngineCore):
                 await self._event("flatten_failed", pos.position_id, "critical", f"{reason}: close failed: {exc!r}")
 
     async def _resolve_position_orders(self, pos: PositionFsm) -> None:
-        for cid, meta in list(self.orders.items()):
-            if meta.position_id == pos.position_id and meta.status in (UNKNOWN_STATUS, "intent"):
+        for cid, meta in list(self.orders_of(pos.position_id).items()):
+            if meta.status in (UNKNOWN_STATUS, "intent"):
                 report = await self._lookup(meta.venue, cid)
                 if report is None:
                     await self._mark_order(cid, OrderStatus.REJECTED.value, ZERO, None, "venue has no such order")

@@ -108,18 +108,19 @@ class RestoreMixin(EngineCore):
                 pos = PositionFsm.restore(PositionState.ERROR, long_filled_base=max(legs[LegSide.LONG], ZERO),
                                           short_filled_base=max(legs[LegSide.SHORT], ZERO), **fields)
                 await self._event("restore_invalid", row.id, "error", f"restored as error: {exc}")
-            self.positions[pos.position_id] = pos
+            self._register(pos)
             self.fees_usd[pos.position_id] = sum((f.fee_usd for f in fills), ZERO)
             payments = await self.store.list_funding_payments(row.id)
             self.funding_usd[pos.position_id] = sum((p.amount_usd for p in payments), ZERO)
             for order in orders:
-                self.orders[order.client_order_id] = OrderMeta(
+                self._track_order(order.client_order_id, OrderMeta(
                     position_id=pos.position_id,
                     leg=order.leg,
                     purpose=order.purpose.value,
                     venue=order.request.venue,
                     status=order.status.value if order.status is not None else UNKNOWN_STATUS,
-                )
+                ))
+                self._cids_of.setdefault(pos.position_id, set()).add(order.client_order_id)
                 key = (pos.position_id, order.purpose.value, order.leg)
                 self._attempts[key] = max(self._attempts.get(key, -1), order.attempt)
                 if pos.state == PositionState.RESTING.value and order.request.post_only and order.leg is not None:

@@ -16,7 +16,13 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -159,8 +165,8 @@ class _AppCollector(Collector):
         for venue, usd in sorted(exposure.items()):
             exp.add_metric([venue], float(usd))
         yield exp
-        funding = sum(engine.funding_usd.values(), ZERO) if engine else ZERO
-        fees = sum(engine.fees_usd.values(), ZERO) if engine else ZERO
+        funding = engine.total_funding_usd() if engine else ZERO
+        fees = engine.total_fees_usd() if engine else ZERO
         for name, value, text in (("funding_usd", funding, "Funding received minus paid, all positions (USD)"),
                                   ("fees_usd", fees, "Trading fees paid, all positions (USD)")):
             family = GaugeMetricFamily(f"{PREFIX}_{name}", text)

@@ -21,7 +21,14 @@ from loguru import logger
 from bot.core.domain import ZERO
 from bot.ops.bus import Bus
 from bot.ops.journal import JournalTail, journal_cursor
-from bot.ops.notify import Notice, Notifier, SendPolicy, apprise_sender, expand_urls, notice_for
+from bot.ops.notify import (
+    Notice,
+    Notifier,
+    SendPolicy,
+    apprise_sender,
+    expand_urls,
+    notice_for,
+)
 from bot.ops.reader import ReadStore
 from bot.settings import Settings
 from bot.wiring import Wiring
@@ -172,10 +179,10 @@ class OperatorSurface:
 def daily_summary(app: "Application", day_index: int) -> Notice:
     """Positions, funding, fees and net so far, for the day that just ended (UTC, bot clock)."""
     engine = app.engine
-    funding = sum(engine.funding_usd.values(), ZERO) if engine else ZERO
-    fees = sum(engine.fees_usd.values(), ZERO) if engine else ZERO
+    funding = engine.total_funding_usd() if engine else ZERO
+    fees = engine.total_fees_usd() if engine else ZERO
     open_count = len(engine.active_positions()) if engine else 0
-    closed = (len(engine.positions) - open_count) if engine else 0
+    closed = engine.closed_count() if engine else 0
     date = datetime.fromtimestamp((day_index - 1) * MS_PER_DAY / 1000, tz=timezone.utc).date().isoformat()
     body = (f"{date}: {open_count} open, {closed} closed; funding ${_q(funding)}, fees ${_q(fees)}, "
             f"net ${_q(funding - fees)}; bot {app.bot.state.value}, trading {app.board.trading_state().value}")

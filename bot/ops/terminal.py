@@ -117,7 +117,7 @@ class StatusView:
             self._live = None
 
     def plain_line(self) -> str:
-        return f"{_status_line(self.app)} | {activity(self.app)}"
+        return f"{status_line(self.app)} | {activity(self.app)}"
 
     def rich_view(self) -> Any:
         from rich.console import Group
@@ -126,7 +126,7 @@ class StatusView:
 
         app = self.app
         engine = app.engine
-        header = Text(_status_line(app), style="bold")
+        header = Text(status_line(app), style="bold")
         doing = Text("doing: " + activity(app), style="cyan")
         table = Table(box=None, pad_edge=False, header_style="bold")
         for column in ("position", "symbol", "long", "short", "size", "state", "funding", "fees", "net"):
@@ -147,15 +147,15 @@ class StatusView:
         return Group(*parts)
 
 
-def _status_line(app: "Application") -> str:
+def status_line(app: "Application") -> str:
     engine = app.engine
-    funding = sum(engine.funding_usd.values(), ZERO) if engine else ZERO
-    fees = sum(engine.fees_usd.values(), ZERO) if engine else ZERO
+    funding = engine.total_funding_usd() if engine else ZERO
+    fees = engine.total_fees_usd() if engine else ZERO
     open_count = len(engine.active_positions()) if engine else 0
-    closed = (len(engine.positions) - open_count) if engine else 0
+    closed = engine.closed_count() if engine else 0
     return (f"[{iso_utc(app.clock.now_ms())[:19]}Z] bot={app.bot.state.value} "
             f"trading={app.board.trading_state().value} open={open_count} closed={closed} "
-            f"funding=${funding:.2f} fees=${fees:.2f} net=${funding - fees:.2f}")
+            f"funding=${funding:.2f} fees=${fees:.2f} net=${funding - fees:.2f} {app.lag_text()}")
 
 
 def _isatty(out: TextIO) -> bool:

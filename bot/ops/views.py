@@ -63,8 +63,8 @@ def status_view(app: "Application") -> dict[str, Any]:
         age = ages.get(venue)
         venues.append({"venue": venue, "healthy": not reasons, "open_breakers": reasons,
                        "data_age_ms": age, "data_age_seconds": None if age is None else age / 1000})
-    funding = sum(engine.funding_usd.values(), ZERO) if engine else ZERO
-    fees = sum(engine.fees_usd.values(), ZERO) if engine else ZERO
+    funding = engine.total_funding_usd() if engine else ZERO
+    fees = engine.total_fees_usd() if engine else ZERO
     active = engine.active_positions() if engine else []
     return {
         "mode": app.wiring.mode,
@@ -76,7 +76,7 @@ def status_view(app: "Application") -> dict[str, Any]:
         "breakers": breakers_view(app),
         "venues": venues,
         "open_positions": len(active),
-        "closed_positions": (len(engine.positions) - len(active)) if engine else 0,
+        "closed_positions": engine.closed_count() if engine else 0,
         "max_positions": app.settings.strategy.max_positions,
         "funding_usd": str(funding),
         "fees_usd": str(fees),
