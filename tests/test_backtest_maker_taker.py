@@ -20,7 +20,12 @@ pytestmark = pytest.mark.slow
 
 def test_backtest_week_in_maker_taker_mode_hedges_every_maker_fill(tmp_path: Path) -> None:
     data = shared_data_dir() / "funding"
-    settings = write_settings(tmp_path, {"strategy": {"execution": '"maker_taker"'}})
+    # Execution under test, not the strategy: pin the churny pre-forecast rule so a week trades often.
+    settings = write_settings(tmp_path, {
+        "strategy": {"execution": '"maker_taker"', "horizon_hours": '"72"', "min_expected_net_usd": '"1.00"'},
+        "forecast": {"mode": '"persistent"'},
+        "exit": {"max_hold_hours": '"24"'},
+    })
     db = tmp_path / "bt.sqlite"
     proc = run_bot("backtest", "--data", data, "--from", "2025-09-01T00:00:00Z", "--to", "2025-09-08T00:00:00Z",
                    "--settings", settings, "--db", db, "--json", cwd=tmp_path, timeout_s=600)
