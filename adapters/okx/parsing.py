@@ -170,7 +170,10 @@ def parse_order(item: Mapping[str, Any], *, market: VenueMarket, client_order_id
 
 
 def parse_fill(item: Mapping[str, Any], *, market: VenueMarket, client_order_id: str) -> Fill:
-    """``/trade/fills`` row -> ``Fill``; ``fee`` negative = charged, so ``fee_usd = -fee``."""
+    """``/trade/fills`` row (or an order carrying its last fill) -> ``Fill``; ``fee`` negative =
+    charged, so ``fee_usd = -fee``. Only SWAP rows: their sizes are contracts."""
+    if item.get("instType") != "SWAP":
+        raise IncompleteVenueData(VENUE, f"instType {item.get('instType')!r}: only SWAP fills are ours")
     return Fill(
         venue=VENUE,
         symbol=market.symbol,
@@ -181,7 +184,7 @@ def parse_fill(item: Mapping[str, Any], *, market: VenueMarket, client_order_id:
         size_base=market.base(positive(dec(item, "fillSz", VENUE), "fillSz", VENUE)),
         fee_usd=-(dec_or_none(item, "fee", VENUE) or ZERO),
         liquidity=Liquidity.MAKER if item.get("execType") == "M" else Liquidity.TAKER,
-        ts_ms=ts_field(item, "ts", VENUE),
+        ts_ms=ts_field(item, "fillTime" if item.get("fillTime") else "ts", VENUE),
     )
 
 
