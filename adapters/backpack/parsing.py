@@ -12,7 +12,13 @@ from decimal import Decimal
 from typing import Any
 
 from adapters.errors import AbsurdVenueData
-from adapters.wire import canonical_symbol, dec, dec_or_none, field, make_quote, ts_field
+from adapters.wire import (
+    canonical_symbol,
+    dec,
+    dec_or_none,
+    make_quote,
+    ts_field,
+)
 from bot.core.domain import FundingQuote
 
 VENUE = "backpack"

@@ -19,7 +19,16 @@ from typing import Any
 from adapters.errors import AbsurdVenueData, IncompleteVenueData
 from adapters.markets import VenueMarket
 from adapters.validation import validate_book
-from adapters.wire import canonical_symbol, dec, dec_or_none, field, make_quote, non_negative, positive, ts_field
+from adapters.wire import (
+    canonical_symbol,
+    dec,
+    dec_or_none,
+    field,
+    make_quote,
+    non_negative,
+    positive,
+    ts_field,
+)
 from bot.core.domain import (
     ZERO,
     BookLevel,

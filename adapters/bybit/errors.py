@@ -9,7 +9,12 @@ exception text embeds the request parameters; we never forward it).
 
 from __future__ import annotations
 
-from adapters.errors import FatalVenueError, OrderRejected, TemporaryVenueError, VenueError
+from adapters.errors import (
+    FatalVenueError,
+    OrderRejected,
+    TemporaryVenueError,
+    VenueError,
+)
 
 VENUE = "bybit"
 
@@ -39,7 +44,10 @@ def translate(exc: BaseException, venue: str = VENUE) -> VenueError:
     """Map a pybit / requests exception to ``TemporaryVenueError`` / ``OrderRejected`` / ``FatalVenueError``."""
     if isinstance(exc, VenueError):
         return exc
-    from pybit.exceptions import FailedRequestError, InvalidRequestError  # light module, no side effects
+    from pybit.exceptions import (  # light module, no side effects
+        FailedRequestError,
+        InvalidRequestError,
+    )
 
     if isinstance(exc, InvalidRequestError):
         return classify_ret_code(_int(exc.status_code), str(exc.message), venue)

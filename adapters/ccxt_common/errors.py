@@ -16,7 +16,12 @@ import re
 
 from ccxt.base import errors as cx
 
-from adapters.errors import FatalVenueError, OrderRejected, TemporaryVenueError, VenueError
+from adapters.errors import (
+    FatalVenueError,
+    OrderRejected,
+    TemporaryVenueError,
+    VenueError,
+)
 
 # Venue error codes that mean "a duplicate client order id": the order already exists.
 DUPLICATE_CLIENT_ID_CODES = {"bybit": ("110072",), "okx": ("51016",), "binanceusdm": ("-4116",), "aster": ("-4116",)}

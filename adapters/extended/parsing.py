@@ -17,7 +17,15 @@ from typing import Any
 
 from adapters.errors import AbsurdVenueData, IncompleteVenueData
 from adapters.markets import VenueMarket
-from adapters.wire import canonical_symbol, dec, dec_or_none, field, make_quote, positive, ts_field
+from adapters.wire import (
+    canonical_symbol,
+    dec,
+    dec_or_none,
+    field,
+    make_quote,
+    positive,
+    ts_field,
+)
 from bot.core.domain import FundingPayment, FundingQuote, Instrument
 
 VENUE = "extended"

@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from adapters.wire import canonical_symbol, dec, dec_or_none, field, make_quote, positive, ts_field
+from adapters.wire import (
+    canonical_symbol,
+    dec,
+    dec_or_none,
+    field,
+    make_quote,
+    positive,
+    ts_field,
+)
 from bot.core.domain import FundingQuote
 
 VENUE = "grvt"

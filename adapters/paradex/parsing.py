@@ -18,7 +18,16 @@ from typing import Any
 
 from adapters.errors import AbsurdVenueData
 from adapters.markets import VenueMarket
-from adapters.wire import canonical_symbol, dec, dec_or_none, field, make_quote, non_negative, positive, ts_field
+from adapters.wire import (
+    canonical_symbol,
+    dec,
+    dec_or_none,
+    field,
+    make_quote,
+    non_negative,
+    positive,
+    ts_field,
+)
 from bot.core.domain import FundingQuote, Instrument
 
 VENUE = "paradex"
