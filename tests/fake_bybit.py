@@ -163,3 +163,10 @@ class FakeBybitSession:
     def get_orderbook(self, **p: Any) -> dict[str, Any]:
         return _ok({"s": self.symbol, "b": [[str(a), str(b)] for a, b in self.bids],
                     "a": [[str(a), str(b)] for a, b in self.asks], "ts": self.now_ms, "u": 1})
+
+    def get_tickers(self, **p: Any) -> dict[str, Any]:
+        answer = _ok({"category": "linear", "list": [{
+            "symbol": self.symbol, "markPrice": "50000", "fundingRate": "0.0001", "fundingIntervalHour": "8",
+            "nextFundingTime": str(self.now_ms - self.now_ms % 28_800_000 + 28_800_000)}]})
+        answer["time"] = self.now_ms
+        return answer
