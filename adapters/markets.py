@@ -21,6 +21,7 @@ class VenueMarket:
     contract_size_base: Decimal = Decimal(1)  # base units per venue order unit ("contract")
     venue_id: str = ""  # venue-internal id when it differs from the symbol (Hyperliquid asset index)
     settle: str = "USDT"
+    ccxt_symbol: str = ""  # the unified ccxt symbol ("BTC/USDT:USDT") for ccxt-driven venues
 
     @property
     def venue(self) -> str:
