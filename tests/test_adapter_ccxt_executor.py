@@ -10,14 +10,14 @@ import pytest
 
 pytest.importorskip("ccxt")
 
-from executor_contract import ContractHarness, ExecutorContract  # noqa: E402
-from fake_ccxt import FakeCcxtExchange  # noqa: E402
+from executor_contract import ContractHarness, ExecutorContract
+from fake_ccxt import FakeCcxtExchange
 
-from adapters.binanceusdm.dialect import DIALECT  # noqa: E402
-from adapters.ccxt_common.execution import CcxtExecutor  # noqa: E402
-from adapters.errors import TemporaryVenueError  # noqa: E402
-from adapters.markets import VenueMarket  # noqa: E402
-from bot.core.domain import Instrument, OrderRequest, OrderSide, OrderStatus  # noqa: E402
+from adapters.binanceusdm.dialect import DIALECT
+from adapters.ccxt_common.execution import CcxtExecutor
+from adapters.errors import TemporaryVenueError
+from adapters.markets import VenueMarket
+from bot.core.domain import Instrument, OrderRequest, OrderSide, OrderStatus
 
 D = Decimal
 BTC = VenueMarket(instrument=Instrument(

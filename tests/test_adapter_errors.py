@@ -10,7 +10,7 @@ from adapters.bybit import errors as bybit_errors
 from adapters.errors import FatalVenueError, OrderRejected, TemporaryVenueError
 
 cx = pytest.importorskip("ccxt.base.errors")
-from adapters.ccxt_common import errors as ccxt_errors  # noqa: E402
+from adapters.ccxt_common import errors as ccxt_errors
 
 
 @pytest.mark.parametrize(("exc", "expected"), [

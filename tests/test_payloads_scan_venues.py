@@ -7,8 +7,8 @@ from decimal import Decimal
 import pytest
 from payloads import ccxt_static, payload
 
-from adapters.binanceusdm import parsing as bn
 from adapters.backpack import parsing as bp
+from adapters.binanceusdm import parsing as bn
 from adapters.errors import AbsurdVenueData
 from adapters.extended import parsing as ex
 from adapters.grvt import parsing as gv

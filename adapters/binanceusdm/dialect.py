@@ -54,3 +54,21 @@ async def load_markets(exchange: Any, symbols: Iterable[str] | None = None) -> t
         if wanted is None or market.symbol in wanted:
             markets[market.symbol] = replace(market, ccxt_symbol=m["symbol"])
     return markets, skipped
+
+
+async def fetch_quotes(exchange: Any, markets: Mapping[str, VenueMarket], now_ms: int,
+                       venue: str = VENUE) -> tuple[list, list[str]]:
+    """``premiumIndex`` for every symbol + ``fundingInfo`` (real intervals), parsed by our parser."""
+    funding_info = wire.parse_funding_info(await exchange.fapiPublicGetFundingInfo(), venue)
+    symbols = {m.venue_symbol: m.symbol for m in markets.values()} if markets else None
+    quotes, dropped = [], []
+    for item in await exchange.fapiPublicGetPremiumIndex():
+        name = str(item.get("symbol"))
+        if symbols is not None and name not in symbols:
+            continue
+        try:
+            quotes.append(wire.parse_premium_index(item, funding_info=funding_info,
+                                                   symbol=symbols.get(name) if symbols else None, venue=venue))
+        except AbsurdVenueData as exc:
+            dropped.append(str(exc))
+    return quotes, dropped

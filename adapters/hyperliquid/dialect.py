@@ -63,3 +63,8 @@ async def load_markets(exchange: Any, symbols: Iterable[str] | None = None) -> t
             if wanted is None or market.symbol in wanted:
                 markets[market.symbol] = replace(market, ccxt_symbol=m["symbol"], venue_id=str(m.get("baseId")))
     return markets, skipped
+
+
+async def fetch_quotes(exchange: Any, markets: Mapping[str, VenueMarket], now_ms: int) -> tuple[list, list[str]]:
+    """``metaAndAssetCtxs`` (hourly funding, marks), parsed by our parser."""
+    return wire.parse_meta_and_asset_ctxs(await exchange.publicPostInfo({"type": "metaAndAssetCtxs"}), ts_ms=now_ms)

@@ -60,3 +60,17 @@ async def load_markets(exchange: Any, symbols: Iterable[str]) -> tuple[dict[str,
             continue
         markets[market.symbol] = replace(market, ccxt_symbol=m["symbol"])
     return markets, skipped
+
+
+async def fetch_quotes(exchange: Any, markets: Mapping[str, VenueMarket], now_ms: int) -> tuple[list, list[str]]:
+    """``funding-rate`` per instrument + all SWAP mark prices, parsed by our parser."""
+    marks = wire.parse_mark_prices(await exchange.publicGetPublicMarkPrice({"instType": "SWAP"}))
+    quotes, dropped = [], []
+    for market in markets.values():
+        try:
+            answer = await exchange.publicGetPublicFundingRate({"instId": market.venue_symbol})
+            quotes.append(wire.parse_funding_rate(wire.data_list(answer)[0], mark_price=marks.get(market.venue_symbol),
+                                                  symbol=market.symbol))
+        except (AbsurdVenueData, IndexError) as exc:
+            dropped.append(f"{market.venue_symbol}: {exc}")
+    return quotes, dropped
