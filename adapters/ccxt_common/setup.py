@@ -26,7 +26,7 @@ async def _step(venue: str, call: Callable[[], Awaitable[Any]]) -> str:
 
 async def prepare_account(venue: str, exchange: Any, markets: Iterable[VenueMarket], *, leverage: Decimal) -> list[str]:
     """One line per step ("set"/"unchanged"); a refusal other than "not modified" raises ours."""
-    lev = float(leverage)
+    lev: int | float = int(leverage) if leverage == leverage.to_integral_value() else float(leverage)
     lines: list[str] = []
     markets = list(markets)
     if venue in ("binanceusdm", "okx"):
