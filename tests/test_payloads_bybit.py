@@ -131,13 +131,13 @@ def test_stream_book_gap_and_delta_before_snapshot_raise() -> None:
     delta = payload(NT + "ws_orderbook_delta.json")
     book.apply(delta)
     with pytest.raises(BookGap, match="after u="):
-        book.apply(delta)  # replayed update id
+        book.apply(delta)  # replayed update id (not previous + 1)
 
 
 def test_docs_delta_keeps_levels_sorted_after_unsorted_inserts() -> None:
     book = BybitBook("BTC")
     book.apply({"type": "snapshot", "ts": 1687940967000, "data": {
-        "s": "BTCUSDT", "b": [["30240.00", "1"], ["30230.00", "2"]], "a": [["30260.00", "1"]], "u": 1}})
+        "s": "BTCUSDT", "b": [["30240.00", "1"], ["30230.00", "2"]], "a": [["30260.00", "1"]], "u": 177400506}})
     delta = payload(DOCS + "websocket_public_orderbook__02_response-example-delta.json")
     book.apply(delta)
     view = book.snapshot()

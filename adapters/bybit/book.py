@@ -3,7 +3,7 @@
 pybit's own merge appends delta levels unsorted (pybit issue 369), so we keep the book here:
 levels live in dicts keyed by price, a ``snapshot`` replaces everything, a ``delta`` upserts
 (size "0" deletes), and the update id ``u`` must increase; a delta before any snapshot or with
-a non-increasing ``u`` is a sequence gap and raises ``BookGap`` so the caller resubscribes (or
+a ``u`` other than the previous + 1 (Bybit: "u is a sequence") is a sequence gap and raises ``BookGap`` so the caller resubscribes (or
 resyncs over REST). ``u == 1`` in a snapshot is Bybit's service-restart reset and is accepted.
 """
 
@@ -60,7 +60,7 @@ class BybitBook:
         elif kind == "delta":
             if self.update_id is None:
                 raise BookGap(self.venue, f"{self.symbol}: delta u={update_id} before any snapshot")
-            if update_id <= self.update_id:
+            if update_id != self.update_id + 1:
                 raise BookGap(self.venue, f"{self.symbol}: delta u={update_id} after u={self.update_id}")
         else:
             raise AbsurdVenueData(self.venue, f"orderbook type: unknown value {kind!r}")
