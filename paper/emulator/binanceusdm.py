@@ -11,7 +11,7 @@ A new order answers the ACK form (status NEW, nothing executed yet) unless
 
 Streams: ``{"method": "SUBSCRIBE", "params": [...], "id": n}`` with ``<sym>@depth[@100ms|@500ms]``
 (diff events with U/u/pu continuing the REST ``lastUpdateId``), ``<sym>@depth{5,10,20}``,
-``<sym>@ticker``, ``<sym>@bookTicker``, ``<sym>@markPrice[@1s]``, ``!markPrice@arr[@1s]``;
+``<sym>@ticker``, ``<sym>@miniTicker``, ``<sym>@bookTicker``, ``<sym>@markPrice[@1s]``, ``!markPrice@arr[@1s]``;
 the user stream (``?listenKey=`` or ``/ws/<listenKey>``) carries ORDER_TRADE_UPDATE events.
 """
 
@@ -179,7 +179,7 @@ class BinanceUsdmDialect(Dialect):
             raise _err(-1131, "recvWindow must be less than 60000")
         if not same_signature(hmac_hex(self.credentials[key], total), signature):
             raise _err(-1022, "Signature for this request is not valid.")
-        server = self.core.server_time_ms()
+        server = self.core.server_time_ms(self.name)
         if not (int(ts) < server + 1000 and server - int(ts) <= int(recv)):
             raise _err(-1021, "Timestamp for this request is outside of the recvWindow.")
         return params
@@ -200,7 +200,7 @@ class BinanceUsdmDialect(Dialect):
         return json_response({})
 
     async def server_time(self, request: web.Request, params: dict[str, str]) -> web.Response:
-        return json_response({"serverTime": self.core.server_time_ms()})
+        return json_response({"serverTime": self.core.server_time_ms(self.name)})
 
     async def exchange_info(self, request: web.Request, params: dict[str, str]) -> web.Response:
         symbols = []
@@ -234,7 +234,7 @@ class BinanceUsdmDialect(Dialect):
                 "timeInForce": ["GTC", "IOC", "FOK", "GTX", "GTD"], "permissionSets": ["GRID", "COPY"],
             })
         return json_response({
-            "timezone": "UTC", "serverTime": self.core.server_time_ms(), "futuresType": "U_MARGINED",
+            "timezone": "UTC", "serverTime": self.core.server_time_ms(self.name), "futuresType": "U_MARGINED",
             "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400},
                            {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
                            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 300}],
@@ -640,7 +640,7 @@ class BinanceUsdmDialect(Dialect):
         if symbol is None:
             return None
         base = channel.split("@")[0]
-        if base in ("depth", "depth5", "depth10", "depth20", "ticker", "bookTicker", "markPrice"):
+        if base in ("depth", "depth5", "depth10", "depth20", "ticker", "miniTicker", "bookTicker", "markPrice"):
             return (base, symbol)
         return None
 
@@ -701,6 +701,12 @@ class BinanceUsdmDialect(Dialect):
                                         "w": row["lastPrice"], "c": row["lastPrice"], "Q": "0", "o": row["lastPrice"],
                                         "h": row["lastPrice"], "l": row["lastPrice"], "v": "0", "q": "0",
                                         "O": now - 86_400_000, "C": now, "F": 0, "L": 0, "n": 0})
+        elif kind == "miniTicker":
+            row = self._ticker_row(symbol)
+            if row:
+                self._send(conn, name, {"e": "24hrMiniTicker", "E": now, "s": vs, "c": row["lastPrice"],
+                                        "o": row["lastPrice"], "h": row["lastPrice"], "l": row["lastPrice"],
+                                        "v": "0", "q": "0"})
         elif kind == "bookTicker":
             row = self._book_ticker_row(symbol)
             if row:

@@ -83,14 +83,14 @@ class BybitDialect(Dialect):
 
     def rate_limit_response(self) -> web.Response:
         return json_response({"retCode": 10006, "retMsg": "Too many visits!", "result": {}, "retExtInfo": {},
-                              "time": self.core.server_time_ms()})
+                              "time": self.core.server_time_ms(self.name)})
 
     async def duplicate_response(self, request: web.Request) -> web.Response:
         return self._refusal(VenueRefusal(110072, "OrderLinkedID is duplicate"))
 
     def _refusal(self, exc: VenueRefusal) -> web.Response:
         return json_response({"retCode": exc.code, "retMsg": exc.message, "result": {}, "retExtInfo": {},
-                              "time": self.core.server_time_ms()}, status=exc.http_status)
+                              "time": self.core.server_time_ms(self.name)}, status=exc.http_status)
 
     # -- auth -------------------------------------------------------------------------------------
     def _private(self, handler):
@@ -110,7 +110,7 @@ class BybitDialect(Dialect):
             raise VenueRefusal(10003, "API key is invalid.")
         if not ts or not ts.isdigit() or not recv.isdigit():
             raise VenueRefusal(10001, "params error: X-BAPI-TIMESTAMP / X-BAPI-RECV-WINDOW")
-        server = self.core.server_time_ms()
+        server = self.core.server_time_ms(self.name)
         if not server - int(recv) <= int(ts) < server + 1000:
             raise VenueRefusal(10002, f"invalid request, please check your server timestamp or recv_window param. "
                                       f"req_timestamp[{ts}],server_timestamp[{server}],recv_window[{recv}]")
@@ -142,7 +142,7 @@ class BybitDialect(Dialect):
 
     # -- public REST ------------------------------------------------------------------------------
     async def market_time(self, request: web.Request) -> web.Response:
-        now = self.core.server_time_ms()
+        now = self.core.server_time_ms(self.name)
         return _ok({"timeSecond": str(now // 1000), "timeNano": str(now * 1_000_000)}, now)
 
     def _category(self, request: web.Request) -> str:
@@ -158,7 +158,7 @@ class BybitDialect(Dialect):
                 if wanted and inst.venue_symbol != wanted:
                     continue
                 rows.append(self._instrument_row(inst))
-        return _ok({"category": category, "list": rows, "nextPageCursor": ""}, self.core.server_time_ms())
+        return _ok({"category": category, "list": rows, "nextPageCursor": ""}, self.core.server_time_ms(self.name))
 
     def _instrument_row(self, inst) -> dict[str, Any]:
         decimals = max(0, -inst.tick_size.normalize().as_tuple().exponent)
@@ -209,7 +209,7 @@ class BybitDialect(Dialect):
                     row = self._ticker_row(symbol)
                     if row is not None:
                         rows.append(row)
-        return _ok({"category": category, "list": rows}, self.core.server_time_ms())
+        return _ok({"category": category, "list": rows}, self.core.server_time_ms(self.name))
 
     async def orderbook(self, request: web.Request) -> web.Response:
         try:
@@ -222,7 +222,7 @@ class BybitDialect(Dialect):
         seq = self.core.book_seq[(self.name, symbol)]
         return _ok({"s": self.core.venue_symbol(self.name, symbol),
                     "b": book_levels(book.bids, depth) if book else [], "a": book_levels(book.asks, depth) if book else [],
-                    "ts": now, "u": seq, "seq": seq, "cts": now}, self.core.server_time_ms())
+                    "ts": now, "u": seq, "seq": seq, "cts": now}, self.core.server_time_ms(self.name))
 
     async def funding_history(self, request: web.Request) -> web.Response:
         try:
@@ -233,7 +233,7 @@ class BybitDialect(Dialect):
                  "fundingRateTimestamp": str(ts)}
                 for ts, rate, _mark in reversed(self.core.settled_rates.get((self.name, symbol), []))]
         limit = int(request.query.get("limit", "200"))
-        return _ok({"category": "linear", "list": rows[:limit]}, self.core.server_time_ms())
+        return _ok({"category": "linear", "list": rows[:limit]}, self.core.server_time_ms(self.name))
 
     # -- private REST: account --------------------------------------------------------------------
     async def wallet_balance(self, request: web.Request) -> web.Response:
@@ -256,18 +256,18 @@ class BybitDialect(Dialect):
                    "totalMarginBalance": num(equity), "totalAvailableBalance": num(equity - im),
                    "totalPerpUPL": num(upnl), "totalInitialMargin": num(im), "totalMaintenanceMargin": num(im / 5),
                    "coin": [coin]}
-        return _ok({"list": [account]}, self.core.server_time_ms())
+        return _ok({"list": [account]}, self.core.server_time_ms(self.name))
 
     async def account_info(self, request: web.Request) -> web.Response:
         return _ok({"unifiedMarginStatus": 5, "marginMode": "REGULAR_MARGIN", "isMasterTrader": False,
                     "spotHedgingStatus": "OFF", "updatedTime": "1700000000000", "dcpStatus": "OFF",
-                    "timeWindow": 10, "smpGroup": 0}, self.core.server_time_ms())
+                    "timeWindow": 10, "smpGroup": 0}, self.core.server_time_ms(self.name))
 
     async def fee_rate(self, request: web.Request) -> web.Response:
         fees = self.core.fees[self.name]
         rows = [{"symbol": self.core.venue_symbol(self.name, s), "takerFeeRate": num(fees.taker_bps / 10_000),
                  "makerFeeRate": num(fees.maker_bps / 10_000)} for s in self.core.symbols]
-        return _ok({"list": rows}, self.core.server_time_ms())
+        return _ok({"list": rows}, self.core.server_time_ms(self.name))
 
     async def query_api(self, request: web.Request) -> web.Response:
         key = request.headers.get("X-BAPI-API-KEY", "")
@@ -276,11 +276,11 @@ class BybitDialect(Dialect):
                     "ips": ["127.0.0.1"], "type": 1, "deadlineDay": 90, "expiredAt": "", "createdAt": "",
                     "unified": 0, "uta": 1, "userID": 1, "inviterID": 0, "vipLevel": "No VIP",
                     "mktMakerLevel": "0", "affiliateID": 0, "rsaPublicKey": "", "isMaster": True},
-                   self.core.server_time_ms())
+                   self.core.server_time_ms(self.name))
 
     async def coin_info(self, request: web.Request) -> web.Response:
         return _ok({"rows": [{"name": "USDT", "coin": "USDT", "remainAmount": "1000000", "chains": []}]},
-                   self.core.server_time_ms())
+                   self.core.server_time_ms(self.name))
 
     async def set_leverage(self, request: web.Request) -> web.Response:
         p = await self._params(request)
@@ -295,7 +295,7 @@ class BybitDialect(Dialect):
         if self.core.leverage.get(key, 10) == leverage:
             raise VenueRefusal(110043, "leverage not modified")
         self.core.leverage[key] = leverage
-        return _ok({}, self.core.server_time_ms())
+        return _ok({}, self.core.server_time_ms(self.name))
 
     async def switch_mode(self, request: web.Request) -> web.Response:
         p = await self._params(request)
@@ -313,7 +313,7 @@ class BybitDialect(Dialect):
         p = await self._params(request)
         if p.get("setMarginMode") not in ("REGULAR_MARGIN", None):
             raise VenueRefusal(10001, "params error: the emulator supports REGULAR_MARGIN only")
-        return _ok({"reasons": []}, self.core.server_time_ms())
+        return _ok({"reasons": []}, self.core.server_time_ms(self.name))
 
     # -- private REST: orders ---------------------------------------------------------------------
     async def create_order(self, request: web.Request) -> web.Response:
@@ -350,7 +350,7 @@ class BybitDialect(Dialect):
                            reduce_only=_bool(p.get("reduceOnly")))
         order = await self.place(req, _refusal_for)
         return _ok({"orderId": order.venue_order_id, "orderLinkId": order.client_order_id},
-                   self.core.server_time_ms())
+                   self.core.server_time_ms(self.name))
 
     def _find(self, p: dict[str, Any]) -> StoredOrder | None:
         link, oid = p.get("orderLinkId"), p.get("orderId")
@@ -370,7 +370,7 @@ class BybitDialect(Dialect):
         await self.core.executor.cancel_order(self.name, order.client_order_id)
         self.core.notify_orders(self.name, [order.client_order_id])
         return _ok({"orderId": order.venue_order_id, "orderLinkId": order.client_order_id},
-                   self.core.server_time_ms())
+                   self.core.server_time_ms(self.name))
 
     async def cancel_all(self, request: web.Request) -> web.Response:
         p = await self._params(request)
@@ -381,7 +381,7 @@ class BybitDialect(Dialect):
             await self.core.executor.cancel_order(self.name, order.client_order_id)
         self.core.notify_orders(self.name, [o.client_order_id for o in open_orders])
         return _ok({"list": [{"orderId": o.venue_order_id, "orderLinkId": o.client_order_id} for o in open_orders],
-                    "success": "1"}, self.core.server_time_ms())
+                    "success": "1"}, self.core.server_time_ms(self.name))
 
     def order_row(self, order: StoredOrder) -> dict[str, Any]:
         fills = self.core.executor.order_fills(self.name, order.client_order_id)
@@ -424,7 +424,7 @@ class BybitDialect(Dialect):
             orders = [o for o in orders if o.status.is_terminal]
         limit = int(p.get("limit", 50))
         rows = [self.order_row(o) for o in reversed(orders)][:limit]
-        return _ok({"list": rows, "nextPageCursor": "", "category": "linear"}, self.core.server_time_ms())
+        return _ok({"list": rows, "nextPageCursor": "", "category": "linear"}, self.core.server_time_ms(self.name))
 
     async def open_orders(self, request: web.Request) -> web.Response:
         p = await self._params(request)
@@ -449,7 +449,7 @@ class BybitDialect(Dialect):
             if symbol is None and pos.size_base == ZERO:
                 continue
             rows.append(self.position_row(s))
-        return _ok({"list": rows, "nextPageCursor": "", "category": "linear"}, self.core.server_time_ms())
+        return _ok({"list": rows, "nextPageCursor": "", "category": "linear"}, self.core.server_time_ms(self.name))
 
     def position_row(self, symbol: str) -> dict[str, Any]:
         pos = self.core.executor.position_state(self.name, symbol)
@@ -527,7 +527,7 @@ class BybitDialect(Dialect):
         start = int(p.get("startTime") or end - 7 * 86_400_000)
         rows = self.execution_rows(p.get("execType"), symbol, p.get("orderId"), p.get("orderLinkId"), start, end)
         limit = int(p.get("limit", 50))
-        return _ok({"list": rows[:limit], "nextPageCursor": "", "category": "linear"}, self.core.server_time_ms())
+        return _ok({"list": rows[:limit], "nextPageCursor": "", "category": "linear"}, self.core.server_time_ms(self.name))
 
     # -- streams ----------------------------------------------------------------------------------
     async def public_stream(self, request: web.Request) -> web.StreamResponse:
@@ -601,12 +601,25 @@ class BybitDialect(Dialect):
                                 "a": book_levels(book.asks, depth), "u": seq, "seq": seq}, "cts": now})
         else:
             bids, asks = book_delta(conn.last_books[topic], book, depth)
-            seq = conn.state.get(topic, 0) + 1 + self.gap(symbol)
+            seq = conn.state.get(topic, 0) + 1
             conn.state[topic] = seq
-            conn.send({"topic": topic, "type": "delta", "ts": now,
-                       "data": {"s": self.core.venue_symbol(self.name, symbol), "b": bids, "a": asks,
-                                "u": seq, "seq": seq}, "cts": now})
+            if not self._drop_delta(conn, topic):
+                conn.send({"topic": topic, "type": "delta", "ts": now,
+                           "data": {"s": self.core.venue_symbol(self.name, symbol), "b": bids, "a": asks,
+                                    "u": seq, "seq": seq}, "cts": now})
         conn.last_books[topic] = book
+
+    def _drop_delta(self, conn: StreamConnection, topic: str) -> bool:
+        """The sequence-gap fault: this delta is lost (the next one's ``u`` jumps, its levels are missing)."""
+        pending = conn.state.get(("drop", topic), 0)
+        if pending:
+            conn.state[("drop", topic)] = pending - 1
+            return True
+        fault = self.board.take(self.name, ("ws_sequence_gap",), "public")
+        if fault is None:
+            return False
+        conn.state[("drop", topic)] = int(fault.params.get("skip", 1)) - 1
+        return True
 
     def publish_books(self) -> None:
         for conn in list(self.hub):
@@ -626,7 +639,7 @@ class BybitDialect(Dialect):
                 key, expires, sig = str(args[0]), str(args[1]), str(args[2])
                 secret = self.credentials.get(key)
                 ok = (secret is not None and expires.lstrip("-").isdigit()
-                      and int(expires) > self.core.server_time_ms()
+                      and int(expires) > self.core.server_time_ms(self.name)
                       and same_signature(hmac_hex(secret, f"GET/realtime{expires}"), sig))
             conn.authed = ok
             self._answer(conn, msg, ok, "" if ok else "Params Error")

@@ -175,7 +175,7 @@ class EmulatorCore:
         self.settled_rates: dict[tuple[str, str], list[tuple[int, Decimal, Decimal]]] = {}
         self.leverage: dict[tuple[str, str], int] = {}
         self.listeners: list[Callable[[str, object], None]] = []  # (event kind, payload)
-        self.skew_ms = 0  # injected clock skew of the venues' own clocks
+        self.skew_ms: dict[str, int] = {}  # injected clock skew of each venue's own clock
 
     # ------------------------------------------------------------------ clocks
     def now_ms(self) -> int:
@@ -185,9 +185,9 @@ class EmulatorCore:
         elapsed = self._wall_ms() - self._anchor_wall_ms
         return self._anchor_sim_ms + int(elapsed * self.speed)
 
-    def server_time_ms(self) -> int:
-        """What a venue's time endpoint answers: the wall clock plus any injected skew."""
-        return self._wall_ms() + self.skew_ms
+    def server_time_ms(self, venue: str | None = None) -> int:
+        """A venue's own clock (time endpoints, signature windows): the wall clock plus its injected skew."""
+        return self._wall_ms() + (self.skew_ms.get(venue, 0) if venue else 0)
 
     def advance_ms(self, ms: int) -> list[FundingSettlement]:
         """Manual clock only: move the emulator clock forward and run one step."""

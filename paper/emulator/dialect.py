@@ -53,11 +53,6 @@ class Dialect:
         for conn in list(self.hub):
             await conn.ws.close()
 
-    def gap(self, symbol: str) -> int:
-        """Book update ids to skip on this symbol's next delta (the sequence gap fault)."""
-        fault = self.board.take(self.name, ("ws_sequence_gap",), "public")
-        return int(fault.params.get("skip", 1)) if fault is not None else 0
-
     # -- shared -----------------------------------------------------------------------------------
     def _on_core_event(self, kind: str, payload: Any) -> None:
         if kind == "books":

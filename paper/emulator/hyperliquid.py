@@ -167,7 +167,7 @@ class HyperliquidDialect(Dialect):
         return [None]
 
     def _info_exchangeStatus(self, body: dict[str, Any]) -> Any:  # noqa: N802
-        return {"time": self.core.server_time_ms(), "specialStatuses": None}
+        return {"time": self.core.server_time_ms(self.name), "specialStatuses": None}
 
     def _info_allMids(self, body: dict[str, Any]) -> Any:  # noqa: N802
         return {s: num(b.mid) for s in self.core.symbols if (b := self.core.book(self.name, s)) is not None}
@@ -361,7 +361,7 @@ class HyperliquidDialect(Dialect):
         if address is None:
             return _err(reason or "Invalid signature")
         nonce = int(body["nonce"])
-        server = self.core.server_time_ms()
+        server = self.core.server_time_ms(self.name)
         if not server - 2 * _DAY_MS < nonce < server + _DAY_MS:
             return _err(f"Invalid nonce: {nonce} is too far from the current time {server}")
         used = self._nonces.setdefault(address, set())

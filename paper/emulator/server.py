@@ -115,7 +115,8 @@ class RunningEmulator:
         """Faults that act at once (called in the event loop)."""
         venues = [venue] if venue else list(self.dialects)
         if kind == "clock_skew":
-            self.core.skew_ms = int(params.get("offset_ms", 0))
+            for v in venues:
+                self.core.skew_ms[v] = int(params.get("offset_ms", 0))
         elif kind == "interval_change":
             for v in venues:
                 self.core.set_interval(v, str(params["symbol"]), int(params["hours"]))
@@ -164,7 +165,7 @@ def _control_routes(app: web.Application, running: RunningEmulator) -> None:
     async def state(request: web.Request) -> web.Response:
         core = running.core
         return json_response({
-            "now_ms": core.now_ms(), "server_time_ms": core.server_time_ms(), "skew_ms": core.skew_ms,
+            "now_ms": core.now_ms(), "wall_ms": core.server_time_ms(), "skew_ms": core.skew_ms,
             "venues": list(core.venues), "ports": running.ports, "armed_faults": running.board.armed(),
             "fired_faults": running.board.fired[-100:],
             "intervals": {f"{v}:{s}": h for (v, s), h in core.intervals.items()},
