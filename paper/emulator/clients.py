@@ -80,4 +80,5 @@ def pybit_websocket(handle: EmulatorHandle, channel_type: str, **kwargs: Any) ->
     if channel_type == "private" and "api_key" not in kwargs:
         cred = handle.credentials["bybit"]
         kwargs.update(api_key=cred.key, api_secret=cred.secret)
+    kwargs.setdefault("testnet", False)
     return EmulatedWebSocket(channel_type=channel_type, **kwargs)
