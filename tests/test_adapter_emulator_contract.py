@@ -103,7 +103,8 @@ async def test_executed_but_unanswered_orders_are_found_not_resent(emulated: tup
 @pytest.mark.parametrize("fault", ["http_5xx", "rate_limit"])
 async def test_refused_requests_are_unknown_then_not_found_after_expiry(emulated: tuple[object, str], fault: str) -> None:
     emu, name = emulated
-    venue = await _venue(emu, name)
+    clock = _FrozenClock()
+    venue = await _venue(emu, name, clock)  # type: ignore[arg-type]
     await _book(venue)
     size = venue.market.instruments()[0].min_size_base * 10
     emu.faults.arm(fault, venue=name, scope="order", count=1)  # type: ignore[attr-defined]
@@ -113,4 +114,16 @@ async def test_refused_requests_are_unknown_then_not_found_after_expiry(emulated
     assert await venue.executor.positions(name) == []  # nothing executed
     with pytest.raises(TemporaryVenueError, match="may still arrive"):
         await venue.executor.get_order(name, cid)  # inside the venue-side expiry: unknown, not "never"
+    clock.frozen_ms += 61_000  # past every venue's expiry (OKX's grace is the longest, 60 s)
+    assert await venue.executor.get_order(name, cid) is None
     await venue.close()
+
+
+class _FrozenClock:
+    """The executor's clock stands still until the test moves it."""
+
+    def __init__(self) -> None:
+        self.frozen_ms = time.time_ns() // 1_000_000
+
+    def __call__(self) -> int:
+        return self.frozen_ms
