@@ -21,7 +21,7 @@ class CcxtDialect:
     ``parse_funding(info, market)``: one raw funding row (``info`` of ccxt's funding history) ->
     payment with the venue's sign normalised (+ = received).
     ``equity_usd(balance)``: account equity from ``fetch_balance``.
-    ``ccxt_symbol(market)``: the unified symbol of a market.
+    ``rate``: an aiolimiter bucket every REST call of the executor passes (on top of ccxt's throttle).
     """
 
     venue: str
@@ -31,3 +31,4 @@ class CcxtDialect:
     parse_funding: Callable[[Mapping[str, Any], VenueMarket], FundingPayment]
     equity_usd: Callable[[Mapping[str, Any]], Decimal]
     lookup_params: Callable[[str], dict[str, Any]] = field(default=lambda wire: {"clientOrderId": wire})
+    rate: tuple[int, float] = (10, 1.0)  # our own request bucket (max requests, per seconds), below the venue's limit

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 import anyio
+from aiolimiter import AsyncLimiter
 
 from adapters.ccxt_common import unified
 from adapters.ccxt_common.dialect import CcxtDialect
@@ -65,13 +66,15 @@ class CcxtExecutor:
         self._ledger = SendLedger(expiry_ms=dialect.expiry_ms, started_ms=now_ms())
         self._symbol_of_cid: dict[str, str] = {}
         self._cid_of_order: dict[str, str] = {}
+        self._limiter = AsyncLimiter(*dialect.rate)
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """One ccxt call; its errors leave as our classes. Order sends are shielded by the caller."""
-        try:
-            return await getattr(self._ex, method)(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001  (every ccxt/aiohttp failure is classified and re-raised)
-            raise translate(self.venue, exc) from None
+        async with self._limiter:
+            try:
+                return await getattr(self._ex, method)(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001  (every ccxt/aiohttp failure is classified and re-raised)
+                raise translate(self.venue, exc) from None
 
     def _check_venue(self, venue: str | None) -> None:
         if venue is not None and venue != self.venue:
@@ -174,7 +177,8 @@ class CcxtExecutor:
 
     async def _fetch_by_cid(self, market: VenueMarket, wire_cid: str) -> Mapping[str, Any] | None:
         try:
-            order = await self._ex.fetch_order(None, market.ccxt_symbol, self._d.lookup_params(wire_cid))
+            async with self._limiter:
+                order = await self._ex.fetch_order(None, market.ccxt_symbol, self._d.lookup_params(wire_cid))
         except Exception as exc:  # noqa: BLE001  (not-found is an answer; the rest is classified)
             if is_order_not_found(exc):
                 return None
@@ -222,7 +226,8 @@ class CcxtExecutor:
             return report
         market = self._market(report.symbol)
         try:
-            await self._ex.cancel_order(report.venue_order_id, market.ccxt_symbol)
+            async with self._limiter:
+                await self._ex.cancel_order(report.venue_order_id, market.ccxt_symbol)
         except Exception as exc:  # noqa: BLE001
             if not is_order_not_found(exc):
                 raise translate(self.venue, exc) from None
@@ -235,7 +240,8 @@ class CcxtExecutor:
         for market in self._markets.values():
             for order in await self._call("fetch_open_orders", market.ccxt_symbol):
                 try:
-                    await self._ex.cancel_order(order["id"], market.ccxt_symbol)
+                    async with self._limiter:
+                        await self._ex.cancel_order(order["id"], market.ccxt_symbol)
                     count += 1
                 except Exception as exc:  # noqa: BLE001
                     if not is_order_not_found(exc):

@@ -41,6 +41,7 @@ DIALECT = CcxtDialect(
     venue=VENUE, settle="USDC", expiry_ms=ORDER_EXPIRY_MS + CLOCK_SKEW_ALLOWANCE_MS, order_params=_order_params,
     parse_funding=lambda info, market: wire.parse_user_funding(info),
     equity_usd=_equity,
+    rate=(15, 1.0),  # documented: 1200 weight/min
 )
 
 

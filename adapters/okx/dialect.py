@@ -35,6 +35,7 @@ DIALECT = CcxtDialect(
     venue=VENUE, settle="USDT", expiry_ms=GRACE_MS, order_params=_order_params,
     parse_funding=lambda info, market: wire.parse_funding_bill(info, symbol=market.symbol),
     equity_usd=_equity,
+    rate=(20, 2.0),  # documented: orders 60/2 s per instrument, reads 20/2 s
 )
 
 
