@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from adapters.markets import VenueMarket
-from bot.core.domain import FundingPayment
+from bot.core.domain import FundingPayment, OrderSide
 
 
 @dataclass(frozen=True)
@@ -31,4 +31,5 @@ class CcxtDialect:
     parse_funding: Callable[[Mapping[str, Any], VenueMarket], FundingPayment]
     equity_usd: Callable[[Mapping[str, Any]], Decimal]
     lookup_params: Callable[[str], dict[str, Any]] = field(default=lambda wire: {"clientOrderId": wire})
+    round_price: Callable[[Decimal, VenueMarket, OrderSide], Decimal] | None = None  # venue price rules beyond the tick
     rate: tuple[int, float] = (10, 1.0)  # our own request bucket (max requests, per seconds), below the venue's limit

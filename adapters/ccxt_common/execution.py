@@ -21,14 +21,13 @@ from aiolimiter import AsyncLimiter
 from adapters.ccxt_common import unified
 from adapters.ccxt_common.dialect import CcxtDialect
 from adapters.ccxt_common.errors import is_order_not_found, translate
+from adapters.ccxt_common.market_data import book_from_ccxt
 from adapters.client_ids import CodecMemo, codec_for
 from adapters.errors import OrderRejected, TemporaryVenueError
 from adapters.markets import VenueMarket, round_size_down
 from adapters.order_flow import SendLedger, bound_price, check_request
-from adapters.validation import decimal_from_wire
 from bot.core.domain import (
     ZERO,
-    BookLevel,
     Fill,
     FundingPayment,
     OrderBook,
@@ -91,13 +90,7 @@ class CcxtExecutor:
         if book is not None:
             return book
         raw = await self._call("fetch_order_book", market.ccxt_symbol, 20)
-
-        def levels(rows: Any) -> tuple[BookLevel, ...]:
-            return tuple(BookLevel(decimal_from_wire(p, "price", self.venue),
-                                   market.base(decimal_from_wire(s, "size", self.venue))) for p, s, *_ in rows)
-
-        return OrderBook(venue=self.venue, symbol=market.symbol, bids=levels(raw.get("bids", [])),
-                         asks=levels(raw.get("asks", [])), ts_ms=int(raw.get("timestamp") or self._now_ms()))
+        return book_from_ccxt(raw, market, self._now_ms())  # validated: absurd books raise, never priced on
 
     async def _position_base(self, market: VenueMarket) -> Decimal:
         total = ZERO
@@ -124,6 +117,9 @@ class CcxtExecutor:
         if request.reduce_only:
             size = await self._reduce_only_size(request, market)
         price = bound_price(request, market, await self._book(market), self._max_slippage_bps)
+        if self._d.round_price is not None:
+            price = self._d.round_price(price, market, request.side)
+        self._refuse_if_ccxt_would_change(market, price, market.contracts(size))
         wire_cid = str(self._codec.encode(cid))
         tif = "GTC" if request.time_in_force is TimeInForce.GTC else "IOC"
         params = self._d.order_params(wire_cid, tif, request.reduce_only, self._now_ms())
@@ -142,6 +138,18 @@ class CcxtExecutor:
             return await self._resolve_unknown(cid)  # e.g. a 200 with a non-JSON body: id None
         self._cid_of_order[str(answer["id"])] = cid
         return await self._settled(cid, wait_terminal=tif == "IOC")
+
+    def _refuse_if_ccxt_would_change(self, market: VenueMarket, price: Decimal, contracts: Decimal) -> None:
+        """ccxt truncates amounts and ROUNDS prices; we round conservatively ourselves and refuse to
+        send a number ccxt would alter (it could move a buy bound past the slippage cap)."""
+        if not hasattr(self._ex, "price_to_precision") or not getattr(self._ex, "markets", None):
+            return
+        sent_price = Decimal(self._ex.price_to_precision(market.ccxt_symbol, float(price)))
+        sent_amount = Decimal(self._ex.amount_to_precision(market.ccxt_symbol, float(contracts)))
+        if sent_price != price:
+            raise OrderRejected(self.venue, f"limit_price {price} would be sent as {sent_price}: tick rules differ")
+        if sent_amount != contracts:
+            raise OrderRejected(self.venue, f"size_base {contracts} contracts would be sent as {sent_amount}")
 
     async def _reduce_only_size(self, request: OrderRequest, market: VenueMarket) -> Decimal:
         position = await self._position_base(market)

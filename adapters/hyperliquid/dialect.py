@@ -16,6 +16,7 @@ from adapters.errors import IncompleteVenueData
 from adapters.hyperliquid import parsing as wire
 from adapters.markets import VenueMarket
 from adapters.validation import decimal_from_wire
+from bot.core.domain import OrderSide
 
 VENUE = "hyperliquid"
 ORDER_EXPIRY_MS = 5000
@@ -37,10 +38,16 @@ def _equity(balance: Mapping[str, Any]) -> Decimal:
     return decimal_from_wire(total, "total.USDC", VENUE)
 
 
+def _round_price(price: Decimal, market: VenueMarket, side: OrderSide) -> Decimal:
+    sz_decimals = -market.instrument.lot_size_base.normalize().as_tuple().exponent
+    return wire.round_price(price, sz_decimals=max(0, int(sz_decimals)), side=side)
+
+
 DIALECT = CcxtDialect(
     venue=VENUE, settle="USDC", expiry_ms=ORDER_EXPIRY_MS + CLOCK_SKEW_ALLOWANCE_MS, order_params=_order_params,
     parse_funding=lambda info, market: wire.parse_user_funding(info),
     equity_usd=_equity,
+    round_price=_round_price,
     rate=(15, 1.0),  # documented: 1200 weight/min
 )
 
