@@ -24,6 +24,7 @@ class Dialect:
         self.board = board
         self.credentials = dict(credentials)  # api key (or address) -> secret ("" when none)
         self.hub: set[StreamConnection] = set()
+        self.placed_count = 0  # orders this dialect has put on the paper engine (the duplicate fault needs one)
         core.listeners.append(self._on_core_event)
 
     # -- hooks the server uses ------------------------------------------------------------------
@@ -73,6 +74,7 @@ class Dialect:
             await self.core.executor.place_order(request)
         except OrderRejected as exc:
             raise refuse(str(exc)) from None
+        self.placed_count += 1
         self.core.notify_orders(self.name, [request.client_order_id])
         order = self.core.executor.stored_order(self.name, request.client_order_id)
         if order is None:  # pragma: no cover - place_order either stores the order or raises

@@ -79,8 +79,9 @@ def fault_middleware(dialect: Dialect):
             _drop(request)
             return web.Response(status=200)
         if kind == "duplicate_client_id":
+            before = dialect.placed_count
             answer = await handler(request)
-            if scope != "order" or answer.status != 200:
+            if dialect.placed_count == before:  # refused or not an order: the venue's own answer stands
                 return answer
             return await dialect.duplicate_response(request)
         return await handler(request)  # pragma: no cover - every HTTP fault kind is handled above

@@ -1,0 +1,266 @@
+"""Every emulator fault, observed through the UNMODIFIED clients: what ccxt / pybit raise, and whether
+the venue executed the order anyway (what an adapter must then find by client order id)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import urllib.request
+from decimal import Decimal
+
+import aiohttp
+import ccxt
+import pytest
+import requests
+from pybit.exceptions import FailedRequestError, InvalidRequestError
+
+from paper.emulator import FaultError, start_emulator
+from paper.emulator.clients import ccxt_client, ccxt_symbol, pybit_http
+
+VENUES = ("bybit", "binanceusdm", "hyperliquid")
+_ids = itertools.count(1)
+
+# fault -> venue -> (what the client raises, or None when create_order RETURNS; did the venue execute?)
+HTTP_FAULT_TABLE = {
+    "drop_after_execute": {v: (ccxt.ExchangeNotAvailable, True) for v in VENUES},
+    "timeout": {v: (ccxt.RequestTimeout, False) for v in VENUES},
+    "http_5xx": {v: (ccxt.ExchangeNotAvailable, False) for v in VENUES},
+    # bybit / binance RETURN an order with id None; ccxt hyperliquid returns None itself (or, depending on
+    # the price argument's type, leaks a raw TypeError): "unknown" accepts any of these
+    "non_json_200": {"bybit": (None, True), "binanceusdm": (None, True), "hyperliquid": ("unknown", True)},
+    # bybit 110072 arrives as plain InvalidOrder, binance -4116 and hyperliquid as ExchangeError
+    "duplicate_client_id": {"bybit": (ccxt.InvalidOrder, True), "binanceusdm": (ccxt.ExchangeError, True),
+                            "hyperliquid": (ccxt.ExchangeError, True)},
+    "rate_limit": {"bybit": (ccxt.RateLimitExceeded, False), "binanceusdm": (ccxt.DDoSProtection, False),
+                   "hyperliquid": (ccxt.RateLimitExceeded, False)},
+}
+
+
+@pytest.fixture(scope="module")
+def emu():
+    handle = start_emulator(VENUES, seed=21)
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(autouse=True)
+def clean_faults(emu):
+    emu.faults.clear()
+    yield
+    emu.faults.clear()
+    for venue in VENUES:
+        emu.core.skew_ms.pop(venue, None)
+
+
+def client_id(venue: str) -> str:
+    n = next(_ids)
+    return f"0x{n:032x}" if venue == "hyperliquid" else f"fault-{n}"
+
+
+async def _buy(ex, venue: str, cid: str) -> dict:
+    symbol = ccxt_symbol(venue, "BTC")
+    book = await ex.fetch_order_book(symbol, 5)
+    price = float(ex.price_to_precision(symbol, book["asks"][0][0] * 1.002))
+    return await ex.create_order(symbol, "limit", "buy", 0.01, price, {"timeInForce": "IOC", "clientOrderId": cid})
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("venue", VENUES)
+@pytest.mark.parametrize("kind", list(HTTP_FAULT_TABLE))
+async def test_http_fault_through_ccxt(emu, venue: str, kind: str) -> None:
+    raises, executed = HTTP_FAULT_TABLE[kind][venue]
+    ex = ccxt_client(emu, venue, timeout=1_000)
+    try:
+        await ex.load_markets()
+        cid = client_id(venue)
+        emu.faults.arm(kind, venue=venue, scope="order", delay_s=2)
+        if raises is None:
+            answer = await _buy(ex, venue, cid)
+            assert answer["id"] is None  # "success" without an order id: the outcome is unknown
+        elif raises == "unknown":
+            try:
+                answer = await _buy(ex, venue, cid)
+            except TypeError:
+                answer = None
+            assert answer is None or answer["id"] is None
+        else:
+            with pytest.raises(raises):
+                await _buy(ex, venue, cid)
+        stored = emu.core.executor.stored_order(venue, cid)
+        assert (stored is not None) is executed
+        assert emu.faults.fired[-1]["kind"] == kind and emu.faults.armed() == []
+        if executed:  # the adapter's way out: look the order up by client order id
+            symbol = ccxt_symbol(venue, "BTC")
+            if venue == "bybit":
+                found = (await ex.privateGetV5OrderRealtime({"category": "linear", "orderLinkId": cid}))["result"]["list"]
+                assert found[0]["orderStatus"] == "Filled"
+            elif venue == "binanceusdm":
+                assert (await ex.fetch_order(None, symbol, {"origClientOrderId": cid}))["status"] == "closed"
+            else:
+                assert (await ex.fetch_order(None, symbol, {"clientOrderId": cid}))["status"] == "closed"
+    finally:
+        await ex.close()
+
+
+PYBIT_TABLE = {
+    "drop_after_execute": (requests.exceptions.ConnectionError, True),
+    "timeout": (requests.exceptions.ReadTimeout, False),
+    "http_5xx": (FailedRequestError, False),
+    "non_json_200": (FailedRequestError, True),
+    "duplicate_client_id": (InvalidRequestError, True),
+    "rate_limit": (InvalidRequestError, False),
+}
+
+
+@pytest.mark.parametrize("kind", list(PYBIT_TABLE))
+def test_http_fault_through_pybit(emu, kind: str) -> None:
+    raises, executed = PYBIT_TABLE[kind]
+    session = pybit_http(emu, timeout=1)
+    ask = Decimal(session.get_orderbook(category="linear", symbol="BTCUSDT")["result"]["a"][0][0])
+    cid = client_id("bybit")
+    emu.faults.arm(kind, venue="bybit", scope="order", delay_s=2)
+    with pytest.raises(raises) as caught:
+        session.place_order(category="linear", symbol="BTCUSDT", side="Buy", orderType="Limit", qty="0.001",
+                            price=str((ask * Decimal("1.002")).quantize(Decimal("0.1"))), timeInForce="IOC",
+                            orderLinkId=cid)
+    if kind in ("duplicate_client_id", "rate_limit"):
+        assert caught.value.status_code == {"duplicate_client_id": 110072, "rate_limit": 10006}[kind]
+    assert (emu.core.executor.stored_order("bybit", cid) is not None) is executed
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("venue,offset_ms,raises", [
+    ("bybit", 30_000, ccxt.InvalidNonce),  # retCode 10002: outside the recv window
+    ("binanceusdm", -30_000, ccxt.InvalidNonce),  # -1021
+    ("hyperliquid", -3 * 86_400_000, ccxt.ExchangeError),  # nonces may be up to 2 days old there
+])
+async def test_clock_skew_refuses_signed_requests(emu, venue: str, offset_ms: int, raises) -> None:
+    ex = ccxt_client(emu, venue)
+    try:
+        await ex.load_markets()
+        emu.faults.arm("clock_skew", venue=venue, offset_ms=offset_ms)
+        await asyncio.sleep(0.05)  # applied in the emulator's loop
+        cid = client_id(venue)
+        with pytest.raises(raises):
+            await _buy(ex, venue, cid)
+        assert emu.core.executor.stored_order(venue, cid) is None
+        if venue != "hyperliquid":  # the venue's time endpoint shows the skew
+            assert abs(await ex.fetch_time() - ex.milliseconds() - offset_ms) < 2_000
+    finally:
+        await ex.close()
+
+
+@pytest.mark.anyio
+async def test_interval_change_shows_in_payloads_and_settles_on_the_new_grid(emu) -> None:
+    ex = ccxt_client(emu, "bybit")
+    try:
+        await ex.load_markets()
+        emu.faults.arm("interval_change", venue="bybit", symbol="ETH", hours=1)
+        await asyncio.sleep(0.05)
+        ticker = (await ex.publicGetV5MarketTickers({"category": "linear", "symbol": "ETHUSDT"}))["result"]["list"][0]
+        assert ticker["fundingIntervalHour"] == "1" and int(ticker["nextFundingTime"]) % 3_600_000 == 0
+        info = await ex.publicGetV5MarketInstrumentsInfo({"category": "linear", "symbol": "ETHUSDT"})
+        assert info["result"]["list"][0]["fundingInterval"] == 60
+        # ccxt caches the interval of load time (LIVE.md): the parsed quote still says 8h
+        assert (await ex.fetch_funding_rate("ETH/USDT:USDT"))["interval"] == "8h"
+    finally:
+        await ex.close()
+    assert emu.core.intervals[("bybit", "ETH")] == 1
+    with pytest.raises(FaultError):
+        emu.faults.arm("no_such_fault")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("venue", VENUES)
+async def test_stream_disconnect_raises_network_error_then_reconnects(emu, venue: str) -> None:
+    ex = ccxt_client(emu, venue, pro=True, keys=False)
+    symbol = ccxt_symbol(venue, "BTC")
+    try:
+        await ex.load_markets()
+        await asyncio.wait_for(ex.watch_order_book(symbol), 10)
+        pending = asyncio.ensure_future(ex.watch_order_book(symbol))
+        emu.faults.arm("ws_disconnect", venue=venue)
+        with pytest.raises(ccxt.NetworkError):
+            await asyncio.wait_for(pending, 10)
+        book = await asyncio.wait_for(ex.watch_order_book(symbol), 10)  # ccxt reconnects
+        assert book["bids"] and book["asks"]
+    finally:
+        await ex.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("venue", VENUES)
+async def test_silent_stream_keeps_the_connection_but_sends_no_books(emu, venue: str) -> None:
+    ex = ccxt_client(emu, venue, pro=True, keys=False)
+    symbol = ccxt_symbol(venue, "BTC")
+    try:
+        await ex.load_markets()
+        await asyncio.wait_for(ex.watch_order_book(symbol), 10)
+        emu.faults.arm("ws_silent", venue=venue, duration_s=2.5)
+        await asyncio.sleep(1.1)  # let anything already in flight arrive
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(ex.watch_order_book(symbol), 1.2)
+        assert emu.core.venues and any(c.venue == venue for c in emu._running.dialects[venue].hub)  # still connected
+        book = await asyncio.wait_for(ex.watch_order_book(symbol), 10)  # updates resume after the silence
+        assert book["bids"]
+    finally:
+        await ex.close()
+
+
+@pytest.mark.anyio
+async def test_sequence_gap_binance_ccxt_notices(emu) -> None:
+    ex = ccxt_client(emu, "binanceusdm", pro=True, keys=False)
+    symbol = ccxt_symbol("binanceusdm", "BTC")
+    try:
+        await ex.load_markets()
+        await asyncio.wait_for(ex.watch_order_book(symbol), 10)
+        emu.faults.arm("ws_sequence_gap", venue="binanceusdm")
+        with pytest.raises(ccxt.ChecksumError):  # pu != previous u: ccxt refuses the book
+            for _ in range(5):
+                await asyncio.wait_for(ex.watch_order_book(symbol), 10)
+    finally:
+        await ex.close()
+
+
+@pytest.mark.anyio
+async def test_sequence_gap_bybit_update_id_jumps_and_a_delta_is_lost(emu) -> None:
+    url = emu.ws_urls["bybit"] + "/v5/public/linear"
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        await ws.send_json({"op": "subscribe", "args": ["orderbook.50.BTCUSDT"], "req_id": "1"})
+        ids: list[int] = []
+        while len(ids) < 2:
+            msg = json.loads((await asyncio.wait_for(ws.receive(), 10)).data)
+            if msg.get("topic"):
+                ids.append(msg["data"]["u"])
+        emu.faults.arm("ws_sequence_gap", venue="bybit")
+        while len(ids) < 5:
+            msg = json.loads((await asyncio.wait_for(ws.receive(), 10)).data)
+            if msg.get("topic"):
+                ids.append(msg["data"]["u"])
+    steps = [b - a for a, b in zip(ids, ids[1:])]
+    assert steps.count(2) == 1 and steps.count(1) == len(steps) - 1
+
+
+def test_control_port_arms_lists_and_clears_faults(emu) -> None:
+    def call(method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(emu.control_url + path, data=data, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    status, armed = call("POST", "/_emulator/faults", {"kind": "http_5xx", "venue": "bybit", "count": 2, "status": 502})
+    assert status == 200 and armed["armed"]["remaining"] == 2 and armed["armed"]["params"] == {"status": 502}
+    answer = requests.get(emu.base_urls["bybit"] + "/v5/market/time", timeout=5)
+    assert answer.status_code == 502
+    status, state = call("GET", "/_emulator/state")
+    assert state["armed_faults"][0]["remaining"] == 1 and state["ports"]["bybit"] == emu.ports["bybit"]
+    status, cleared = call("DELETE", "/_emulator/faults")
+    assert cleared["armed"] == []
+    status, error = call("POST", "/_emulator/faults", {"kind": "meteor"})
+    assert status == 400 and "kind" in error["error"]
+    status, error = call("POST", "/_emulator/faults", {"kind": "http_5xx", "venue": "okx"})
+    assert status == 400 and "venue" in error["error"]
