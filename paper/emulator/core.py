@@ -159,6 +159,7 @@ class EmulatorCore:
             seed=seed, start_ts_ms=start,
         )
         self._last_ts_ms = start
+        self._persisted_clock_ms = 0
         self._market_step_ts = self._book_step()
         self.intervals: dict[tuple[str, str], int] = {}
         overrides = DEFAULT_INTERVAL_OVERRIDES if interval_overrides is None else interval_overrides
@@ -268,8 +269,14 @@ class EmulatorCore:
             for key in self.book_seq:
                 self.book_seq[key] += 1
             self._emit("books", None)
-        self.store.write(VenueWrite(counters=((CLOCK_KEY, target),)))
+        if settlements or target - self._persisted_clock_ms >= 1_000:
+            self._persist_clock()
         return settlements
+
+    def _persist_clock(self) -> None:
+        """Store the venue clock so a restart never moves it backwards (at most once a second)."""
+        self.store.write(VenueWrite(counters=((CLOCK_KEY, self._last_ts_ms),)))
+        self._persisted_clock_ms = self._last_ts_ms
 
     def _book_step(self) -> int:
         step_ms = self.market.config.step_seconds * 1000
@@ -305,4 +312,5 @@ class EmulatorCore:
         self._emit("orders", (venue, client_order_ids))
 
     def close(self) -> None:
+        self._persist_clock()
         self.store.close()
