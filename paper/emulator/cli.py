@@ -22,8 +22,8 @@ def parse_venues(text: str) -> tuple[str, ...]:
     venues = tuple(v.strip() for v in text.split(",") if v.strip())
     unknown = [v for v in venues if v not in EMULATED_VENUES]
     if not venues or unknown:
-        raise UserInputError(f"--venues: unknown venue {', '.join(unknown) or text!r}; "
-                             f"choose from {','.join(EMULATED_VENUES)}")
+        named = ", ".join(unknown) if unknown else repr(text)
+        raise UserInputError(f"--venues: unknown venue {named}; choose from {','.join(EMULATED_VENUES)}")
     if len(set(venues)) != len(venues):
         raise UserInputError("--venues: a venue is named twice")
     return venues
