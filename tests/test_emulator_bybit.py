@@ -149,7 +149,7 @@ def test_pybit_websocket_book_ticker_and_private_order_topics(emu) -> None:
             time.sleep(0.1)
         bid = Decimal(session.get_orderbook(category="linear", symbol="BTCUSDT")["result"]["b"][0][0])
         session.place_order(category="linear", symbol="BTCUSDT", side="Buy", orderType="Limit", qty="0.001",
-                            price=str(bid * Decimal("0.9")), timeInForce="GTC", orderLinkId="ws-1")
+                            price=str((bid * Decimal("0.9")).quantize(Decimal("0.1"))), timeInForce="GTC", orderLinkId="ws-1")
         while time.monotonic() < deadline:
             with lock:
                 if any(m.get("topic") == "order" for m in got):

@@ -39,7 +39,7 @@ HTTP_FAULT_TABLE = {
 
 @pytest.fixture(scope="module")
 def emu():
-    handle = start_emulator(VENUES, seed=21)
+    handle = start_emulator(VENUES, seed=21, speed=5)  # five book updates a second
     yield handle
     handle.stop()
 
@@ -197,10 +197,10 @@ async def test_silent_stream_keeps_the_connection_but_sends_no_books(emu, venue:
     try:
         await ex.load_markets()
         await asyncio.wait_for(ex.watch_order_book(symbol), 10)
-        emu.faults.arm("ws_silent", venue=venue, duration_s=2.5)
-        await asyncio.sleep(1.1)  # let anything already in flight arrive
+        emu.faults.arm("ws_silent", venue=venue, duration_s=1.5)
+        await asyncio.sleep(0.3)  # let anything already in flight arrive
         with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(ex.watch_order_book(symbol), 1.2)
+            await asyncio.wait_for(ex.watch_order_book(symbol), 0.8)
         assert emu.core.venues and any(c.venue == venue for c in emu._running.dialects[venue].hub)  # still connected
         book = await asyncio.wait_for(ex.watch_order_book(symbol), 10)  # updates resume after the silence
         assert book["bids"]

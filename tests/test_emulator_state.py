@@ -89,7 +89,8 @@ async def test_positions_orders_fills_funding_and_client_ids_survive_a_restart(t
 
 
 def test_funding_settles_at_each_symbols_own_interval_boundaries_with_venue_signs() -> None:
-    core = EmulatorCore(("bybit", "binanceusdm", "hyperliquid"), manual_clock=True, start_ts_ms=START_MS, seed=4)
+    core = EmulatorCore(("bybit", "binanceusdm", "hyperliquid"), manual_clock=True, start_ts_ms=START_MS, seed=4,
+                        step_seconds=60)
     try:
         async def open_positions() -> None:
             for venue, symbol, side in (("bybit", "BTC", OrderSide.SELL), ("bybit", "SOL", OrderSide.BUY),
