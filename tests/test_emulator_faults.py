@@ -167,8 +167,14 @@ async def test_interval_change_shows_in_payloads_and_settles_on_the_new_grid(emu
     finally:
         await ex.close()
     assert emu.core.intervals[("bybit", "ETH")] == 1
-    with pytest.raises(FaultError):
+    with pytest.raises(FaultError, match="kind"):
         emu.faults.arm("no_such_fault")
+    with pytest.raises(FaultError, match="symbol"):
+        emu.faults.arm("interval_change", venue="bybit", symbol="NOPE", hours=4)
+    with pytest.raises(FaultError, match="hours"):
+        emu.faults.arm("interval_change", venue="bybit", symbol="ETH", hours=3)
+    with pytest.raises(FaultError, match="status"):
+        emu.faults.arm("http_5xx", status=200)
 
 
 @pytest.mark.anyio

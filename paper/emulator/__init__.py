@@ -70,7 +70,7 @@ class EmulatorHandle:
 
     def __init__(self, core: EmulatorCore, credentials: dict[str, ApiKey]) -> None:
         self.core = core
-        self.faults = FaultSwitchboard(core.venues)
+        self.faults = FaultSwitchboard(core.venues, core.symbols)
         self.credentials = credentials
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="venue-emulator", daemon=True)

@@ -46,7 +46,7 @@ def run_emulate(args) -> int:
 
 
 async def _serve(core: EmulatorCore, venues: tuple[str, ...], port_base: int) -> int:
-    board = FaultSwitchboard(venues)
+    board = FaultSwitchboard(venues, core.symbols)
     creds = {v: default_credentials(v) for v in venues}
     try:
         running = await start_servers(core, board, _credential_tables(venues, creds), port_base)

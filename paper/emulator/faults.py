@@ -66,8 +66,9 @@ class FaultSwitchboard:
     """Armed faults and the log of fired ones. ``on_immediate(kind, venue, params)`` applies clock
     skew / interval changes / disconnects; the server sets it."""
 
-    def __init__(self, venues: tuple[str, ...]) -> None:
+    def __init__(self, venues: tuple[str, ...], symbols: tuple[str, ...] = ()) -> None:
         self.venues = venues
+        self.symbols = symbols
         self._lock = threading.Lock()
         self._armed: list[ArmedFault] = []
         self.fired: list[dict[str, Any]] = []
@@ -84,8 +85,9 @@ class FaultSwitchboard:
         scope = scope or ("order" if kind in _ORDER_DEFAULT else "all")
         if scope not in SCOPES:
             raise FaultError(f"scope: unknown scope {scope!r}; known: {', '.join(SCOPES)}")
-        if count is not None and count < 1:
-            raise FaultError(f"count: must be >= 1 or null, got {count}")
+        if count is not None and (not isinstance(count, int) or count < 1):
+            raise FaultError(f"count: must be a whole number >= 1 or null, got {count!r}")
+        self._check_params(kind, params)
         if kind in IMMEDIATE_FAULTS or kind == "ws_disconnect" or kind == "ws_silent":
             if kind == "ws_silent":
                 duration = float(params.get("duration_s", 60))
@@ -99,6 +101,26 @@ class FaultSwitchboard:
         with self._lock:
             self._armed.append(fault)
         return fault
+
+    def _check_params(self, kind: str, params: dict[str, Any]) -> None:
+        def number(name: str, low: float, high: float) -> None:
+            value = params.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not low <= value <= high):
+                raise FaultError(f"{name}: must be a number in [{low}, {high}], got {value!r}")
+
+        number("delay_s", 0, 3600)
+        number("duration_s", 0, 86_400)
+        number("status", 500, 599)
+        number("skip", 1, 1000)
+        number("offset_ms", -30 * 86_400_000, 30 * 86_400_000)
+        if kind == "interval_change":
+            if self.symbols and params.get("symbol") not in self.symbols:
+                raise FaultError(f"symbol: {params.get('symbol')!r} is not listed; listed: {', '.join(self.symbols)}")
+            if params.get("hours") not in (1, 2, 4, 8):
+                raise FaultError(f"hours: must be 1, 2, 4 or 8, got {params.get('hours')!r}")
+        if kind == "clock_skew" and "offset_ms" not in params:
+            raise FaultError("offset_ms: required for clock_skew")
 
     def clear(self, venue: str | None = None) -> None:
         """Disarm every fault (of ``venue``, or all) and end silences."""
