@@ -626,11 +626,21 @@ class BinanceUsdmDialect(Dialect):
             conn = StreamConnection(ws, self.name, "private" if private else "public", authed=private)
             conn.state["combined"] = combined
             for name in initial:
-                if self._parse_stream(name) is not None:
+                parsed = self._parse_stream(name)
+                if parsed is not None:
                     conn.topics.add(name)
+                    if parsed[0] == "depth":
+                        self._track(parsed[1])
             return conn
 
         return await serve_stream(request, factory, self._on_text, self.hub)
+
+    def _track(self, symbol: str) -> None:
+        """Start computing diff events for ``symbol`` from its current book (first subscriber)."""
+        book = self.core.book(self.name, symbol)
+        if symbol not in self._last_books and book is not None:
+            self._last_books[symbol] = book
+            self._last_ids[symbol] = self.core.book_seq[(self.name, symbol)]
 
     def _parse_stream(self, name: str) -> tuple[str, str | None] | None:
         if name.startswith("!markPrice@arr"):
@@ -661,7 +671,9 @@ class BinanceUsdmDialect(Dialect):
             conn.send({"result": None, "id": req_id})
             for name in names:
                 kind, symbol = self._parse_stream(name)
-                if kind != "depth":  # diff depth starts with the next update; the rest gets one now
+                if kind == "depth":  # diff depth continues from the current book with the next update
+                    self._track(symbol)
+                else:  # the rest gets one message now
                     self._push(conn, name, kind, symbol)
         elif method == "UNSUBSCRIBE":
             conn.topics.difference_update(names)
@@ -726,7 +738,12 @@ class BinanceUsdmDialect(Dialect):
     def publish_books(self) -> None:
         now = self.core.now_ms()
         deltas: dict[str, dict[str, Any] | None] = {}
+        watched = {parsed[1] for conn in self.hub if conn.kind == "public" for name in conn.topics
+                   if (parsed := self._parse_stream(name)) is not None and parsed[0] == "depth"}
         for symbol in self.core.symbols:
+            if symbol not in watched:  # nobody streams this book: the next subscriber starts from a fresh base
+                self._last_books.pop(symbol, None)
+                continue
             book = self.core.book(self.name, symbol)
             if book is None:
                 continue

@@ -7,23 +7,31 @@ the domain ``Exchange / 1 / chainId 1337 / verifyingContract 0x0``, and the requ
 secp256k1 signature ``{r, s, v}`` of that digest. The server recovers the signer's address from it:
 an unknown address is refused ("User or API Wallet ... does not exist"), exactly as on the venue.
 
-Uses only what ccxt already depends on: coincurve (recovery) and ccxt's vendored msgpack/keccak.
+Uses only what the project's dependencies already bring: coincurve (via ccxt) for recovery, ccxt's
+vendored msgpack, and Keccak from pycryptodome (via pybit; ccxt's pure-Python Keccak as a fallback).
 The EIP-712 encoding is written out here, independently of ccxt's signer.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
-from ccxt.static_dependencies import keccak
 from ccxt.static_dependencies.msgpack import packb
+
+try:
+    from Crypto.Hash import keccak as _pycryptodome_keccak
+
+    def keccak256(data: bytes) -> bytes:
+        return _pycryptodome_keccak.new(digest_bits=256, data=data).digest()
+except ImportError:  # pragma: no cover - pycryptodome comes with pybit
+    from ccxt.static_dependencies import keccak as _vendored_keccak
+
+    def keccak256(data: bytes) -> bytes:
+        return bytes(_vendored_keccak.SHA3(data))
 
 _DOMAIN_TYPE = b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
 _AGENT_TYPE = b"Agent(string source,bytes32 connectionId)"
-
-
-def keccak256(data: bytes) -> bytes:
-    return bytes(keccak.SHA3(data))
 
 
 def action_hash(action: Any, nonce: int, vault_address: str | None, expires_after: int | None) -> bytes:
@@ -37,12 +45,18 @@ def action_hash(action: Any, nonce: int, vault_address: str | None, expires_afte
     return keccak256(data)
 
 
-def agent_digest(connection_id: bytes, source: str) -> bytes:
+@lru_cache(maxsize=4)
+def _constants(source: str) -> tuple[bytes, bytes]:
+    """(domain separator, Agent type hash + hashed source): the parts that never change."""
     domain = keccak256(
         keccak256(_DOMAIN_TYPE) + keccak256(b"Exchange") + keccak256(b"1") + (1337).to_bytes(32, "big") + bytes(32)
     )
-    struct = keccak256(keccak256(_AGENT_TYPE) + keccak256(source.encode()) + connection_id)
-    return keccak256(b"\x19\x01" + domain + struct)
+    return domain, keccak256(_AGENT_TYPE) + keccak256(source.encode())
+
+
+def agent_digest(connection_id: bytes, source: str) -> bytes:
+    domain, prefix = _constants(source)
+    return keccak256(b"\x19\x01" + domain + keccak256(prefix + connection_id))
 
 
 def recover_address(digest: bytes, signature: dict[str, Any]) -> str | None:
