@@ -158,3 +158,46 @@ def test_the_venue_clock_runs_speed_times_the_wall_clock_and_never_backwards(tmp
         assert again.server_time_ms() == wall[0]  # signatures are checked against the wall clock
     finally:
         again.close()
+
+
+@pytest.mark.anyio
+async def test_bybit_realtime_forgets_closed_orders_after_a_restart_history_keeps_them(tmp_path) -> None:
+    state = tmp_path / "venues.sqlite"
+    with start_emulator(["bybit"], state_path=state) as emu:
+        ex = ccxt_client(emu, "bybit")
+        try:
+            await ex.load_markets()
+            await _ioc(ex, "bybit", "BTC", "buy", 0.01, "forget-1")
+            realtime = await ex.privateGetV5OrderRealtime({"category": "linear", "orderLinkId": "forget-1"})
+            assert realtime["result"]["list"][0]["orderStatus"] == "Filled"
+        finally:
+            await ex.close()
+    with start_emulator(["bybit"], state_path=state) as emu:
+        ex = ccxt_client(emu, "bybit")
+        try:
+            realtime = await ex.privateGetV5OrderRealtime({"category": "linear", "orderLinkId": "forget-1"})
+            history = await ex.privateGetV5OrderHistory({"category": "linear", "orderLinkId": "forget-1"})
+        finally:
+            await ex.close()
+    assert realtime["result"]["list"] == []
+    assert history["result"]["list"][0]["orderStatus"] == "Filled"
+
+
+@pytest.mark.anyio
+async def test_binance_archives_unfilled_expired_orders_after_three_days() -> None:
+    with start_emulator(["binanceusdm"], manual_clock=True, start_ts_ms=START_MS, step_seconds=60) as emu:
+        ex = ccxt_client(emu, "binanceusdm")
+        try:
+            await ex.load_markets()
+            book = await ex.fetch_order_book("BTC/USDT:USDT", 5)
+            await ex.create_order("BTC/USDT:USDT", "limit", "sell", 0.01, round(book["asks"][0][0] * 1.2, 1),
+                                  {"timeInForce": "IOC", "clientOrderId": "arch-1"})
+            await _ioc(ex, "binanceusdm", "BTC", "buy", 0.01, "arch-2")
+            assert (await ex.fetch_order(None, "BTC/USDT:USDT", {"origClientOrderId": "arch-1"}))["status"] == "expired"
+            emu.advance_ms(3 * 86_400_000 + 60_000)
+            with pytest.raises(ccxt.OrderNotFound):
+                await ex.fetch_order(None, "BTC/USDT:USDT", {"origClientOrderId": "arch-1"})
+            filled = await ex.fetch_order(None, "BTC/USDT:USDT", {"origClientOrderId": "arch-2"})
+            assert filled["status"] == "closed"  # orders with fills stay queryable
+        finally:
+            await ex.close()

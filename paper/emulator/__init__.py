@@ -189,15 +189,19 @@ def start_emulator(
     credentials: dict[str, ApiKey] | None = None,
     interval_overrides: dict[str, dict[str, int]] | None = None,
     starting_balance_usd: Decimal = Decimal(100_000),
+    step_seconds: int | None = None,
 ) -> EmulatorHandle:
-    """Start the emulator in a background thread and return its handle (ports 0 = any free port)."""
+    """Start the emulator in a background thread and return its handle (ports 0 = any free port).
+
+    ``step_seconds``: the simulated market's step (books change once a step); default 1 s at speed
+    <= 20, else 60 s. Use 60 for manual-clock tests that jump days ahead."""
     venues = tuple(venues)
     kwargs: dict[str, Any] = {}
     if symbols is not None:
         kwargs["symbols"] = tuple(symbols)
     core = EmulatorCore(venues, seed=seed, speed=speed, state_path=state_path, manual_clock=manual_clock,
                         start_ts_ms=start_ts_ms, interval_overrides=interval_overrides,
-                        starting_balance_usd=starting_balance_usd, **kwargs)
+                        starting_balance_usd=starting_balance_usd, step_seconds=step_seconds, **kwargs)
     creds = {v: (credentials or {}).get(v) or default_credentials(v) for v in venues}
     handle = EmulatorHandle(core, creds)
     try:

@@ -6,6 +6,7 @@ params are the query string followed by the form body, without the signature its
 HTTP 400 (401 for a bad key, 429 for rate limits) with ``{"code": -NNNN, "msg": ...}``: -2014/-2015
 key, -1022 signature, -1021 timestamp, -1003 rate limit, -4116 duplicate clientOrderId, -2013 order
 not found, -2011 unknown order (cancel), -2022 reduce-only, -4164 min notional, -1111 precision.
+Canceled or expired orders without fills are archived (-2013) 3 days after they ended.
 A new order answers the ACK form (status NEW, nothing executed yet) unless
 ``newOrderRespType=RESULT``; IOC remainders end EXPIRED, as on the venue.
 
@@ -43,6 +44,7 @@ from paper.venue_store import StoredOrder
 
 ZERO = Decimal(0)
 _BOOK_DEPTH = 20
+_ARCHIVE_MS = 3 * 86_400_000
 
 
 def _err(code: int, msg: str, status: int = 400) -> VenueRefusal:
@@ -390,9 +392,14 @@ class BinanceUsdmDialect(Dialect):
     async def query_order(self, request: web.Request, params: dict[str, str]) -> web.Response:
         self._symbol(params)
         order = self._find(params)
-        if order is None:
+        if order is None or self._archived(order):
             raise _err(-2013, "Order does not exist.")
         return json_response(self.order_row(order))
+
+    def _archived(self, order: StoredOrder) -> bool:
+        """Canceled/expired orders without fills are archived after 3 days of the venue clock (as on Binance)."""
+        return (order.status.is_terminal and order.filled_base == ZERO
+                and self.core.now_ms() - order.updated_ts_ms > _ARCHIVE_MS)
 
     async def query_open_order(self, request: web.Request, params: dict[str, str]) -> web.Response:
         self._symbol(params)

@@ -6,6 +6,8 @@ must lie within [server - recv_window, server + 1000 ms) of the venue clock (wal
 Errors answer HTTP 200 with the venue retCode (10003 key, 10004 sign, 10002 timestamp, 10006 rate
 limit, 110072 duplicate orderLinkId, 110001 order not found, 110017 reduce-only, 10001 params).
 Private stream auth: ["auth", key, expires, HMAC(secret, "GET/realtime" + expires)].
+``/v5/order/realtime`` returns closed orders only from the current emulator run (as the venue forgets
+them after a restart); ``/v5/order/history`` has every order.
 """
 
 from __future__ import annotations
@@ -48,6 +50,12 @@ def _bool(value: Any) -> bool:
 
 class BybitDialect(Dialect):
     name = "bybit"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # /v5/order/realtime knows closed orders only from its own memory: after a venue restart they
+        # are found in /v5/order/history alone (LIVE.md), so adapters must fall back to it
+        self._session_start_ms = self.core.now_ms()
 
     def add_routes(self, app: web.Application) -> None:
         get, post = app.router.add_get, app.router.add_post
@@ -428,9 +436,14 @@ class BybitDialect(Dialect):
 
     async def open_orders(self, request: web.Request) -> web.Response:
         p = await self._params(request)
-        # realtime: open orders, plus recent closed ones when looked up by id (openOnly=0 default)
-        by_id = bool(p.get("orderLinkId") or p.get("orderId"))
-        return self._order_list(p, open_only=not by_id, closed_only=False)
+        # realtime: open orders, plus the closed ones of this venue session when looked up by id
+        if p.get("orderLinkId") or p.get("orderId"):
+            found = self._find(p)
+            if found is not None and found.status.is_terminal and found.updated_ts_ms < self._session_start_ms:
+                found = None
+            rows = [self.order_row(found)] if found is not None else []
+            return _ok({"list": rows, "nextPageCursor": "", "category": "linear"}, self.core.server_time_ms(self.name))
+        return self._order_list(p, open_only=True, closed_only=False)
 
     async def order_history(self, request: web.Request) -> web.Response:
         p = await self._params(request)
