@@ -31,8 +31,8 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from paper.emulator import default_credentials, rewrite_urls  # noqa: E402
-from paper.emulator.clients import ccxt_options, ccxt_symbol  # noqa: E402
+from paper.emulator import default_credentials, rewrite_urls
+from paper.emulator.clients import ccxt_options, ccxt_symbol
 
 VENUES = ("bybit", "binanceusdm", "hyperliquid")
 
@@ -41,7 +41,7 @@ def percentile(values: list[float], pct: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))], 3)
+    return round(ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))], 3)
 
 
 def _client(venue: str, rest: str, ws: str):

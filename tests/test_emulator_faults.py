@@ -244,7 +244,7 @@ async def test_sequence_gap_bybit_update_id_jumps_and_a_delta_is_lost(emu) -> No
             msg = json.loads((await asyncio.wait_for(ws.receive(), 10)).data)
             if msg.get("topic"):
                 ids.append(msg["data"]["u"])
-    steps = [b - a for a, b in zip(ids, ids[1:])]
+    steps = [b - a for a, b in itertools.pairwise(ids)]
     assert steps.count(2) == 1 and steps.count(1) == len(steps) - 1
 
 

@@ -84,8 +84,9 @@ class EmulatorHandle:
             self._running = self._loop.run_until_complete(
                 start_servers(self.core, self.faults, _credential_tables(self.core.venues, self.credentials),
                               self._port_base))
-        except BaseException as exc:  # report start-up failures (port taken...) to the caller
+        except Exception as exc:  # noqa: BLE001 - any start-up failure (port taken...) is re-raised in start()
             self._ready.set_exception(exc)
+            self._loop.close()
             return
         self._ready.set_result(True)
         self._loop.run_forever()
@@ -158,7 +159,7 @@ class EmulatorHandle:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=30)
 
-    def __enter__(self) -> EmulatorHandle:
+    def __enter__(self) -> EmulatorHandle:  # noqa: PYI034 - a final class
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -72,9 +72,7 @@ def recover_address(digest: bytes, signature: dict[str, Any]) -> str | None:
             return None
         public = PublicKey.from_signature_and_message(
             r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([recid]), digest, hasher=None)
-    except (KeyError, TypeError, ValueError, OverflowError):
-        return None
-    except Exception:  # coincurve raises its own error types for invalid points
+    except (KeyError, TypeError, ValueError, OverflowError):  # coincurve: ValueError for invalid points
         return None
     return "0x" + keccak256(public.format(compressed=False)[1:])[-20:].hex()
 

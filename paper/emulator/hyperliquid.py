@@ -150,26 +150,26 @@ class HyperliquidDialect(Dialect):
     def _info_meta(self, body: dict[str, Any]) -> Any:
         return self._meta()
 
-    def _info_metaAndAssetCtxs(self, body: dict[str, Any]) -> Any:  # noqa: N802 - venue's type name
+    def _info_metaAndAssetCtxs(self, body: dict[str, Any]) -> Any:
         if body.get("dex"):
             return [{"universe": [], "marginTables": [], "collateralToken": 0}, []]
         return [self._meta(), [self._ctx(s) for s in self.core.symbols]]
 
-    def _info_spotMeta(self, body: dict[str, Any]) -> Any:  # noqa: N802
+    def _info_spotMeta(self, body: dict[str, Any]) -> Any:
         return {"tokens": [{"name": "USDC", "szDecimals": 8, "weiDecimals": 8, "index": 0,
                             "tokenId": "0x6d1e7cde53ba9467b783cb7c530ce054", "isCanonical": True,
                             "evmContract": None, "fullName": None}], "universe": []}
 
-    def _info_spotMetaAndAssetCtxs(self, body: dict[str, Any]) -> Any:  # noqa: N802
+    def _info_spotMetaAndAssetCtxs(self, body: dict[str, Any]) -> Any:
         return [self._info_spotMeta(body), []]
 
-    def _info_perpDexs(self, body: dict[str, Any]) -> Any:  # noqa: N802
+    def _info_perpDexs(self, body: dict[str, Any]) -> Any:
         return [None]
 
-    def _info_exchangeStatus(self, body: dict[str, Any]) -> Any:  # noqa: N802
+    def _info_exchangeStatus(self, body: dict[str, Any]) -> Any:
         return {"time": self.core.server_time_ms(self.name), "specialStatuses": None}
 
-    def _info_allMids(self, body: dict[str, Any]) -> Any:  # noqa: N802
+    def _info_allMids(self, body: dict[str, Any]) -> Any:
         return {s: num(b.mid) for s in self.core.symbols if (b := self.core.book(self.name, s)) is not None}
 
     def _l2(self, symbol: str) -> dict[str, Any]:
@@ -180,18 +180,18 @@ class HyperliquidDialect(Dialect):
                       [{"px": num(lv.price), "sz": num(lv.size_base), "n": 1} for lv in book.asks[:20]]]
         return {"coin": symbol, "time": self.core.now_ms(), "levels": levels}
 
-    def _info_l2Book(self, body: dict[str, Any]) -> Any:  # noqa: N802
+    def _info_l2Book(self, body: dict[str, Any]) -> Any:
         coin = self._coin(body.get("coin"))
         return self._l2(coin) if coin else None
 
-    def _info_fundingHistory(self, body: dict[str, Any]) -> Any:  # noqa: N802
+    def _info_fundingHistory(self, body: dict[str, Any]) -> Any:
         coin = self._coin(body.get("coin"))
         start, end = int(body.get("startTime") or 0), int(body.get("endTime") or 1 << 62)
         history = self.core.settled_rates.get((self.name, coin), []) if coin else []
         return [{"coin": coin, "fundingRate": num(rate), "premium": "0.0", "time": ts}
                 for ts, rate, _ in history if start <= ts <= end][:500]
 
-    def _info_predictedFundings(self, body: dict[str, Any]) -> Any:  # noqa: N802
+    def _info_predictedFundings(self, body: dict[str, Any]) -> Any:
         out = []
         for s in self.core.symbols:
             quote = self.core.quote(self.name, s)
@@ -205,7 +205,7 @@ class HyperliquidDialect(Dialect):
         user = str(body.get("user", "")).lower()
         return user if user in self.accounts else None
 
-    def _info_clearinghouseState(self, body: dict[str, Any]) -> Any:  # noqa: N802
+    def _info_clearinghouseState(self, body: dict[str, Any]) -> Any:
         now = self.core.now_ms()
         positions, ntl, margin, upnl_total = [], ZERO, ZERO, ZERO
         bal = self.core.executor.balance_state(self.name)
@@ -244,15 +244,15 @@ class HyperliquidDialect(Dialect):
                 "crossMarginSummary": summary, "marginSummary": summary, "time": now,
                 "withdrawable": num(account - margin)}
 
-    def _info_spotClearinghouseState(self, body: dict[str, Any]) -> Any:  # noqa: N802
+    def _info_spotClearinghouseState(self, body: dict[str, Any]) -> Any:
         return {"balances": []}
 
-    def _info_userFees(self, body: dict[str, Any]) -> Any:  # noqa: N802
+    def _info_userFees(self, body: dict[str, Any]) -> Any:
         fees = self.core.fees[self.name]
         return {"userCrossRate": num(fees.taker_bps / 10_000), "userAddRate": num(fees.maker_bps / 10_000),
                 "activeReferralDiscount": "0.0", "dailyUserVlm": [], "feeSchedule": {}}
 
-    def _info_userRateLimit(self, body: dict[str, Any]) -> Any:  # noqa: N802
+    def _info_userRateLimit(self, body: dict[str, Any]) -> Any:
         return {"cumVlm": "0.0", "nRequestsUsed": 0, "nRequestsCap": 10000}
 
     def _order_wire(self, order: StoredOrder) -> dict[str, Any]:
@@ -273,7 +273,7 @@ class HyperliquidDialect(Dialect):
         return {OrderStatus.NEW: "open", OrderStatus.PARTIALLY_FILLED: "open", OrderStatus.FILLED: "filled",
                 OrderStatus.REJECTED: "rejected"}[order.status]
 
-    def _info_orderStatus(self, body: dict[str, Any]) -> Any:  # noqa: N802
+    def _info_orderStatus(self, body: dict[str, Any]) -> Any:
         order = self._find_oid(body.get("oid")) if self._user(body) else None
         if order is None:
             return {"status": "unknownOid"}
@@ -285,13 +285,13 @@ class HyperliquidDialect(Dialect):
             return []
         return [self._order_wire(o) for o in self.core.executor.orders(self.name) if not o.status.is_terminal]
 
-    def _info_openOrders(self, body: dict[str, Any]) -> Any:  # noqa: N802
+    def _info_openOrders(self, body: dict[str, Any]) -> Any:
         return self._open(body)
 
-    def _info_frontendOpenOrders(self, body: dict[str, Any]) -> Any:  # noqa: N802
+    def _info_frontendOpenOrders(self, body: dict[str, Any]) -> Any:
         return self._open(body)
 
-    def _info_historicalOrders(self, body: dict[str, Any]) -> Any:  # noqa: N802
+    def _info_historicalOrders(self, body: dict[str, Any]) -> Any:
         if self._user(body) is None:
             return []
         return [{"order": self._order_wire(o), "status": self._status(o), "statusTimestamp": o.updated_ts_ms}
@@ -327,16 +327,16 @@ class HyperliquidDialect(Dialect):
         rows.reverse()
         return rows
 
-    def _info_userFills(self, body: dict[str, Any]) -> Any:  # noqa: N802
+    def _info_userFills(self, body: dict[str, Any]) -> Any:
         return self.fill_rows()[:2000] if self._user(body) else []
 
-    def _info_userFillsByTime(self, body: dict[str, Any]) -> Any:  # noqa: N802
+    def _info_userFillsByTime(self, body: dict[str, Any]) -> Any:
         if self._user(body) is None:
             return []
         rows = self.fill_rows(int(body.get("startTime") or 0), int(body.get("endTime") or 1 << 62))
         return list(reversed(rows))[:2000]
 
-    def _info_userFunding(self, body: dict[str, Any]) -> Any:  # noqa: N802
+    def _info_userFunding(self, body: dict[str, Any]) -> Any:
         if self._user(body) is None:
             return []
         start, end = int(body.get("startTime") or 0), int(body.get("endTime") or 1 << 62)
