@@ -103,6 +103,23 @@ async def test_http_fault_through_ccxt(emu, venue: str, kind: str) -> None:
         await ex.close()
 
 
+@pytest.mark.anyio
+async def test_timeout_then_executed_late_is_found_only_after_the_delay(emu) -> None:
+    ex = ccxt_client(emu, "bybit", timeout=500)
+    try:
+        await ex.load_markets()
+        cid = client_id("bybit")
+        emu.faults.arm("timeout", venue="bybit", scope="order", delay_s=1.5, execute=True)
+        with pytest.raises(ccxt.RequestTimeout):
+            await _buy(ex, "bybit", cid)
+        assert emu.core.executor.stored_order("bybit", cid) is None  # not yet: a lookup now says "not found"
+        await asyncio.sleep(1.5)
+        found = (await ex.privateGetV5OrderRealtime({"category": "linear", "orderLinkId": cid}))["result"]["list"]
+        assert found and found[0]["orderStatus"] == "Filled"  # why "not found" is final only after the expiry
+    finally:
+        await ex.close()
+
+
 PYBIT_TABLE = {
     "drop_after_execute": (requests.exceptions.ConnectionError, True),
     "timeout": (requests.exceptions.ReadTimeout, False),

@@ -6,7 +6,8 @@ Kinds (``FAULT_KINDS``):
 
 HTTP (one request each time it fires)
 - ``drop_after_execute``: the request is executed, then the connection is closed with no answer.
-- ``timeout``: the request waits ``delay_s`` (default 30) and the connection is closed; NOT executed.
+- ``timeout``: the request waits ``delay_s`` (default 30) and the connection is closed; NOT executed,
+  unless ``execute=True``: then it is executed after the wait (the client has long given up).
 - ``http_5xx``: status ``status`` (default 503) with an HTML body; not executed.
 - ``non_json_200``: HTTP 200 with an HTML body; executed unless ``execute=False``.
 - ``duplicate_client_id``: an order is executed, then answered with the venue's duplicate-client-id error.

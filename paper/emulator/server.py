@@ -60,8 +60,11 @@ def fault_middleware(dialect: Dialect):
         if fault is None:
             return await handler(request)
         kind, params = fault.kind, fault.params
+        await request.read()  # the whole request is in before any fault acts (a late execution needs it)
         if kind == "timeout":
             await asyncio.sleep(float(params.get("delay_s", 30)))
+            if params.get("execute", False):  # accepted late: executed after the client gave up
+                await handler(request)
             _drop(request)
             return web.Response(status=504)
         if kind == "http_5xx":
