@@ -29,6 +29,7 @@ control a running bot (through its database):
   python -m bot halt [--reason TEXT] | resume | flatten
 local venue emulator (offline rehearsal of --live):
   python -m bot emulate --venues bybit,binanceusdm,hyperliquid [--port-base N] [--state PATH] [--seed N] [--speed X]
+                       [--rate-limits]
 """
 
 
@@ -129,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     emulate.add_argument("--seed", type=_int_arg, metavar="N", default=argparse.SUPPRESS, help="market seed (default 0)")
     emulate.add_argument("--speed", type=_decimal_arg, metavar="X", default=argparse.SUPPRESS,
                          help="venue clock runs X times faster than the wall clock (default 1)")
+    emulate.add_argument("--rate-limits", action="store_true",
+                         help="enforce each venue's documented REST rate limits (default: off)")
     return parser
 
 

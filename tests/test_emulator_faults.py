@@ -287,3 +287,30 @@ def test_control_port_arms_lists_and_clears_faults(emu) -> None:
     assert status == 400 and "kind" in error["error"]
     status, error = call("POST", "/_emulator/faults", {"kind": "http_5xx", "venue": "okx"})
     assert status == 400 and "venue" in error["error"]
+
+
+@pytest.mark.anyio
+async def test_documented_rate_limits_when_enforced() -> None:
+    with start_emulator(["bybit", "hyperliquid"], rate_limits=True) as limited:
+        ex = ccxt_client(limited, "bybit")
+        try:
+            await ex.load_markets()
+            book = await ex.fetch_order_book("BTC/USDT:USDT", 5)
+            price = float(ex.price_to_precision("BTC/USDT:USDT", book["bids"][0][0] * 0.9))
+            sent = [ex.create_order("BTC/USDT:USDT", "limit", "buy", 0.001, price, {"clientOrderId": f"rl-{i}"})
+                    for i in range(14)]  # 10 orders a second per account
+            answers = await asyncio.gather(*sent, return_exceptions=True)
+        finally:
+            await ex.close()
+        refused = [a for a in answers if isinstance(a, ccxt.RateLimitExceeded)]
+        assert len(refused) == 4 and len(limited.core.executor.orders("bybit")) == 10
+        hl = ccxt_client(limited, "hyperliquid")
+        try:
+            weights = 0
+            with pytest.raises(ccxt.RateLimitExceeded):  # 1200 weight a minute; meta weighs 20
+                while weights <= 1200:
+                    await hl.publicPostInfo({"type": "meta"})
+                    weights += 20
+            assert weights == 1200
+        finally:
+            await hl.close()

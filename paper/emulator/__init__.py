@@ -68,8 +68,9 @@ def _credential_tables(venues: Iterable[str], credentials: dict[str, ApiKey] | N
 class EmulatorHandle:
     """A running emulator (background thread). See the module docstring."""
 
-    def __init__(self, core: EmulatorCore, credentials: dict[str, ApiKey]) -> None:
+    def __init__(self, core: EmulatorCore, credentials: dict[str, ApiKey], rate_limits: bool = False) -> None:
         self.core = core
+        self._rate_limits = rate_limits
         self.faults = FaultSwitchboard(core.venues, core.symbols)
         self.credentials = credentials
         self._loop = asyncio.new_event_loop()
@@ -83,7 +84,7 @@ class EmulatorHandle:
         try:
             self._running = self._loop.run_until_complete(
                 start_servers(self.core, self.faults, _credential_tables(self.core.venues, self.credentials),
-                              self._port_base))
+                              self._port_base, self._rate_limits))
         except Exception as exc:  # noqa: BLE001 - any start-up failure (port taken...) is re-raised in start()
             self._ready.set_exception(exc)
             self._loop.close()
@@ -191,11 +192,13 @@ def start_emulator(
     interval_overrides: dict[str, dict[str, int]] | None = None,
     starting_balance_usd: Decimal = Decimal(100_000),
     step_seconds: int | None = None,
+    rate_limits: bool = False,
 ) -> EmulatorHandle:
     """Start the emulator in a background thread and return its handle (ports 0 = any free port).
 
     ``step_seconds``: the simulated market's step (books change once a step); default 1 s at speed
-    <= 20, else 60 s. Use 60 for manual-clock tests that jump days ahead."""
+    <= 20, else 60 s. Use 60 for manual-clock tests that jump days ahead. ``rate_limits``: enforce the
+    venues' documented REST limits (``paper.emulator.rate_limits``)."""
     venues = tuple(venues)
     kwargs: dict[str, Any] = {}
     if symbols is not None:
@@ -204,7 +207,7 @@ def start_emulator(
                         start_ts_ms=start_ts_ms, interval_overrides=interval_overrides,
                         starting_balance_usd=starting_balance_usd, step_seconds=step_seconds, **kwargs)
     creds = {v: (credentials or {}).get(v) or default_credentials(v) for v in venues}
-    handle = EmulatorHandle(core, creds)
+    handle = EmulatorHandle(core, creds, rate_limits)
     try:
         return handle.start(port_base)
     except BaseException:

@@ -42,14 +42,14 @@ def run_emulate(args) -> int:
         core = EmulatorCore(venues, seed=seed, speed=speed, state_path=state, starting_balance_usd=Decimal(100_000))
     except OSError as exc:
         raise UserInputError(f"--state: cannot open {state} ({exc.strerror or exc}); choose a writable path") from None
-    return asyncio.run(_serve(core, venues, port_base))
+    return asyncio.run(_serve(core, venues, port_base, bool(getattr(args, "rate_limits", False))))
 
 
-async def _serve(core: EmulatorCore, venues: tuple[str, ...], port_base: int) -> int:
+async def _serve(core: EmulatorCore, venues: tuple[str, ...], port_base: int, rate_limits: bool) -> int:
     board = FaultSwitchboard(venues, core.symbols)
     creds = {v: default_credentials(v) for v in venues}
     try:
-        running = await start_servers(core, board, _credential_tables(venues, creds), port_base)
+        running = await start_servers(core, board, _credential_tables(venues, creds), port_base, rate_limits)
     except OSError as exc:
         core.close()
         raise UserInputError(f"--port-base: cannot listen on 127.0.0.1 ({exc.strerror or exc}); "
@@ -63,7 +63,7 @@ async def _serve(core: EmulatorCore, venues: tuple[str, ...], port_base: int) ->
         "venues": {v: {"rest": f"http://127.0.0.1:{running.ports[v]}", "ws": f"ws://127.0.0.1:{running.ports[v]}",
                        "test_key": creds[v].key} for v in venues},
         "control": f"http://127.0.0.1:{running.ports['control']}/_emulator/faults",
-        "state": str(core.store.path), "speed": core.speed,
+        "state": str(core.store.path), "speed": core.speed, "rate_limits": rate_limits,
     }
     print(json.dumps(banner), flush=True)
     await stop.wait()

@@ -24,6 +24,7 @@ class Dialect:
         self.board = board
         self.credentials = dict(credentials)  # api key (or address) -> secret ("" when none)
         self.hub: set[StreamConnection] = set()
+        self.rate_limits = None  # a rate_limits.VenueRateLimits when the documented limits are enforced
         self.placed_count = 0  # orders this dialect has put on the paper engine (the duplicate fault needs one)
         core.listeners.append(self._on_core_event)
 

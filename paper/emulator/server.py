@@ -20,6 +20,7 @@ from aiohttp import web
 from paper.emulator.core import EmulatorCore
 from paper.emulator.dialect import Dialect
 from paper.emulator.faults import HTTP_FAULTS, FaultError, FaultSwitchboard
+from paper.emulator.rate_limits import VenueRateLimits
 from paper.emulator.wire import json_response
 
 LOOPBACK = "127.0.0.1"
@@ -50,12 +51,26 @@ def _drop(request: web.Request) -> None:
         transport.abort()
 
 
+async def _info_type(request: web.Request) -> str | None:
+    """Hyperliquid ``/info`` request type (its rate-limit weight depends on it)."""
+    if request.path != "/info":
+        return None
+    try:
+        body = json.loads(await request.read())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return body.get("type") if isinstance(body, dict) else None
+
+
 def fault_middleware(dialect: Dialect):
     @web.middleware
     async def middleware(request: web.Request, handler) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await handler(request)
         scope = await dialect.scope_of(request)
+        if dialect.rate_limits is not None and not dialect.rate_limits.admit(
+                request.path, scope, await _info_type(request), dict(request.query)):
+            return dialect.rate_limit_response()
         fault = dialect.board.take(dialect.name, HTTP_FAULTS, scope)
         if fault is None:
             return await handler(request)
@@ -140,9 +155,12 @@ class RunningEmulator:
 
 
 async def start_servers(core: EmulatorCore, board: FaultSwitchboard, credentials: dict[str, dict[str, str]],
-                        port_base: int = 0) -> RunningEmulator:
+                        port_base: int = 0, rate_limits: bool = False) -> RunningEmulator:
     """Create the dialects, bind every site on 127.0.0.1 and start the market ticker."""
     dialects = {v: dialect_class(v)(core, board, credentials.get(v, {})) for v in core.venues}
+    if rate_limits:
+        for venue, dialect in dialects.items():
+            dialect.rate_limits = VenueRateLimits(venue)
     running = RunningEmulator(core=core, board=board, dialects=dialects)
     loop = asyncio.get_running_loop()
     board.on_immediate = lambda kind, venue, params: loop.call_soon_threadsafe(
