@@ -225,3 +225,49 @@ async def fetch_scan_quotes(name: str, *, base_url: str | None = None, allow_rem
         raise translate(name, exc) from None
     finally:
         await exchange.close()
+
+
+@dataclass
+class LiveSession:
+    """Every configured live venue composed into the application's ports."""
+
+    venues: list[LiveVenue]
+    feed: Any  # adapters.live.LiveMarketFeed (a bot.core.ports.MarketFeed)
+    executor: Any  # adapters.live.MultiVenueExecutor (a bot.core.ports.Executor)
+
+    def banner(self) -> list[str]:
+        """One line per venue: which venue, client, endpoint (mainnet/testnet/emulator), symbols."""
+        return [v.description for v in self.venues]
+
+    async def setup(self) -> list[str]:
+        """Idempotent account set-up on every venue (raises ours on the first refusal)."""
+        lines: list[str] = []
+        for v in self.venues:
+            lines.extend(f"{v.name}: {line}" for line in await v.setup())
+        return lines
+
+    async def close(self) -> None:
+        for v in self.venues:
+            await v.close()
+
+
+async def build_live_session(configs: Mapping[str, LiveVenueConfig], env: Mapping[str, str], *,
+                             symbols: Iterable[str], max_slippage_bps: Decimal,
+                             now_ms: Callable[[], int] = _wall_ms, max_book_age_ms: int | None = 10_000) -> LiveSession:
+    """Build every venue of ``configs`` (name -> config) and compose them; on any failure the venues
+    already built are closed before the error propagates."""
+    from adapters.live import LiveMarketFeed, MultiVenueExecutor
+
+    symbols = list(symbols)
+    venues: list[LiveVenue] = []
+    try:
+        for name, config in configs.items():
+            venues.append(await build_live_venue(name, config, env, symbols=symbols,
+                                                 max_slippage_bps=max_slippage_bps, now_ms=now_ms))
+    except BaseException:
+        for v in venues:
+            await v.close()
+        raise
+    feed = LiveMarketFeed([v.market for v in venues], max_book_age_ms=max_book_age_ms, now_ms=now_ms)
+    executor = MultiVenueExecutor({v.name: v.executor for v in venues})
+    return LiveSession(venues, feed, executor)
