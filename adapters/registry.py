@@ -112,6 +112,7 @@ async def _build_bybit(config: LiveVenueConfig, credentials: Any, base_url: str 
     from adapters.bybit.execution import BybitExecutor
     from adapters.bybit.http import BybitHttp
     from adapters.bybit.market_data import BybitMarketData
+    from adapters.bybit.private_stream import BybitPrivateStream
     from adapters.bybit.setup import (
         check_skew,
         clock_skew_ms,
@@ -124,8 +125,10 @@ async def _build_bybit(config: LiveVenueConfig, credentials: Any, base_url: str 
     _require_symbols("bybit", symbols, markets)
     stream = ws_url or (bybit_config.TESTNET_WS if config.testnet else bybit_config.MAINNET_WS)
     market = BybitMarketData(http, markets, ws_url=stream, fees=fees, stale_after_s=config.stale_after_s, now_ms=now_ms)
+    private = BybitPrivateStream(credentials, ws_url=stream, now_ms=now_ms)
+    market.companions.append(private.run)  # the feed's run() keeps the private stream connected too
     executor = BybitExecutor(http, markets=markets, max_slippage_bps=max_slippage_bps, book_for=market.book,
-                             now_ms=now_ms)
+                             now_ms=now_ms, private_stream=private)
 
     async def setup() -> list[str]:
         check_skew(await clock_skew_ms(http), limit_ms=MAX_CLOCK_SKEW_MS)

@@ -91,3 +91,23 @@ async def test_bybit_sequence_gap_forces_fresh_snapshots(tmp_path) -> None:
             recovered = await _wait(lambda: market.reconnects >= 1 and len(market.books()) == 2, timeout_s=10)
             tg.cancel_scope.cancel()
     assert recovered and any("after u=" in d or "before any snapshot" in d for d in market.dropped)
+
+
+@pytest.mark.anyio
+async def test_bybit_private_stream_reports_terminal_orders(tmp_path) -> None:
+    _need("bybit")
+    from paper.emulator import start_emulator
+
+    from bot.core.domain import OrderRequest, OrderSide, OrderStatus
+
+    with start_emulator(["bybit"], state_path=tmp_path / "v.sqlite") as emu:
+        venue = await _venue(emu, "bybit")
+        private = venue.executor._stream
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(venue.market.run)
+            assert await _wait(lambda: private.connected and len(venue.market.books()) == 2)
+            report = await venue.executor.place_order(OrderRequest("ps-1", "bybit", "BTC", OrderSide.BUY, D("0.01")))
+            tg.cancel_scope.cancel()
+    assert report.status is OrderStatus.FILLED
+    assert private.terminal_status("ps-1") == "Filled"
+    assert "secret" not in repr(private).lower()

@@ -24,6 +24,7 @@ from adapters.bybit import config
 from adapters.bybit import parsing as wire
 from adapters.bybit.errors import ORDER_NOT_FOUND
 from adapters.bybit.http import BybitHttp
+from adapters.bybit.private_stream import BybitPrivateStream
 from adapters.client_ids import CodecMemo, codec_for
 from adapters.errors import OrderRejected, TemporaryVenueError
 from adapters.markets import VenueMarket, round_size_down
@@ -43,6 +44,7 @@ from bot.core.domain import (
 VENUE = config.VENUE
 FILL_SETTLE_POLLS = 40  # IOC orders settle within milliseconds; poll up to ~2 s before giving up
 POLL_INTERVAL_S = 0.05
+STREAM_WAIT_S = 1.0  # how long to wait for the private stream before falling back to polling
 EXECUTION_WINDOW_MS = 7 * 24 * 3_600_000  # /v5/execution/list answers at most 7 days per query
 
 
@@ -55,7 +57,8 @@ class BybitExecutor:
 
     def __init__(self, http: BybitHttp, *, markets: Mapping[str, VenueMarket], max_slippage_bps: Decimal,
                  book_for: Callable[[str], OrderBook | None] | None = None,
-                 now_ms: Callable[[], int] = _wall_ms, venue: str = VENUE) -> None:
+                 now_ms: Callable[[], int] = _wall_ms, venue: str = VENUE,
+                 private_stream: BybitPrivateStream | None = None) -> None:
         self.venue = venue
         self._http = http
         self._markets = dict(markets)
@@ -65,6 +68,7 @@ class BybitExecutor:
         self._now_ms = now_ms
         self._codec = CodecMemo(codec_for("bybit"))
         self._ledger = SendLedger(expiry_ms=http.recv_window_ms + config.CLOCK_SKEW_ALLOWANCE_MS, started_ms=now_ms())
+        self._stream = private_stream
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -161,6 +165,8 @@ class BybitExecutor:
         raise TemporaryVenueError(self.venue, f"order {cid}: outcome unknown (not found yet); look it up again")
 
     async def _settled(self, cid: str, *, wait_terminal: bool) -> OrderReport:
+        if wait_terminal and self._stream is not None:  # woken by the private stream: one look-up
+            await self._stream.wait_terminal(str(self._codec.encode(cid)), STREAM_WAIT_S)
         report = None
         for _ in range(FILL_SETTLE_POLLS):
             report = await self._lookup(cid)

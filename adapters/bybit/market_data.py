@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -61,6 +61,7 @@ class BybitMarketData:
         self._book_views: dict[str, OrderBook] = {}
         self.last_message_ms = 0
         self._gap = False
+        self.companions: list[Callable[[], Awaitable[None]]] = []  # run alongside (the private stream)
         self.reconnects = 0
         self.dropped: list[str] = []
 
@@ -168,7 +169,14 @@ class BybitMarketData:
         return [f"tickers.{n}" for n in names] + [f"orderbook.{BOOK_DEPTH}.{n}" for n in names]
 
     async def run(self, *, max_backoff_s: float = 30.0) -> None:
-        """Keep the data current until cancelled: stream, watchdog, REST resync, reconnect."""
+        """Keep the data current until cancelled: stream, watchdog, REST resync, reconnect (and
+        the companions, e.g. the private order stream)."""
+        async with anyio.create_task_group() as tg:
+            for companion in self.companions:
+                tg.start_soon(companion)
+            await self._run_public(max_backoff_s)
+
+    async def _run_public(self, max_backoff_s: float) -> None:
         import websockets
 
         backoff = 0.5
