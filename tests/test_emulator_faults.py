@@ -120,6 +120,50 @@ async def test_timeout_then_executed_late_is_found_only_after_the_delay(emu) -> 
         await ex.close()
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("venue", ["bybit", "binanceusdm"])
+async def test_a_request_delayed_past_its_recv_window_never_executes(emu, venue: str) -> None:
+    ex = ccxt_client(emu, venue, timeout=500, options={"recvWindow": 1_000})
+    try:
+        await ex.load_markets()
+        cid = client_id(venue)
+        emu.faults.arm("timeout", venue=venue, scope="order", delay_s=1.5, execute=True)
+        with pytest.raises(ccxt.RequestTimeout):
+            await _buy(ex, venue, cid)
+        await asyncio.sleep(1.5)  # the late request has reached the venue by now, and was refused there
+        assert emu.core.executor.stored_order(venue, cid) is None
+    finally:
+        await ex.close()
+
+
+@pytest.mark.anyio
+async def test_hyperliquid_signed_expiry_refuses_a_late_action(emu) -> None:
+    signer = ccxt_client(emu, "hyperliquid")
+    try:
+        await signer.load_markets()
+        book = await signer.fetch_order_book("BTC/USDC:USDC", 5)
+        price = signer.price_to_precision("BTC/USDC:USDC", book["asks"][0][0] * 1.002)
+        action = {"type": "order", "orders": [{"a": 0, "b": True, "p": price, "s": "0.01", "r": False,
+                                               "t": {"limit": {"tif": "Ioc"}}, "c": "0x" + "e1" * 16}],
+                  "grouping": "na"}
+        async with aiohttp.ClientSession() as http:
+            for expires_in_ms, cloid in ((1_000, "0x" + "e1" * 16), (60_000, "0x" + "e2" * 16)):
+                action["orders"][0]["c"] = cloid
+                nonce = signer.milliseconds()
+                body = {"action": action, "nonce": nonce, "vaultAddress": None, "expiresAfter": nonce + expires_in_ms,
+                        "signature": signer.sign_l1_action(action, nonce, None, nonce + expires_in_ms)}
+                emu.faults.arm("timeout", venue="hyperliquid", scope="order", delay_s=1.5, execute=True)
+                with pytest.raises(asyncio.TimeoutError):  # the client gives up after 0.5 s
+                    async with http.post(emu.base_urls["hyperliquid"] + "/exchange", json=body,
+                                         timeout=aiohttp.ClientTimeout(total=0.5)) as answer:
+                        await answer.read()
+        await asyncio.sleep(1.6)
+    finally:
+        await signer.close()
+    assert emu.core.executor.stored_order("hyperliquid", "0x" + "e1" * 16) is None  # expired on arrival
+    assert emu.core.executor.stored_order("hyperliquid", "0x" + "e2" * 16) is not None  # still valid: executed late
+
+
 PYBIT_TABLE = {
     "drop_after_execute": (requests.exceptions.ConnectionError, True),
     "timeout": (requests.exceptions.ReadTimeout, False),

@@ -3,7 +3,8 @@
 ``/exchange`` bodies carry ``{action, nonce, signature, vaultAddress?, expiresAfter?}``; the signer is
 recovered from the EIP-712 phantom-agent signature (``hl_signing``) and must be a known account,
 else ``{"status": "err", "response": "User or API Wallet 0x... does not exist."}``. Nonces must be
-within (server - 2 days, server + 1 day) and unused. Per-order failures come back inside
+within (server - 2 days, server + 1 day) and unused; an action whose signed ``expiresAfter`` has passed
+when it reaches the venue is refused (so a late, delayed request can be known never to execute). Per-order failures come back inside
 ``statuses`` (``{"error": ...}``), as on the venue; an IOC that matches nothing is an error status
 ("Order could not immediately match against any resting orders."). Orders are addressed by asset
 index ``a`` (position in ``meta.universe``), client ids are ``cloid`` (``0x`` + 32 hex).
@@ -362,6 +363,9 @@ class HyperliquidDialect(Dialect):
             return _err(reason or "Invalid signature")
         nonce = int(body["nonce"])
         server = self.core.server_time_ms(self.name)
+        expires = body.get("expiresAfter")
+        if expires is not None and int(expires) < server:  # checked when the action reaches the venue
+            return _err(f"Action expired: expiresAfter {int(expires)} is before the current time {server}")
         if not server - 2 * _DAY_MS < nonce < server + _DAY_MS:
             return _err(f"Invalid nonce: {nonce} is too far from the current time {server}")
         used = self._nonces.setdefault(address, set())
