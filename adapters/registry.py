@@ -153,6 +153,7 @@ async def _build_ccxt(name: str, config: LiveVenueConfig, credentials: Any, base
     from adapters.ccxt_common.client import build_exchange
     from adapters.ccxt_common.execution import CcxtExecutor
     from adapters.ccxt_common.market_data import CcxtMarketData
+    from adapters.ccxt_common.order_stream import CcxtOrderStream
 
     module = importlib.import_module(_CCXT_MODULES[name])
     exchange = build_exchange(name, credentials=credentials, testnet=config.testnet, base_url=base_url, ws_url=ws_url)
@@ -166,8 +167,11 @@ async def _build_ccxt(name: str, config: LiveVenueConfig, credentials: Any, base
     _require_symbols(name, symbols, markets)
     market = CcxtMarketData(exchange, venue=name, markets=markets, fees=fees, fetch_quotes=module.fetch_quotes,
                             quote_every_s=config.quote_every_s, stale_after_s=config.stale_after_s, now_ms=now_ms)
+    orders = CcxtOrderStream(exchange, venue=name) if module.DIALECT.order_stream else None
+    if orders is not None:
+        market.companions.append(orders.run)  # the feed's run() keeps the order stream going too
     executor = CcxtExecutor(exchange, module.DIALECT, markets=markets, max_slippage_bps=max_slippage_bps,
-                            book_for=market.book, now_ms=now_ms)
+                            book_for=market.book, now_ms=now_ms, order_stream=orders)
 
     async def setup() -> list[str]:
         from adapters.ccxt_common.setup import prepare_account

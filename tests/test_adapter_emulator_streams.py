@@ -111,3 +111,26 @@ async def test_bybit_private_stream_reports_terminal_orders(tmp_path) -> None:
     assert report.status is OrderStatus.FILLED
     assert private.terminal_status("ps-1") == "Filled"
     assert "secret" not in repr(private).lower()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", ["hyperliquid"])
+async def test_ccxt_order_stream_reports_terminal_orders(name: str, tmp_path) -> None:
+    _need(name)
+    from paper.emulator import start_emulator
+
+    from bot.core.domain import OrderRequest, OrderSide, OrderStatus
+
+    with start_emulator([name], state_path=tmp_path / "v.sqlite") as emu:
+        venue = await _venue(emu, name)
+        stream = venue.executor._stream
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(venue.market.run)
+            assert await _wait(lambda: stream.connected and len(venue.market.books()) == 2)
+            await anyio.sleep(0.5)  # let the private subscription settle
+            size = venue.market.instruments()[0].min_size_base * 10
+            report = await venue.executor.place_order(OrderRequest("os-1", name, "BTC", OrderSide.BUY, size))
+            seen = await _wait(lambda: stream.terminal_status(str(venue.executor._codec.encode("os-1"))) is not None, 5)
+            tg.cancel_scope.cancel()
+        await venue.close()
+    assert report.status is OrderStatus.FILLED and seen

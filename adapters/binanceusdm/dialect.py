@@ -32,7 +32,10 @@ DIALECT = CcxtDialect(
     venue=VENUE, settle="USDT", expiry_ms=RECV_WINDOW_MS + CLOCK_SKEW_ALLOWANCE_MS, order_params=_order_params,
     parse_funding=lambda info, market: wire.parse_funding_income(info, symbol=market.symbol),
     equity_usd=_equity,
-    rate=(20, 1.0),  # documented: 2400 weight/min, orders 300/10 s
+    rate=(20, 1.0),
+    # ccxt's listenKey keep-alive timer outlives exchange.close() and raises ExchangeClosedByUser
+    # into the loop: outcomes are read by REST look-up only until that is handled.
+    order_stream=False,  # documented: 2400 weight/min, orders 300/10 s
 )
 
 

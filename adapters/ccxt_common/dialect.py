@@ -32,4 +32,5 @@ class CcxtDialect:
     equity_usd: Callable[[Mapping[str, Any]], Decimal]
     lookup_params: Callable[[str], dict[str, Any]] = field(default=lambda wire: {"clientOrderId": wire})
     round_price: Callable[[Decimal, VenueMarket, OrderSide], Decimal] | None = None  # venue price rules beyond the tick
-    rate: tuple[int, float] = (10, 1.0)  # our own request bucket (max requests, per seconds), below the venue's limit
+    rate: tuple[int, float] = (10, 1.0)
+    order_stream: bool = True  # wake the executor from ccxt.pro watch_orders (False: REST polling only)  # our own request bucket (max requests, per seconds), below the venue's limit

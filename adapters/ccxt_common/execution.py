@@ -22,6 +22,7 @@ from adapters.ccxt_common import unified
 from adapters.ccxt_common.dialect import CcxtDialect
 from adapters.ccxt_common.errors import is_order_not_found, translate
 from adapters.ccxt_common.market_data import book_from_ccxt
+from adapters.ccxt_common.order_stream import CcxtOrderStream
 from adapters.client_ids import CodecMemo, codec_for
 from adapters.errors import OrderRejected, TemporaryVenueError
 from adapters.markets import VenueMarket, round_size_down
@@ -41,6 +42,7 @@ from bot.core.domain import (
 SETTLE_POLLS = 40
 POLL_INTERVAL_S = 0.05
 TRADE_LOOKBACK_MS = 60_000
+STREAM_WAIT_S = 1.0
 
 
 def _wall_ms() -> int:
@@ -52,8 +54,9 @@ class CcxtExecutor:
 
     def __init__(self, exchange: Any, dialect: CcxtDialect, *, markets: Mapping[str, VenueMarket],
                  max_slippage_bps: Decimal, book_for: Callable[[str], OrderBook | None] | None = None,
-                 now_ms: Callable[[], int] = _wall_ms) -> None:
+                 now_ms: Callable[[], int] = _wall_ms, order_stream: CcxtOrderStream | None = None) -> None:
         self.venue = dialect.venue
+        self._stream = order_stream
         self._ex = exchange
         self._d = dialect
         self._markets = dict(markets)
@@ -173,6 +176,8 @@ class CcxtExecutor:
         raise TemporaryVenueError(self.venue, f"order {cid}: outcome unknown (not found yet); look it up again")
 
     async def _settled(self, cid: str, *, wait_terminal: bool) -> OrderReport:
+        if wait_terminal and self._stream is not None:  # woken by the order stream: one look-up
+            await self._stream.wait_terminal(str(self._codec.encode(cid)), STREAM_WAIT_S)
         report = None
         for _ in range(SETTLE_POLLS):
             report = await self._lookup(cid)

@@ -65,6 +65,7 @@ class CcxtMarketData:
         self._books: dict[str, OrderBook] = {}
         self.dropped: list[str] = []
         self.resyncs = 0
+        self.companions: list[Callable[[], Awaitable[None]]] = []  # run alongside (the order stream)
 
     def venues(self) -> list[str]:
         return [self.venue]
@@ -146,6 +147,8 @@ class CcxtMarketData:
     async def run(self, *, max_backoff_s: float = 30.0) -> None:
         """Keep books and quotes current until cancelled."""
         async with anyio.create_task_group() as tg:
+            for companion in self.companions:
+                tg.start_soon(companion)
             tg.start_soon(self._poll_quotes)
             for market in self._markets.values():
                 tg.start_soon(self._watch_book, market, max_backoff_s)
