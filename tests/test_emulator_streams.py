@@ -41,3 +41,21 @@ async def test_ccxt_pro_watch_orders_and_my_trades(emu, venue: str) -> None:
     assert [(o["clientOrderId"], o["status"], o["filled"]) for o in orders] == [(cid, "closed", 0.01)]
     fills = emu.core.executor.order_fills(venue, cid)
     assert sum(t["amount"] for t in trades) == pytest.approx(0.01) and len(trades) == len(fills)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("venue", VENUES)
+async def test_ccxt_pro_watch_tickers_covers_every_symbol_asked_for(emu, venue: str) -> None:
+    ex = ccxt_client(emu, venue, pro=True, keys=False)
+    wanted = [ccxt_symbol(venue, "BTC"), ccxt_symbol(venue, "ETH")]
+    seen: dict[str, float] = {}
+    try:
+        await ex.load_markets()
+        for _ in range(12):
+            if set(seen) == set(wanted):
+                break
+            for symbol, ticker in (await asyncio.wait_for(ex.watch_tickers(wanted), 10)).items():
+                seen[symbol] = ticker["last"]
+    finally:
+        await ex.close()
+    assert set(seen) == set(wanted) and all(price and price > 0 for price in seen.values())

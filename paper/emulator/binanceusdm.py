@@ -60,6 +60,7 @@ class BinanceUsdmDialect(Dialect):
         self._last_books: dict[str, OrderBook] = {}
         self._last_ids: dict[str, int] = {}
         self._drop: dict[str, int] = {}
+        self._publish_turn = 0
 
     def add_routes(self, app: web.Application) -> None:
         get, post, put, delete = app.router.add_get, app.router.add_post, app.router.add_put, app.router.add_delete
@@ -744,6 +745,7 @@ class BinanceUsdmDialect(Dialect):
 
     def publish_books(self) -> None:
         now = self.core.now_ms()
+        self._publish_turn += 1
         deltas: dict[str, dict[str, Any] | None] = {}
         watched = {parsed[1] for conn in self.hub if conn.kind == "public" for name in conn.topics
                    if (parsed := self._parse_stream(name)) is not None and parsed[0] == "depth"}
@@ -771,7 +773,9 @@ class BinanceUsdmDialect(Dialect):
         for conn in list(self.hub):
             if conn.kind != "public":
                 continue
-            for name in list(conn.topics):
+            names = sorted(conn.topics)
+            turn = self._publish_turn % len(names) if names else 0
+            for name in names[turn:] + names[:turn]:  # rotate: no stream always arrives last in a burst
                 parsed = self._parse_stream(name)
                 if parsed is None:
                     continue
