@@ -139,6 +139,7 @@ def test_pybit_websocket_book_ticker_and_private_order_topics(emu) -> None:
         public.orderbook_stream(50, "BTCUSDT", keep)
         public.ticker_stream("BTCUSDT", keep)
         private.order_stream(keep)
+        private.wallet_stream(keep)
         session = pybit_http(emu)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -152,7 +153,7 @@ def test_pybit_websocket_book_ticker_and_private_order_topics(emu) -> None:
                             price=str((bid * Decimal("0.9")).quantize(Decimal("0.1"))), timeInForce="GTC", orderLinkId="ws-1")
         while time.monotonic() < deadline:
             with lock:
-                if any(m.get("topic") == "order" for m in got):
+                if {"order", "wallet"} <= {m.get("topic") for m in got}:
                     break
             time.sleep(0.1)
     finally:
@@ -164,6 +165,7 @@ def test_pybit_websocket_book_ticker_and_private_order_topics(emu) -> None:
     assert books and books[0]["data"]["b"] and books[0]["data"]["a"]
     assert any(m.get("topic") == "tickers.BTCUSDT" and m["data"]["fundingRate"] for m in got)
     assert orders and orders[0]["data"][0]["orderLinkId"] == "ws-1" and orders[0]["data"][0]["orderStatus"] == "New"
+    assert any(m.get("topic") == "wallet" and m["data"][0]["accountType"] == "UNIFIED" for m in got)
 
 
 @pytest.mark.anyio

@@ -245,6 +245,9 @@ class BybitDialect(Dialect):
 
     # -- private REST: account --------------------------------------------------------------------
     async def wallet_balance(self, request: web.Request) -> web.Response:
+        return _ok({"list": [self._wallet_account()]}, self.core.server_time_ms(self.name))
+
+    def _wallet_account(self) -> dict[str, Any]:
         bal = self.core.executor.balance_state(self.name)
         upnl = ZERO
         im = ZERO
@@ -264,7 +267,7 @@ class BybitDialect(Dialect):
                    "totalMarginBalance": num(equity), "totalAvailableBalance": num(equity - im),
                    "totalPerpUPL": num(upnl), "totalInitialMargin": num(im), "totalMaintenanceMargin": num(im / 5),
                    "coin": [coin]}
-        return _ok({"list": [account]}, self.core.server_time_ms(self.name))
+        return account
 
     async def account_info(self, request: web.Request) -> web.Response:
         return _ok({"unifiedMarginStatus": 5, "marginMode": "REGULAR_MARGIN", "isMasterTrader": False,
@@ -684,6 +687,17 @@ class BybitDialect(Dialect):
                 conn.send({"id": f"execution-{now}", "topic": "execution", "creationTime": now, "data": exec_rows})
             if "position" in conn.topics:
                 conn.send({"id": f"position-{now}", "topic": "position", "creationTime": now, "data": pos_rows})
+            if "wallet" in conn.topics:
+                conn.send({"id": f"wallet-{now}", "topic": "wallet", "creationTime": now,
+                           "data": [self._wallet_account()]})
+
+    def publish_funding(self, settlements: list[Any]) -> None:
+        """A settlement changed the balance: wallet subscribers hear about it."""
+        now = self.core.now_ms()
+        for conn in list(self.hub):
+            if conn.kind == "private" and conn.authed and "wallet" in conn.topics:
+                conn.send({"id": f"wallet-{now}", "topic": "wallet", "creationTime": now,
+                           "data": [self._wallet_account()]})
 
 
 def _loads(text: str) -> dict[str, Any]:
