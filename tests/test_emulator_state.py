@@ -48,7 +48,9 @@ async def test_positions_orders_fills_funding_and_client_ids_survive_a_restart(t
             "hl_funding": [(f["timestamp"], f["amount"]) for f in await hl.fetch_funding_history("BTC/USDC:USDC", since=START_MS)],
             "open": [o["clientOrderId"] for o in await bybit.fetch_open_orders("ETH/USDT:USDT")],
             "balance": (await bybit.fetch_balance())["USDT"]["total"],
+            "rates": [(r["timestamp"], r["fundingRate"]) for r in await bybit.fetch_funding_rate_history("ETH/USDT:USDT")],
         }
+        assert [ts for ts, _ in before["rates"]] == [MIDNIGHT_MS]  # the venue's public settled-rate history
         clock_before = emu.core.now_ms()
         bybit_paid = emu.core.executor.venue_funding("bybit")[0]
         hl_paid = emu.core.executor.venue_funding("hyperliquid")[0]
@@ -78,6 +80,7 @@ async def test_positions_orders_fills_funding_and_client_ids_survive_a_restart(t
             "hl_funding": [(f["timestamp"], f["amount"]) for f in await hl.fetch_funding_history("BTC/USDC:USDC", since=START_MS)],
             "open": [o["clientOrderId"] for o in await bybit.fetch_open_orders("ETH/USDT:USDT")],
             "balance": (await bybit.fetch_balance())["USDT"]["total"],
+            "rates": [(r["timestamp"], r["fundingRate"]) for r in await bybit.fetch_funding_rate_history("ETH/USDT:USDT")],
         }
         with pytest.raises(ccxt.InvalidOrder, match="110072"):  # a resend after a restart is still a duplicate
             await _ioc(bybit, "bybit", "BTC", "sell", 0.02, "keep-1")

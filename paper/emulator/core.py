@@ -19,6 +19,7 @@ this object, and ``step()`` is driven by the server's ticker task (or by tests).
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from paper.venue_store import StoredOrder, VenueStore, VenueWrite
 
 MS_PER_HOUR = 3_600_000
 CLOCK_KEY = "emulator_clock_ms"
+RATE_HISTORY_KEPT = 500  # settled rates per venue/symbol that the history endpoints can return
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +109,43 @@ class EmulatorExecutor(PaperExecutor):
         return self._balance(venue)
 
 
+class RateHistory:
+    """Settled funding rates (the venues' public funding history), in their own table of the state file.
+
+    Kept apart from ``VenueStore`` (account state) on its own connection; in memory only without a file."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self._conn = None
+        if path is not None:
+            self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS emulator_funding_rates (venue TEXT NOT NULL, symbol TEXT NOT NULL, "
+                "ts_ms INTEGER NOT NULL, rate TEXT NOT NULL, mark_price TEXT NOT NULL, "
+                "PRIMARY KEY (venue, symbol, ts_ms))")
+
+    def load(self) -> dict[tuple[str, str], list[tuple[int, Decimal, Decimal]]]:
+        out: dict[tuple[str, str], list[tuple[int, Decimal, Decimal]]] = {}
+        if self._conn is None:
+            return out
+        for venue, symbol, ts_ms, rate, mark in self._conn.execute(
+                "SELECT venue, symbol, ts_ms, rate, mark_price FROM emulator_funding_rates ORDER BY ts_ms"):
+            out.setdefault((venue, symbol), []).append((ts_ms, Decimal(rate), Decimal(mark)))
+        for history in out.values():
+            del history[:-RATE_HISTORY_KEPT]
+        return out
+
+    def add(self, settlements: list[FundingSettlement]) -> None:
+        if self._conn is None or not settlements:
+            return
+        self._conn.executemany(
+            "INSERT OR IGNORE INTO emulator_funding_rates (venue, symbol, ts_ms, rate, mark_price) VALUES (?, ?, ?, ?, ?)",
+            [(s.venue, s.symbol, s.ts_ms, str(s.rate), str(s.mark_price)) for s in settlements])
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+
 def venue_order_number(venue_order_id: str | None) -> int:
     """The numeric part of a paper venue order / trade id (``bybit-o12`` -> 12)."""
     if not venue_order_id:
@@ -173,7 +212,8 @@ class EmulatorCore:
             starting_balance_usd=starting_balance_usd,
         )
         self.book_seq: dict[tuple[str, str], int] = {(v, s): 1 for v in venues for s in self.symbols}
-        self.settled_rates: dict[tuple[str, str], list[tuple[int, Decimal, Decimal]]] = {}
+        self.rate_history = RateHistory(state_path)
+        self.settled_rates: dict[tuple[str, str], list[tuple[int, Decimal, Decimal]]] = self.rate_history.load()
         self.leverage: dict[tuple[str, str], int] = {}
         self.listeners: list[Callable[[str, object], None]] = []  # (event kind, payload)
         self.skew_ms: dict[str, int] = {}  # injected clock skew of each venue's own clock
@@ -297,8 +337,9 @@ class EmulatorCore:
             self.executor.settle_funding(settlement)
             history = self.settled_rates.setdefault((venue, symbol), [])
             history.append((ts_ms, settlement.rate, settlement.mark_price))
-            del history[:-500]
+            del history[:-RATE_HISTORY_KEPT]
             out.append(settlement)
+        self.rate_history.add(out)
         if out:
             self._emit("funding", out)
         return out
@@ -313,4 +354,5 @@ class EmulatorCore:
 
     def close(self) -> None:
         self._persist_clock()
+        self.rate_history.close()
         self.store.close()
