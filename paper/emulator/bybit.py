@@ -399,8 +399,7 @@ class BybitDialect(Dialect):
         value = sum((f.price * f.size_base for f in fills), ZERO)
         fee = sum((f.fee_usd for f in fills), ZERO)
         if order.status is OrderStatus.CANCELED:
-            status = "PartiallyFilledCanceled" if order.filled_base and order.order_type is OrderType.LIMIT \
-                and order.time_in_force is TimeInForce.GTC else "Cancelled"
+            status = "Cancelled"  # with cumExecQty > 0 after a partial fill ("PartiallyFilledCanceled" is spot only)
         else:
             status = _STATUS[order.status]
         leaves = ZERO if order.status.is_terminal else order.remaining_base
