@@ -57,9 +57,10 @@ class Dialect:
 
     # -- shared -----------------------------------------------------------------------------------
     def _on_core_event(self, kind: str, payload: Any) -> None:
+        if self.board.is_silent(self.name):  # silent but alive: pings are still answered, nothing else is sent
+            return
         if kind == "books":
-            if not self.board.is_silent(self.name):
-                self.publish_books()
+            self.publish_books()
         elif kind == "orders":
             venue, cids = payload
             if venue == self.name:

@@ -16,7 +16,8 @@ HTTP (one request each time it fires)
 
 Streams
 - ``ws_disconnect``: every open stream of the venue is closed now (count ignored).
-- ``ws_silent``: streams stay connected and answer pings but publish nothing for ``duration_s``.
+- ``ws_silent``: streams stay connected and answer pings but publish nothing (books, tickers, private
+  order/fill/position/wallet updates) for ``duration_s`` (default 60).
 - ``ws_sequence_gap``: the next book delta skips ``skip`` update ids (default 1).
 
 Clock / schedule (applied at once, not per request)
