@@ -34,14 +34,14 @@ class FakeBybitSession:
     symbol: str = "BTCUSDT"
     bids: list[tuple[Decimal, Decimal]] = field(default_factory=lambda: [(D("49990"), D("5")), (D("49980"), D("5"))])
     asks: list[tuple[Decimal, Decimal]] = field(default_factory=lambda: [(D("50010"), D("5")), (D("50020"), D("5"))])
-    taker_fee: Decimal = D("0.00055")
-    cash_usd: Decimal = D("10000")
+    taker_fee: Decimal = Decimal("0.00055")
+    cash_usd: Decimal = Decimal(10000)
     endpoint: str = "fake://bybit"
     faults: list[str] = field(default_factory=list)  # "timeout_after_execute", "no_order_id"
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     executions: list[dict[str, Any]] = field(default_factory=list)
-    position: Decimal = D(0)
-    entry: Decimal = D(0)
+    position: Decimal = Decimal(0)
+    entry: Decimal = Decimal(0)
     calls: list[str] = field(default_factory=list)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     now_ms: int = 1_700_000_000_000

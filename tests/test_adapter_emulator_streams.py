@@ -96,9 +96,8 @@ async def test_bybit_sequence_gap_forces_fresh_snapshots(tmp_path) -> None:
 @pytest.mark.anyio
 async def test_bybit_private_stream_reports_terminal_orders(tmp_path) -> None:
     _need("bybit")
-    from paper.emulator import start_emulator
-
     from bot.core.domain import OrderRequest, OrderSide, OrderStatus
+    from paper.emulator import start_emulator
 
     with start_emulator(["bybit"], state_path=tmp_path / "v.sqlite") as emu:
         venue = await _venue(emu, "bybit")
@@ -117,9 +116,8 @@ async def test_bybit_private_stream_reports_terminal_orders(tmp_path) -> None:
 @pytest.mark.parametrize("name", ["hyperliquid"])
 async def test_ccxt_order_stream_reports_terminal_orders(name: str, tmp_path) -> None:
     _need(name)
-    from paper.emulator import start_emulator
-
     from bot.core.domain import OrderRequest, OrderSide, OrderStatus
+    from paper.emulator import start_emulator
 
     with start_emulator([name], state_path=tmp_path / "v.sqlite") as emu:
         venue = await _venue(emu, name)

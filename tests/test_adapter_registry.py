@@ -10,7 +10,12 @@ from loguru import logger
 
 from adapters.credentials import Credentials, load_credentials, scrub
 from adapters.errors import FatalVenueError
-from adapters.registry import LiveConfigError, LiveVenueConfig, build_live_venue, fetch_scan_quotes
+from adapters.registry import (
+    LiveConfigError,
+    LiveVenueConfig,
+    build_live_venue,
+    fetch_scan_quotes,
+)
 
 D = Decimal
 SECRET = "s3cr3t-VALUE-never-printed"
