@@ -29,3 +29,8 @@ class FatalVenueError(VenueError):
 
 class AbsurdVenueData(VenueError):
     """A payload failed sanity checks (NaN, non-positive price, rate beyond the cap). Never traded on."""
+
+
+class IncompleteVenueData(AbsurdVenueData):
+    """A payload lacks a field the datum needs (an unknown funding interval, a missing mark price):
+    the datum is unusable and dropped, exactly like absurd data, but the message says what is missing."""

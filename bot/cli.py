@@ -30,6 +30,9 @@ inspect:
   python -m bot postmortem POSITION_ID [--db PATH] [--json]
 control a running bot (through its database):
   python -m bot halt [--reason TEXT] | resume | flatten
+local venue emulator (offline rehearsal of --live):
+  python -m bot emulate --venues bybit,binanceusdm,hyperliquid [--port-base N] [--state PATH] [--seed N] [--speed X]
+                       [--rate-limits]
 """
 
 
@@ -138,6 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
         control.add_argument("--live", action="store_true", help="act on the live bot's database (default: paper)")
         if name == "halt":
             control.add_argument("--reason", default="manual halt", help="recorded with the halt")
+    emulate = sub.add_parser("emulate", parents=[sub_common], help="serve emulated venues on 127.0.0.1")
+    emulate.add_argument("--venues", required=True, help="comma-separated: bybit,binanceusdm,hyperliquid")
+    emulate.add_argument("--port-base", type=_positive_int, metavar="N",
+                         help="control on N, venues on N+1.. (default: free ports, printed at start)")
+    emulate.add_argument("--state", type=Path, metavar="PATH",
+                         help="venue state file kept across restarts (default: data/emulator.venues.sqlite)")
+    emulate.add_argument("--seed", type=_int_arg, metavar="N", default=argparse.SUPPRESS, help="market seed (default 0)")
+    emulate.add_argument("--speed", type=_decimal_arg, metavar="X", default=argparse.SUPPRESS,
+                         help="venue clock runs X times faster than the wall clock (default 1)")
+    emulate.add_argument("--rate-limits", action="store_true",
+                         help="enforce each venue's documented REST rate limits (default: off)")
     return parser
 
 
@@ -180,6 +194,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from bot.report import run_postmortem
 
         return run_postmortem(args, settings)
+    if args.command == "emulate":
+        from paper.emulator.cli import run_emulate
+
+        return run_emulate(args)
     if args.command in ("halt", "resume", "flatten"):
         from bot.control import run_control
 

@@ -1,0 +1,1 @@
+"""Extended (Starknet perp DEX): funding quotes and instruments for ``scan``."""

@@ -1,0 +1,1 @@
+"""Hyperliquid perpetuals through ccxt (async REST ``/info`` + ``/exchange``, ccxt.pro streams)."""

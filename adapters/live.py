@@ -1,0 +1,148 @@
+"""Compose per-venue live parts into the application's ports.
+
+``LiveMarketFeed`` joins each venue's market-data part (Bybit's own stream client or the shared
+ccxt feed) into one ``bot.core.ports.MarketFeed``; ``MultiVenueExecutor`` routes the ``Executor``
+contract to each venue's executor by venue name. Venues settle funding themselves, so
+``advance_to`` returns no settlements: payments are read back from the venues.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import Any, Protocol
+
+import anyio
+
+from adapters.errors import OrderRejected
+from bot.core.domain import (
+    FeeSchedule,
+    Fill,
+    FundingPayment,
+    FundingQuote,
+    FundingSettlement,
+    Instrument,
+    OrderBook,
+    OrderReport,
+    OrderRequest,
+    VenuePosition,
+)
+from bot.core.ports import Executor
+
+
+class VenueMarketData(Protocol):
+    """What each venue's live market-data part offers."""
+
+    venue: str
+
+    def instruments(self) -> list[Instrument]: ...
+
+    def fee_schedules(self) -> dict[str, FeeSchedule]: ...
+
+    def quotes(self) -> list[FundingQuote]: ...
+
+    def books(self) -> list[OrderBook]: ...
+
+    def book(self, symbol: str) -> OrderBook | None: ...
+
+    async def run(self) -> None: ...
+
+
+class LiveMarketFeed:
+    """``MarketFeed`` over live venue parts. ``run()`` keeps every part current until cancelled."""
+
+    def __init__(self, parts: Sequence[VenueMarketData], *, max_book_age_ms: int | None = None,
+                 now_ms: Any = None) -> None:
+        self._parts = {p.venue: p for p in parts}
+        self._max_book_age_ms = max_book_age_ms
+        self._now_ms = now_ms
+
+    def venues(self) -> list[str]:
+        return list(self._parts)
+
+    def instruments(self) -> list[Instrument]:
+        return [i for p in self._parts.values() for i in p.instruments()]
+
+    def fee_schedules(self) -> dict[str, FeeSchedule]:
+        out: dict[str, FeeSchedule] = {}
+        for p in self._parts.values():
+            out.update(p.fee_schedules())
+        return out
+
+    def quotes(self) -> list[FundingQuote]:
+        return [q for p in self._parts.values() for q in p.quotes()]
+
+    def books(self) -> list[OrderBook]:
+        return [b for p in self._parts.values() for b in p.books()]
+
+    def book(self, venue: str, symbol: str) -> OrderBook | None:
+        part = self._parts.get(venue)
+        book = part.book(symbol) if part else None
+        stale = (book is not None and self._max_book_age_ms is not None and self._now_ms is not None
+                 and self._now_ms() - book.ts_ms > self._max_book_age_ms)
+        if stale:
+            return None  # the caller must not price on a stale book
+        return book
+
+    def instrument(self, venue: str, symbol: str) -> Instrument | None:
+        part = self._parts.get(venue)
+        if part is None:
+            return None
+        return next((i for i in part.instruments() if i.symbol == symbol), None)
+
+    def advance_to(self, ts_ms: int) -> list[FundingSettlement]:
+        return []
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as tg:
+            for part in self._parts.values():
+                tg.start_soon(part.run)
+
+
+class MultiVenueExecutor:
+    """Routes each ``Executor`` call to the executor of the named venue."""
+
+    def __init__(self, executors: dict[str, Executor]) -> None:
+        self._executors = dict(executors)
+
+    def _one(self, venue: str) -> Executor:
+        executor = self._executors.get(venue)
+        if executor is None:
+            raise OrderRejected(venue, f"venue {venue!r} is not configured for live trading")
+        return executor
+
+    def _some(self, venue: str | None) -> Iterable[Executor]:
+        return [self._one(venue)] if venue is not None else list(self._executors.values())
+
+    async def place_order(self, request: OrderRequest) -> OrderReport:
+        return await self._one(request.venue).place_order(request)
+
+    async def cancel_order(self, venue: str, client_order_id: str) -> OrderReport | None:
+        return await self._one(venue).cancel_order(venue, client_order_id)
+
+    async def cancel_all_orders(self, venue: str | None = None) -> int:
+        total = 0
+        for name, ex in ([(venue, self._one(venue))] if venue else self._executors.items()):
+            total += await ex.cancel_all_orders(name)
+        return total
+
+    async def get_order(self, venue: str, client_order_id: str) -> OrderReport | None:
+        return await self._one(venue).get_order(venue, client_order_id)
+
+    async def positions(self, venue: str | None = None) -> list[VenuePosition]:
+        out: list[VenuePosition] = []
+        for name, ex in ([(venue, self._one(venue))] if venue else self._executors.items()):
+            out.extend(await ex.positions(name))
+        return out
+
+    async def balances_usd(self) -> dict[str, Decimal]:
+        out: dict[str, Decimal] = {}
+        for ex in self._executors.values():
+            out.update(await ex.balances_usd())
+        return out
+
+    async def fills_since(self, venue: str, since_ts_ms: int) -> list[Fill]:
+        return await self._one(venue).fills_since(venue, since_ts_ms)
+
+    async def funding_payments_since(self, venue: str, since_ts_ms: int) -> list[FundingPayment]:
+        return await self._one(venue).funding_payments_since(venue, since_ts_ms)

@@ -1,0 +1,1 @@
+"""OKX USDT-margined perpetual swaps through ccxt (async REST + ccxt.pro streams)."""

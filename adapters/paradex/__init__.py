@@ -1,0 +1,1 @@
+"""Paradex (Starknet perp DEX): funding quotes and instruments for ``scan``."""

@@ -1,0 +1,72 @@
+"""``python -m bot emulate``: serve the emulated venues on 127.0.0.1 until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+from bot.errors import UserInputError
+from paper.emulator import EMULATED_VENUES, _credential_tables, default_credentials
+from paper.emulator.core import EmulatorCore
+from paper.emulator.faults import FaultSwitchboard
+from paper.emulator.server import start_servers
+
+DEFAULT_STATE_PATH = Path("data/emulator.venues.sqlite")
+
+
+def parse_venues(text: str) -> tuple[str, ...]:
+    venues = tuple(v.strip() for v in text.split(",") if v.strip())
+    unknown = [v for v in venues if v not in EMULATED_VENUES]
+    if not venues or unknown:
+        named = ", ".join(unknown) if unknown else repr(text)
+        raise UserInputError(f"--venues: unknown venue {named}; choose from {','.join(EMULATED_VENUES)}")
+    if len(set(venues)) != len(venues):
+        raise UserInputError("--venues: a venue is named twice")
+    return venues
+
+
+def run_emulate(args) -> int:
+    """Entry point of the ``emulate`` command (arguments from ``bot.cli``)."""
+    venues = parse_venues(args.venues)
+    port_base = args.port_base or 0
+    if port_base and not 1024 <= port_base <= 65535 - len(venues):
+        raise UserInputError(f"--port-base: {port_base} is out of range; use 1024..{65535 - len(venues)}")
+    state = Path(args.state) if args.state else DEFAULT_STATE_PATH
+    speed = float(args.speed) if getattr(args, "speed", None) is not None else 1.0
+    seed = args.seed if getattr(args, "seed", None) is not None else 0
+    try:
+        core = EmulatorCore(venues, seed=seed, speed=speed, state_path=state, starting_balance_usd=Decimal(100_000))
+    except OSError as exc:
+        raise UserInputError(f"--state: cannot open {state} ({exc.strerror or exc}); choose a writable path") from None
+    return asyncio.run(_serve(core, venues, port_base, bool(getattr(args, "rate_limits", False))))
+
+
+async def _serve(core: EmulatorCore, venues: tuple[str, ...], port_base: int, rate_limits: bool) -> int:
+    board = FaultSwitchboard(venues, core.symbols)
+    creds = {v: default_credentials(v) for v in venues}
+    try:
+        running = await start_servers(core, board, _credential_tables(venues, creds), port_base, rate_limits)
+    except OSError as exc:
+        core.close()
+        raise UserInputError(f"--port-base: cannot listen on 127.0.0.1 ({exc.strerror or exc}); "
+                             f"choose another --port-base or 0 for free ports") from None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    banner = {
+        "emulator": "ready",
+        "venues": {v: {"rest": f"http://127.0.0.1:{running.ports[v]}", "ws": f"ws://127.0.0.1:{running.ports[v]}",
+                       "test_key": creds[v].key} for v in venues},
+        "control": f"http://127.0.0.1:{running.ports['control']}/_emulator/faults",
+        "state": str(core.store.path), "speed": core.speed, "rate_limits": rate_limits,
+    }
+    print(json.dumps(banner), flush=True)
+    await stop.wait()
+    await running.stop()
+    print("emulator stopped", file=sys.stderr, flush=True)
+    return 0

@@ -1,0 +1,105 @@
+"""BybitExecutor: the executor contract and the unknown-outcome protocol, on a fake pybit session.
+
+The same contract runs against the local venue emulator over the real wire in
+tests/test_adapter_emulator_contract.py (when the emulator is available).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from executor_contract import ContractHarness, ExecutorContract
+from fake_bybit import FakeBybitSession
+
+from adapters.bybit.execution import BybitExecutor
+from adapters.bybit.http import BybitHttp
+from adapters.errors import TemporaryVenueError
+from adapters.markets import VenueMarket
+from bot.core.domain import Instrument, OrderRequest, OrderSide, OrderStatus, OrderType
+
+D = Decimal
+BTC = VenueMarket(instrument=Instrument(
+    venue="bybit", symbol="BTC", venue_symbol="BTCUSDT", tick_size=D("0.1"), lot_size_base=D("0.001"),
+    min_size_base=D("0.001"), funding_interval_hours=D(8), min_notional_usd=D(5)))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000_000
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def make_executor(fake: FakeBybitSession, clock: Clock | None = None) -> BybitExecutor:
+    http = BybitHttp(credentials=None, base_url=None)
+    http._session = fake  # the fake stands in for pybit's HTTP session
+    return BybitExecutor(http, markets={"BTC": BTC}, max_slippage_bps=D(10), now_ms=clock or Clock())
+
+
+class TestBybitExecutorContract(ExecutorContract):
+    @pytest.fixture
+    def harness(self) -> ContractHarness:
+        fake = FakeBybitSession()
+        clock = Clock()
+        executor = make_executor(fake, clock)
+        clock.now += 60_000  # running for a minute: no pre-restart send can still be in flight
+        return ContractHarness(executor=executor, venue="bybit", symbol="BTC", size_base=D("0.5"),
+                               resting_buy_price=D("40000"))
+
+
+@pytest.mark.anyio
+async def test_market_order_is_an_ioc_limit_bounded_by_the_slippage_cap() -> None:
+    fake = FakeBybitSession(asks=[(D("50010"), D("0.2")), (D("50100"), D("5"))])
+    ex = make_executor(fake)
+    report = await ex.place_order(OrderRequest("c1", "bybit", "BTC", OrderSide.BUY, D("1")))
+    sent = fake.orders["c1"]
+    assert (sent["timeInForce"], sent["price"]) == ("IOC", "50060.0")  # 50010 x 1.001 = 50060.01, rounded DOWN
+    assert report.status is OrderStatus.CANCELED and report.filled_base == D("0.2")  # 50100 is beyond the cap
+
+
+@pytest.mark.anyio
+async def test_timeout_after_execution_is_resolved_by_lookup_not_resent() -> None:
+    fake = FakeBybitSession(faults=["timeout_after_execute"])
+    ex = make_executor(fake)
+    report = await ex.place_order(OrderRequest("c2", "bybit", "BTC", OrderSide.BUY, D("0.5")))
+    assert report.status is OrderStatus.FILLED and report.filled_base == D("0.5")
+    assert fake.calls.count("place_order") == 1 and fake.position == D("0.5")
+
+
+@pytest.mark.anyio
+async def test_success_without_order_id_is_looked_up() -> None:
+    fake = FakeBybitSession(faults=["no_order_id"])
+    report = await make_executor(fake).place_order(OrderRequest("c3", "bybit", "BTC", OrderSide.SELL, D("0.5")))
+    assert report.status is OrderStatus.FILLED and fake.position == D("-0.5")
+
+
+@pytest.mark.anyio
+async def test_not_found_is_unknown_until_the_recv_window_has_passed() -> None:
+    clock = Clock()
+    fake = FakeBybitSession()
+    ex = make_executor(fake, clock)
+    with pytest.raises(TemporaryVenueError, match="may still arrive"):
+        await ex.get_order("bybit", "never-sent")  # process just started: a pre-restart send may be in flight
+    clock.now += 7_001  # recv window 5 s + 2 s skew allowance
+    assert await ex.get_order("bybit", "never-sent") is None
+
+
+@pytest.mark.anyio
+async def test_duplicate_link_id_from_the_venue_is_looked_up() -> None:
+    fake = FakeBybitSession()
+    first = await make_executor(fake).place_order(OrderRequest("c4", "bybit", "BTC", OrderSide.BUY, D("0.5")))
+    # a fresh executor (a restart) re-sends the same id: the venue says 110072, we look it up
+    again = await make_executor(fake).place_order(OrderRequest("c4", "bybit", "BTC", OrderSide.BUY, D("0.5")))
+    assert again.filled_base == first.filled_base and fake.position == D("0.5")
+    assert [f.trade_id for f in again.fills] == [f.trade_id for f in first.fills]
+
+
+@pytest.mark.anyio
+async def test_limit_price_rounded_conservatively() -> None:
+    fake = FakeBybitSession()
+    ex = make_executor(fake)
+    await ex.place_order(OrderRequest("c5", "bybit", "BTC", OrderSide.SELL, D("0.5"), OrderType.LIMIT,
+                                      limit_price=D("49980.05")))
+    assert fake.orders["c5"]["price"] == "49980.1"  # a sell bound rounds UP, never past the cap

@@ -1,0 +1,51 @@
+"""Account set-up is idempotent on every emulated dialect: a second run succeeds ("not modified"
+answers are success) and the clock-skew check reads the venue's time."""
+
+from __future__ import annotations
+
+import importlib.util
+from decimal import Decimal
+
+import pytest
+
+from adapters.errors import FatalVenueError
+from adapters.registry import LiveVenueConfig, build_live_venue
+
+ENV = {"bybit": ("BYBIT_API_KEY", "BYBIT_API_SECRET"), "binanceusdm": ("BINANCEUSDM_API_KEY", "BINANCEUSDM_API_SECRET"),
+       "hyperliquid": ("HYPERLIQUID_WALLET_ADDRESS", "HYPERLIQUID_PRIVATE_KEY")}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", ["bybit", "binanceusdm", "hyperliquid"])
+async def test_setup_twice_succeeds(name: str, tmp_path) -> None:
+    if importlib.util.find_spec(f"paper.emulator.{name}") is None:
+        pytest.skip(f"the emulator in this checkout does not speak {name} yet")
+    from paper.emulator import start_emulator
+
+    with start_emulator([name], state_path=tmp_path / "v.sqlite") as emu:
+        cred = emu.credentials[name]
+        key_var, secret_var = ENV[name]
+        venue = await build_live_venue(name, LiveVenueConfig(base_url=emu.base_urls[name], leverage=Decimal(3)),
+                                       {key_var: cred.key, secret_var: cred.secret}, symbols=["BTC", "ETH"],
+                                       max_slippage_bps=Decimal(10))
+        first = await venue.setup()
+        second = await venue.setup()
+        await venue.close()
+    assert any("leverage 3x" in line for line in first) and len(first) == len(second)
+    assert all(line.endswith(("set", "unchanged")) for line in first + second)
+
+
+@pytest.mark.anyio
+async def test_bybit_clock_skew_beyond_the_limit_is_fatal(tmp_path) -> None:
+    if importlib.util.find_spec("paper.emulator.bybit") is None:
+        pytest.skip("the emulator in this checkout does not speak bybit yet")
+    from paper.emulator import start_emulator
+
+    with start_emulator(["bybit"], state_path=tmp_path / "v.sqlite") as emu:
+        cred = emu.credentials["bybit"]
+        venue = await build_live_venue("bybit", LiveVenueConfig(base_url=emu.base_urls["bybit"]),
+                                       {"BYBIT_API_KEY": cred.key, "BYBIT_API_SECRET": cred.secret}, symbols=["BTC"],
+                                       max_slippage_bps=Decimal(10))
+        emu.faults.arm("clock_skew", venue="bybit", offset_ms=-30_000)
+        with pytest.raises(FatalVenueError, match="sync the system clock"):
+            await venue.setup()
