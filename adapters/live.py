@@ -93,6 +93,11 @@ class LiveMarketFeed:
     def advance_to(self, ts_ms: int) -> list[FundingSettlement]:
         return []
 
+    def history_settlements(self, hours: int) -> list[FundingSettlement]:
+        """No start-up history is fetched from live venues yet: the forecast starts from zero
+        levels and learns from the live quotes (its levels then persist in the database)."""
+        return []
+
     async def run(self) -> None:
         async with anyio.create_task_group() as tg:
             for part in self._parts.values():
@@ -119,6 +124,15 @@ class MultiVenueExecutor:
 
     async def cancel_order(self, venue: str, client_order_id: str) -> OrderReport | None:
         return await self._one(venue).cancel_order(venue, client_order_id)
+
+    async def advance(self, settlements: list[FundingSettlement]) -> list[FundingPayment]:
+        """Real venues settle funding and match orders themselves: nothing to do here; payments
+        arrive through ``funding_payments_since`` (reconciliation)."""
+        return []
+
+    async def aclose(self) -> None:
+        """The session that built the venues closes their connections (``LiveSession.close``)."""
+        return None
 
     async def cancel_all_orders(self, venue: str | None = None) -> int:
         total = 0

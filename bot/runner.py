@@ -88,8 +88,74 @@ def latest_recorded_ts_ms(db_path: Path) -> int:
 
 
 def run_live(args: argparse.Namespace, settings: Settings) -> int:
-    """Live trading needs venue adapters, which do not exist yet: refuse clearly."""
-    raise UserInputError(
-        "live trading is not available yet: no live venue adapter is implemented "
-        "(use --paper to trade on the built-in simulated market)"
-    )
+    """Trade on the venues of ``live.venues`` (keys from the environment only) until a signal."""
+    import os
+
+    from adapters.errors import FatalVenueError
+    from adapters.registry import LIVE_VENUES, LiveConfigError, LiveVenueConfig, build_live_session
+    from bot.app import Application
+    from bot.core.clock import ScaledClock
+    from bot.settings import venue_costs_for
+    from bot.supervisor import Supervisor
+    from bot.wiring import live_wiring
+
+    venues = list(settings.live.venues)
+    if not venues:
+        raise UserInputError("live.venues is empty: list the venues to trade in [live] venues = [...] "
+                             f"(supported: {', '.join(sorted(LIVE_VENUES))})")
+    unknown = [v for v in venues if v not in LIVE_VENUES]
+    if unknown:
+        raise UserInputError(f"setting 'live.venues': unknown venue {unknown[0]!r} "
+                             f"(supported for live trading: {', '.join(sorted(LIVE_VENUES))})")
+    if len(venues) < 2:
+        raise UserInputError("setting 'live.venues': a hedged position needs two venues; list at least two")
+    if settings.live.leverage > settings.risk.max_leverage:
+        raise UserInputError(f"setting 'live.leverage' {settings.live.leverage} is above risk.max_leverage "
+                             f"{settings.risk.max_leverage}: lower it")
+    db_path = Path(args.db) if args.db is not None else settings.bot.live_db_path
+    if db_path.resolve() == settings.bot.paper_db_path.resolve():
+        raise UserInputError(f"live database {db_path} is the paper database (bot.paper_db_path); "
+                             "live runs must use another file (--db or bot.live_db_path)")
+    _check_writable(db_path)
+    configs = {}
+    for name in venues:
+        own = settings.venues.get(name)
+        configs[name] = LiveVenueConfig(
+            testnet=own.testnet if own else False,
+            base_url=own.base_url if own else None,
+            ws_url=own.ws_url if own else None,
+            allow_remote_base_url=own.allow_remote_base_url if own else False,
+            leverage=settings.live.leverage,
+            fees=venue_costs_for(settings, name).fees,
+        )
+    configure_logging(settings.bot.log_path)
+    duration = float(args.duration) if args.duration is not None else None
+
+    async def main() -> int:
+        try:
+            session = await build_live_session(configs, os.environ, symbols=settings.live.symbols,
+                                               max_slippage_bps=settings.risk.max_slippage_bps)
+        except (LiveConfigError, FatalVenueError) as exc:
+            raise UserInputError(str(exc)) from None
+        try:
+            for line in session.banner():
+                print(f"live: {line}", file=sys.stderr)
+            print(f"live caps: {settings.strategy.max_positions} positions, "
+                  f"{settings.strategy.notional_usd_per_position} USD per leg, leverage {settings.live.leverage}, "
+                  f"max slippage {settings.risk.max_slippage_bps} bps; database {db_path}; logs {settings.bot.log_path}. "
+                  "Ctrl-C or SIGTERM flattens and stops.", file=sys.stderr)
+            try:
+                for line in await session.setup():
+                    print(f"live set-up: {line}", file=sys.stderr)
+            except (LiveConfigError, FatalVenueError) as exc:
+                raise UserInputError(f"venue set-up refused: {exc} (check the keys in the environment and the "
+                                     "account's permissions)") from None
+            app = Application(settings, live_wiring(settings, session, db_path, ScaledClock(utc_now_ms(), 1.0)))
+            supervisor = Supervisor(app=app, duration_wall_s=duration,
+                                    deadline_wall_s=settings.shutdown.deadline_seconds)
+            return await supervisor.run()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await session.close()
+
+    return anyio.run(main)

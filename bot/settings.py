@@ -216,6 +216,10 @@ class VenueSection(_Section):
     book_level_step_bps: Annotated[Decimal, Field(gt=0, le=500, allow_inf_nan=False)] | None = None
     book_depth_usd_per_level: PositiveDecimal | None = None
     book_levels: int | None = Field(default=None, ge=1, le=100)
+    base_url: str | None = None  # live: REST endpoint override (the emulator); loopback only unless allowed
+    ws_url: str | None = None  # live: stream endpoint override (default: base_url as ws://)
+    testnet: bool = False  # live: the venue's testnet where it has one
+    allow_remote_base_url: bool = False  # live: allow a base_url that is not 127.0.0.1/localhost
 
 
 class BacktestSection(_Section):
@@ -229,6 +233,8 @@ class BacktestSection(_Section):
 
 class LiveSection(_Section):
     venues: list[str] = Field(default_factory=list)
+    symbols: list[str] = Field(default_factory=lambda: ["BTC", "ETH"], min_length=1)
+    leverage: Annotated[Decimal, Field(gt=0, le=100, allow_inf_nan=False)] = Decimal("1")
 
 
 class Settings(_Section):
@@ -323,7 +329,8 @@ def venue_costs_for(settings: Settings, venue: str) -> "VenueCosts":
 
     known = KNOWN_VENUE_COSTS.get(venue)
     own = settings.venues.get(venue)
-    overrides = {k: v for k, v in (own.model_dump() if own else {}).items() if v is not None}
+    cost_fields = set(VenueCosts.__dataclass_fields__)
+    overrides = {k: v for k, v in (own.model_dump() if own else {}).items() if v is not None and k in cost_fields}
     if known is None and ("maker_fee_bps" not in overrides or "taker_fee_bps" not in overrides):
         raise UserInputError(
             f"venue {venue!r} has no known fees: add [venues.{venue}] with maker_fee_bps and taker_fee_bps "

@@ -83,6 +83,17 @@ class Supervisor:
         orders need live books, and a venue whose feed was down when the signal came must be
         seen coming back."""
         app = self.app
+        async with anyio.create_task_group() as feeds:
+            # Market-data streams of live venues run for the whole life of the app, shutdown included.
+            for n, task in enumerate(getattr(getattr(app, "wiring", None), "background", ())):
+                feeds.start_soon(self._supervised, f"market-data-{n}", task)
+            try:
+                return await self._run_app()
+            finally:
+                feeds.cancel_scope.cancel()
+
+    async def _run_app(self) -> int:
+        app = self.app
         await app.start()
         code = EXIT_LOOP_FAILED
         async with anyio.create_task_group() as market:

@@ -30,6 +30,8 @@ class Wiring:
     db_path: Path
     open_executor: ExecutorFactory
     description: str
+    # Tasks that keep the market feed current for the whole run (live venues' streams).
+    background: tuple[Callable[[], Awaitable[None]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,4 +113,22 @@ def sim_market_config(settings: Settings):
             outage_prob=faults.venue_outage_probability,
             outage_seconds=int(faults.venue_outage_seconds),
         ),
+    )
+
+
+def live_wiring(settings: Settings, session: object, db_path: Path, clock: Clock) -> Wiring:
+    """Real venues: ``session`` (``adapters.registry.LiveSession``) gives the feed and the executor."""
+
+    async def open_executor(market: MarketFeed, clock: Clock) -> Executor:
+        return session.executor  # type: ignore[attr-defined,no-any-return]
+
+    feed = session.feed  # type: ignore[attr-defined]
+    return Wiring(
+        mode="live",
+        market=feed,
+        clock=clock,
+        db_path=db_path,
+        open_executor=open_executor,
+        description="live on " + ", ".join(feed.venues()),
+        background=(feed.run,),
     )
