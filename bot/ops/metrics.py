@@ -140,14 +140,16 @@ class _AppCollector(Collector):
         trading = GaugeMetricFamily(f"{PREFIX}_trading_state", "1 for the current trading state", labels=["state"])
         trading.add_metric([app.board.trading_state().value], 1)
         yield trading
-        positions = GaugeMetricFamily(f"{PREFIX}_positions", "Positions known to the engine by state",
+        positions = GaugeMetricFamily(f"{PREFIX}_positions", "Positions of this run by state (closed ones included)",
                                       labels=["state"])
         by_state: dict[str, int] = {}
         exposure: dict[str, Decimal] = {v: ZERO for v in app.market.venues()}
         if engine is not None:
-            for pos in engine.positions.values():
+            for pos in engine.active_positions():
                 state = pos.state.value if hasattr(pos.state, "value") else str(pos.state)
                 by_state[state] = by_state.get(state, 0) + 1
+            # Closed positions leave the engine's memory once persisted: count them from its totals.
+            by_state["closed"] = engine.closed_count()
             for pos in engine.active_positions():
                 for venue, size in ((pos.long_venue, pos.long_filled_base), (pos.short_venue, pos.short_filled_base)):
                     mid = mid_price(app, venue, pos.symbol)
