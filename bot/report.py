@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,20 +20,42 @@ from bot.errors import UserInputError
 from bot.settings import Settings
 from paper.venue_store import read_open_positions, venue_store_path_for
 from storage import Storage
+from storage.db_check import BadDatabase, check_bot_database
+from storage.instance_lock import running_pid
 
 
 def resolve_db(args: argparse.Namespace, settings: Settings) -> Path:
     """The database a read command looks at: --db, else the paper (or --live) default."""
     db = getattr(args, "db", None)
     if db is not None:
-        return Path(db)
-    return settings.bot.live_db_path if getattr(args, "live", False) else settings.bot.paper_db_path
+        return Path(db).expanduser()
+    return (settings.bot.live_db_path if getattr(args, "live", False) else settings.bot.paper_db_path).expanduser()
 
 
-def open_existing(path: Path) -> Storage:
+def open_existing(path: Path, *, write: bool = False) -> Storage:
+    """Open the bot's database at ``path``: read-only unless ``write``; a foreign or broken file is
+    refused (one line naming it) before anything in it changes."""
+    path = path.expanduser()
     if not path.exists():
         raise UserInputError(f"no database at {path} (run python -m bot --paper first, or pass --db PATH)")
-    return Storage.open(path)
+    try:
+        info = check_bot_database(path)
+        if info is not None and info.empty:
+            raise BadDatabase(f"{path} is an empty file, not a bot database yet (start the bot on it first, "
+                              "or pass the bot's database to --db)")
+        return Storage.open(path) if write else Storage.open_readonly(path)
+    except BadDatabase as exc:
+        raise UserInputError(str(exc)) from None
+    except sqlite3.Error as exc:
+        raise UserInputError(f"cannot use database {path}: {exc}") from None
+
+
+def running_line(db: Path) -> str:
+    """Whether a bot holds ``db`` now (its instance lock), in words."""
+    pid = running_pid(db)
+    if pid is None:
+        return "not running (this is the last recorded state)"
+    return f"running (pid {pid})" if pid else "running"
 
 
 def build_report(storage: Storage, venue_db: Path) -> dict[str, Any]:
@@ -105,12 +128,17 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
     storage = open_existing(db)
     try:
         report = build_report(storage, venue_store_path_for(db))
+    except sqlite3.Error as exc:
+        raise UserInputError(f"cannot read database {db}: {exc}") from None
     finally:
         storage.close()
+    pid = running_pid(db)
+    report["bot_running"] = pid is not None
+    report["bot_pid"] = pid or None
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"bot state: {report['bot_state']}    database: {db}")
+    print(f"bot: {running_line(db)}; recorded state: {report['bot_state']}    database: {db}")
     header = ("id", "symbol", "long", "short", "state", "size", "opened_at", "closed_at", "exit_reason",
               "funding_usd", "fees_usd", "realized_pnl_usd")
     rows = [(p["id"], p["symbol"], p["long_venue"], p["short_venue"], p["state"], p["size_base"],
@@ -142,6 +170,8 @@ def run_postmortem(args: argparse.Namespace, settings: Settings) -> int:
             raise UserInputError(f"no position {args.position_id!r} in {db} (python -m bot report lists them)")
         timeline = storage.timeline(args.position_id)
         money = storage.position_totals(args.position_id)
+    except sqlite3.Error as exc:
+        raise UserInputError(f"cannot read database {db}: {exc}") from None
     finally:
         storage.close()
     entries = [{"at": iso_utc(row.ts_ms), "kind": row.kind, **_describe(row.kind, row.data)} for row in timeline]

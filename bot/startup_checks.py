@@ -40,6 +40,9 @@ def claim_database(db_path: Path, *, venue_file: bool = True, out: TextIO = sys.
             warning = lost_database_warning(db_path, venue_path)
             if warning:
                 print(warning, file=out)
+        pending = pending_requests_line(db_path)
+        if pending:
+            print(pending, file=out)
     except BadDatabase as exc:
         lock.release()
         raise UserInputError(str(exc)) from None
@@ -60,6 +63,28 @@ def lost_database_warning(db_path: Path, venue_path: Path) -> str | None:
     return (f"WARNING: database {db_path} {what}, but the paper venues ({venue_path}) hold positions: {listing}. "
             f"They are orphans: no entry on {', '.join(symbols)} until they are resolved "
             f"(reconcile.orphan_policy decides: 'alert' leaves them open, 'flatten' closes them).")
+
+
+def pending_requests_line(db_path: Path) -> str | None:
+    """Control requests written while no bot ran (``python -m bot halt|flatten``): said at start-up."""
+    if not db_path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            if not conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='kv'").fetchone():
+                return None
+            rows = dict(conn.execute("SELECT key, value FROM kv WHERE key IN ('control.halt', 'control.flatten')"))
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise BadDatabase(f"cannot read {db_path}: {exc}") from None
+    waiting = []
+    if rows.get("control.flatten"):
+        waiting.append(f"flatten (requested {rows['control.flatten']}): every position will be closed, then halted")
+    if rows.get("control.halt"):
+        waiting.append(f"halt ({rows['control.halt']}): no new entries until `python -m bot resume`")
+    return ("pending control request(s) applied now: " + "; ".join(waiting)) if waiting else None
 
 
 def _known_positions(db_path: Path) -> int:
