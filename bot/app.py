@@ -389,6 +389,7 @@ class Application:
             equity_by_venue_usd=equity,
             venue_breakers_open=self.board.open_venues(),
             failed_entry_ts_ms=dict(self.failed_entries),
+            orphaned_symbols=self.engine.orphaned_symbols() if self.engine is not None else frozenset(),
         )
 
     async def _record_equity(self, snapshot: MarketSnapshot) -> None:

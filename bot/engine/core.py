@@ -84,7 +84,7 @@ class EngineMetrics:
 
 @dataclass(frozen=True, slots=True)
 class ReconcileFinding:
-    kind: str  # "leg_mismatch" | "orphan" | "venue_unreachable" | "missed_fill"
+    kind: str  # "leg_mismatch" | "orphan" | "foreign_exposure" | "venue_unreachable" | "missed_fill"
     venue: str
     symbol: str
     expected_base: Decimal
@@ -136,8 +136,14 @@ class EngineCore:
         self._attempts: dict[tuple[str, str, LegSide], int] = {}
         self._cid_attempt: dict[str, int] = {}
         self._locks: dict[str, anyio.Lock] = {}
+        # (venue, symbol) -> signed size no position owns, as of the latest reconciliation.
+        self.orphaned: dict[tuple[str, str], Decimal] = {}
 
     # ------------------------------------------------------------------ queries
+    def orphaned_symbols(self) -> frozenset[str]:
+        """Symbols where a venue holds size no position owns (entries are refused on them)."""
+        return frozenset(symbol for (_venue, symbol), size in self.orphaned.items() if size != 0)
+
     def active_positions(self) -> list[PositionFsm]:
         return [p for p in self.positions.values() if p.state != PositionState.CLOSED.value]
 
