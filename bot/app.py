@@ -19,6 +19,7 @@ from bot.core.clock import iso_utc
 from bot.core.domain import ZERO, MarketSnapshot, Opportunity
 from bot.engine import EngineConfig, TradingEngine
 from bot.logging_setup import log_event
+from bot.market_catch_up import MarketCatchUp
 from bot.market_view import take_snapshot
 from bot.core.ports import Clock, Executor, MarketFeed
 from bot.settings import Settings
@@ -113,6 +114,7 @@ class Application:
         self._stopping = False
         self._equity_cache: dict[str, Decimal] = {}
         self._pending_events: list[tuple[str, str, str, str | None, dict | None]] = []
+        self.catch_up = MarketCatchUp(settings.sim.step_seconds)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -173,9 +175,11 @@ class Application:
         """Advance the market to now; the venues settle funding and match resting orders; feed breakers."""
         assert self.executor is not None and self.engine is not None
         now = self.clock.now_ms()
-        payments = await self.executor.advance(self.market.advance_to(now))
+        payments = await self.catch_up.advance(self.market, self.executor, now)  # bounded slices, yields
         if payments:
             await self.engine.record_funding(payments)
+        if lag := self.catch_up.observe(self.clock.now_ms(), self.market):
+            await self.event(lag.kind, lag.severity, lag.message)
         self._record_quotes(now)
 
     def _record_quotes(self, now_ms: int) -> None:
@@ -270,7 +274,7 @@ class Application:
         closed = len(self.engine.positions) - open_count
         return (f"[{iso_utc(self.clock.now_ms())[:19]}Z] bot={self.bot.state.value} "
                 f"trading={self.board.trading_state().value} open={open_count} closed={closed} "
-                f"funding=${funding:.2f} fees=${fees:.2f} net=${funding - fees:.2f}")
+                f"funding=${funding:.2f} fees=${fees:.2f} net=${funding - fees:.2f}{self.catch_up.status()}")
 
     # ------------------------------------------------------------------ control
     async def poll_control(self) -> str | None:

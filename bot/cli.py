@@ -49,6 +49,15 @@ def _decimal_arg(text: str) -> Decimal:
     return value
 
 
+def _speed_arg(text: str) -> Decimal:
+    from bot.settings import MAX_SPEED, MIN_SPEED
+
+    value = _decimal_arg(text)
+    if not MIN_SPEED <= value <= MAX_SPEED:
+        raise argparse.ArgumentTypeError(f"expected a speed from {MIN_SPEED} to {MAX_SPEED:,}, got {text!r}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -88,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--paper", action="store_true", help="trade on the built-in simulated market (offline)")
     mode.add_argument("--live", action="store_true", help="trade on real venues (not available yet: no live venue adapter exists)")
     parser.add_argument("--market", choices=["sim"], default="sim", help="market data source for --paper (default: sim)")
-    parser.add_argument("--speed", type=_decimal_arg, metavar="X",
+    parser.add_argument("--speed", type=_speed_arg, metavar="X",
                         help="simulated time runs X times faster than the wall clock (default: sim.speed)")
     parser.add_argument("--duration", type=_decimal_arg, metavar="SECONDS",
                         help="stop after this many wall-clock seconds, exactly as on SIGTERM (flatten, exit 0)")

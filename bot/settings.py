@@ -18,6 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bot.errors import UserInputError
 
 DEFAULT_SETTINGS_PATH = Path("settings.toml")
+# Simulated speed bounds (settings and --speed): beyond 1e6 a clock second is 11 simulated days;
+# below 0.001 one simulated minute takes 17 wall hours. Above what this machine can step, the
+# market lags and says so (bot/market_catch_up.py).
+MIN_SPEED = Decimal("0.001")
+MAX_SPEED = Decimal("1000000")
 
 PositiveDecimal = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
 NonNegativeDecimal = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
@@ -55,7 +60,7 @@ class SimSection(_Section):
             raise ValueError("must divide 3600 (e.g. 10, 30, 60, 300) so settlements fall on step boundaries")
         return value
     start: str = "now"
-    speed: float = Field(default=1.0, gt=0, le=1_000_000)
+    speed: float = Field(default=1.0, ge=float(MIN_SPEED), le=float(MAX_SPEED))
 
     @field_validator("start")
     @classmethod
