@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from bot.errors import EXIT_USAGE, UserInputError
+from storage.errors import StorageError
 
 DESCRIPTION = """\
 Delta-neutral funding-rate arbitrage: long the venue paying less funding, short the one paying more.
@@ -37,6 +38,13 @@ class _OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UserInputError(f"{message} (see: python -m bot --help)")
+
+
+def _path_arg(text: str) -> Path:
+    """A path argument; ``~`` is expanded (also when the shell did not), NUL refused."""
+    if "\x00" in text:
+        raise argparse.ArgumentTypeError("a path cannot contain a NUL character")
+    return Path(text).expanduser()
 
 
 def _decimal_arg(text: str) -> Decimal:
@@ -78,9 +86,9 @@ def _int_arg(text: str) -> int:
 def _common_options(default: object) -> argparse.ArgumentParser:
     """--settings/--db, accepted before or after the command (the subcommand copy must not reset them)."""
     common = _OneLineParser(add_help=False)
-    common.add_argument("--settings", type=Path, metavar="PATH", default=default,
+    common.add_argument("--settings", type=_path_arg, metavar="PATH", default=default,
                         help="settings file (default: ./settings.toml, else built-in defaults)")
-    common.add_argument("--db", type=Path, metavar="PATH", default=default,
+    common.add_argument("--db", type=_path_arg, metavar="PATH", default=default,
                         help="SQLite database (default: bot.paper_db_path for paper, bot.live_db_path for live)")
     return common
 
@@ -107,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     scan = sub.add_parser("scan", parents=[sub_common], help="rank funding-spread opportunities after all costs")
     scan.add_argument("--market", choices=["sim"], default="sim", help="rank on the simulated market (default)")
-    scan.add_argument("--replay", type=Path, metavar="DIR", help="rank from historical funding CSVs in DIR instead")
+    scan.add_argument("--replay", type=_path_arg, metavar="DIR", help="rank from historical funding CSVs in DIR instead")
     scan.add_argument("--at", metavar="ISO_TIME", help="with --replay: the instant to rank at, e.g. 2026-03-01T00:00:00Z")
     scan.add_argument("--limit", type=_positive_int, metavar="N", help="show at most N rows (default: scan.limit)")
     scan.add_argument("--seed", type=_int_arg, metavar="N", default=argparse.SUPPRESS, help="simulated market seed (default: sim.seed)")
@@ -115,12 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     backtest = sub.add_parser("backtest", parents=[sub_common],
                               help="replay historical funding through the real strategy, engine and paper venues")
-    backtest.add_argument("--data", type=Path, metavar="DIR", required=True,
+    backtest.add_argument("--data", type=_path_arg, metavar="DIR", required=True,
                           help="directory of funding CSV files (and optional price files); format in the README")
     backtest.add_argument("--from", dest="from_time", metavar="ISO_TIME", help="start (default: first data)")
     backtest.add_argument("--to", dest="to_time", metavar="ISO_TIME", help="end (default: last data)")
     backtest.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    backtest.add_argument("--plot", type=Path, metavar="PATH", help="write an HTML page with the equity curve")
+    backtest.add_argument("--plot", type=_path_arg, metavar="PATH", help="write an HTML page with the equity curve")
 
     report = sub.add_parser("report", parents=[sub_common], help="positions, PnL, open exposure, breakers")
     report.add_argument("--json", action="store_true", help="print JSON")
@@ -148,12 +156,17 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `python -m bot report | head`: the reader left, nothing is lost
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep the interpreter's final flush quiet
         return 0
-    except UserInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (UserInputError, StorageError) as exc:  # bad input, a foreign/broken database, a bot already running
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(text: str) -> str:
+    """Error messages are one line: newlines inside a message (a quoted value) are flattened."""
+    return " ".join(text.split()) if "\n" in text or "\r" in text else text
 
 
 def _dispatch(args: argparse.Namespace) -> int:
