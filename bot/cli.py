@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
+    from bot.logging_setup import quiet_default_logging
+
+    quiet_default_logging()
     try:
         return _dispatch(build_parser().parse_args(argv))
     except BrokenPipeError:  # e.g. `python -m bot report | head`: the reader left, nothing is lost
