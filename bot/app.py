@@ -274,7 +274,7 @@ class Application:
         closed = len(self.engine.positions) - open_count
         return (f"[{iso_utc(self.clock.now_ms())[:19]}Z] bot={self.bot.state.value} "
                 f"trading={self.board.trading_state().value} open={open_count} closed={closed} "
-                f"funding=${funding:.2f} fees=${fees:.2f} net=${funding - fees:.2f}{self.catch_up.status()}")
+                f"funding=${funding:.2f} fees=${fees:.2f} funding-fees=${funding - fees:.2f}{self.catch_up.status()}")
 
     # ------------------------------------------------------------------ control
     async def poll_control(self) -> str | None:

@@ -64,7 +64,10 @@ def build_report(storage: Storage, venue_db: Path) -> dict[str, Any]:
     totals = {"funding_usd": ZERO, "fees_usd": ZERO, "realized_pnl_usd": ZERO}
     for record in storage.list_positions():
         money = storage.position_totals(record.id)
+        filled = bool(storage.list_fills(record.id))
         row = {
+            # False for an entry that never filled on either venue: listed, never counted as a position.
+            "filled": filled,
             "id": record.id,
             "symbol": record.symbol,
             "long_venue": record.long_venue,
@@ -104,7 +107,8 @@ def build_report(storage: Storage, venue_db: Path) -> dict[str, Any]:
         "bot_state": state.state if state else None,
         "positions": positions,
         "totals": {
-            "positions": len(positions),
+            "positions": sum(1 for p in positions if p["filled"]),
+            "failed_entries": sum(1 for p in positions if not p["filled"] and p["state"] == "closed"),
             "open_positions": sum(1 for p in positions if p["state"] != "closed"),
             **{k: str(v) for k, v in totals.items()},
         },
@@ -147,7 +151,9 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
             for p in report["positions"]]
     print(_table(header, rows))
     t = report["totals"]
-    print(f"\ntotals: {t['positions']} positions ({t['open_positions']} open); funding {_money(t['funding_usd'])} USD, "
+    failed = f", {t['failed_entries']} failed entr{'y' if t['failed_entries'] == 1 else 'ies'} (never filled)" \
+        if t["failed_entries"] else ""
+    print(f"\ntotals: {t['positions']} positions ({t['open_positions']} open){failed}; funding {_money(t['funding_usd'])} USD, "
           f"fees {_money(t['fees_usd'])} USD, realized PnL {_money(t['realized_pnl_usd'])} USD")
     exposure = report["open_exposure"]
     print("open exposure: " + (json.dumps(exposure) if exposure else "none (flat on every venue)"))
@@ -198,7 +204,8 @@ def _describe(kind: str, data: dict[str, Any]) -> dict[str, Any]:
     elif kind == "order":
         summary = (f"{data['purpose']} {data.get('leg') or ''} {data['side']} {data['size_base']} {data['symbol']} on "
                    f"{data['venue']} ({data['order_type']}{' reduce-only' if data.get('reduce_only') else ''}) "
-                   f"-> {data['status']} filled {data.get('filled_base')} cid {data['client_order_id']}")
+                   f"-> {data['status']}, {data.get('filled_base')} of {data['size_base']} filled "
+                   f"cid {data['client_order_id']}")
     elif kind == "fill":
         summary = (f"{data['side']} {data['size_base']} @ {data['price']} on {data['venue']} fee {data['fee_usd']} "
                    f"trade {data['trade_id']}")

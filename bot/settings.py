@@ -28,7 +28,7 @@ MAX_SPEED = Decimal("1000000")
 # No number in settings may exceed this (or, when not zero, be smaller than its inverse): beyond
 # it, Decimal arithmetic over- or underflows somewhere downstream, long after the file was read.
 MAX_MAGNITUDE = Decimal("1e12")
-MAX_HOURS = Decimal("87600")  # ten years
+MAX_HOURS = Decimal("1000000")  # about 114 years: any longer is a typo
 MAX_BPS = Decimal("500")  # 5 %: any slippage or price-widening bound beyond this is a typo
 
 PositiveDecimal = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]

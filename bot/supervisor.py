@@ -143,6 +143,16 @@ class Supervisor:
         self.request_stop("duration elapsed")
         await self._event("duration_elapsed", "info", f"--duration {seconds:g}s elapsed: stopping as on SIGTERM")
 
+    def _end_status_line(self) -> None:
+        """An interactive status line has no newline: end it, so the final message starts a line."""
+        out = getattr(self.app, "status_out", None)
+        try:
+            if out is not None and out.isatty():
+                out.write("\n")
+                out.flush()
+        except (OSError, ValueError) as exc:  # a closed terminal: nothing to end
+            logger.bind(event="status_off").debug(f"status line not ended: {exc!r}")
+
     def _started(self) -> bool:
         return getattr(self.app, "engine", None) is not None and getattr(self.app, "store", None) is not None
 
@@ -156,6 +166,7 @@ class Supervisor:
             return await self._shutdown()
         with anyio.move_on_after(STEP_BOUND_S, shield=True):
             await self.app.close()
+        self._end_status_line()
         print(f"stopped during start-up ({request.reason}): nothing was traded by this run; positions from earlier "
               "runs, if any, were not touched and are restored at the next start", file=sys.stderr)
         return request.exit_code
@@ -201,12 +212,14 @@ class Supervisor:
             with anyio.move_on_after(close_s, shield=True):
                 await app.bot_transition("shutdown_complete", f"flat ({request.reason})")
                 await app.close()
+            self._end_status_line()
             print(f"stopped: {request.reason}; all positions closed, flat on every venue", file=sys.stderr)
             return request.exit_code
         with anyio.move_on_after(close_s, shield=True):
             await self._event("not_flat", "critical", f"NOT FLAT after shutdown: {remaining}")
             await app.bot_transition("shutdown_complete", f"NOT flat ({request.reason})")
             await app.close()
+        self._end_status_line()
         print(f"stopped: {request.reason}; NOT FLAT, still open: {remaining}", file=sys.stderr)
         return EXIT_NOT_FLAT if request.exit_code == EXIT_OK else request.exit_code
 
