@@ -194,32 +194,32 @@ class Supervisor:
         # The whole shutdown fits in deadline_seconds: the flatten gets most of it, the final
         # verification and the closing writes a bounded reserve each (see shutdown_budget).
         flatten_s, verify_s, close_s = shutdown_budget(self.deadline_wall_s)
-        with anyio.move_on_after(close_s, shield=True):
-            await app.bot_transition("stop", request.reason)
         flat = False
         with anyio.move_on_after(flatten_s, shield=True) as scope:
             try:
+                await app.bot_transition("stop", request.reason)
                 await app.flatten("shutdown")
                 flat = await app.verify_flat()
             except Exception as exc:  # still report what remains and exit non-zero below
                 logger.opt(exception=exc).bind(event="flatten_failed").critical(f"flatten failed: {exc!r}")
-        if scope.cancelled_caught:
-            await self._event("shutdown_deadline", "error", f"flatten did not finish within {flatten_s:g}s")
         remaining: dict[str, str] = {"venues": f"not verified within {verify_s:g}s"}
         with anyio.move_on_after(verify_s, shield=True):
             remaining = await app.remaining_exposure()
-        if flat and not remaining:
-            with anyio.move_on_after(close_s, shield=True):
-                await app.bot_transition("shutdown_complete", f"flat ({request.reason})")
-                await app.close()
-            self._end_status_line()
-            print(f"stopped: {request.reason}; all positions closed, flat on every venue", file=sys.stderr)
-            return request.exit_code
+        flat = flat and not remaining
         with anyio.move_on_after(close_s, shield=True):
-            await self._event("not_flat", "critical", f"NOT FLAT after shutdown: {remaining}")
-            await app.bot_transition("shutdown_complete", f"NOT flat ({request.reason})")
+            try:
+                if scope.cancelled_caught:
+                    await app.event("shutdown_deadline", "error", f"flatten did not finish within {flatten_s:g}s")
+                if not flat:
+                    await app.event("not_flat", "critical", f"NOT FLAT after shutdown: {remaining}")
+                await app.bot_transition("shutdown_complete", f"{'flat' if flat else 'NOT flat'} ({request.reason})")
+            except Exception as exc:  # the exit code and the final line below still tell the truth
+                logger.opt(exception=exc).bind(event="shutdown_record_failed").error(f"recording failed: {exc!r}")
             await app.close()
         self._end_status_line()
+        if flat:
+            print(f"stopped: {request.reason}; all positions closed, flat on every venue", file=sys.stderr)
+            return request.exit_code
         print(f"stopped: {request.reason}; NOT FLAT, still open: {remaining}", file=sys.stderr)
         return EXIT_NOT_FLAT if request.exit_code == EXIT_OK else request.exit_code
 
