@@ -23,6 +23,10 @@ from storage.instance_lock import AlreadyRunning, InstanceLock
 def claim_database(db_path: Path, *, venue_file: bool = True, out: TextIO = sys.stderr) -> InstanceLock:
     """Lock ``db_path`` for this process and check it (and its venue file); the caller holds the lock."""
     try:
+        check_bot_database(db_path)  # first, read-only: a foreign file gets not even a lock file beside it
+    except BadDatabase as exc:
+        raise UserInputError(str(exc)) from None
+    try:
         db_path.parent.mkdir(parents=True, exist_ok=True)
         lock = InstanceLock.acquire(db_path)
     except AlreadyRunning as exc:

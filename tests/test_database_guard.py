@@ -52,6 +52,7 @@ def test_paper_run_on_a_foreign_file_exits_2_before_touching_it(tmp_path: Path) 
     proc = run_bot("--paper", "--duration", "1", "--db", foreign, "--settings", settings, cwd=tmp_path)
     assert_usage_error(proc, str(foreign))
     assert _digest(foreign) == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("other")) == ["other.sqlite"]
 
 
 def test_the_paper_venues_file_is_not_a_bot_database(tmp_path: Path) -> None:

@@ -18,7 +18,6 @@ from bot.core.domain import BookLevel, LegSide, OrderBook, OrderRequest, OrderSi
 from engine_harness import (
     FAST_CONFIG,
     T0_MS,
-    Crash,
     ScriptedExecutor,
     assert_never_monitoring_unhedged,
     audit_files,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers_cli import query, run_bot, start_bot, stop_if_running, wait_for, write_settings
+from tests.helpers_cli import query, run_bot, start_bot, wait_for, write_settings
 
 pytestmark = pytest.mark.e2e
 

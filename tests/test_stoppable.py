@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import signal
 import time
-from decimal import Decimal
 from pathlib import Path
 
 import anyio
