@@ -169,3 +169,16 @@ def test_a_slow_start_up_stops_on_sigterm_within_the_deadline(tmp_path: Path) ->
     # stopped before trading began (exit 0); never a hang, never the default signal death.
     assert proc.returncode in (0, 3), text
     _one_clean_ending(text)
+
+
+@pytest.mark.e2e
+def test_duration_holds_during_a_slow_start_up(tmp_path: Path) -> None:
+    settings = write_settings(tmp_path, {"shutdown": {"deadline_seconds": str(DEADLINE_S)}})
+    started = time.monotonic()
+    proc = run_bot("--paper", "--speed", "0.001", "--duration", "2", "--db", tmp_path / "p.sqlite",
+                   "--settings", settings, cwd=tmp_path, timeout_s=2 + DEADLINE_S + 60)
+    elapsed = time.monotonic() - started
+    assert elapsed < 2 + DEADLINE_S + MARGIN_S + 5, (elapsed, proc.stderr)  # + interpreter start-up
+    assert proc.returncode in (0, 3), proc.stderr
+    assert "stopped: duration elapsed" in proc.stderr or "stopped during start-up (duration elapsed)" in proc.stderr
+    _one_clean_ending(proc.stderr)
