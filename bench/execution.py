@@ -1,4 +1,5 @@
-"""Execution benchmark: leg dispatch skew, unhedged window per entry, and SIGTERM-to-flat time.
+"""Execution benchmark: leg dispatch skew, unhedged window per entry, SIGTERM-to-flat time, and
+maker-taker entries against taker-taker ones.
 
 Runs the real TradingEngine against the paper executor on the built-in simulated market with
 ``--latency-ms`` (default 50) of network latency on every venue, and compares, in the same run,
@@ -8,6 +9,14 @@ against a reference that sends the two legs one after the other (what a naive bo
 
 Prints JSON: dispatch skew p50/p99 (ms), unhedged window per entry p50/p99 (ms), flatten time for
 ``--positions`` open positions (concurrent, as on SIGTERM) and the sequential reference, and ratios.
+
+``maker_taker`` (``--maker-cycles``, default 60), once per ``--maker-steps-s`` (default 60 and 10):
+on one simulated market timeline (its own manual clock stepping one market step at a time), each cycle runs a taker-taker round trip (open, close at once) and
+then a maker-taker one on the same pair (the maker rests until the market trades through it, each
+fill hedged at once, the rest cancelled after ``maker_timeout_s``; then closed taker-taker).
+Reported: the unhedged window of every maker fill (detected -> hedged, wall ms, with the paper
+latency) p50/p99, the maker fill rate, and the round-trip cost (fees + price PnL of both legs, per
+1,000 USD of notional actually filled, funding excluded) of each mode, and the saving.
 """
 
 from __future__ import annotations
@@ -24,8 +33,8 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.core.clock import ScaledClock, utc_now_ms  # noqa: E402
-from bot.core.domain import Opportunity  # noqa: E402
+from bot.core.clock import ManualClock, ScaledClock, utc_now_ms  # noqa: E402
+from bot.core.domain import ZERO, ExecutionMode, Opportunity, OrderSide  # noqa: E402
 from bot.engine import EngineConfig, TradingEngine  # noqa: E402
 from bot.market_view import take_snapshot  # noqa: E402
 from bot.scanner import rank_opportunities  # noqa: E402
@@ -122,6 +131,110 @@ async def sequential_skew_ms(engine: TradingEngine, market: SimulatedMarket, clo
     return percentile(gaps, 50) or 0.0
 
 
+def _engine(executor: PaperExecutor, store: AsyncStorage, clock, market: SimulatedMarket,
+            config: EngineConfig) -> TradingEngine:
+    return TradingEngine(
+        executor=executor, store=store, clock=clock, config=config, book=market.book, instrument=market.instrument,
+        gate=lambda intent: gate_order(TradingState.ACTIVE, intent), known_venues=market.venues(),
+        fees=market.fee_schedules().get,
+    )
+
+
+async def _round_trip_cost(engine: TradingEngine, position_id: str) -> tuple[Decimal, Decimal, Decimal]:
+    """(fees USD, price loss USD = buys - sells, long-leg entry notional filled USD) over the position's fills."""
+    fees, price_loss, entry_notional = ZERO, ZERO, ZERO
+    orders = {o.client_order_id: o for o in await engine.store.list_orders(position_id)}
+    for f in await engine.store.list_fills(position_id):
+        notional = f.price * f.size_base
+        fees += f.fee_usd
+        price_loss += -notional if f.side is OrderSide.SELL else notional
+        order = orders[f.client_order_id]
+        if order.purpose.value in ("open", "repair") and order.leg is not None and order.leg.value == "long":
+            entry_notional += notional
+    return fees, price_loss, entry_notional
+
+
+def _mean(values: list[Decimal]) -> Decimal | None:
+    return sum(values, ZERO) / len(values) if values else None
+
+
+def _fmt(value: Decimal | None) -> str | None:
+    return None if value is None else str(round(value, 4))
+
+
+async def measure_maker_taker(workdir: Path, latency_s: float, cycles: int, maker_timeout_s: float,
+                             step_s: int = 60) -> dict:
+    workdir.mkdir(parents=True, exist_ok=True)
+    start = utc_now_ms() // 3_600_000 * 3_600_000
+    clock = ManualClock(start)
+    market = SimulatedMarket(SimMarketConfig(symbol_count=12, step_seconds=step_s), seed=11, start_ts_ms=start)
+    market.advance_to(start + step_s * 1000)
+    clock.advance(step_s)
+    executor = PaperExecutor(market, market.fee_schedules(), store=VenueStore.open(workdir / "mt.venues.sqlite"),
+                             latency_s=latency_s, clock_now_ms=clock.now_ms, starting_balance_usd=Decimal(10**7))
+    base = EngineConfig(max_slippage_bps=Decimal(50), leg_timeout_s=5.0)
+    taker = _engine(executor, await AsyncStorage.open(workdir / "taker.sqlite"), clock, market, base)
+    maker = _engine(executor, await AsyncStorage.open(workdir / "maker.sqlite"), clock, market,
+                    EngineConfig(max_slippage_bps=Decimal(50), leg_timeout_s=5.0,
+                                 execution=ExecutionMode.MAKER_TAKER, maker_timeout_s=maker_timeout_s))
+    per_1000: dict[str, dict[str, list[Decimal]]] = {
+        mode: {"fees": [], "price": [], "total": []} for mode in ("taker_taker", "maker_taker")}
+
+    async def record(engine: TradingEngine, mode: str, position_id: str) -> None:
+        fees, price, notional = await _round_trip_cost(engine, position_id)
+        if notional:
+            for key, value in (("fees", fees), ("price", price), ("total", fees + price)):
+                per_1000[mode][key].append(value / notional * 1000)
+
+    filled = steps = 0
+    for i in range(cycles):
+        opportunities = one_per_symbol(market, clock.now_ms(), 6)
+        opp = opportunities[i % len(opportunities)]
+        pos = await taker.open_position(opp, opp.size_base, "bench")
+        await taker.close_position(pos, "bench")
+        await record(taker, "taker_taker", pos.position_id)
+        pos = await maker.open_position(opp, opp.size_base, "bench")
+        while pos.state == "resting":
+            clock.advance(step_s)
+            steps += 1
+            await executor.advance(market.advance_to(clock.now_ms()))
+            await maker.work_makers()
+        if not pos.is_flat:
+            filled += 1
+            await maker.close_position(pos, "bench")
+        await record(maker, "maker_taker", pos.position_id)
+    windows = maker.metrics.maker_fill_windows_ms
+    mean = {mode: {key: _mean(v) for key, v in parts.items()} for mode, parts in per_1000.items()}
+
+    def saved(key: str) -> Decimal | None:
+        a, b = mean["taker_taker"][key], mean["maker_taker"][key]
+        return None if a is None or b is None else a - b
+    for engine in (taker, maker):
+        await engine.store.aclose()
+    return {
+        "cycles": cycles,
+        "maker_timeout_s": maker_timeout_s,
+        "market_step_s": step_s,
+        "market_steps_resting": steps,
+        "maker_entries_filled": filled,
+        "maker_fill_rate": filled / cycles,
+        "maker_fills_hedged": maker.metrics.maker_fills_hedged,
+        "unhedged_window_per_maker_fill_ms": {"p50": percentile(windows, 50), "p99": percentile(windows, 99),
+                                              "samples": len(windows)},
+        "round_trip_cost_usd_per_1000_notional": {
+            mode: {key: _fmt(value) for key, value in parts.items()} for mode, parts in mean.items()
+        },
+        "saved_per_round_trip_usd_per_1000_notional": {key: _fmt(saved(key)) for key in ("fees", "price", "total")},
+        "ratio_total_cost_maker_over_taker": (
+            float(mean["maker_taker"]["total"] / mean["taker_taker"]["total"])
+            if mean["maker_taker"]["total"] is not None and mean["taker_taker"]["total"] else None),
+        "samples": {mode: len(parts["total"]) for mode, parts in per_1000.items()},
+        "notes": "same simulated market timeline; a taker-taker round trip opens and closes at once, a maker-taker "
+                 "one waits for a trade-through (adverse selection included), hedges each fill and closes "
+                 "taker-taker; cost = fees + price PnL of both legs per 1,000 USD filled; funding excluded",
+    }
+
+
 async def main_async(args: argparse.Namespace) -> dict:
     latency_s = args.latency_ms / 1000
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,6 +244,9 @@ async def main_async(args: argparse.Namespace) -> dict:
         sequential_s = await measure_flatten(engine, market, clock, args.positions, sequential=True)
         reference_skew = await sequential_skew_ms(engine, market, clock, 5)
         await engine.store.aclose()
+        maker_taker = [await measure_maker_taker(Path(tmp) / f"step{step}", latency_s, args.maker_cycles,
+                                                 args.maker_timeout_s, step)
+                       for step in args.maker_steps_s] if args.maker_cycles else None
     skew_p99 = cycles["dispatch_skew_ms"]["p99"] or 0.0
     return {
         "benchmark": "execution",
@@ -146,6 +262,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         },
         "targets": {"dispatch_skew_p99_ms": 1.0, "flatten_s": 0.5},
         "meets_targets": {"dispatch_skew": skew_p99 < 1.0, "flatten": concurrent_s < 0.5},
+        "maker_taker": maker_taker,
         "notes": "flatten = cancel resting orders, close every position concurrently (reduce-only IOC), verify flat "
                  "against the venues' own positions; measured in-process from the start of the flatten to verified flat",
     }
@@ -159,6 +276,10 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=100)
     parser.add_argument("--positions", type=int, default=20)
     parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--maker-cycles", type=int, default=60, help="maker-taker vs taker-taker cycles (0 skips)")
+    parser.add_argument("--maker-timeout-s", type=float, default=300.0, help="maker order rest, simulated seconds")
+    parser.add_argument("--maker-steps-s", type=int, nargs="+", default=[60, 10],
+                        help="simulated market step(s) for the maker-taker comparison (prices jump once per step)")
     print(json.dumps(anyio.run(main_async, parser.parse_args()), indent=2))
 
 

@@ -100,9 +100,13 @@ class TortureResult:
     rounds: list[Round] = field(default_factory=list)
 
 
-def write_settings(workdir: Path, start_iso: str = "now", latency_ms: int = 5) -> Path:
+def write_settings(workdir: Path, start_iso: str = "now", latency_ms: int = 5, execution: str = "taker") -> Path:
     path = workdir / "torture.toml"
     text = SETTINGS.format(log=(workdir / "bot.log.jsonl").as_posix(), latency_ms=latency_ms)
+    text = text.replace("[strategy]\n", f'[strategy]\nexecution = "{execution}"\n')
+    if execution == "maker_taker":
+        # Makers rest up to 30 sim minutes (0.5 wall s at speed 3600): kills land while they rest.
+        text += "\n[execution]\nmaker_timeout_seconds = 1800\n"
     path.write_text(text + f'\n[sim]\nstart = "{start_iso}"\n')
     return path
 
@@ -168,14 +172,17 @@ def _spawn(db: Path, settings: Path, speed: str, workdir: Path, n: int, duration
 
 
 def run_round(db: Path, settings: Path, speed: str, workdir: Path, n: int, *, kill_after_s: float | None,
-              timeout_s: float = 90.0) -> Round:
-    """One process lifetime: killed after ``kill_after_s`` wall seconds, or run to its own exit."""
+              timeout_s: float = 90.0, after_startup: bool = False) -> Round:
+    """One process lifetime: killed after ``kill_after_s`` wall seconds (counted from its start-up
+    event with ``after_startup``, so a slow start on a loaded machine still leaves trading time),
+    or run to its own exit."""
     seen = len(_startup_rows(db))
     spawned = time.monotonic()
     proc = _spawn(db, settings, speed, workdir, n, None if kill_after_s is not None else "5")
     recovery_ms = reconcile_ms = None
     message = None
-    deadline = spawned + (kill_after_s if kill_after_s is not None else timeout_s)
+    waiting_for_startup = after_startup and kill_after_s is not None
+    deadline = spawned + (timeout_s if waiting_for_startup or kill_after_s is None else kill_after_s)
     while time.monotonic() < deadline and proc.poll() is None:
         if recovery_ms is None:
             rows = _startup_rows(db)
@@ -183,6 +190,8 @@ def run_round(db: Path, settings: Path, speed: str, workdir: Path, n: int, *, ki
                 recovery_ms = (time.monotonic() - spawned) * 1000
                 ts_ms, message = rows[-1]
                 reconcile_ms = _reconcile_ms(ts_ms, message)
+                if waiting_for_startup:
+                    deadline = time.monotonic() + kill_after_s
         time.sleep(POLL_S)
     if kill_after_s is not None:
         if proc.poll() is None:
@@ -205,16 +214,18 @@ def run_round(db: Path, settings: Path, speed: str, workdir: Path, n: int, *, ki
 
 
 def torture(workdir: Path, *, kills: int, seed: int, speed: str = "3600", latency_ms: int = 5,
-            min_delay_s: float = 0.2, max_delay_s: float = 3.0) -> tuple[TortureResult, Path]:
+            min_delay_s: float = 0.2, max_delay_s: float = 3.0, execution: str = "taker",
+            after_startup: bool = False) -> tuple[TortureResult, Path]:
     """Run ``kills`` killed lifetimes and one graceful one on the same files; return the rounds and DB path."""
     workdir.mkdir(parents=True, exist_ok=True)
     db = workdir / "torture.sqlite"
     rng = random.Random(seed)
     result = TortureResult()
     for n in range(kills):
-        settings = write_settings(workdir, resume_start_iso(db), latency_ms)
-        result.rounds.append(run_round(db, settings, speed, workdir, n, kill_after_s=rng.uniform(min_delay_s, max_delay_s)))
-    settings = write_settings(workdir, resume_start_iso(db), latency_ms)
+        settings = write_settings(workdir, resume_start_iso(db), latency_ms, execution)
+        result.rounds.append(run_round(db, settings, speed, workdir, n, kill_after_s=rng.uniform(min_delay_s, max_delay_s),
+                                       after_startup=after_startup))
+    settings = write_settings(workdir, resume_start_iso(db), latency_ms, execution)
     result.rounds.append(run_round(db, settings, speed, workdir, kills, kill_after_s=None))
     return result, db
 
@@ -262,7 +273,27 @@ def summarize(result: TortureResult, db: Path) -> dict:
         "restored_positions": sum(r.restored_and_findings[0] for r in result.rounds),
         "startup_findings": sum(r.restored_and_findings[1] for r in result.rounds),
         "problems": audit.problems,
+        **_maker_counts(db),
     }
+
+
+def _maker_counts(db: Path) -> dict[str, int]:
+    """Maker-taker entries: maker orders, maker fills, and positions that were resting when a
+    lifetime ended (restored in ``resting`` by the next start-up)."""
+    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        orders = conn.execute("SELECT COUNT(*) FROM orders WHERE post_only = 1").fetchone()[0]
+        fills = conn.execute("SELECT COUNT(*) FROM fills WHERE liquidity = 'maker'").fetchone()[0]
+        resting_at_restart = conn.execute(
+            "SELECT COUNT(DISTINCT t.entity_id) FROM transitions t WHERE t.source = 'resting' AND EXISTS ("
+            " SELECT 1 FROM events e WHERE e.kind = 'startup' AND e.ts_ms <= t.ts_ms AND e.ts_ms >= ("
+            "  SELECT MIN(t2.ts_ms) FROM transitions t2 WHERE t2.entity_id = t.entity_id AND t2.dest = 'resting'))"
+        ).fetchone()[0]
+    except sqlite3.Error:  # a database from before post-only orders
+        return {"maker_orders": 0, "maker_fills": 0, "resting_across_restart": 0}
+    finally:
+        conn.close()
+    return {"maker_orders": orders, "maker_fills": fills, "resting_across_restart": resting_at_restart}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=int, default=5,
                         help="paper.latency_ms (SIMULATED ms, at most 60000: at --speed 3600, 36000 is 10 wall "
                              "ms); larger values widen the in-flight windows a kill can land in")
+    parser.add_argument("--execution", choices=("taker", "maker_taker"), default="taker",
+                        help="strategy.execution of every lifetime")
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
@@ -281,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         workdir = Path(tempfile.mkdtemp(prefix="torture-"))
     started = time.monotonic()
-    result, db = torture(workdir, kills=args.kills, seed=args.seed, speed=args.speed, latency_ms=args.latency_ms)
+    result, db = torture(workdir, kills=args.kills, seed=args.seed, speed=args.speed, latency_ms=args.latency_ms,
+                         execution=args.execution)
     summary = summarize(result, db)
     summary["wall_s"] = round(time.monotonic() - started, 1)
     summary["workdir"] = str(workdir)

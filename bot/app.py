@@ -10,84 +10,42 @@ from __future__ import annotations
 
 import sys
 from decimal import Decimal
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import anyio
 from loguru import logger
 
-from bot.core.clock import iso_utc
-from bot.core.domain import ZERO, MarketSnapshot, Opportunity
+from bot.core.domain import ZERO, ExecutionMode, MarketSnapshot, Opportunity
+from bot.core.ports import Clock, Executor, MarketFeed
 from bot.engine import EngineConfig, TradingEngine
+from bot.forecast import SpreadForecaster
 from bot.logging_setup import log_event
 from bot.market_catch_up import MarketCatchUp
 from bot.market_view import take_snapshot
-from bot.core.ports import Clock, Executor, MarketFeed
+from bot.params import breaker_settings, forecast_params, strategy_params
 from bot.settings import Settings
+from bot.strategy import (
+    AccountView,
+    HeldView,
+    plan_entry,
+    plan_exits,
+    rank_candidates,
+)
 from bot.wiring import Wiring
-from bot.strategy import AccountView, HeldView, StrategyParams, best_opportunity, plan_entry, plan_exits
 from machines.bot import BotFsm, BotState
 from machines.errors import FsmError
 from machines.position import PositionState
-from risk.breakers import BoardUpdate, BreakerBoard, BreakerSettings
-from risk.entry_gates import EntryLimits
-from risk.exit_rules import ExitLimits
+from risk.breakers import BoardUpdate, BreakerBoard
 from risk.trading_state import GateDecision, OrderIntent, TradingState, gate_order
 from storage import AsyncStorage, EventRecord, PositionRecord, Severity
 
+if TYPE_CHECKING:
+    from bot.ops.terminal import StatusView
+
 CONTROL_HALT_KEY = "control.halt"
 CONTROL_FLATTEN_KEY = "control.flatten"
+FORECAST_LEVELS_KEY = "forecast.levels"
 MS_PER_HOUR = 3_600_000
-
-
-def strategy_params(settings: Settings) -> StrategyParams:
-    """Entry and exit limits from settings (hours/minutes converted to ms)."""
-    strat, risk, ex = settings.strategy, settings.risk, settings.exit
-    return StrategyParams(
-        notional_usd=strat.notional_usd_per_position,
-        horizon_hours=strat.horizon_hours,
-        max_quote_age_ms=int(settings.market.max_quote_age_seconds * 1000),
-        estimated_slippage_bps=settings.scan.estimated_slippage_bps,
-        entry=EntryLimits(
-            min_expected_net_usd=strat.min_expected_net_usd,
-            max_breakeven_hours=risk.max_breakeven_hours,
-            max_positions=strat.max_positions,
-            max_notional_per_position_usd=strat.notional_usd_per_position * Decimal("1.1"),
-            max_notional_per_venue_usd=risk.max_notional_per_venue_usd,
-            max_notional_total_usd=risk.max_notional_total_usd,
-            max_leverage=risk.max_leverage,
-            min_free_margin_usd=risk.min_free_margin_usd,
-            max_quote_age_ms=int(settings.market.max_quote_age_seconds * 1000),
-            max_slippage_bps=risk.max_slippage_bps,
-            allow_symbols=frozenset(risk.allow_symbols),
-            deny_symbols=frozenset(risk.deny_symbols),
-            pair_cooldown_ms=int(risk.pair_cooldown_minutes * 60_000),
-        ),
-        exit=ExitLimits(
-            liquidation_buffer_pct=ex.liquidation_buffer_pct,
-            max_delta_drift_pct=ex.max_delta_drift_pct,
-            take_profit_usd=ex.take_profit_usd,
-            min_hold_ms=int(ex.min_hold_hours * MS_PER_HOUR),
-            spread_erosion_fraction=ex.spread_erosion_fraction,
-            max_hold_ms=int(ex.max_hold_hours * MS_PER_HOUR),
-            ev_horizon_hours=ex.ev_horizon_hours,
-            rotation_min_gain_usd=ex.rotation_min_gain_usd,
-            rotation_cooldown_ms=int(ex.rotation_cooldown_hours * MS_PER_HOUR),
-        ),
-    )
-
-
-def breaker_settings(settings: Settings) -> BreakerSettings:
-    risk = settings.risk
-    return BreakerSettings(
-        venue_failure_threshold=risk.venue_error_threshold,
-        venue_max_error_rate=risk.venue_error_rate,
-        venue_error_window_ms=int(risk.venue_error_window_seconds * 1000),
-        venue_error_min_samples=risk.venue_error_threshold,
-        venue_cooldown_ms=int(risk.venue_cooldown_seconds * 1000),
-        stale_quote_max_age_ms=int(risk.stale_data_seconds * 1000),
-        max_drawdown_pct=risk.max_drawdown_pct,
-        unhedged_limit_ms=risk.max_unhedged_ms,
-    )
 
 
 class Application:
@@ -109,12 +67,14 @@ class Application:
         self.engine: TradingEngine | None = None
         self.bot = BotFsm()
         self.board = BreakerBoard.create(self.market.venues(), breaker_settings(settings))
+        self.forecaster = SpreadForecaster(forecast_params(settings))
         self.failed_entries: dict[tuple[str, str, str], int] = {}
         self.entry_info: dict[str, tuple[Decimal, int, Decimal]] = {}
         self._stopping = False
         self._equity_cache: dict[str, Decimal] = {}
         self._pending_events: list[tuple[str, str, str, str | None, dict | None]] = []
         self.catch_up = MarketCatchUp(settings.sim.step_seconds)
+        self.status_view: StatusView | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -136,6 +96,9 @@ class Application:
                 max_slippage_bps=settings.risk.max_slippage_bps,
                 hedge_tolerance_lots=ex.hedge_tolerance_lots,
                 orphan_policy=settings.reconcile.orphan_policy,
+                execution=ExecutionMode(settings.strategy.execution),
+                maker_timeout_s=ex.maker_timeout_seconds,
+                maker_offset_ticks=ex.maker_offset_ticks,
             ),
             book=self.market.book,
             instrument=self.market.instrument,
@@ -143,7 +106,9 @@ class Application:
             on_unhedged_window=self._on_unhedged_window,
             on_venue_result=self._on_venue_result,
             known_venues=self.market.venues(),
+            fees=self.market.fee_schedules().get,
         )
+        await self._load_forecast_history()
         await self.bot_transition("recover", "start-up reconciliation")
         restored = await self.engine.restore()
         for record in await self.store.load_open_positions():
@@ -158,8 +123,30 @@ class Application:
         self._record_quotes(self.clock.now_ms())  # the first market data clears the stale-data breakers
         await self._sync_bot_state()
 
+    async def _load_forecast_history(self) -> None:
+        """The forecast's levels: from the database (a restart), else from the market's history
+        of the last ``forecast.warmup_hours`` (a fresh start), so they never start empty."""
+        assert self.store is not None
+        saved = await self.store.get_kv(FORECAST_LEVELS_KEY)
+        if saved and self.forecaster.load_text(saved):
+            return
+        settlements = self.market.history_settlements(self.settings.forecast.warmup_hours)
+        for s in settlements:
+            if s.interval_hours > 0:
+                self.forecaster.observe(s.venue, s.symbol, s.ts_ms, s.rate / s.interval_hours)
+        if settlements:
+            await self.event("forecast_history", "info",
+                             f"spread forecast warmed up on {len(settlements)} settlement(s) of the last "
+                             f"{self.settings.forecast.warmup_hours} h")
+
+    async def save_forecast(self) -> None:
+        """Persist the forecast's levels (kv), so a restart continues from them."""
+        if self.store is not None:
+            await self.store.set_kv(FORECAST_LEVELS_KEY, self.forecaster.to_text(), self.clock.now_ms())
+
     async def close(self) -> None:
         if self.store is not None:
+            await self.save_forecast()
             await self.store.aclose()
         if self.executor is not None:
             await self.executor.aclose()
@@ -180,6 +167,8 @@ class Application:
             await self.engine.record_funding(payments)
         if lag := self.catch_up.observe(self.clock.now_ms(), self.market):
             await self.event(lag.kind, lag.severity, lag.message)
+        # Resting maker entries: hedge the fills this step's matching made, end timed-out rests.
+        await self.engine.work_makers()
         self._record_quotes(now)
 
     def _record_quotes(self, now_ms: int) -> None:
@@ -199,11 +188,15 @@ class Application:
     async def strategy_step(self) -> None:
         """One pass: exits first (they free capacity and reduce risk), then at most one entry."""
         assert self.engine is not None and self.executor is not None
-        snapshot = take_snapshot(self.market, self.clock.now_ms())
-        self._apply_board(self.board.tick(snapshot.now_ts_ms))
-        await self._record_equity(snapshot)
+        market_snapshot = take_snapshot(self.market, self.clock.now_ms())
+        self._apply_board(self.board.tick(market_snapshot.now_ts_ms))
+        await self._record_equity(market_snapshot)
+        self.forecaster.observe_quotes(market_snapshot.quotes, market_snapshot.now_ts_ms)
+        # Ranking and exits read each quote's forecast rate; the venues' current rates stay as they are.
+        snapshot = self.forecaster.forecast_snapshot(market_snapshot)
         held = self.held_views(venue_sizes=await self._venue_sizes())
-        best = best_opportunity(snapshot, self.params) if held else None
+        ranked = rank_candidates(snapshot, self.params)
+        best = ranked[0] if ranked else None
         for planned in plan_exits(snapshot, held, self.params, best):
             pos = self.engine.positions[planned.position_id]
             await self.bot_transition("start_close", f"{pos.symbol}: {planned.decision.reason.value}")
@@ -215,7 +208,7 @@ class Application:
         if self._stopping or not self.bot.allows_entries:
             return
         planned_entry, denied = plan_entry(snapshot, self.held_views(include_unhedged=True), self._account_view(),
-                                           self.params)
+                                           self.params, ranked=ranked)
         if planned_entry is None:
             if denied:
                 top = denied[0]
@@ -231,12 +224,14 @@ class Application:
         if size is None or size <= 0:
             return
         await self.bot_transition("begin_open", f"{opp.symbol} long {opp.long_venue} / short {opp.short_venue}")
+        now_spread = opp.current_spread_hourly if opp.current_spread_hourly is not None else opp.spread_hourly
         reason = (f"expected net {opp.expected_net:.4f} USD over {opp.horizon_hours}h "
-                  f"(spread {opp.spread_hourly:.8f}/h, costs {opp.costs:.4f})")
+                  f"(forecast spread {opp.spread_hourly:.8f}/h, current {now_spread:.8f}/h, costs {opp.costs:.4f})")
         with anyio.CancelScope(shield=True):
             pos = await self.engine.open_position(opp, size, reason)
         self.entry_info[pos.position_id] = (opp.spread_hourly, self.clock.now_ms(), opp.notional_usd)
-        if pos.state == PositionState.CLOSED or (pos.state != PositionState.MONITORING and pos.is_flat):
+        if pos.state == PositionState.CLOSED or (
+                pos.state not in (PositionState.MONITORING, PositionState.RESTING) and pos.is_flat):
             self.failed_entries[(opp.symbol, opp.long_venue, opp.short_venue)] = self.clock.now_ms()
         await self._sync_bot_state()
 
@@ -247,6 +242,7 @@ class Application:
 
     async def reconcile_step(self) -> None:
         assert self.engine is not None
+        await self.save_forecast()
         findings = await self.engine.reconcile()
         for finding in findings:
             await self.event(f"reconcile_{finding.kind}", "warning",
@@ -254,27 +250,16 @@ class Application:
         await self._sync_bot_state()
 
     async def status_loop(self) -> None:
-        """The terminal status line. A closed or broken terminal only turns the line off."""
-        interactive = self.status_out.isatty()
-        while True:
-            await anyio.sleep(self.settings.bot.status_interval_seconds)
-            line = await self.status_line()
-            try:
-                self.status_out.write(("\r\x1b[2K" + line) if interactive else (line + "\n"))
-                self.status_out.flush()
-            except (OSError, ValueError) as exc:  # broken pipe, closed terminal
-                logger.bind(kind="status_off").warning(f"status line turned off: {exc!r}")
-                return
+        """The terminal status view (``bot.ops.terminal``): live when stdout is a terminal, else lines."""
+        from bot.ops.terminal import StatusView
 
-    async def status_line(self) -> str:
-        assert self.engine is not None
-        funding = sum(self.engine.funding_usd.values(), ZERO)
-        fees = sum(self.engine.fees_usd.values(), ZERO)
-        open_count = len(self.engine.active_positions())
-        closed = len(self.engine.positions) - open_count
-        return (f"[{iso_utc(self.clock.now_ms())[:19]}Z] bot={self.bot.state.value} "
-                f"trading={self.board.trading_state().value} open={open_count} closed={closed} "
-                f"funding=${funding:.2f} fees=${fees:.2f} funding-fees=${funding - fees:.2f}{self.catch_up.status()}")
+        self.status_view = StatusView(self, self.status_out, self.settings.bot.status_interval_seconds)
+        await self.status_view.run()
+
+    def end_status(self) -> None:
+        """End the status view on its own line (before the final message is printed)."""
+        if self.status_view is not None:
+            self.status_view.close()
 
     # ------------------------------------------------------------------ control
     async def poll_control(self) -> str | None:
@@ -312,6 +297,20 @@ class Application:
             self._stopping = True
         await self.engine.flatten_all(reason)
         await self._sync_bot_state()
+
+    async def keep_hedged(self) -> dict[str, str]:
+        """Shutdown with ``shutdown.on_signal = "keep"`` (``bot.keep``): stop entries, close only what
+        is not hedged; returns exposure beyond the kept positions' legs (empty when as kept)."""
+        from bot.keep import keep_hedged, unexpected_exposure
+
+        self._stopping = True
+        await keep_hedged(self)
+        await self._sync_bot_state()
+        return await unexpected_exposure(self)
+
+    async def open_position_ids(self) -> list[str]:
+        assert self.engine is not None
+        return [pos.position_id for pos in self.engine.active_positions()]
 
     async def verify_flat(self) -> bool:
         return not await self.remaining_exposure()

@@ -22,8 +22,9 @@ Delta-neutral funding-rate arbitrage: long the venue paying less funding, short 
 run the bot:
   python -m bot --paper [--speed X] [--duration S] [--seed N] [--db PATH] [--settings PATH]
   python -m bot --live  [--db PATH] [--settings PATH]
-replay history through the same application:
+replay history through the same application, and fit the spread forecast on it:
   python -m bot backtest --data DIR [--from ISO] [--to ISO] [--db PATH] [--json] [--plot PATH]
+  python -m bot fit --data DIR [--from ISO] [--to ISO] [--out SETTINGS_PATH] [--json]
 inspect:
   python -m bot scan [--market sim | --replay DIR --at ISO_TIME] [--limit N] [--json]
   python -m bot report [--db PATH] [--json]
@@ -130,6 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     backtest.add_argument("--plot", type=_path_arg, metavar="PATH", help="write an HTML page with the equity curve")
 
+    fit = sub.add_parser("fit", parents=[sub_common], help="fit the spread forecast's parameters on funding history")
+    fit.add_argument("--data", type=Path, metavar="DIR", required=True, help="directory of funding CSV files")
+    fit.add_argument("--from", dest="from_time", metavar="ISO_TIME", help="start of the fitting window (default: first data)")
+    fit.add_argument("--to", dest="to_time", metavar="ISO_TIME", help="end of the fitting window (default: last data)")
+    fit.add_argument("--out", type=Path, metavar="PATH",
+                     help="settings file to write the [forecast] values into (created, or updated in place)")
+    fit.add_argument("--json", action="store_true", help="print JSON")
+
     report = sub.add_parser("report", parents=[sub_common], help="positions, PnL, open exposure, breakers")
     report.add_argument("--json", action="store_true", help="print JSON")
     report.add_argument("--live", action="store_true", help="read the live database (default: paper)")
@@ -184,6 +193,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from bot.backtest.command import run_backtest
 
         return run_backtest(args, settings)
+    if args.command == "fit":
+        from bot.fit_command import run_fit
+
+        return run_fit(args, settings)
     if args.command == "report":
         from bot.report import run_report
 

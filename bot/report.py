@@ -167,34 +167,42 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def postmortem_doc(storage: Storage, position_id: str) -> dict[str, Any] | None:
+    """One position's post-mortem (money and the merged timeline) as JSON-ready data; None if unknown."""
+    record = storage.get_position(position_id)
+    if record is None:
+        return None
+    timeline = storage.timeline(position_id)
+    money = storage.position_totals(position_id)
+    entries = [{"at": iso_utc(row.ts_ms), "kind": row.kind, **_describe(row.kind, row.data)} for row in timeline]
+    return {"position_id": record.id, "symbol": record.symbol, "long_venue": record.long_venue,
+            "short_venue": record.short_venue, "state": record.state,
+            "exit_reason": record.exit_reason, "funding_usd": str(money.funding_usd),
+            "fees_usd": str(money.fees_usd),
+            "realized_pnl_usd": None if money.realized_pnl_usd is None else str(money.realized_pnl_usd),
+            "timeline": entries}
+
+
 def run_postmortem(args: argparse.Namespace, settings: Settings) -> int:
     db = resolve_db(args, settings)
     storage = open_existing(db)
     try:
-        record = storage.get_position(args.position_id)
-        if record is None:
-            raise UserInputError(f"no position {args.position_id!r} in {db} (python -m bot report lists them)")
-        timeline = storage.timeline(args.position_id)
-        money = storage.position_totals(args.position_id)
+        doc = postmortem_doc(storage, args.position_id)
     except sqlite3.Error as exc:
         raise UserInputError(f"cannot read database {db}: {exc}") from None
     finally:
         storage.close()
-    entries = [{"at": iso_utc(row.ts_ms), "kind": row.kind, **_describe(row.kind, row.data)} for row in timeline]
+    if doc is None:
+        raise UserInputError(f"no position {args.position_id!r} in {db} (python -m bot report lists them)")
     if args.json:
-        print(json.dumps({"position_id": record.id, "symbol": record.symbol, "long_venue": record.long_venue,
-                          "short_venue": record.short_venue, "state": record.state,
-                          "exit_reason": record.exit_reason, "funding_usd": str(money.funding_usd),
-                          "fees_usd": str(money.fees_usd),
-                          "realized_pnl_usd": None if money.realized_pnl_usd is None else str(money.realized_pnl_usd),
-                          "timeline": entries}, indent=2, default=str))
+        print(json.dumps(doc, indent=2, default=str))
         return 0
-    print(f"position {record.id}: {record.symbol} long {record.long_venue} / short {record.short_venue}; "
-          f"state {record.state}; exit reason {record.exit_reason or '-'}")
-    for entry in entries:
+    print(f"position {doc['position_id']}: {doc['symbol']} long {doc['long_venue']} / short {doc['short_venue']}; "
+          f"state {doc['state']}; exit reason {doc['exit_reason'] or '-'}")
+    for entry in doc["timeline"]:
         print(f"{entry['at']}  {entry['kind']:<10} {entry['summary']}")
-    print(f"funding {_money(str(money.funding_usd))} USD, fees {_money(str(money.fees_usd))} USD, realized PnL "
-          f"{_money(None if money.realized_pnl_usd is None else str(money.realized_pnl_usd))} USD")
+    print(f"funding {_money(doc['funding_usd'])} USD, fees {_money(doc['fees_usd'])} USD, realized PnL "
+          f"{_money(doc['realized_pnl_usd'])} USD")
     return 0
 
 

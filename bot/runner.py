@@ -19,6 +19,7 @@ from bot.startup_checks import claim_database
 def run_paper(args: argparse.Namespace, settings: Settings) -> int:
     """Trade on the built-in simulated market until a signal or ``--duration``."""
     from bot.app import Application
+    from bot.ops.surface import OperatorSurface
     from bot.supervisor import Supervisor
     from bot.wiring import PaperOptions, paper_wiring
 
@@ -36,15 +37,20 @@ def run_paper(args: argparse.Namespace, settings: Settings) -> int:
     # recorded instant, so time never runs backwards (no funding instant is settled twice).
     start_ts_ms = max(start_ts_ms, latest_recorded_ts_ms(db_path) + 1)
     options = PaperOptions(seed=seed, speed=speed, db_path=db_path, start_ts_ms=start_ts_ms)
+    surface = OperatorSurface(settings)  # web, metrics, notifications (bad URLs/token: exit 2 here)
     try:
-        app = Application(settings, paper_wiring(settings, options))
+        app = Application(settings, surface.wrap(paper_wiring(settings, options)))
     except ValueError as exc:  # the simulated market refuses an impossible configuration
         raise UserInputError(f"setting 'sim': {exc}") from None
+    surface.attach(app)
     configure_logging(settings.bot.log_path)
     duration = float(args.duration) if args.duration is not None else None
-    supervisor = Supervisor(app=app, duration_wall_s=duration, deadline_wall_s=settings.shutdown.deadline_seconds)
+    supervisor = Supervisor(app=app, duration_wall_s=duration, deadline_wall_s=settings.shutdown.deadline_seconds,
+                            on_signal=settings.shutdown.on_signal, surface=surface)
     print(f"paper trading on the simulated market (seed {seed}, speed x{speed:g}); database {db_path}; "
-          f"logs {settings.bot.log_path}. Ctrl-C or SIGTERM flattens and stops.", file=sys.stderr)
+          f"logs {settings.bot.log_path}. Ctrl-C or SIGTERM "
+          + ("flattens and stops." if settings.shutdown.on_signal == "flatten"
+             else "stops, keeping hedged positions open (shutdown.on_signal = keep)."), file=sys.stderr)
     with lock:
         return anyio.run(supervisor.run)
 

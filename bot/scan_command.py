@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from bot.core.clock import iso_utc, parse_iso_utc, utc_now_ms
-from bot.core.domain import MarketSnapshot, Opportunity
+from bot.core.domain import ExecutionMode, MarketSnapshot, Opportunity
 from bot.errors import UserInputError
 from bot.scan_gates import gate_verdicts, verdict_text
+from bot.params import position_notional_usd
 from bot.scanner import rank_opportunities
 from bot.settings import Settings
 from risk.entry_gates import EntryDecision
@@ -31,19 +32,21 @@ JSON_KEYS = ("symbol", "long_venue", "short_venue", "long_rate", "long_interval_
 def run_scan(args: argparse.Namespace, settings: Settings) -> int:
     limit = args.limit if args.limit is not None else settings.scan.limit
     if args.replay is not None:
-        snapshot, max_age_ms, source = _replay_snapshot(args, settings)
+        snapshot, max_age_ms, source, market = _replay_snapshot(args, settings)
     else:
         if args.at is not None:
             raise UserInputError("--at needs --replay DIR (the simulated market is always ranked at its own now)")
         seed = getattr(args, "seed", None)
-        snapshot, max_age_ms, source = _sim_snapshot(settings, settings.sim.seed if seed is None else seed)
+        snapshot, max_age_ms, source, market = _sim_snapshot(settings, settings.sim.seed if seed is None else seed)
+    snapshot = _with_forecast(snapshot, market, settings)
     ranked = rank_opportunities(
         snapshot,
-        notional_usd=settings.strategy.notional_usd_per_position,
+        notional_usd=position_notional_usd(settings),
         horizon_hours=settings.strategy.horizon_hours,
         max_quote_age_ms=max_age_ms,
         limit=limit,
         estimated_slippage_bps=settings.scan.estimated_slippage_bps,
+        execution=ExecutionMode(settings.strategy.execution),
     )
     contracts = {key: inst.venue_symbol for key, inst in snapshot.instruments.items()}
     verdicts = gate_verdicts(snapshot, ranked, settings)
@@ -58,9 +61,22 @@ def run_scan(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _sim_snapshot(settings: Settings, seed: int) -> tuple[MarketSnapshot, int, str]:
-    from bot.wiring import sim_market_config
+def _with_forecast(snapshot: MarketSnapshot, market: Any, settings: Settings) -> MarketSnapshot:
+    """Rank by the forecast spread, from the market's history before now, as the bot does."""
+    from bot.forecast import SpreadForecaster
+    from bot.params import forecast_params
+
+    forecaster = SpreadForecaster(forecast_params(settings))
+    for s in market.history_settlements(settings.forecast.warmup_hours):
+        if s.interval_hours > 0:
+            forecaster.observe(s.venue, s.symbol, s.ts_ms, s.rate / s.interval_hours)
+    forecaster.observe_quotes(snapshot.quotes, snapshot.now_ts_ms)
+    return forecaster.forecast_snapshot(snapshot)
+
+
+def _sim_snapshot(settings: Settings, seed: int) -> tuple[MarketSnapshot, int, str, Any]:
     from bot.market_view import take_snapshot
+    from bot.wiring import sim_market_config
     from paper.sim_market import SimulatedMarket
 
     sim = settings.sim
@@ -72,10 +88,10 @@ def _sim_snapshot(settings: Settings, seed: int) -> tuple[MarketSnapshot, int, s
     market.advance_to(start + sim.step_seconds * 1000)
     max_age_ms = int(settings.market.max_quote_age_seconds * 1000)
     source = f"simulated market (seed {seed}) at {iso_utc(market.now_ts_ms)}"
-    return take_snapshot(market, market.now_ts_ms), max_age_ms, source
+    return take_snapshot(market, market.now_ts_ms), max_age_ms, source, market
 
 
-def _replay_snapshot(args: argparse.Namespace, settings: Settings) -> tuple[MarketSnapshot, int, str]:
+def _replay_snapshot(args: argparse.Namespace, settings: Settings) -> tuple[MarketSnapshot, int, str, Any]:
     """The history as it stood at ``--at``, through the same replay the backtest uses."""
     from bot.backtest.command import load_history_or_exit, replay_market
 
@@ -103,13 +119,14 @@ def _replay_snapshot(args: argparse.Namespace, settings: Settings) -> tuple[Mark
     source = (f"funding history {directory} as of {iso_utc(at_ms)} "
               f"(no books: slippage estimated; prices are each venue's own recorded marks, and no basis "
               f"is charged against a venue without its own mark)")
-    return snapshot, int(settings.market.max_quote_age_seconds * 1000), source
+    return snapshot, int(settings.market.max_quote_age_seconds * 1000), source, market
 
 
 def opportunity_json(opp: Opportunity, contracts: dict[tuple[str, str], str] | None = None) -> dict[str, Any]:
     """The documented JSON keys (Decimals as strings), plus the cost breakdown and each leg's contract."""
     row: dict[str, Any] = {key: _text(getattr(opp, key)) for key in JSON_KEYS}
     row["breakeven_hours"] = _text(breakeven_or_never(opp.breakeven_hours))
+    row["current_spread_hourly"] = _text(opp.current_spread_hourly)
     contracts = contracts or {}
     row.update({
         "long_contract": contracts.get((opp.long_venue, opp.symbol)),
@@ -139,15 +156,21 @@ def _text(value: Decimal | None) -> str | None:
 def render_table(ranked: list[Opportunity], source: str, settings: Settings,
                  contracts: dict[tuple[str, str], str] | None = None,
                  verdicts: list[EntryDecision] | None = None) -> str:
-    notional = settings.strategy.notional_usd_per_position
+    notional = position_notional_usd(settings)
     horizon = settings.strategy.horizon_hours
-    lines = [f"{source}; {notional} USD per leg, horizon {horizon} h; costs = entry+exit fees on both legs + "
-             f"slippage + adverse entry basis"]
+    mode = settings.forecast.mode
+    fees = ("entry+exit taker fees on both legs" if settings.strategy.execution == "taker" else
+            "maker fee on the maker leg's entry, taker fees otherwise (maker_taker)")
+    lines = [f"{source}; {notional} USD per leg, horizon {horizon} h; costs = {fees} + "
+             f"slippage + adverse entry basis",
+             "ranked by net = forecast spread x horizon x notional - costs; now/h = the spread paid today, "
+             + ("forecast/h = its expected average over the horizon (spreads revert; see README 'Spread forecast')"
+                if mode == "mean_reverting" else "forecast/h = today's spread (forecast.mode = persistent)")]
     if not ranked:
         lines.append("no opportunity: no symbol is quoted fresh on two venues with enough depth")
         return "\n".join(lines)
     contracts = contracts or {}
-    header = ("#", "symbol", "long", "long rate", "short", "short rate", "spread/h", "APR",
+    header = ("#", "symbol", "long", "long rate", "short", "short rate", "now/h", "forecast/h", "APR",
               "costs $", "net $", "breakeven h", "gates")
     rows = []
     for i, o in enumerate(ranked, 1):
@@ -157,6 +180,7 @@ def render_table(ranked: list[Opportunity], source: str, settings: Settings,
             f"{o.long_rate * 100:.4f}%/{o.long_interval_hours}h",
             _leg(o.short_venue, contracts.get((o.short_venue, o.symbol))),
             f"{o.short_rate * 100:.4f}%/{o.short_interval_hours}h",
+            "?" if o.current_spread_hourly is None else f"{o.current_spread_hourly * 100:.5f}%",
             f"{o.spread_hourly * 100:.5f}%", f"{o.apr * 100:.2f}%", f"{o.costs:.2f}",
             f"{o.expected_net:.2f}",
             "never" if breakeven_or_never(o.breakeven_hours) is None else f"{o.breakeven_hours:.1f}",

@@ -18,7 +18,7 @@ from risk.trading_state import TradingState
 
 def gate_verdicts(snapshot: MarketSnapshot, ranked: list[Opportunity], settings: Settings) -> list[EntryDecision]:
     """One entry-gate decision per ranked opportunity, in the same order."""
-    from bot.app import strategy_params
+    from bot.params import strategy_params
     from bot.strategy import AccountView, entry_context, exposure_summary
 
     params = strategy_params(settings)

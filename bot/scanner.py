@@ -47,6 +47,7 @@ from operator import itemgetter
 from bot.core.domain import (
     BPS,
     ZERO,
+    ExecutionMode,
     FeeSchedule,
     FundingQuote,
     Instrument,
@@ -64,6 +65,7 @@ from bot.core.funding_math import (
     expected_net,
     floor_to_step,
 )
+from bot.core.maker_taker import leg_fee_rates, round_trip_rate_floor
 
 __all__ = [
     "DEFAULT_ESTIMATED_SLIPPAGE_BPS",
@@ -103,6 +105,7 @@ class _Params:
     horizon_hours: Decimal
     min_ts_ms: int  # quotes and books older than this are stale
     liquidity: Liquidity
+    execution: ExecutionMode  # which fees each execution pays (``bot.core.maker_taker.leg_fee_rates``)
     estimated_slippage_bps: Decimal
     max_price_divergence: Decimal
     estimated: bool  # the snapshot has no books: cost from marks + estimated slippage
@@ -126,6 +129,7 @@ def rank_opportunities(
     allowed_symbols: Collection[str] | None = None,
     estimated_slippage_bps: Decimal = DEFAULT_ESTIMATED_SLIPPAGE_BPS,
     max_price_divergence: Decimal = DEFAULT_MAX_PRICE_DIVERGENCE,
+    execution: ExecutionMode = ExecutionMode.TAKER,
 ) -> list[Opportunity]:
     """Rank the pairs of ``snapshot`` by expected net USD over ``horizon_hours`` for ``notional_usd``.
 
@@ -144,7 +148,7 @@ def rank_opportunities(
     leg whose mark price is not positive borrows the other leg's; a pair with none is skipped.
     """
     params = _params(snapshot, notional_usd, horizon_hours, max_quote_age_ms, liquidity, estimated_slippage_bps,
-                     max_price_divergence)
+                     max_price_divergence, execution)
     if limit is not None and limit < 0:
         raise ValueError(f"limit must not be negative, got {limit}")
     if limit == 0:
@@ -230,12 +234,13 @@ def evaluate_pair(
     liquidity: Liquidity = Liquidity.TAKER,
     estimated_slippage_bps: Decimal = DEFAULT_ESTIMATED_SLIPPAGE_BPS,
     max_price_divergence: Decimal = DEFAULT_MAX_PRICE_DIVERGENCE,
+    execution: ExecutionMode = ExecutionMode.TAKER,
 ) -> Opportunity | None:
     """Exact evaluation of LONG ``long_venue`` / SHORT ``short_venue`` in that direction (even when
     the spread is negative). None when ``rank_opportunities`` would skip the pair for missing,
     stale or bad data; costs are estimated (as there) when the snapshot has no books."""
     params = _params(snapshot, notional_usd, horizon_hours, max_quote_age_ms, liquidity, estimated_slippage_bps,
-                     max_price_divergence)
+                     max_price_divergence, execution)
     if long_venue == short_venue:
         return None
     fee_terms = _fee_terms(snapshot, params)
@@ -243,7 +248,7 @@ def evaluate_pair(
     for venue in (long_venue, short_venue):
         quote = snapshot.quotes.get((venue, symbol))
         if (quote is None or venue not in fee_terms or quote.ts_ms < params.min_ts_ms
-                or quote.hourly_rate_or_none is None or quote.venue != venue or quote.symbol != symbol):
+                or quote.rank_hourly_rate_or_none is None or quote.venue != venue or quote.symbol != symbol):
             return None
         leg = _close_look(snapshot, symbol, quote, fee_terms, params)
         if leg is None:
@@ -261,6 +266,7 @@ def _params(
     liquidity: Liquidity,
     estimated_slippage_bps: Decimal,
     max_price_divergence: Decimal,
+    execution: ExecutionMode = ExecutionMode.TAKER,
 ) -> _Params:
     if not notional_usd > 0:
         raise ValueError(f"notional_usd must be positive, got {notional_usd}")
@@ -277,6 +283,7 @@ def _params(
         horizon_hours=horizon_hours,
         min_ts_ms=snapshot.now_ts_ms - max_quote_age_ms,
         liquidity=liquidity,
+        execution=ExecutionMode(execution),
         estimated_slippage_bps=estimated_slippage_bps,
         max_price_divergence=max_price_divergence,
         estimated=not snapshot.books,
@@ -291,10 +298,11 @@ def _fee_terms(snapshot: MarketSnapshot, params: _Params) -> dict[str, tuple[Dec
     extra = params.estimated_slippage_bps * BPS if params.estimated else ZERO
     terms: dict[str, tuple[Decimal, FeeSchedule]] = {}
     for venue, schedule in snapshot.fees.items():
-        fee = schedule.rate(params.liquidity) + extra
+        # The least a leg on this venue pays for entry + exit in either role (maker or taker leg).
+        fee = round_trip_rate_floor(schedule, params.execution, params.liquidity) + _TWO * extra
         if fee.is_finite():
             factor = _ONE - half_divergence if fee >= 0 else _ONE + half_divergence
-            terms[venue] = (_TWO * fee * factor / params.horizon_hours, schedule)
+            terms[venue] = (fee * factor / params.horizon_hours, schedule)
     return terms
 
 
@@ -327,7 +335,7 @@ def _first_pass(
     for quote in quotes:
         if quote.ts_ms < min_ts:
             continue
-        hourly = quote.hourly_rate_or_none
+        hourly = quote.rank_hourly_rate_or_none
         c = get_c(quote.venue)
         try:
             short_score, long_cost = hourly - c, hourly + c
@@ -369,7 +377,7 @@ class _SymbolWork:
         raw, venues = [], set()
         for quote in itertools.islice(group, 2, None):  # the quotes of _first_pass
             venues.add(quote.venue)
-            hourly, c = quote.hourly_rate_or_none, fee_terms[quote.venue][0]
+            hourly, c = quote.rank_hourly_rate_or_none, fee_terms[quote.venue][0]
             raw.append([hourly - c, hourly + c, quote, _UNSEEN])
         if len(venues) < len(raw):  # a venue twice: a quote is filed under another key than its own
             get_quote, own = snapshot.quotes.get, {}
@@ -461,7 +469,7 @@ def _close_look(
     with the bid-ask spread; None when the leg cannot be traded or costed. ``quote`` is usable
     (its ``hourly_rate_or_none`` is not None; checked when the quote was built) and on a venue
     with fees. Its instrument is checked when a pair is sized (``_sized``)."""
-    hourly, venue = quote.hourly_rate_or_none, quote.venue
+    hourly, venue = quote.rank_hourly_rate_or_none, quote.venue
     c, fees = fee_terms[venue]
     book = None
     if params.estimated:
@@ -543,10 +551,13 @@ def _touch_net(long_leg: _Leg, short_leg: _Leg, sized: _Sized, params: _Params) 
     fill priced at the touch (walking deeper only costs more)."""
     ref_price, size, long_mid, short_mid = sized
     long_book, short_book = long_leg[_BOOK], short_leg[_BOOK]
+    rates = leg_fee_rates(long_leg[_FEES], short_leg[_FEES], params.execution, params.liquidity)
+    long_ask, long_bid = long_book.asks[0].price, long_book.bids[0].price
+    short_ask, short_bid = short_book.asks[0].price, short_book.bids[0].price
+    # Long: bought at >= ask, sold at <= bid; short: sold at <= bid, bought back at >= ask.
     touch = (
-        long_book.asks[0].price - long_book.bids[0].price + _TWO * long_leg[_FEES].rate(params.liquidity) * long_mid
-        + short_book.asks[0].price - short_book.bids[0].price
-        + _TWO * short_leg[_FEES].rate(params.liquidity) * short_mid
+        long_ask - long_bid + rates.long_entry * long_ask + rates.long_exit * long_bid
+        + short_ask - short_bid + rates.short_exit * short_ask + rates.short_entry * short_bid
     )
     income = (short_leg[_HOURLY] - long_leg[_HOURLY]) * params.horizon_hours * size * ref_price
     return income - touch * size - adverse_basis_usd(long_mid, short_mid, size * long_mid)
@@ -557,14 +568,15 @@ def _evaluate(symbol: str, long_leg: _Leg, short_leg: _Leg, sized: _Sized, param
     long_book, short_book = long_leg[_BOOK], short_leg[_BOOK]
     if long_book is not None and short_book is not None:
         try:
-            costs = book_costs(long_book, short_book, long_leg[_FEES], short_leg[_FEES], size, params.liquidity)
+            costs = book_costs(long_book, short_book, long_leg[_FEES], short_leg[_FEES], size, params.liquidity,
+                               params.execution)
         except ArithmeticError:  # NaN/infinite levels deep in a book: bad data, skip the pair
             return None
         if costs is None:
             return None  # insufficient or inconsistent depth for the entry or the exit
     else:
         costs = estimated_costs(long_mid, short_mid, size, long_leg[_FEES], short_leg[_FEES], params.liquidity,
-                                params.estimated_slippage_bps)
+                                params.estimated_slippage_bps, params.execution)
     notional = size * ref_price
     spread = short_leg[_HOURLY] - long_leg[_HOURLY]
     total = costs.total_usd
@@ -591,4 +603,5 @@ def _evaluate(symbol: str, long_leg: _Leg, short_leg: _Leg, sized: _Sized, param
         short_price=costs.short_entry_price,
         costs_estimated=params.estimated,
         size_base=size,
+        current_spread_hourly=short_quote.hourly_rate_or_none - long_quote.hourly_rate_or_none,
     )

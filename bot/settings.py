@@ -12,11 +12,14 @@ import tomllib
 import typing
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from bot.errors import UserInputError
+
+if TYPE_CHECKING:
+    from bot.core.venue_costs import VenueCosts
 
 DEFAULT_SETTINGS_PATH = Path("settings.toml")
 # Simulated speed bounds (settings and --speed): beyond 1e6 a clock second is 11 simulated days;
@@ -127,19 +130,22 @@ class SimSection(_Section):
 
 class StrategySection(_Section):
     notional_usd_per_position: Annotated[Decimal, Field(gt=0, le=10_000_000, allow_inf_nan=False)] = Decimal("1000")
-    horizon_hours: Hours = Decimal("72")
-    min_expected_net_usd: Decimal = Field(default=Decimal("1.00"), allow_inf_nan=False)
-    max_positions: int = Field(default=3, ge=1, le=500)
-    execution: Literal["taker"] = "taker"
+    horizon_hours: Hours = Decimal("336")
+    min_expected_net_usd: Decimal = Field(default=Decimal("0.50"), allow_inf_nan=False)
+    max_positions: int = Field(default=6, ge=1, le=500)
+    capital_usd_per_venue: PositiveDecimal = Decimal("10000")
+    max_capital_share_per_position: Annotated[Decimal, Field(gt=0, le=1, allow_inf_nan=False)] = Decimal("0.1")
+    execution: Literal["taker", "maker_taker"] = "taker"
     loop_interval_seconds: float = Field(default=60.0, gt=0)
 
 
 class ExitSection(_Section):
-    take_profit_usd: PositiveDecimal = Decimal("5")
-    min_hold_hours: NonNegativeHours = Decimal("8")
-    max_hold_hours: Hours = Decimal("72")
-    spread_erosion_fraction: Fraction = Decimal("0.25")
-    ev_horizon_hours: Hours = Decimal("8")
+    take_profit_usd: NonNegativeDecimal = Decimal("0")
+    min_hold_hours: NonNegativeHours = Decimal("0")
+    max_hold_hours: NonNegativeHours = Decimal("0")
+    spread_erosion_fraction: Fraction = Decimal("0")
+    ev_horizon_hours: Hours = Decimal("336")
+    hysteresis_usd: NonNegativeDecimal = Decimal("1")
     liquidation_buffer_pct: NonNegativeDecimal = Decimal("5")
     max_delta_drift_pct: NonNegativeDecimal = Decimal("2")
     rotation_min_gain_usd: PositiveDecimal = Decimal("5")
@@ -147,14 +153,14 @@ class ExitSection(_Section):
 
     @model_validator(mode="after")
     def _hold_window(self) -> "ExitSection":
-        if self.min_hold_hours > self.max_hold_hours:
+        if self.max_hold_hours > 0 and self.min_hold_hours > self.max_hold_hours:  # max 0 = no limit
             raise ValueError(f"min_hold_hours ({self.min_hold_hours}) must not exceed max_hold_hours "
                              f"({self.max_hold_hours})")
         return self
 
 
 class RiskSection(_Section):
-    max_breakeven_hours: Hours = Decimal("48")
+    max_breakeven_hours: Hours = Decimal("336")
     max_notional_per_venue_usd: PositiveDecimal = Decimal("5000")
     max_notional_total_usd: PositiveDecimal = Decimal("10000")
     max_leverage: Annotated[Decimal, Field(gt=0, le=100, allow_inf_nan=False)] = Decimal("3")
@@ -177,6 +183,8 @@ class ExecutionSection(_Section):
     repair_attempts: int = Field(default=3, ge=1, le=20)
     repair_widen_bps: Bps = Decimal("10")
     hedge_tolerance_lots: int = Field(default=0, ge=0)
+    maker_timeout_seconds: float = Field(default=300.0, gt=0)
+    maker_offset_ticks: int = Field(default=0, ge=0, le=1000)
 
 
 class PaperFaultsSection(_Section):
@@ -205,11 +213,57 @@ class ReconcileSection(_Section):
 
 class ShutdownSection(_Section):
     deadline_seconds: float = Field(default=30.0, gt=0, le=600)
+    on_signal: Literal["flatten", "keep"] = "flatten"
+
+
+_LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+class WebSection(_Section):
+    """``[web]``: the dashboard, JSON API and /metrics (token from FUNDING_ARB_WEB_TOKEN)."""
+
+    enabled: bool = False
+    allow_remote: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_events: int = Field(default=200, ge=1, le=10_000)
+
+    @field_validator("host")
+    @classmethod
+    def _loopback_unless_allowed(cls, value: str, info: ValidationInfo) -> str:
+        if not value.strip():
+            raise ValueError('expected a host name or address such as "127.0.0.1"')
+        if value not in _LOOPBACK_HOSTS and not info.data.get("allow_remote", False):
+            raise ValueError(
+                f"{value!r} is not loopback: keep 127.0.0.1 behind a TLS reverse proxy, "
+                "or set web.allow_remote = true to listen on other interfaces")
+        return value
+
+
+class NotifySection(_Section):
+    """``[notify]``: apprise notification URLs (secrets as ${ENV_VAR} placeholders) and limits."""
+
+    urls: list[str] = Field(default_factory=list)
+    max_per_minute: int = Field(default=20, ge=1, le=10_000)
+    dedupe_seconds: float = Field(default=600.0, ge=0)
+    queue_size: int = Field(default=100, ge=1, le=100_000)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    daily_summary: bool = True
 
 
 class ScanSection(_Section):
     limit: int = Field(default=20, ge=1)
     estimated_slippage_bps: NonNegativeBps = Decimal("2")
+
+
+class ForecastSection(_Section):
+    """``[forecast]``: the spread forecast the scanner and the exits use (``bot.forecast``)."""
+
+    mode: Literal["mean_reverting", "persistent"] = "mean_reverting"
+    level_half_life_hours: Annotated[Decimal, Field(gt=0, le=100_000, allow_inf_nan=False)] = Decimal("504")
+    level_weight: Annotated[Decimal, Field(ge=0, le=2, allow_inf_nan=False)] = Decimal("0.728")
+    deviation_weight: Annotated[Decimal, Field(ge=0, le=2, allow_inf_nan=False)] = Decimal("0.028")
+    warmup_hours: int = Field(default=672, ge=0, le=100_000)
 
 
 class VenueSection(_Section):
@@ -250,10 +304,13 @@ class Settings(_Section):
     paper: PaperSection = PaperSection()
     reconcile: ReconcileSection = ReconcileSection()
     shutdown: ShutdownSection = ShutdownSection()
+    web: WebSection = WebSection()
+    notify: NotifySection = NotifySection()
     scan: ScanSection = ScanSection()
     live: LiveSection = LiveSection()
     venues: dict[str, VenueSection] = Field(default_factory=dict)
     backtest: BacktestSection = BacktestSection()
+    forecast: ForecastSection = ForecastSection()
 
 
 def load_settings(path: Path | None = None) -> Settings:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from bot.core.domain import ZERO, BPS, Liquidity, MarketSnapshot, Opportunity, OrderSide
+from bot.core.domain import ZERO, BPS, ExecutionMode, Liquidity, MarketSnapshot, Opportunity, OrderSide
 from bot.core.funding_math import fee_usd, slippage_usd
 from bot.scanner import rank_opportunities
 from risk.entry_gates import EntryContext, EntryDecision, EntryLimits, ExposureSummary, evaluate_entry
@@ -45,6 +45,7 @@ class StrategyParams:
     estimated_slippage_bps: Decimal
     entry: EntryLimits
     exit: ExitLimits
+    execution: ExecutionMode = ExecutionMode.TAKER  # entries cost at the fees this mode pays
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +110,17 @@ def held_position(snapshot: MarketSnapshot, view: HeldView) -> HeldPosition:
         accrued_funding_usd=view.accrued_funding_usd,
         fees_paid_usd=view.fees_paid_usd,
         est_exit_cost_usd=exit_cost_usd(snapshot, view),
+        forecast_spread_hourly=_forecast_spread(long_quote, short_quote),
     )
+
+
+def _forecast_spread(long_quote, short_quote) -> Decimal | None:
+    """The pair's forecast spread when both quotes carry a forecast, else None."""
+    if long_quote is None or short_quote is None:
+        return None
+    if long_quote.forecast_hourly_rate is None or short_quote.forecast_hourly_rate is None:
+        return None
+    return short_quote.rank_hourly_rate_or_none - long_quote.rank_hourly_rate_or_none
 
 
 def exit_cost_usd(snapshot: MarketSnapshot, view: HeldView) -> Decimal:
@@ -128,19 +139,27 @@ def exit_cost_usd(snapshot: MarketSnapshot, view: HeldView) -> Decimal:
     return total
 
 
-def plan_entry(
-    snapshot: MarketSnapshot, held: list[HeldView], account: AccountView, params: StrategyParams,
-    *, candidates: int = 5,
-) -> tuple[PlannedEntry | None, list[PlannedEntry]]:
-    """The best opportunity every entry gate allows (or None), plus the denied ones looked at."""
-    ranked = rank_opportunities(
+def rank_candidates(snapshot: MarketSnapshot, params: StrategyParams, *, candidates: int = 5) -> list[Opportunity]:
+    """The top ``candidates`` opportunities of ``snapshot`` (one ranking serves a whole pass)."""
+    return rank_opportunities(
         snapshot,
         notional_usd=params.notional_usd,
         horizon_hours=params.horizon_hours,
         max_quote_age_ms=params.max_quote_age_ms,
         limit=candidates,
         estimated_slippage_bps=params.estimated_slippage_bps,
+        execution=params.execution,
     )
+
+
+def plan_entry(
+    snapshot: MarketSnapshot, held: list[HeldView], account: AccountView, params: StrategyParams,
+    *, candidates: int = 5, ranked: list[Opportunity] | None = None,
+) -> tuple[PlannedEntry | None, list[PlannedEntry]]:
+    """The best opportunity every entry gate allows (or None), plus the denied ones looked at.
+    ``ranked`` reuses a ranking of the same snapshot (``rank_candidates``)."""
+    if ranked is None:
+        ranked = rank_candidates(snapshot, params, candidates=candidates)
     exposure = exposure_summary(held)
     denied = []
     for opp in ranked:
@@ -161,6 +180,7 @@ def best_opportunity(snapshot: MarketSnapshot, params: StrategyParams) -> Opport
         max_quote_age_ms=params.max_quote_age_ms,
         limit=1,
         estimated_slippage_bps=params.estimated_slippage_bps,
+        execution=params.execution,
     )
     return ranked[0] if ranked else None
 

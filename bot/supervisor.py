@@ -14,6 +14,7 @@ with exit code 1. Cancellation is never swallowed.
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -40,8 +41,11 @@ class StopRequest:
 class Supervisor:
     """Runs the trading loops until a stop is requested, then flattens and returns the exit code."""
 
-    def __init__(self, *, app: "App", duration_wall_s: float | None, deadline_wall_s: float) -> None:
+    def __init__(self, *, app: "App", duration_wall_s: float | None, deadline_wall_s: float,
+                 on_signal: str = "flatten", surface: "Surface | None" = None) -> None:
         self.app = app
+        self.on_signal = on_signal
+        self.surface = surface
         self.duration_wall_s = duration_wall_s
         self.deadline_wall_s = deadline_wall_s
         self._stop = anyio.Event()
@@ -104,9 +108,14 @@ class Supervisor:
         async with anyio.create_task_group() as market:
             market.start_soon(self._supervised, "feed", app.feed_loop)
             market.start_soon(self._supervised, "status", app.status_loop)
+            for name, loop in (self.surface.tasks() if self.surface is not None else []):
+                # operator surface (web, metrics, notifications): restarted, never stops trading
+                market.start_soon(functools.partial(self._supervised, name, loop, critical=False))
             try:
                 code = await self._trade_until_stopped()
             finally:
+                if self.surface is not None:
+                    await self.surface.drain()
                 market.cancel_scope.cancel()
         return code
 
@@ -144,12 +153,12 @@ class Supervisor:
         await self._event("duration_elapsed", "info", f"--duration {seconds:g}s elapsed: stopping as on SIGTERM")
 
     def _end_status_line(self) -> None:
-        """An interactive status line has no newline: end it, so the final message starts a line."""
-        out = getattr(self.app, "status_out", None)
+        """End the status view on its own line, so the final message starts a line."""
+        end = getattr(self.app, "end_status", None)
+        if end is None:
+            return
         try:
-            if out is not None and out.isatty():
-                out.write("\n")
-                out.flush()
+            end()
         except (OSError, ValueError) as exc:  # a closed terminal: nothing to end
             logger.bind(event="status_off").debug(f"status line not ended: {exc!r}")
 
@@ -171,7 +180,8 @@ class Supervisor:
               "runs, if any, were not touched and are restored at the next start", file=sys.stderr)
         return request.exit_code
 
-    async def _supervised(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+    async def _supervised(self, name: str, loop: Callable[[], Awaitable[None]], *, critical: bool = True) -> None:
+        """``critical=False`` (operator surface): after N failures the task is turned off, trading goes on."""
         failures = 0
         while True:
             try:
@@ -182,6 +192,9 @@ class Supervisor:
                 logger.opt(exception=exc).bind(event="task_failed", task=name).error(f"{name} loop failed: {exc!r}")
                 await self.app.event("task_failed", "error", f"{name} loop failed ({failures}x): {exc!r}")
                 if failures >= MAX_CONSECUTIVE_FAILURES:
+                    if not critical:
+                        await self.app.event("task_off", "error", f"{name} failed {failures} times: turned off")
+                        return
                     self.request_stop(f"{name} loop failed {failures} times", EXIT_LOOP_FAILED)
                     return
                 await anyio.sleep(min(0.1 * 2**failures, 5.0))
@@ -191,6 +204,12 @@ class Supervisor:
         self._flattening = True
         request = self._stop_request or StopRequest("stopped")
         app = self.app
+        # keep: an operator's stop (signal, --duration) leaves hedged positions for the restart;
+        # a failure stop always flattens.
+        if self.on_signal == "keep" and request.exit_code == EXIT_OK:
+            with anyio.move_on_after(STEP_BOUND_S, shield=True):
+                await app.bot_transition("stop", request.reason)
+            return await self._shutdown_keeping(request)
         # The whole shutdown fits in deadline_seconds: the flatten gets most of it, the final
         # verification and the closing writes a bounded reserve each (see shutdown_budget).
         flatten_s, verify_s, close_s = shutdown_budget(self.deadline_wall_s)
@@ -223,6 +242,31 @@ class Supervisor:
         print(f"stopped: {request.reason}; NOT FLAT, still open: {remaining}", file=sys.stderr)
         return EXIT_NOT_FLAT if request.exit_code == EXIT_OK else request.exit_code
 
+    async def _shutdown_keeping(self, request: StopRequest) -> int:
+        """``shutdown.on_signal = "keep"``: close only what is not hedged; verify the venues hold
+        exactly the kept legs; exit 0 (kept as promised) or EXIT_NOT_FLAT (something else is open)."""
+        app = self.app
+        problems: dict[str, str] = {"keep": "did not finish"}
+        with anyio.move_on_after(self.deadline_wall_s, shield=True):
+            try:
+                problems = await app.keep_hedged()
+            except Exception as exc:  # reported below; exit non-zero
+                logger.opt(exception=exc).bind(event="keep_failed").critical(f"keep shutdown failed: {exc!r}")
+        with anyio.CancelScope(shield=True):
+            kept = await app.open_position_ids()
+            if problems:
+                await app.event("not_flat", "critical", f"keep shutdown: unexpected exposure {problems}")
+            await app.bot_transition("shutdown_complete", f"kept {len(kept)} hedged position(s) open "
+                                     f"({request.reason})" if not problems else f"NOT as kept ({request.reason})")
+            await app.close()
+        app.end_status()
+        if problems:
+            print(f"stopped: {request.reason}; NOT as kept, unexpected exposure: {problems}", file=sys.stderr)
+            return EXIT_NOT_FLAT
+        print(f"stopped: {request.reason}; kept {len(kept)} hedged position(s) open (shutdown.on_signal = keep): "
+              f"{', '.join(kept) or 'none'}; the next start resumes them", file=sys.stderr)
+        return request.exit_code
+
 
 def shutdown_budget(deadline_s: float) -> tuple[float, float, float]:
     """Split ``deadline_s`` into (flatten, final verification, closing writes) wall seconds.
@@ -249,4 +293,14 @@ class App(Protocol):
     async def event(self, kind: str, severity: str, message: str) -> None: ...
     async def bot_transition(self, trigger: str, reason: str) -> None: ...
     async def close(self) -> None: ...
+    async def keep_hedged(self) -> dict[str, str]: ...
+    async def open_position_ids(self) -> list[str]: ...
+    def end_status(self) -> None: ...
+
+
+class Surface(Protocol):
+    """The operator surface (``bot.ops.surface``): extra tasks, drained after the shutdown."""
+
+    def tasks(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]: ...
+    async def drain(self) -> None: ...
 

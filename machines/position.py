@@ -27,6 +27,9 @@ ZERO = Decimal(0)
 class PositionState(str, Enum):
     SCANNING = "scanning"  # candidate chosen, pre-flight checks; nothing sent
     OPENING = "opening"  # both entry legs in flight
+    # Maker-taker entry: one leg rests as a post-only maker order; each of its fills is hedged at
+    # once by a taker IOC on the other leg, so the legs may differ for the length of one hedge.
+    RESTING = "resting"
     MONITORING = "monitoring"  # hedged, accruing funding
     CLOSING = "closing"  # reduce-only exit legs in flight
     CLOSED = "closed"  # terminal: flat (or never opened)
@@ -40,6 +43,8 @@ S = PositionState
 # tried in order; the first whose guards pass wins. If none passes, TransitionRefused is raised.
 TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "begin_open", "source": S.SCANNING, "dest": S.OPENING},
+    # Maker-taker entry: the maker leg's order rests; nothing is filled yet.
+    {"trigger": "begin_rest", "source": S.SCANNING, "dest": S.RESTING},
     # Pre-flight failed; only legal while flat, so it can never forget exposure.
     {"trigger": "abandon", "source": S.SCANNING, "dest": S.CLOSED, "conditions": "is_flat"},
     {
@@ -52,6 +57,14 @@ TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "legs_settled", "source": S.OPENING, "dest": S.CLOSED, "conditions": "is_flat"},
     # Catch-all (no guard): one-sided, partial or unequal fills go to repair.
     {"trigger": "legs_settled", "source": S.OPENING, "dest": S.RECOVERING},
+    # The maker order is terminal (filled, cancelled after the timeout, or rejected) and every fill
+    # it had is hedged: hold what was hedged (a partial maker fill is a smaller position, its target
+    # set to the hedged size first by ``accept_hedged_size``).
+    {"trigger": "legs_settled", "source": S.RESTING, "dest": S.MONITORING, "conditions": "is_full_and_hedged"},
+    # Nothing filled before the timeout (or the post-only order was rejected): a clean no-entry.
+    {"trigger": "legs_settled", "source": S.RESTING, "dest": S.CLOSED, "conditions": "is_flat"},
+    # A hedge fell short (no liquidity within the slippage cap, rejected, venue down): repair.
+    {"trigger": "legs_settled", "source": S.RESTING, "dest": S.RECOVERING},
     {"trigger": "recovered", "source": S.RECOVERING, "dest": S.MONITORING, "conditions": "is_hedged"},
     # Repair unwound everything.
     {"trigger": "recovered", "source": S.RECOVERING, "dest": S.CLOSED, "conditions": "is_flat"},
@@ -65,7 +78,7 @@ TRANSITIONS: list[dict[str, Any]] = [
     # sent) nor CLOSED (terminal).
     {
         "trigger": "fault",
-        "source": [S.OPENING, S.MONITORING, S.CLOSING, S.RECOVERING],
+        "source": [S.OPENING, S.RESTING, S.MONITORING, S.CLOSING, S.RECOVERING],
         "dest": S.ERROR,
     },
     {"trigger": "recover", "source": S.ERROR, "dest": S.RECOVERING},
@@ -86,7 +99,7 @@ class PositionFsm(FsmModel):
     """State and leg bookkeeping of one position.
 
     Triggers (bound by ``transitions``; keyword-only, return ``True`` or raise):
-    ``begin_open``, ``abandon``, ``legs_settled``, ``recovered``, ``start_close``, ``closed_flat``,
+    ``begin_open``, ``begin_rest``, ``abandon``, ``legs_settled``, ``recovered``, ``start_close``, ``closed_flat``,
     ``close_incomplete``, ``fault``, ``recover`` — each ``(*, reason: str, details: Mapping | None)``.
     ``may_<trigger>()`` answers whether a trigger would succeed now, without side effects.
     """
@@ -101,6 +114,7 @@ class PositionFsm(FsmModel):
 
     state: PositionState
     begin_open: Callable[..., bool]
+    begin_rest: Callable[..., bool]
     abandon: Callable[..., bool]
     legs_settled: Callable[..., bool]
     recovered: Callable[..., bool]
@@ -279,14 +293,15 @@ class PositionFsm(FsmModel):
         self._set_leg(leg, size, {"leg": leg.value, "venue_size_base": size})
 
     def accept_hedged_size(self) -> Decimal:
-        """In RECOVERING with hedged legs, make the hedged size (the smaller leg) the new target.
+        """In RECOVERING or RESTING with hedged legs, make the hedged size (the smaller leg) the new target.
 
-        Used when repair keeps a partial hedge instead of completing the original size.
-        Returns the new target; raises ``UpdateRefused`` otherwise.
+        Used when repair keeps a partial hedge instead of completing the original size, and when a
+        maker order ends partially filled (every fill hedged). Returns the new target; raises
+        ``UpdateRefused`` otherwise.
         """
-        if self.state is not S.RECOVERING or not self.is_hedged:
+        if self.state not in (S.RECOVERING, S.RESTING) or not self.is_hedged:
             raise UpdateRefused(
-                f"position {self.position_id}: accept_hedged_size needs RECOVERING with hedged legs, "
+                f"position {self.position_id}: accept_hedged_size needs RECOVERING or RESTING with hedged legs, "
                 f"state {self.state.value!r}, {self.describe_facts()}"
             )
         self.target_size_base = min(self.long_filled_base, self.short_filled_base)

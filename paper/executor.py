@@ -1,7 +1,14 @@
 """The paper executor: simulated venues' matching engine and accounts behind ``bot.core.ports.Executor``.
 
 Orders match against the current order book of a ``BookSource`` (taker fills walk the book; resting
-GTC limits fill at their limit price as maker when the book crosses them). Positions, balances,
+GTC limits fill at their limit price as maker when the book crosses them).
+
+Post-only orders are modelled conservatively: one that would cross the book when it arrives is
+rejected (``post_only: ...``); once resting it fills only when the market trades THROUGH its price
+(the opposite touch moves strictly beyond it: asks below a resting buy, bids above a resting sell),
+never when the touch merely reaches it, and only against the depth strictly beyond its price. No
+queue position is assumed: a fill at our price would need everyone queued ahead of us filled first,
+which a book snapshot cannot show, so only a trade-through counts. Positions, balances,
 orders, fills and funding payments live in a ``VenueStore`` of their own; every state change is
 computed first, written to the store in one transaction, and only then applied in memory, so a
 crash or a failed write never leaves an order half-recorded.
@@ -43,7 +50,7 @@ from bot.core.domain import (
     funding_payment_usd,
 )
 from paper.fault_injection import FaultInjector, FaultPlan, TimeoutDraw
-from paper.matching import deplete, fee_usd, floor_to_lot, is_lot_multiple, net_fill, walk_book
+from paper.matching import deplete, fee_usd, floor_to_lot, is_lot_multiple, net_fill, traded_through, walk_book
 from paper.venue_store import BalanceState, PositionState, StoredOrder, VenueStore, VenueWrite
 
 SleepFn = Callable[[float], Awaitable[None]]
@@ -384,6 +391,13 @@ class PaperExecutor:
                 raise OrderRejected(venue, f"limit_price: {price} is not a multiple of tick_size {inst.tick_size}")
         if book is None and not _is_resting_type(request):
             raise OrderRejected(venue, f"book: no order book for {request.symbol}")
+        if request.post_only:
+            if not _is_resting_type(request):
+                raise OrderRejected(venue, "post_only: only GTC limit orders can be post-only")
+            touch = None if book is None else (book.best_ask if request.side is OrderSide.BUY else book.best_bid)
+            if touch is not None and price is not None and (
+                    price >= touch if request.side is OrderSide.BUY else price <= touch):
+                raise OrderRejected(venue, f"post_only: limit_price {price} would cross the book (touch {touch})")
         if inst.min_notional_usd > ZERO and not request.reduce_only:
             ref = price
             if ref is None and book is not None:
@@ -424,7 +438,7 @@ class PaperExecutor:
             walk_size = floor_to_lot(size * partial_fraction, inst.lot_size_base)
             reason = "partial fill (injected)"
         walk = (
-            walk_book(
+            None if request.post_only else walk_book(
                 self._levels(book, side, draft),
                 side,
                 walk_size,
@@ -482,6 +496,7 @@ class PaperExecutor:
             reason=reason,
             created_ts_ms=now_ms,
             updated_ts_ms=now_ms,
+            post_only=request.post_only,
         )
         self._commit(draft)
         return self._report(self._orders[(venue, request.client_order_id)])
@@ -606,9 +621,10 @@ class PaperExecutor:
                     updated_ts_ms=now_ms,
                 )
                 return
-        walk = walk_book(
-            self._levels(book, order.side, draft), order.side, want, limit_price=order.limit_price, lot_size_base=lot
-        )
+        levels = self._levels(book, order.side, draft)
+        if order.post_only and order.limit_price is not None:
+            levels = traded_through(levels, order.side, order.limit_price)
+        walk = walk_book(levels, order.side, want, limit_price=order.limit_price, lot_size_base=lot)
         size = walk.filled_base
         if size == ZERO:
             return

@@ -70,6 +70,15 @@ def is_lot_multiple(size_base: Decimal, lot_size_base: Decimal) -> bool:
     return lot_size_base <= ZERO or size_base % lot_size_base == ZERO
 
 
+def traded_through(levels: tuple[BookLevel, ...], side: OrderSide, limit_price: Decimal) -> tuple[BookLevel, ...]:
+    """The levels strictly beyond ``limit_price`` for a resting order of ``side``: asks below a buy's
+    price, bids above a sell's. A post-only order fills only against these (the market traded
+    through it); levels exactly at its price are the queue it has no known place in."""
+    if side is OrderSide.BUY:
+        return tuple(level for level in levels if level.price < limit_price)
+    return tuple(level for level in levels if level.price > limit_price)
+
+
 def crossing_depth_base(
     levels: tuple[BookLevel, ...], side: OrderSide, limit_price: Decimal | None
 ) -> Decimal:

@@ -184,6 +184,29 @@ class ReplayMarket:
         out.sort(key=lambda x: (x.ts_ms, x.venue, x.symbol))
         return out
 
+    def history_settlements(self, hours: int) -> list[FundingSettlement]:
+        """The settlements of the ``hours`` before now (what a bot starting now would load)."""
+        if self._now_ms is None or hours <= 0:
+            return []
+        lo_ts, hi_ts = self._now_ms - hours * MS_PER_HOUR, self._now_ms
+        out = []
+        for leg in self._legs.values():
+            times = leg.series.ts_ms
+            for i in range(bisect.bisect_left(times, lo_ts), bisect.bisect_left(times, hi_ts)):
+                out.append(FundingSettlement(
+                    venue=leg.venue, symbol=leg.symbol, ts_ms=times[i], rate=leg.series.rates[i],
+                    interval_hours=leg.series.interval_hours[i], mark_price=Decimal(0)))
+        out.sort(key=lambda x: (x.ts_ms, x.venue, x.symbol))
+        return out
+
+    def close_out(self) -> None:
+        """End of the replay: from now on every leg trades at its last known price however old
+        (books stay available, funding quotes still go stale), so every open position can be
+        closed and realised. Only the backtest's final flatten uses it."""
+        self._max_price_age_ms = 1 << 62
+        self._max_quote_age_ms = 1 << 62
+        self._cache_ts = None
+
     # ------------------------------------------------------------------ prices
     def own_price(self, venue: str, symbol: str, ts_ms: int) -> Decimal | None:
         """The venue's own latest price at ``ts_ms`` if no older than the price age limit."""

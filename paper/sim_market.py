@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import replace, dataclass, field
 from decimal import Decimal
 
 from adapters.errors import AbsurdVenueData
@@ -217,6 +217,17 @@ class SimulatedMarket:
         )
 
     # ----------------------------------------------------------------- time
+    def history_settlements(self, hours: int) -> list[FundingSettlement]:
+        """Synthetic settlements of the ``hours`` before now, from a twin of this market (same
+        venues, symbols and seed, so the same persistent funding levels; hourly steps, no
+        faults). It lets a fresh paper bot start with history, as a live bot loads the venues'."""
+        if hours <= 0:
+            return []
+        start = (self._now_ts_ms - hours * MS_PER_HOUR) // MS_PER_HOUR * MS_PER_HOUR
+        twin = SimulatedMarket(replace(self.config, step_seconds=3600, faults=SimFaults()),
+                               self._seed_key, start)
+        return [s for s in twin.advance_to(self._now_ts_ms) if s.ts_ms < self._now_ts_ms]
+
     def advance_to(self, ts_ms: int) -> list[FundingSettlement]:
         """Step the market to ``ts_ms`` and return the settlements crossed, in time order.
 

@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS venue_orders (
     reason TEXT,
     created_ts_ms INTEGER NOT NULL,
     updated_ts_ms INTEGER NOT NULL,
+    post_only INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (venue, client_order_id)
 );
 CREATE TABLE IF NOT EXISTS venue_fills (
@@ -118,6 +119,7 @@ class StoredOrder:
     reason: str | None
     created_ts_ms: int
     updated_ts_ms: int
+    post_only: bool = False  # fills only when the market trades through its price (see paper.executor)
 
     @property
     def remaining_base(self) -> Decimal:
@@ -202,6 +204,9 @@ class VenueStore:
         self.path = path
         self._instance_lock: InstanceLock | None = None
         conn.executescript(_SCHEMA)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(venue_orders)")}
+        if "post_only" not in columns:  # a file written before post-only orders existed
+            conn.execute("ALTER TABLE venue_orders ADD COLUMN post_only INTEGER NOT NULL DEFAULT 0")
         conn.execute(f"PRAGMA application_id = {VENUE_APPLICATION_ID}")  # "this is a paper venues' file"
         conn.execute(
             "INSERT OR IGNORE INTO venue_meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
@@ -272,8 +277,8 @@ class VenueStore:
             cur.executemany(
                 """INSERT INTO venue_orders (venue, client_order_id, venue_order_id, seq, symbol, side,
                        order_type, time_in_force, limit_price, requested_base, filled_base, status,
-                       reduce_only, reason, created_ts_ms, updated_ts_ms)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       reduce_only, reason, created_ts_ms, updated_ts_ms, post_only)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (venue, client_order_id) DO UPDATE SET
                        requested_base = excluded.requested_base, filled_base = excluded.filled_base,
                        status = excluded.status, reason = excluded.reason,
@@ -283,7 +288,7 @@ class VenueStore:
                         o.venue, o.client_order_id, o.venue_order_id, o.seq, o.symbol, o.side.value,
                         o.order_type.value, o.time_in_force.value, _txt(o.limit_price), str(o.requested_base),
                         str(o.filled_base), o.status.value, int(o.reduce_only), o.reason, o.created_ts_ms,
-                        o.updated_ts_ms,
+                        o.updated_ts_ms, int(o.post_only),
                     )
                     for o in batch.orders
                 ],
@@ -347,7 +352,7 @@ def _load(conn: sqlite3.Connection) -> VenueState:
     for r in conn.execute(
         """SELECT venue, client_order_id, venue_order_id, seq, symbol, side, order_type, time_in_force,
                   limit_price, requested_base, filled_base, status, reduce_only, reason, created_ts_ms,
-                  updated_ts_ms FROM venue_orders ORDER BY venue, seq"""
+                  updated_ts_ms, post_only FROM venue_orders ORDER BY venue, seq"""
     ):
         state.orders.append(
             StoredOrder(
@@ -355,7 +360,7 @@ def _load(conn: sqlite3.Connection) -> VenueState:
                 side=OrderSide(r[5]), order_type=OrderType(r[6]), time_in_force=TimeInForce(r[7]),
                 limit_price=_dec(r[8]), requested_base=Decimal(r[9]), filled_base=Decimal(r[10]),
                 status=OrderStatus(r[11]), reduce_only=bool(r[12]), reason=r[13], created_ts_ms=r[14],
-                updated_ts_ms=r[15],
+                updated_ts_ms=r[15], post_only=bool(r[16]),
             )
         )
     for r in conn.execute(

@@ -119,6 +119,14 @@ class HeldPosition:
     accrued_funding_usd: Decimal = ZERO
     fees_paid_usd: Decimal = ZERO
     est_exit_cost_usd: Decimal = ZERO
+    # The forecast average spread over the horizon (``bot.forecast``); None = no forecast, the
+    # rules then use the current spread (the old behaviour).
+    forecast_spread_hourly: Decimal | None = None
+
+    @property
+    def expected_spread_hourly(self) -> Decimal | None:
+        """What holding is expected to earn per hour: the forecast, else the current spread."""
+        return self.forecast_spread_hourly if self.forecast_spread_hourly is not None else self.current_spread_hourly
 
     @property
     def current_spread_hourly(self) -> Decimal | None:
@@ -146,6 +154,7 @@ class ExitLimits:
     ev_horizon_hours: Decimal = Decimal("8")
     rotation_min_gain_usd: Decimal = Decimal("5")
     rotation_cooldown_ms: int = 86_400_000
+    hysteresis_usd: Decimal = ZERO  # negative_ev fires only below -hysteresis_usd (noise must not churn)
 
     def __post_init__(self) -> None:
         if not ZERO <= self.spread_erosion_fraction <= 1:
@@ -248,13 +257,16 @@ def _delta_drift(pos: HeldPosition, held_ms: int, limits: ExitLimits) -> ExitDec
 
 
 def _funding_flip(pos: HeldPosition, held_ms: int, limits: ExitLimits) -> ExitDecision | None:
-    """Emergency: the held direction now PAYS at least as fast as it was expected to earn.
+    """Emergency: the held direction now PAYS at least as fast as it was expected to earn, and
+    (with a forecast) is also expected to keep paying against us.
 
-    A merely slightly negative spread (predicted rates flicker) is left to ``negative_ev`` after
-    the minimum hold, so noise around zero does not churn positions through fees.
+    A merely slightly negative spread (predicted rates flicker), or a one-hour spike the forecast
+    does not believe, is left to ``negative_ev``, so noise does not churn positions through fees.
     """
     spread = pos.current_spread_hourly
     if spread is None or spread >= ZERO or spread > -abs(pos.entry_spread_hourly):
+        return None
+    if pos.forecast_spread_hourly is not None and pos.forecast_spread_hourly >= ZERO:
         return None
     return _decide(
         ExitReason.FUNDING_FLIP,
@@ -275,7 +287,7 @@ def _take_profit(pos: HeldPosition, held_ms: int, limits: ExitLimits) -> ExitDec
 
 
 def _spread_eroded(pos: HeldPosition, held_ms: int, limits: ExitLimits) -> ExitDecision | None:
-    spread = pos.current_spread_hourly
+    spread = pos.expected_spread_hourly
     if spread is None or pos.entry_spread_hourly <= ZERO or limits.spread_erosion_fraction == ZERO:
         return None  # a fraction of 0 disables the rule
     floor = limits.spread_erosion_fraction * pos.entry_spread_hourly
@@ -288,7 +300,7 @@ def _spread_eroded(pos: HeldPosition, held_ms: int, limits: ExitLimits) -> ExitD
 
 
 def _max_hold_time(pos: HeldPosition, held_ms: int, limits: ExitLimits) -> ExitDecision | None:
-    if held_ms < limits.max_hold_ms:
+    if limits.max_hold_ms == 0 or held_ms < limits.max_hold_ms:  # 0 disables the rule
         return None
     return _decide(ExitReason.MAX_HOLD_TIME, f"held {held_ms} ms >= max {limits.max_hold_ms} ms")
 
@@ -298,20 +310,24 @@ def _hold_income_usd(spread_hourly: Decimal, notional_usd: Decimal, hours: Decim
 
 
 def _negative_ev(pos: HeldPosition, held_ms: int, limits: ExitLimits) -> ExitDecision | None:
-    """Holding ``ev_horizon_hours`` longer at the current spread loses money.
+    """Holding ``ev_horizon_hours`` longer at the expected spread (the forecast, else the current
+    one) loses more than ``hysteresis_usd``.
 
     Exit costs are NOT subtracted: they are paid whether we close now or later, so they cannot
     make holding worse than closing (subtracting them made every young position "negative EV").
+    The hysteresis keeps a forecast hovering around zero from churning a position through fees.
     """
-    spread = pos.current_spread_hourly
+    spread = pos.expected_spread_hourly
     if spread is None:
         return None
     ev_usd = _hold_income_usd(spread, pos.notional_usd, limits.ev_horizon_hours)
-    if ev_usd >= ZERO:
+    if ev_usd >= -limits.hysteresis_usd:
         return None
+    kind = "forecast" if pos.forecast_spread_hourly is not None else "current"
     return _decide(
         ExitReason.NEGATIVE_EV,
-        f"holding {limits.ev_horizon_hours} h more at spread {spread}/h is expected to lose {-ev_usd} USD",
+        f"holding {limits.ev_horizon_hours} h more at the {kind} spread {spread}/h is expected to lose "
+        f"{-ev_usd} USD (> hysteresis {limits.hysteresis_usd} USD)",
     )
 
 
@@ -321,7 +337,7 @@ def _rotate(
     """Switch when the alternative beats holding by more than ``rotation_min_gain_usd``.
 
     gain = alternative.expected_net - (what holding earns over the alternative's horizon at the
-    current spread) - our exit cost. ``Opportunity.expected_net`` already subtracts the
+    expected spread: the forecast, else the current one) - our exit cost. ``Opportunity.expected_net`` already subtracts the
     alternative's entry AND exit costs, so they are not subtracted again. Our exit cost is
     charged to the switch although holding would pay it later too: deliberately conservative,
     since every rotation pays a full round of fees and slippage.
@@ -334,7 +350,7 @@ def _rotate(
         pos.short_venue,
     ):
         return None
-    spread = pos.current_spread_hourly
+    spread = pos.expected_spread_hourly
     if spread is None:
         return None
     hold_usd = _hold_income_usd(spread, pos.notional_usd, alternative.horizon_hours)

@@ -146,6 +146,7 @@ def _intent_columns(intent: OrderIntent) -> dict[str, Any]:
         "time_in_force": TimeInForce(request.time_in_force).value,
         "limit_price": optional_decimal_to_text(request.limit_price),
         "reduce_only": 1 if request.reduce_only else 0,
+        "post_only": 1 if request.post_only else 0,
         "status": PENDING,
         "filled_base": "0",
         "avg_price": None,
@@ -168,6 +169,7 @@ def _order_from_row(row: dict[str, Any]) -> OrderRow:
         limit_price=optional_text_to_decimal(row["limit_price"]),
         time_in_force=TimeInForce(row["time_in_force"]),
         reduce_only=bool(row["reduce_only"]),
+        post_only=bool(row.get("post_only", 0)),
     )
     return OrderRow(
         request=request,

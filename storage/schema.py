@@ -197,7 +197,15 @@ class Migration:
     statements: tuple[str, ...]
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", tuple(_V1)),)
+_V2 = [
+    # Maker-taker entries rest a post-only order; a restart must know it is one.
+    "ALTER TABLE orders ADD COLUMN post_only INTEGER NOT NULL DEFAULT 0 CHECK (post_only IN (0, 1))",
+]
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", tuple(_V1)),
+    Migration(2, "orders.post_only", tuple(_V2)),
+)
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

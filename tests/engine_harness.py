@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import sqlite3
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from bot.core.clock import ManualClock
 from bot.core.domain import (
     ZERO,
     BookLevel,
+    ExecutionMode,
     FeeSchedule,
     Instrument,
     Opportunity,
@@ -123,6 +124,8 @@ class Harness:
 
 
 FAST_CONFIG = EngineConfig(leg_timeout_s=5.0, repair_attempts=3, lookup_attempts=2, lookup_backoff_s=0.0)
+# Maker-taker entries: the maker leg rests for up to 30 clock seconds.
+MAKER_CONFIG = replace(FAST_CONFIG, execution=ExecutionMode.MAKER_TAKER, maker_timeout_s=30.0)
 
 
 class YieldingLatency:
@@ -160,7 +163,7 @@ async def make_harness(tmp_path: Path, *, faults: FaultPlan | None = None, confi
     engine = TradingEngine(
         executor=executor, store=store, clock=clock, config=config, book=books.book,
         instrument=books.instrument, gate=allow_all,
-        on_unhedged_window=lambda _pid, ms: windows.append(ms), known_venues=VENUES,
+        on_unhedged_window=lambda _pid, ms: windows.append(ms), known_venues=VENUES, fees=FEES.get,
     )
     return Harness(engine, executor, store, venue_store, books, clock, db_path, windows)
 
@@ -315,6 +318,12 @@ class Crash(BaseException):
 
 
 PURPOSE_LETTERS = {"o": "open", "c": "close", "r": "repair", "u": "unwind", "f": "flatten"}
+
+
+def shift_book(books: DeepBooks, venue: str, symbol: str, mid: Decimal, ts_ms: int = T0_MS,
+               level_size: Decimal = LEVEL_SIZE) -> None:
+    """Move one venue's book to a new mid (a resting maker order fills when the market trades through it)."""
+    books.set(deep_book(venue, symbol, mid=mid, ts_ms=ts_ms, level_size=level_size), venue, symbol)
 
 
 def purpose_of(client_order_id: str) -> str:

@@ -42,6 +42,7 @@ class ContractHarness:
     symbol: str
     size_base: Decimal  # a valid order size (lot multiple, >= minimum) the book can fill at once
     resting_buy_price: Decimal | None = None  # a valid limit price far below the market; None skips
+    crossing_buy_price: Decimal | None = None  # a valid limit price at or above the best ask; None skips
     check_balances: bool = True  # False where balances include things the contract cannot see
     new_cid: Callable[[], str] = field(default=_new_cid)
 
@@ -196,4 +197,36 @@ class ExecutorContract:
         assert await harness.executor.cancel_all_orders(harness.venue) == 0
         report = await harness.executor.get_order(harness.venue, second.client_order_id)
         assert report is not None and report.status is OrderStatus.CANCELED
+        assert await position_base(harness) == ZERO
+
+    # -- post-only (maker-taker entries) -------------------------------------------------------------
+
+    def _post_only_buy(self, harness: ContractHarness, price: Decimal) -> OrderRequest:
+        return OrderRequest(
+            client_order_id=harness.new_cid(), venue=harness.venue, symbol=harness.symbol, side=OrderSide.BUY,
+            size_base=harness.size_base, order_type=OrderType.LIMIT, limit_price=price,
+            time_in_force=TimeInForce.GTC, post_only=True,
+        )
+
+    @pytest.mark.anyio
+    async def test_post_only_that_would_cross_is_rejected_and_never_takes(self, harness: ContractHarness) -> None:
+        if harness.crossing_buy_price is None:
+            pytest.skip("harness has no crossing limit price")
+        request = self._post_only_buy(harness, harness.crossing_buy_price)
+        with pytest.raises(OrderRejected, match="post_only"):
+            await harness.executor.place_order(request)
+        assert await harness.executor.get_order(harness.venue, request.client_order_id) is None
+        assert await position_base(harness) == ZERO
+
+    @pytest.mark.anyio
+    async def test_post_only_rests_unfilled_and_cancels(self, harness: ContractHarness) -> None:
+        if harness.resting_buy_price is None:
+            pytest.skip("harness has no non-crossing limit price")
+        request = self._post_only_buy(harness, harness.resting_buy_price)
+        placed = await harness.executor.place_order(request)
+        assert placed.status is OrderStatus.NEW and placed.filled_base == ZERO and placed.fills == ()
+        again = await harness.executor.place_order(request)  # same client id: the same order, not a second
+        assert again.client_order_id == placed.client_order_id and again.status is OrderStatus.NEW
+        cancelled = await harness.executor.cancel_order(harness.venue, request.client_order_id)
+        assert cancelled is not None and cancelled.status is OrderStatus.CANCELED and cancelled.filled_base == ZERO
         assert await position_base(harness) == ZERO

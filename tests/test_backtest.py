@@ -48,7 +48,9 @@ def write_synthetic(directory: Path, days: int = 10, *, gz: bool = True) -> Path
 def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     work = tmp_path_factory.mktemp("backtest")
     data = write_synthetic(work / "data")
-    settings = write_settings(work)
+    # The plumbing under test (accounting, references, report), not the strategy: pin a strategy
+    # that opens and closes several positions in ten days.
+    settings = write_settings(work, {"forecast": {"mode": '"persistent"'}, "exit": {"max_hold_hours": '"48"'}})
     db = work / "bt.sqlite"
     proc = run_bot("backtest", "--data", data, "--json", "--db", db, "--settings", settings,
                    "--plot", work / "plot.html", cwd=work, timeout_s=120)

@@ -45,3 +45,24 @@ def test_random_kills_then_graceful_restart_lose_nothing_and_end_flat(tmp_path):
     assert summary["orphan_legs"] == 0
     assert summary["lost_positions"] == 0
     assert summary["duplicate_orders"] == 0
+
+
+def test_random_kills_in_maker_taker_mode_leave_no_naked_leg(tmp_path):
+    """The same torture with ``strategy.execution = "maker_taker"`` (makers rest up to 30 sim minutes,
+    0.5 wall s): kills land while maker orders rest, between a maker fill and its hedge, mid-cancel.
+    The graceful run's start-up restores them (``resting`` included), hedges or unwinds every maker
+    fill and its shutdown flattens: flat, audited, nothing lost or duplicated."""
+    # Kill delays count from each lifetime's start-up event: a slow start on a loaded machine still
+    # leaves 0.3-2.5 wall s (0.3-2.5 sim hours) of trading, so kills land mid-entry, mid-rest, mid-exit.
+    result, db = torture(tmp_path, kills=5, seed=11, execution="maker_taker", min_delay_s=0.3, max_delay_s=2.5,
+                         after_startup=True)
+    summary = summarize(result, db)
+    print(f"\nmaker-taker crash torture: {summary}")
+    assert summary["graceful_exit_code"] == 0, (tmp_path / "run005.out").read_text()[-3000:]
+    assert summary["maker_orders"] >= 1 and summary["maker_fills"] >= 1
+    assert summary["restored_positions"] >= 1
+    audit = audit_files(db)
+    assert audit.problems == {}
+    assert audit.venue_positions == {}
+    assert set(audit.states) <= {"closed"}
+    assert summary["orphan_legs"] == 0 and summary["lost_positions"] == 0 and summary["duplicate_orders"] == 0

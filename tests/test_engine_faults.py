@@ -12,13 +12,20 @@ cancelled; committed writes stay, memory is lost) and a new engine is restored f
 After a final reconcile + flatten pass: no exposure on any venue, every position closed, and the
 two SQLite files pass the audit (no duplicate or unintended orders, no over-fills, each closed
 position's own fills net to zero on each venue). The unhedged windows are printed, not asserted.
+
+The maker-taker variant runs the same faults, crashes and racing reconciler with maker-taker entries:
+between entries and settling, market steps trade through the resting maker orders by random sizes
+(none, partial, full), the venues match and the engine hedges; after every settling pass no symbol may
+be naked across venues, and the end state is flat, closed and audited.
 """
 
 from __future__ import annotations
 
 import random
+import sqlite3
 import time
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from decimal import Decimal as D
 
 import anyio
@@ -26,16 +33,20 @@ import anyio.lowlevel
 import pytest
 
 from engine_harness import (
+    MAKER_CONFIG,
     SYMBOLS,
     VENUES,
+    DeepBooks,
     assert_never_monitoring_unhedged,
     audit_files,
     make_harness,
     opportunity,
     venue_exposure,
 )
+from bot.core.domain import BookLevel, LegSide, OrderBook
 from machines.position import PositionState
 from paper.fault_injection import FaultPlan
+from paper.venue_store import venue_store_path_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -110,17 +121,62 @@ async def phase(h, start_tasks, crash_after_turns: int | None) -> bool:
     return kill_scope.cancelled_caught
 
 
-async def restart(h, seed: int, n: int):
+# Maker-taker runs: the maker leg rests up to 5 clock seconds (the settling passes advance 1 s each).
+FAULT_MAKER_CONFIG = replace(MAKER_CONFIG, maker_timeout_s=5.0)
+
+
+async def restart(h, seed: int, n: int, config=None):
     """A new engine, executor and store connections on the same files, restored (a process restart)."""
     await h.aclose()
+    extra = {} if config is None else {"config": config, "books": h.books}
     h2 = await make_harness(h.db_path.parent, faults=heavy_faults(seed * 1000 + n), interleave_seed=seed * 1000 + n,
-                            clock=h.clock)
+                            clock=h.clock, **extra)
     await h2.engine.restore()
     return h2
 
 
-async def run_seed(tmp_path, seed: int, cycles: int) -> dict:
-    h = await make_harness(tmp_path / f"seed{seed}", faults=heavy_faults(seed), interleave_seed=seed)
+def traded_through(venue: str, symbol: str, leg: LegSide, size: D, ts_ms: int) -> OrderBook:
+    """A book that trades through a maker order resting at the deep book's touch (bid 99.99 for a
+    long maker, ask 100.01 for a short one) with ``size`` of depth beyond it: a full or partial fill."""
+    if leg is LegSide.LONG:
+        return OrderBook(venue, symbol, bids=(BookLevel(D("99.90"), D(100)),),
+                         asks=(BookLevel(D("99.98"), size), BookLevel(D("100.05"), D(100))), ts_ms=ts_ms)
+    return OrderBook(venue, symbol, bids=(BookLevel(D("100.02"), size), BookLevel(D("99.95"), D(100))),
+                     asks=(BookLevel(D("100.10"), D(100)),), ts_ms=ts_ms)
+
+
+async def market_moves(h, rng: random.Random) -> None:
+    """Market steps while maker orders rest: each maker venue's book trades through its order by a
+    random size (none, partial, or all), the venues match, the engine hedges; then the deep books
+    come back (a post-only order at the touch never fills on touch)."""
+    for _ in range(rng.randint(1, 3)):
+        moved = []
+        for pid, work in list(h.engine._makers.items()):
+            pos = h.engine.positions.get(pid)
+            if pos is None or rng.random() < 0.3:
+                continue
+            size = D(rng.randint(1, 15)) / 10
+            h.books.set(traded_through(work.venue, pos.symbol, work.leg, size, h.clock.now_ms()), work.venue, pos.symbol)
+            moved.append((work.venue, pos.symbol))
+        h.executor.match_resting()
+        for venue, symbol in moved:
+            h.books.set(DeepBooks().book(venue, symbol), venue, symbol)
+        await h.engine.work_makers()
+        await anyio.lowlevel.checkpoint()
+
+
+def assert_hedged_or_flat(h) -> None:
+    """Every symbol's venue exposure nets to zero across venues: no naked leg anywhere."""
+    exposure = venue_exposure(h.executor)
+    for symbol in {s for _, s in exposure}:
+        net = sum((size for (_, s), size in exposure.items() if s == symbol), D(0))
+        assert net == 0, f"{symbol} naked after settling: {exposure}"
+
+
+async def run_seed(tmp_path, seed: int, cycles: int, *, maker: bool = False) -> dict:
+    config = FAULT_MAKER_CONFIG if maker else None
+    extra = {} if config is None else {"config": config}
+    h = await make_harness(tmp_path / f"seed{seed}", faults=heavy_faults(seed), interleave_seed=seed, **extra)
     rng = random.Random(seed)
     opened = crashes = orders_sent = 0
     position_ids: set[str] = set()
@@ -132,7 +188,7 @@ async def run_seed(tmp_path, seed: int, cycles: int) -> dict:
         position_ids.update(h.engine.positions)
         windows.extend(h.engine.metrics.unhedged_windows_ms)
         orders_sent += h.engine.metrics.orders_sent
-        h = await restart(h, seed, crashes)
+        h = await restart(h, seed, crashes, config)
 
     while opened < cycles:
         batch = min(BATCH, cycles - opened)
@@ -149,7 +205,16 @@ async def run_seed(tmp_path, seed: int, cycles: int) -> dict:
             await crash_and_restart()
         opened += batch
         assert_never_monitoring_unhedged(h.engine)
+        if maker:
+            def start_market(tg) -> None:
+                tg.start_soon(market_moves, h, rng)
+
+            if await phase(h, start_market, rng.randint(1, 80) if rng.random() < CRASH_PROBABILITY else None):
+                await crash_and_restart()
+            assert_never_monitoring_unhedged(h.engine)
         await settle(h, want_closed=False)
+        if maker:
+            assert_hedged_or_flat(h)
         h.clock.advance(1)
 
         def start_exits(tg) -> None:
@@ -174,7 +239,9 @@ async def run_seed(tmp_path, seed: int, cycles: int) -> dict:
     orders_sent += h.engine.metrics.orders_sent
     await h.aclose()
     audit = audit_files(h.db_path)
-    return {"remaining": remaining, "states": states, "audit": audit, "windows": windows,
+    with sqlite3.connect(venue_store_path_for(h.db_path)) as ven:
+        maker_fills = ven.execute("SELECT COUNT(*) FROM venue_fills WHERE liquidity = 'maker'").fetchone()[0]
+    return {"remaining": remaining, "maker_fills": maker_fills, "states": states, "audit": audit, "windows": windows,
             "positions": len(position_ids), "orders_sent": orders_sent, "crashes": crashes, "cycles": opened}
 
 
@@ -206,3 +273,30 @@ async def test_thousand_cycles_under_heavy_faults_end_flat_with_no_duplicates(tm
           f"{len(windows)} unhedged windows; "
           f"max unhedged window {ordered[-1]:.3f} ms, p50 {ordered[len(ordered) // 2]:.3f} ms, "
           f"p99 {ordered[int(len(ordered) * 0.99)]:.3f} ms; wall {time.perf_counter() - started:.1f} s")
+
+
+MAKER_SEEDS = (5, 17)
+MAKER_CYCLES_PER_SEED = 120
+
+
+async def test_maker_taker_cycles_under_heavy_faults_hedge_every_maker_fill_and_end_flat(tmp_path):
+    """The same faults, crashes and racing reconciler with maker-taker entries: makers rest, the market
+    trades through them by random sizes (partial and full fills), the engine hedges each fill. After
+    every settling pass no symbol is naked; at the end everything is closed, flat and audited."""
+    windows: list[float] = []
+    maker_fills = crashes = 0
+    for seed in MAKER_SEEDS:
+        result = await run_seed(tmp_path, seed, MAKER_CYCLES_PER_SEED, maker=True)
+        audit = result["audit"]
+        assert result["remaining"] == [], f"seed {seed}: exposure left {result['remaining']}"
+        assert result["states"] <= {"closed"}, f"seed {seed}: states {result['states']}"
+        assert audit.venue_positions == {} and audit.problems == {}, f"seed {seed}: {audit.problems}"
+        assert audit.unrecorded_fills == [], f"seed {seed}: {audit.unrecorded_fills}"
+        maker_fills += result["maker_fills"]
+        crashes += result["crashes"]
+        windows += result["windows"]
+    assert maker_fills > 50, f"only {maker_fills} maker fills: the scenario did not exercise the maker path"
+    assert crashes > 0
+    ordered = sorted(windows)
+    print(f"\nmaker-taker: {maker_fills} maker fills, {crashes} crash-restarts, {len(windows)} unhedged windows, "
+          f"p50 {ordered[len(ordered) // 2]:.3f} ms, p99 {ordered[int(len(ordered) * 0.99)]:.3f} ms")

@@ -104,7 +104,7 @@ def test_any_settings_value_is_accepted_or_one_error_line(key: tuple[str, str], 
         assert_clean(code, err)
         if code == 0:
             # Accepted settings must also survive everything derived from them at start-up.
-            from bot.app import breaker_settings, strategy_params
+            from bot.params import breaker_settings, strategy_params
             from bot.settings import load_settings
 
             loaded = load_settings(path)

@@ -120,11 +120,13 @@ _cid_counter = iter(range(1, 1_000_000))
 
 
 def order(side: OrderSide, size: str, *, venue: str = "alpha", cid: str | None = None, limit: str | None = None,
-          tif: TimeInForce = TimeInForce.IOC, reduce_only: bool = False, symbol: str = "BTC") -> OrderRequest:
+          tif: TimeInForce = TimeInForce.IOC, reduce_only: bool = False, symbol: str = "BTC",
+          post_only: bool = False) -> OrderRequest:
     return OrderRequest(
         client_order_id=cid or f"cid-{next(_cid_counter)}", venue=venue, symbol=symbol, side=side,
         size_base=D(size), order_type=OrderType.MARKET if limit is None else OrderType.LIMIT,
         limit_price=None if limit is None else D(limit), time_in_force=tif, reduce_only=reduce_only,
+        post_only=post_only,
     )
 
 
@@ -141,7 +143,7 @@ class TestPaperExecutorContract(ExecutorContract):
     def harness(self) -> ContractHarness:
         env = make_env()
         return ContractHarness(executor=env.ex, venue="alpha", symbol="BTC", size_base=D("0.5"),
-                               resting_buy_price=D("50"))
+                               resting_buy_price=D("50"), crossing_buy_price=D("100"))
 
 
 def test_paper_executor_satisfies_the_protocol() -> None:
@@ -330,6 +332,47 @@ async def test_resting_limit_fills_as_maker_when_the_book_crosses() -> None:
     assert report is not None and report.status is OrderStatus.FILLED and report.avg_price == D("99")
     assert await pos(env.ex) == (D("1"), D("99"))
     assert env.ex.match_resting() == []  # nothing left resting
+
+
+@pytest.mark.anyio
+async def test_post_only_fills_only_when_the_market_trades_through_it() -> None:
+    env = make_env()
+    placed = await env.ex.place_order(order(OrderSide.BUY, "1", limit="99", tif=TimeInForce.GTC, post_only=True))
+    assert placed.status is OrderStatus.NEW
+    # The ask reaches our price (touch): a plain GTC would fill here; a post-only order does not,
+    # because we cannot know our place in the queue at 99.
+    env.books.set(book("alpha", [("98", "5")], [("99", "5"), ("99.5", "4")], ts_ms=T0 + 1))
+    assert env.ex.match_resting() == []
+    # The ask moves THROUGH 99: fills at our price, as maker, only against the depth below 99.
+    env.clock.now = T0 + 2
+    env.books.set(book("alpha", [("97", "5")], [("98.5", "0.3"), ("99", "5")], ts_ms=T0 + 2))
+    [fill] = env.ex.match_resting()
+    assert (fill.price, fill.size_base, fill.liquidity) == (D("99"), D("0.3"), Liquidity.MAKER)
+    report = await env.ex.get_order("alpha", placed.client_order_id)
+    assert report is not None and report.status is OrderStatus.PARTIALLY_FILLED and report.filled_base == D("0.3")
+    env.books.set(book("alpha", [("97", "5")], [("98", "3")], ts_ms=T0 + 3))
+    [rest] = env.ex.match_resting()
+    assert rest.size_base == D("0.7") and rest.price == D("99")
+    assert await pos(env.ex) == (D("1"), D("99"))
+
+
+@pytest.mark.anyio
+async def test_post_only_sell_that_would_cross_is_rejected_and_its_flag_survives_a_reopen(tmp_path: Path) -> None:
+    env = make_env(VenueStore.open(tmp_path / "v.sqlite"))
+    with pytest.raises(OrderRejected, match="post_only: limit_price 99 would cross"):
+        await env.ex.place_order(order(OrderSide.SELL, "1", limit="99", tif=TimeInForce.GTC, post_only=True))
+    with pytest.raises(OrderRejected, match="post_only: only GTC"):
+        await env.ex.place_order(order(OrderSide.SELL, "1", limit="100", post_only=True))
+    resting = await env.ex.place_order(order(OrderSide.SELL, "1", limit="100", tif=TimeInForce.GTC, post_only=True))
+    assert resting.status is OrderStatus.NEW  # at the best ask: joins it without crossing
+    env.store.close()
+    reopened = make_env(VenueStore.open(tmp_path / "v.sqlite"), books=env.books, clock=env.clock)
+    reopened.books.set(book("alpha", [("100", "5")], [("101", "5")], ts_ms=T0 + 1))
+    assert reopened.ex.match_resting() == []  # bid at our 100 is a touch, not a trade-through
+    reopened.books.set(book("alpha", [("100.5", "5")], [("101", "5")], ts_ms=T0 + 2))
+    [fill] = reopened.ex.match_resting()
+    assert (fill.price, fill.size_base, fill.liquidity) == (D("100"), D("1"), Liquidity.MAKER)
+    reopened.store.close()
 
 
 @pytest.mark.anyio

@@ -25,6 +25,9 @@ EXPECTED_EDGES: dict[tuple[PositionState, str], list[PositionState]] = {
     (S.SCANNING, "begin_open"): [S.OPENING],
     (S.SCANNING, "abandon"): [S.CLOSED],
     (S.OPENING, "legs_settled"): [S.MONITORING, S.CLOSED, S.RECOVERING],
+    (S.SCANNING, "begin_rest"): [S.RESTING],
+    (S.RESTING, "legs_settled"): [S.MONITORING, S.CLOSED, S.RECOVERING],
+    (S.RESTING, "fault"): [S.ERROR],
     (S.RECOVERING, "recovered"): [S.MONITORING, S.CLOSED],
     (S.MONITORING, "start_close"): [S.CLOSING],
     (S.RECOVERING, "start_close"): [S.CLOSING],
@@ -42,6 +45,7 @@ TRIGGERS = sorted({trigger for _, trigger in EXPECTED_EDGES})
 RESTORE_LEGS = {
     S.SCANNING: (D(0), D(0)),
     S.OPENING: (D("0.4"), D(0)),
+    S.RESTING: (D("0.4"), D("0.3")),
     S.MONITORING: (TARGET, TARGET),
     S.CLOSING: (TARGET, D("0.5")),
     S.CLOSED: (D(0), D(0)),
@@ -105,8 +109,8 @@ INVALID_IDS = [f"{state.value}-{trigger}" for state, trigger in INVALID_PAIRS]
 
 
 def test_invalid_pairs_enumerated() -> None:
-    # 7 states x 9 triggers = 63 pairs, 13 legal.
-    assert len(INVALID_PAIRS) == 63 - 13
+    # 8 states x 10 triggers = 80 pairs, 16 legal.
+    assert len(INVALID_PAIRS) == 80 - 16
 
 
 @pytest.mark.parametrize(("state", "trigger"), INVALID_PAIRS, ids=INVALID_IDS)
@@ -152,6 +156,12 @@ LEGAL_CASES = [
     (S.CLOSING, "fault", D("0.2"), D(0), S.ERROR),
     (S.RECOVERING, "fault", TARGET, D(0), S.ERROR),
     (S.ERROR, "recover", TARGET, D(0), S.RECOVERING),
+    (S.SCANNING, "begin_rest", D(0), D(0), S.RESTING),
+    (S.RESTING, "legs_settled", TARGET, TARGET, S.MONITORING),
+    (S.RESTING, "legs_settled", D(0), D(0), S.CLOSED),  # the maker order timed out unfilled
+    (S.RESTING, "legs_settled", D("0.4"), D("0.3"), S.RECOVERING),  # a hedge fell short
+    (S.RESTING, "legs_settled", D("0.5"), D("0.5"), S.RECOVERING),  # partial, target not yet accepted
+    (S.RESTING, "fault", D("0.4"), D("0.3"), S.ERROR),
 ]
 
 
@@ -457,7 +467,7 @@ def test_closed_positions_do_not_leak_into_the_shared_machine() -> None:
 
 STEP = D("0.001")
 MAX_COMPLETE_ATTEMPTS = 3
-FAULTABLE = {S.OPENING, S.MONITORING, S.CLOSING, S.RECOVERING}
+FAULTABLE = {S.OPENING, S.RESTING, S.MONITORING, S.CLOSING, S.RECOVERING}
 legs = st.sampled_from(list(LegSide))
 percents = st.integers(min_value=0, max_value=100)  # 0 = rejected / nothing filled
 
@@ -503,6 +513,33 @@ class PositionEngine(RuleBasedStateMachine):
             return
         if self.fsm.state is S.SCANNING:
             self.fsm.begin_open(reason="entry")
+
+    @precondition(lambda self: self.fsm.state is S.SCANNING)
+    @rule()
+    def rest_maker(self) -> None:
+        """Maker-taker entry: the maker leg's post-only order rests (alternative to ``preflight``)."""
+        self.fsm.begin_rest(reason="maker entry")
+        assert self.fsm.state is S.RESTING
+
+    @precondition(lambda self: self.fsm.state is S.RESTING)
+    @rule(percent=st.integers(min_value=0, max_value=100), hedge_percent=st.sampled_from([100, 100, 0, 50]))
+    def maker_fill_and_hedge(self, percent: int, hedge_percent: int) -> None:
+        """A (partial) maker fill on the long leg, then the taker hedge of the difference (maybe short)."""
+        remaining = max(self.fsm.target_size_base - self.fsm.long_filled_base, D(0))
+        self.fsm.apply_leg_delta(LegSide.LONG, portion(remaining, percent))
+        gap = self.fsm.long_filled_base - self.fsm.short_filled_base
+        if gap > 0:
+            self.fsm.apply_leg_delta(LegSide.SHORT, portion(gap, hedge_percent))
+
+    @precondition(lambda self: self.fsm.state is S.RESTING)
+    @rule()
+    def end_rest(self) -> None:
+        hedged, flat = self.fsm.is_hedged, self.fsm.is_flat
+        if hedged and not self.fsm.is_full_and_hedged:
+            self.fsm.accept_hedged_size()
+        self.fsm.legs_settled(reason="maker order terminal")
+        expected = S.MONITORING if hedged else S.CLOSED if flat else S.RECOVERING
+        assert self.fsm.state is expected
 
     @precondition(lambda self: self.fsm.state is S.OPENING)
     @rule(leg=legs, percent=st.sampled_from([0, 100]) | st.integers(min_value=0, max_value=110))

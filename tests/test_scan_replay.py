@@ -142,7 +142,9 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def settings(workdir: Path) -> Path:
-    return write_settings(workdir)
+    # The cost arithmetic under test is the scanner's: rank today's spread over a 72 h horizon
+    # (the forecast is checked by hand separately below).
+    return write_settings(workdir, {"forecast": {"mode": '"persistent"'}, "strategy": {"horizon_hours": '"72"'}})
 
 
 @pytest.fixture(scope="module")
@@ -228,3 +230,38 @@ def test_time_before_the_data_exits_2(funding_dir: Path, settings: Path, workdir
     line = assert_usage_error(proc, "--at", "outside")
     assert proc.stdout == ""
     assert "2020-01-01" in line
+
+
+def test_forecast_matches_hand_computation_from_csv(funding_dir: Path, workdir: Path) -> None:
+    """With the shipped forecast: each leg's level is the half-life-weighted average of its hourly rate
+    over the warm-up history (starting from zero), and the ranked spread is
+    level_weight x level spread + deviation_weight x (today's spread - level spread)."""
+    settings = write_settings(workdir, name="forecast.toml")
+    proc = run_bot("scan", "--replay", funding_dir, "--at", AT, "--json", "--limit", "3", "--settings", settings,
+                   cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(proc.stdout)[0]
+    series = load_series(funding_dir, {row["symbol"]})
+    half_life, w_level, w_dev, warmup_h = Decimal(504), Decimal("0.728"), Decimal("0.028"), 672
+
+    def leg(venue: str) -> Decimal:
+        chosen = min((s for s in series if s.venue == venue and s.symbol == row["symbol"]), key=lambda s: s.rank)
+        points = [(r.ts_ms, r.rate / r.interval_hours) for r in chosen.rows
+                  if AT_MS - warmup_h * 3_600_000 <= r.ts_ms < AT_MS]
+        current = [r for r in chosen.rows if r.ts_ms <= AT_MS][-1]
+        points.append((AT_MS, current.rate / current.interval_hours))
+        level, previous = Decimal(0), None
+        for ts_ms, hourly in points:
+            if previous is not None:
+                hours = Decimal(ts_ms - previous[0]) / 3_600_000
+                weight = Decimal(repr(1.0 - 0.5 ** float(hours / half_life)))
+                level += weight * (previous[1] - level)
+            previous = (ts_ms, hourly)
+        return w_level * level + w_dev * (points[-1][1] - level)
+
+    expected = leg(row["short_venue"]) - leg(row["long_venue"])
+    assert abs(Decimal(row["spread_hourly"]) - expected) <= Decimal("1e-20"), (row, expected)
+    today = (Decimal(row["short_rate"]) / Decimal(row["short_interval_hours"])
+             - Decimal(row["long_rate"]) / Decimal(row["long_interval_hours"]))
+    assert Decimal(row["current_spread_hourly"]) == today
+    assert Decimal(row["expected_net"]) == Decimal(row["spread_hourly"]) * 336 * Decimal(row["notional_usd"]) - Decimal(row["costs"])

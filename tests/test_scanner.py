@@ -15,7 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.core.domain import (
+    BPS,
     BookLevel,
+    ExecutionMode,
+    LegSide,
     FeeSchedule,
     FundingQuote,
     Instrument,
@@ -24,6 +27,7 @@ from bot.core.domain import (
     Opportunity,
     OrderBook,
 )
+from bot.core.maker_taker import choose_maker_leg
 from bot.scanner import evaluate_pair, rank_opportunities, ranking_key
 
 NOW = 1_700_000_000_000
@@ -409,7 +413,8 @@ def random_universe(seed: int) -> MarketSnapshot:
     return MarketSnapshot(NOW, quotes, books if rng.random() < 0.85 else {}, instruments, fees)
 
 
-def brute_force(snap: MarketSnapshot, notional: D, horizon: D) -> list[Opportunity]:
+def brute_force(snap: MarketSnapshot, notional: D, horizon: D,
+                execution: ExecutionMode = ExecutionMode.TAKER) -> list[Opportunity]:
     out = []
     symbols = sorted({s for _, s in snap.quotes})
     for symbol in symbols:
@@ -422,7 +427,7 @@ def brute_force(snap: MarketSnapshot, notional: D, horizon: D) -> list[Opportuni
                 ha, hb = qa.rate_per_interval / qa.interval_hours, qb.rate_per_interval / qb.interval_hours
                 long_v, short_v = (a, b) if ha <= hb else (b, a)  # equal: long the name first (a < b)
                 opp = evaluate_pair(snap, symbol, long_v, short_v, notional_usd=notional, horizon_hours=horizon,
-                                    max_quote_age_ms=MAX_AGE)
+                                    max_quote_age_ms=MAX_AGE, execution=execution)
                 if opp is not None:
                     out.append(opp)
     return sorted(out, key=ranking_key)
@@ -445,3 +450,25 @@ def test_pruned_ranking_equals_brute_force(seed: int, horizon: D, limit: int) ->
         assert opp.costs == opp.fees_usd + opp.slippage_usd + opp.basis_usd
         assert opp.spread_hourly >= 0 and opp.notional_usd <= notional
         assert opp.costs_estimated == (not snap.books)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 10**9), st.sampled_from([D(1), D(8), D(24), D(500)]))
+def test_maker_taker_ranking_equals_brute_force_and_never_costs_more(seed: int, horizon: D) -> None:
+    """In maker-taker execution the pruning bounds stay valid (same result as brute force) and every
+    pair costs exactly its taker-taker cost minus the maker leg's entry-fee saving."""
+    snap = random_universe(seed)
+    notional = D(1_000)
+    maker = rank(snap, notional_usd=notional, horizon_hours=horizon, execution=ExecutionMode.MAKER_TAKER)
+    assert maker == brute_force(snap, notional, horizon, ExecutionMode.MAKER_TAKER)
+    for opp in maker:
+        taker = evaluate_pair(snap, opp.symbol, opp.long_venue, opp.short_venue, notional_usd=notional,
+                              horizon_hours=horizon, max_quote_age_ms=MAX_AGE)
+        assert taker is not None
+        long_fees, short_fees = snap.fees[opp.long_venue], snap.fees[opp.short_venue]
+        leg = choose_maker_leg(long_fees, short_fees)
+        fees = long_fees if leg is LegSide.LONG else short_fees
+        price = opp.long_price if leg is LegSide.LONG else opp.short_price
+        saving = opp.size_base * price * (fees.taker_bps - fees.maker_bps) * BPS
+        assert abs(opp.fees_usd - (taker.fees_usd - saving)) < D("1e-18")  # price = VWAP, rounded
+        assert opp.slippage_usd == taker.slippage_usd and opp.basis_usd == taker.basis_usd

@@ -93,7 +93,6 @@ def test_cross_field_and_strictness_rules_name_the_key(tmp_path: Path) -> None:
     from tests.helpers_cli import write_settings
 
     cases = {
-        ("exit", "min_hold_hours", '"100"'): "min_hold_hours (100) must not exceed max_hold_hours (72)",
         ("risk", "max_slippage_bps", '"50000"'): "risk.max_slippage_bps",
         ("risk", "max_leverage", '"1000"'): "risk.max_leverage",
         ("strategy", "notional_usd_per_position", '"1e999999"'): "strategy.notional_usd_per_position",
@@ -104,6 +103,11 @@ def test_cross_field_and_strictness_rules_name_the_key(tmp_path: Path) -> None:
         ("risk", "min_free_margin_usd", '"1e20"'): "absurdly large",
         ("risk", "venue_error_window_seconds", "nan"): "risk.venue_error_window_seconds",
     }
+    path = write_settings(tmp_path, {"exit": {"min_hold_hours": '"100"', "max_hold_hours": '"72"'}})
+    with pytest.raises(UserInputError) as caught:
+        load_settings(path)
+    assert "min_hold_hours (100) must not exceed max_hold_hours (72)" in str(caught.value)
+    load_settings(write_settings(tmp_path, {"exit": {"min_hold_hours": '"100"', "max_hold_hours": '"0"'}}))  # 0 = none
     for (section, key, value), expected in cases.items():
         path = write_settings(tmp_path, {section: {key: value}})
         with pytest.raises(UserInputError) as caught:

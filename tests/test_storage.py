@@ -372,8 +372,8 @@ def test_reopening_keeps_data_and_schema_is_idempotent(db_path: Path) -> None:
         assert second.get_position("pos-1") == make_position()
         assert len(second.list_orders("pos-1")) == 2
         assert second.get_bot_state().state == "monitoring"
-        assert second.db.execute("SELECT version FROM schema_version").fetchall() == [
-            (LATEST_VERSION,)
+        assert second.db.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [
+            (v,) for v in range(1, LATEST_VERSION + 1)
         ]
     finally:
         second.close()

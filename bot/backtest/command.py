@@ -15,6 +15,7 @@ import anyio
 from bot.core.clock import VirtualClock, iso_utc, parse_iso_utc
 from bot.core.history import HistoryFormatError, load_market_history
 from bot.errors import UserInputError
+from bot.params import position_notional_usd
 from bot.settings import Settings, venue_costs_for
 
 RUN_MODE_KEY = "run.mode"
@@ -69,23 +70,27 @@ def run_backtest(args: argparse.Namespace, settings: Settings) -> int:
     async def run() -> list:
         return await drive(app, clock, events,
                            reconcile_every_ms=int(bt.reconcile_every_hours * MS_PER_HOUR),
-                           sample_every_ms=int(bt.equity_sample_hours * MS_PER_HOUR), progress=progress)
+                           sample_every_ms=int(bt.equity_sample_hours * MS_PER_HOUR), close_out=market.close_out,
+                           progress=progress)
 
     samples = anyio.run(run)
     if progress is not None:
         print(file=sys.stderr)
-    strat, exit_ = settings.strategy, settings.exit
+    strat = settings.strategy
     references = [
-        hold_best_pair(replay(), costs, events, strat.notional_usd_per_position),
-        naive(replay(), costs, events, notional_usd=strat.notional_usd_per_position, horizon_hours=strat.horizon_hours,
-              min_expected_net_usd=strat.min_expected_net_usd, max_positions=strat.max_positions,
-              min_hold_hours=exit_.min_hold_hours),
+        hold_best_pair(replay(), costs, events, position_notional_usd(settings)),
+        # The rule the bot shipped with before it forecast spreads: 72 h horizon, 1 USD minimum,
+        # 8 h minimum hold; same notional and position count as ours so capital is comparable.
+        naive(replay(), costs, events, notional_usd=position_notional_usd(settings), horizon_hours=Decimal(72),
+              min_expected_net_usd=Decimal(1), max_positions=strat.max_positions, min_hold_hours=Decimal(8)),
     ]
     storage = Storage.open(db_path)
     try:
         facts = RunFacts(from_ts_ms=events[0], to_ts_ms=events[-1], venues=market.venues(), symbols=market.symbols(),
                          untradable_symbols=market.untradable_symbols(), events=len(events),
-                         max_leverage=settings.risk.max_leverage, wall_seconds=time.monotonic() - wall_start)
+                         max_leverage=settings.risk.max_leverage, wall_seconds=time.monotonic() - wall_start,
+                         notional_usd=position_notional_usd(settings),
+                         capital_usd_per_venue=settings.strategy.capital_usd_per_venue)
         summary = build_summary(storage, venue_store_path_for(db_path), market, samples, references, facts)
     finally:
         storage.close()

@@ -38,8 +38,12 @@ ProgressFn = Callable[[int, int], None]
 
 
 async def drive(app: Application, clock: VirtualClock, events: list[int], *, reconcile_every_ms: int,
-                sample_every_ms: int, progress: ProgressFn | None = None) -> list[EquitySample]:
-    """Run the application over ``events`` (sorted instants); returns the equity samples."""
+                sample_every_ms: int, close_out: Callable[[], None], progress: ProgressFn | None = None,
+                ) -> list[EquitySample]:
+    """Run the application over ``events`` (sorted instants); returns the equity samples.
+
+    ``close_out`` is called before the final flatten: the replay then prices every leg at its last
+    known price, so a leg whose data ended early can still be closed."""
     samples: list[EquitySample] = []
     await app.start()
     try:
@@ -59,6 +63,7 @@ async def drive(app: Application, clock: VirtualClock, events: list[int], *, rec
             if progress is not None and time.monotonic() - last_progress > 0.25:
                 progress(n + 1, len(events))
                 last_progress = time.monotonic()
+        close_out()
         await app.flatten(BACKTEST_END_REASON)
         await app.reconcile_step()
         samples.append(await sample_equity(app))

@@ -39,10 +39,20 @@ class ReferenceResult:
     slippage_usd: Decimal = ZERO
     price_pnl_usd: Decimal = ZERO  # market moves between the two legs' prices, slippage included
     pairs: list[str] = field(default_factory=list)
+    closed: list[tuple[Decimal, Decimal]] = field(default_factory=list)  # (net USD, hours held) per position
+    max_drawdown_usd: Decimal = ZERO
+    peak_open_positions: int = 0
+    _peak_usd: Decimal = ZERO
 
     @property
     def net_usd(self) -> Decimal:
         return self.funding_usd + self.price_pnl_usd - self.fees_usd
+
+    def mark(self) -> None:
+        """Record the running net (realised, funding accrued) for the drawdown."""
+        net = self.net_usd
+        self._peak_usd = max(self._peak_usd, net)
+        self.max_drawdown_usd = max(self.max_drawdown_usd, self._peak_usd - net)
 
 
 @dataclass(slots=True)
@@ -54,6 +64,7 @@ class _Held:
     entry_ts_ms: int
     long_entry: Decimal
     short_entry: Decimal
+    net_usd: Decimal = ZERO
 
 
 def _execution_cost(costs: VenueCosts, size: Decimal, price: Decimal) -> tuple[Decimal, Decimal]:
@@ -69,6 +80,7 @@ def _trade(result: ReferenceResult, costs: dict[str, VenueCosts], held: _Held, l
         result.fees_usd += fee
         result.slippage_usd += slip
         result.price_pnl_usd -= slip
+        held.net_usd -= fee + slip
 
 
 def _close(result: ReferenceResult, costs: dict[str, VenueCosts], held: _Held, market: ReplayMarket, ts_ms: int) -> None:
@@ -77,7 +89,10 @@ def _close(result: ReferenceResult, costs: dict[str, VenueCosts], held: _Held, m
     long_exit = long_p[0] if long_p else held.long_entry
     short_exit = short_p[0] if short_p else held.short_entry
     _trade(result, costs, held, long_exit, short_exit)
-    result.price_pnl_usd += held.size_base * ((long_exit - held.long_entry) - (short_exit - held.short_entry))
+    moved = held.size_base * ((long_exit - held.long_entry) - (short_exit - held.short_entry))
+    result.price_pnl_usd += moved
+    held.net_usd += moved
+    result.closed.append((held.net_usd, Decimal(ts_ms - held.entry_ts_ms) / MS_PER_HOUR))
 
 
 def _pay_funding(result: ReferenceResult, held: dict[str, _Held], settlements: list) -> None:
@@ -86,9 +101,13 @@ def _pay_funding(result: ReferenceResult, held: dict[str, _Held], settlements: l
         if h is None:
             continue
         if s.venue == h.long_venue:
-            result.funding_usd -= s.rate * h.size_base * s.mark_price
+            amount = -s.rate * h.size_base * s.mark_price
         elif s.venue == h.short_venue:
-            result.funding_usd += s.rate * h.size_base * s.mark_price
+            amount = s.rate * h.size_base * s.mark_price
+        else:
+            continue
+        result.funding_usd += amount
+        h.net_usd += amount
 
 
 def hold_best_pair(market: ReplayMarket, costs: dict[str, VenueCosts], events: list[int],
@@ -144,8 +163,10 @@ def _replay_hold(result: ReferenceResult, market: ReplayMarket, costs: dict[str,
             if start_ts < ts <= end:
                 at = mark if mark is not None else (market.price(venue, symbol, ts) or (price, True))[0]
                 result.funding_usd += sign * rate * size * at
+                held.net_usd += sign * rate * size * at
     _close(result, costs, held, market, end)
     result.positions = 1
+    result.peak_open_positions = 1
     result.pairs.append(f"{symbol} long {long_v} / short {short_v}")
 
 
@@ -164,6 +185,7 @@ def naive(market: ReplayMarket, costs: dict[str, VenueCosts], events: list[int],
     min_hold_ms = int(min_hold_hours * MS_PER_HOUR)
     for ts in events:
         _pay_funding(result, held, market.advance_to(ts))
+        result.mark()
         quotes = {(q.venue, q.symbol): q for q in market.quotes()}
         for symbol, h in list(held.items()):
             lq, sq = quotes.get((h.long_venue, symbol)), quotes.get((h.short_venue, symbol))
@@ -202,6 +224,7 @@ def naive(market: ReplayMarket, costs: dict[str, VenueCosts], events: list[int],
             _trade(result, costs, h, long_price, short_price)
             held[symbol] = h
             result.positions += 1
+            result.peak_open_positions = max(result.peak_open_positions, len(held))
             pair = f"{symbol} long {long_v} / short {short_v}"
             if pair not in result.pairs:
                 result.pairs.append(pair)

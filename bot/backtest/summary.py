@@ -4,7 +4,8 @@
   database: ``net = funding + price PnL - fees`` holds for every position and for the totals;
 * slippage (a part of price PnL) is each fill's distance from the replay's price at that instant;
 * capital used is the peak margin: both legs' notional divided by ``risk.max_leverage``, at the
-  busiest sample; APR on capital = net / capital used, annualised over the period;
+  busiest sample; APR on capital = net / capital used, annualised over the period; APR on
+  committed capital = net / (``strategy.capital_usd_per_venue`` x venues), annualised;
 * max drawdown is the largest fall of the equity curve (realised + unrealised) from a peak;
 * time invested is the share of equity samples with at least one open position.
 """
@@ -40,6 +41,8 @@ class RunFacts:
     events: int
     max_leverage: Decimal
     wall_seconds: float
+    notional_usd: Decimal
+    capital_usd_per_venue: Decimal
 
 
 def build_summary(storage: Storage, venue_db: Path, market: ReplayMarket, samples: list[EquitySample],
@@ -72,6 +75,7 @@ def build_summary(storage: Storage, venue_db: Path, market: ReplayMarket, sample
             worse = fill.price - found[0] if fill.side is OrderSide.BUY else found[0] - fill.price
             row["slippage_usd"] += worse * fill.size_base
             slippage += worse * fill.size_base
+    calibration = forecast_calibration(storage, traded)
     period_hours = Decimal(max(facts.to_ts_ms - facts.from_ts_ms, 1)) / MS_PER_HOUR
     capital = max((s.open_notional_usd for s in samples), default=ZERO) / facts.max_leverage
     apr = (realized / capital * HOURS_PER_YEAR / period_hours * 100) if capital > 0 else None
@@ -94,6 +98,9 @@ def build_summary(storage: Storage, venue_db: Path, market: ReplayMarket, sample
         "report_realized_pnl_usd": totals["realized_pnl_usd"],
         "capital_used_usd": str(capital),
         "apr_on_capital_pct": None if apr is None else _q(apr, "0.01"),
+        "committed_capital_usd": str(facts.capital_usd_per_venue * len(facts.venues)),
+        "apr_on_committed_capital_pct": _q(realized / (facts.capital_usd_per_venue * len(facts.venues)) * HOURS_PER_YEAR
+                                           / period_hours * 100, "0.01") if facts.venues else None,
         "max_drawdown_usd": str(max_drawdown(samples)),
         "time_invested_pct": _q(Decimal(invested) / Decimal(max(len(samples), 1)) * 100, "0.1"),
         "average_hold_hours": _q(sum(hold_hours, ZERO) / len(hold_hours), "0.1") if hold_hours else None,
@@ -102,15 +109,24 @@ def build_summary(storage: Storage, venue_db: Path, market: ReplayMarket, sample
         "open_positions_at_end": totals["open_positions"],
         "per_pair": [{"pair": k, **{n: (str(v) if isinstance(v, Decimal) else v) for n, v in row.items()}}
                      for k, row in sorted(pairs.items(), key=lambda kv: kv[1]["net_usd"], reverse=True)],
-        "references": {r.name: reference_json(r, capital, period_hours) for r in references},
+        "references": {r.name: reference_json(r, period_hours, facts) for r in references},
+        "calibration": calibration,
         "wall_seconds": round(facts.wall_seconds, 2),
     }
 
 
-def reference_json(r: ReferenceResult, capital_usd: Decimal, period_hours: Decimal) -> dict[str, Any]:
+def reference_json(r: ReferenceResult, period_hours: Decimal, facts: RunFacts) -> dict[str, Any]:
+    """A reference's money, with capital = its peak margin (both legs of its most open positions)."""
+    capital = Decimal(2 * r.peak_open_positions) * facts.notional_usd / facts.max_leverage
+    nets = [n for n, _h in r.closed]
     out: dict[str, Any] = {
         "description": r.description,
         "positions": r.positions,
+        "capital_used_usd": str(capital),
+        "apr_on_capital_pct": _q(r.net_usd / capital * HOURS_PER_YEAR / period_hours * 100, "0.01") if capital > 0 else None,
+        "max_drawdown_usd": str(r.max_drawdown_usd),
+        "average_hold_hours": _q(sum((h for _n, h in r.closed), ZERO) / len(r.closed), "0.1") if r.closed else None,
+        "hit_rate_pct": _q(Decimal(sum(1 for n in nets if n > 0)) / len(nets) * 100, "0.1") if nets else None,
         "funding_usd": str(r.funding_usd),
         "fees_usd": str(r.fees_usd),
         "slippage_usd": str(r.slippage_usd),
@@ -119,6 +135,47 @@ def reference_json(r: ReferenceResult, capital_usd: Decimal, period_hours: Decim
         "pairs": r.pairs[:10],
     }
     return out
+
+
+def forecast_calibration(storage: Storage, traded: list[dict[str, Any]]) -> dict[str, Any]:
+    """How honest the entry forecasts were: realised net per position against the forecast.
+
+    ``forecast_net`` is what the bot expected at entry over its horizon; ``hold_adjusted`` re-scales
+    the same forecast spread to the hours the position was really held (the costs stay), which is
+    the fair comparison when holds are longer or shorter than the horizon."""
+    raw: list[tuple[float, float]] = []
+    adjusted: list[tuple[float, float]] = []
+    for p in traded:
+        if p["realized_pnl_usd"] is None or not p["opened_at"] or not p["closed_at"]:
+            continue
+        opening = [t for t in storage.list_transitions(entity_id=p["id"]) if t.trigger == "begin_open" and t.details]
+        if not opening or "costs_usd" not in opening[0].details:
+            continue
+        details = opening[0].details
+        expected = Decimal(details["expected_net_usd"])
+        spread = Decimal(details["spread_hourly"])
+        costs, notional = Decimal(details["costs_usd"]), Decimal(details["notional_usd"])
+        held_hours = Decimal(_ms(p["closed_at"]) - _ms(p["opened_at"])) / MS_PER_HOUR
+        realised = float(Decimal(p["realized_pnl_usd"]))
+        raw.append((float(expected), realised))
+        adjusted.append((float(spread * held_hours * notional - costs), realised))
+    return {"positions": len(raw), "forecast_net": _fit_line(raw), "hold_adjusted": _fit_line(adjusted)}
+
+
+def _fit_line(points: list[tuple[float, float]]) -> dict[str, float | None]:
+    """Slope (realised on forecast, with intercept), correlation and means; None when undefined."""
+    n = len(points)
+    if n < 3:
+        return {"slope": None, "correlation": None, "mean_forecast_usd": None, "mean_realised_usd": None}
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    syy = sum((y - my) ** 2 for _, y in points)
+    sxy = sum((x - mx) * (y - my) for x, y in points)
+    slope = sxy / sxx if sxx > 0 else None
+    corr = sxy / (sxx * syy) ** 0.5 if sxx > 0 and syy > 0 else None
+    return {"slope": None if slope is None else round(slope, 3), "correlation": None if corr is None else round(corr, 3),
+            "mean_forecast_usd": round(mx, 4), "mean_realised_usd": round(my, 4)}
 
 
 def max_drawdown(samples: list[EquitySample]) -> Decimal:

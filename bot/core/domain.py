@@ -74,6 +74,18 @@ class Liquidity(str, Enum):
     TAKER = "taker"
 
 
+class ExecutionMode(str, Enum):
+    """How entry legs execute (settings ``strategy.execution``).
+
+    ``TAKER``: both legs as IOC limit orders, sent concurrently. ``MAKER_TAKER``: one leg rests as a
+    post-only maker order; each of its fills is hedged at once by an IOC taker order on the other
+    leg. Exits are taker-taker in both modes.
+    """
+
+    TAKER = "taker"
+    MAKER_TAKER = "maker_taker"
+
+
 @dataclass(frozen=True, slots=True)
 class FeeSchedule:
     """A venue's base-tier fees in basis points of notional (negative = rebate)."""
@@ -118,11 +130,17 @@ class FundingQuote:
     # True when ``mark_price`` is not this venue's own price but the symbol's reference price
     # (history without marks for this venue): no basis may be charged against it.
     mark_is_reference: bool = False
+    # The forecast average hourly rate of this leg over the strategy's horizon (``bot.forecast``),
+    # when the strategy attached one; the scanner ranks by it instead of the current rate.
+    forecast_hourly_rate: Decimal | None = None
     # rate_per_interval / interval_hours if both are Decimals, the rate finite and the interval
     # finite and positive; else None (an unusable quote). Computed once when the quote is built:
     # the scanner reads it for every quote on every ranking. Not a constructor argument;
     # ``dataclasses.replace`` recomputes it.
     hourly_rate_or_none: Decimal | None = field(init=False, repr=False, compare=False)
+    # What the scanner ranks by: ``forecast_hourly_rate`` when set (and finite), else
+    # ``hourly_rate_or_none``. None = unusable.
+    rank_hourly_rate_or_none: Decimal | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         rate, interval, hourly = self.rate_per_interval, self.interval_hours, None
@@ -133,6 +151,11 @@ class FundingQuote:
                 except ArithmeticError:  # overflow at the extremes of the exponent range
                     hourly = None
         object.__setattr__(self, "hourly_rate_or_none", hourly)
+        forecast = self.forecast_hourly_rate
+        rank = hourly
+        if hourly is not None and isinstance(forecast, Decimal) and forecast.is_finite():
+            rank = forecast
+        object.__setattr__(self, "rank_hourly_rate_or_none", rank)
 
     @property
     def hourly_rate(self) -> Decimal:
@@ -207,6 +230,9 @@ class Opportunity:
     short_price: Decimal
     costs_estimated: bool = False  # True when no books were available (replay): slippage/basis estimated
     size_base: Decimal | None = None  # the ONE lot-rounded base quantity both legs trade (None: unknown)
+    # The spread the venues pay right now (rate / interval of each leg); ``spread_hourly`` is the
+    # forecast average over the horizon that the ranking and ``expected_net`` use (equal without a forecast).
+    current_spread_hourly: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +248,8 @@ class OrderRequest:
     limit_price: Decimal | None = None
     time_in_force: TimeInForce = TimeInForce.IOC
     reduce_only: bool = False
+    # Post-only (GTC limits only): the venue rejects the order rather than let it take liquidity.
+    post_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,8 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 
-from bot.core.domain import BPS, HOURS_PER_YEAR, ZERO, FeeSchedule, Liquidity, OrderBook, OrderSide
+from bot.core.domain import BPS, HOURS_PER_YEAR, ZERO, ExecutionMode, FeeSchedule, Liquidity, OrderBook, OrderSide
+from bot.core.maker_taker import leg_fee_rates
 
 __all__ = [
     "CostBreakdown",
@@ -198,6 +199,7 @@ def book_costs(
     short_fees: FeeSchedule,
     size_base: Decimal,
     liquidity: Liquidity = Liquidity.TAKER,
+    execution: ExecutionMode = ExecutionMode.TAKER,
 ) -> CostBreakdown | None:
     """Round-trip costs of LONG ``size_base`` on ``long_book`` / SHORT it on ``short_book``.
 
@@ -205,6 +207,8 @@ def book_costs(
     books): sell the long venue's bids, buy the short venue's asks. Returns None when either
     book lacks a side, cannot fill the size on the side the entry OR the exit needs, or is
     inconsistent (crossed, or a walked fill better than the touch, i.e. unsorted levels).
+    In ``MAKER_TAKER`` execution the maker leg's entry pays its maker fee (``leg_fee_rates``); its
+    slippage is still the book walk (conservative: a post-only fill at our own touch is better).
     """
     if not size_base > 0:
         raise ValueError(f"size_base must be positive, got {size_base}")
@@ -221,11 +225,11 @@ def book_costs(
         return None
     long_mid = (long_book.bids[0].price + long_book.asks[0].price) / 2
     short_mid = (short_book.bids[0].price + short_book.asks[0].price) / 2
-    long_fee, short_fee = long_fees.rate(liquidity), short_fees.rate(liquidity)
+    rates = leg_fee_rates(long_fees, short_fees, execution, liquidity)
     long_at_mid, short_at_mid = size_base * long_mid, size_base * short_mid
     return CostBreakdown(
-        entry_fees_usd=long_fee * long_entry + short_fee * short_entry,
-        exit_fees_usd=long_fee * long_exit + short_fee * short_exit,
+        entry_fees_usd=rates.long_entry * long_entry + rates.short_entry * short_entry,
+        exit_fees_usd=rates.long_exit * long_exit + rates.short_exit * short_exit,
         entry_slippage_usd=(long_entry - long_at_mid) + (short_at_mid - short_entry),
         exit_slippage_usd=(long_at_mid - long_exit) + (short_exit - short_at_mid),
         basis_usd=adverse_basis_usd(long_mid, short_mid, long_at_mid),
@@ -251,6 +255,7 @@ def estimated_costs(
     short_fees: FeeSchedule,
     liquidity: Liquidity = Liquidity.TAKER,
     slippage_bps: Decimal = Decimal(2),
+    execution: ExecutionMode = ExecutionMode.TAKER,
 ) -> CostBreakdown:
     """Round-trip costs when no books exist (historical replay): fills at the given (mark) prices.
 
@@ -260,11 +265,11 @@ def estimated_costs(
     if slippage_bps < 0:
         raise ValueError(f"slippage_bps must not be negative, got {slippage_bps}")
     long_notional, short_notional = size_base * long_price, size_base * short_price
-    fees = long_notional * long_fees.rate(liquidity) + short_notional * short_fees.rate(liquidity)
+    rates = leg_fee_rates(long_fees, short_fees, execution, liquidity)
     slippage = (long_notional + short_notional) * slippage_bps * BPS
     return CostBreakdown(
-        entry_fees_usd=fees,
-        exit_fees_usd=fees,
+        entry_fees_usd=long_notional * rates.long_entry + short_notional * rates.short_entry,
+        exit_fees_usd=long_notional * rates.long_exit + short_notional * rates.short_exit,
         entry_slippage_usd=slippage,
         exit_slippage_usd=slippage,
         basis_usd=adverse_basis_usd(long_price, short_price, long_notional),

@@ -40,6 +40,7 @@ from __future__ import annotations
 import bisect
 import csv
 import gzip
+import operator
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -356,46 +357,76 @@ class _RowParser:
         mark_idx = names.index("mark_price") if "mark_price" in names else None
         mult_idx = names.index("contract_multiplier") if "contract_multiplier" in names else None
         width = len(names)
-        rate_cache: dict[str, Decimal] = {}
+        # Hot loop (millions of rows): the instrument columns, timestamps and (rate, interval)
+        # pairs repeat, so each distinct raw text is validated once and cached.
+        pick = operator.itemgetter(*idx)
+        builders: dict[tuple[str, str, str, str], _SeriesBuilder] = {}
+        rate_cache: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
+        ts_cache = self._ts_cache
         for row in reader:
-            line = self.line = reader.line_num
-            if not row:
-                continue
             if len(row) != width:
-                raise HistoryFormatError(path, line, "", f"expected {width} fields, got {len(row)}")
-            venue, symbol, quote, venue_symbol, ts_text, rate_text, interval_text = (row[i].strip() for i in idx)
-            for column, value in (("venue", venue), ("symbol", symbol), ("venue_symbol", venue_symbol)):
-                if not value:
-                    raise HistoryFormatError(path, line, column, "empty")
-            ts_ms = self._timestamp(ts_text, path, line)
-            interval = self._interval(interval_text, path, line)
-            rate = rate_cache.get(rate_text)
-            if rate is None:
-                rate = rate_cache[rate_text] = _decimal(rate_text, path, line, "rate")
-            if abs(rate) > MAX_ABS_RATE_PER_HOUR * interval:
-                raise HistoryFormatError(
-                    path, line, "rate", f"{rate_text} per {interval}h is beyond {MAX_ABS_RATE_PER_HOUR}/h"
-                )
+                self.line = reader.line_num
+                if not row:
+                    continue
+                raise HistoryFormatError(path, self.line, "", f"expected {width} fields, got {len(row)}")
+            venue, symbol, quote, venue_symbol, ts_text, rate_text, interval_text = pick(row)
+            builder = builders.get((venue, symbol, quote, venue_symbol))
+            if builder is None:
+                self.line = reader.line_num
+                builder = builders[(venue, symbol, quote, venue_symbol)] = self._builder(
+                    path, self.line, out, venue, symbol, quote, venue_symbol)
+            ts_ms = ts_cache.get(ts_text)
+            if ts_ms is None:
+                self.line = reader.line_num
+                ts_ms = self._timestamp(ts_text.strip(), path, self.line)
+                ts_cache[ts_text] = ts_ms
+            pair = rate_cache.get((rate_text, interval_text))
+            if pair is None:
+                self.line = reader.line_num
+                pair = rate_cache[(rate_text, interval_text)] = self._rate(rate_text, interval_text, path, self.line)
             mark: Decimal | None = None
-            if mark_idx is not None and row[mark_idx].strip():
+            if mark_idx is not None and row[mark_idx] and row[mark_idx].strip():
+                self.line = line = reader.line_num
                 mark = _decimal(row[mark_idx].strip(), path, line, "mark_price")
                 if mark <= 0:
                     raise HistoryFormatError(path, line, "mark_price", f"must be positive, got {mark}")
                 if mult_idx is not None and row[mult_idx].strip():
                     mark = mark / self._multiplier(row[mult_idx].strip(), path, line)
-            key = (venue, venue_symbol)
-            builder = out.get(key)
-            if builder is None:
-                builder = out[key] = _SeriesBuilder(venue, symbol, quote, venue_symbol)
-            elif (builder.symbol, builder.quote) != (symbol, quote):
-                raise HistoryFormatError(
-                    path, line, "symbol",
-                    f"{venue}/{venue_symbol} was {builder.symbol}/{builder.quote}, now {symbol}/{quote}",
-                )
-            if ts_ms in builder.seen:
-                raise HistoryFormatError(path, line, "settlement_ts", f"duplicate settlement {ts_text} for {venue}/{venue_symbol}")
-            builder.seen.add(ts_ms)
-            builder.rows.append((ts_ms, rate, interval, mark))
+            seen = builder.seen
+            if ts_ms in seen:
+                self.line = reader.line_num
+                raise HistoryFormatError(path, self.line, "settlement_ts",
+                                         f"duplicate settlement {ts_text.strip()} for {venue}/{venue_symbol}")
+            seen.add(ts_ms)
+            builder.rows.append((ts_ms, pair[0], pair[1], mark))
+        self.line = reader.line_num
+
+    def _builder(self, path: str, line: int, out: dict[tuple[str, str], _SeriesBuilder], venue: str, symbol: str,
+                 quote: str, venue_symbol: str) -> _SeriesBuilder:
+        """The series of (venue, venue_symbol), checked against what earlier rows said it is."""
+        venue, symbol, quote, venue_symbol = venue.strip(), symbol.strip(), quote.strip(), venue_symbol.strip()
+        for column, value in (("venue", venue), ("symbol", symbol), ("venue_symbol", venue_symbol)):
+            if not value:
+                raise HistoryFormatError(path, line, column, "empty")
+        key = (venue, venue_symbol)
+        builder = out.get(key)
+        if builder is None:
+            builder = out[key] = _SeriesBuilder(venue, symbol, quote, venue_symbol)
+        elif (builder.symbol, builder.quote) != (symbol, quote):
+            raise HistoryFormatError(
+                path, line, "symbol",
+                f"{venue}/{venue_symbol} was {builder.symbol}/{builder.quote}, now {symbol}/{quote}",
+            )
+        return builder
+
+    def _rate(self, rate_text: str, interval_text: str, path: str, line: int) -> tuple[Decimal, Decimal]:
+        interval = self._interval(interval_text.strip(), path, line)
+        rate = _decimal(rate_text.strip(), path, line, "rate")
+        if abs(rate) > MAX_ABS_RATE_PER_HOUR * interval:
+            raise HistoryFormatError(
+                path, line, "rate", f"{rate_text.strip()} per {interval}h is beyond {MAX_ABS_RATE_PER_HOUR}/h"
+            )
+        return rate, interval
 
     def _read_prices(self, path: str, reader: Any, names: list[str],
                      prices: dict[tuple[str, str], dict[int, Decimal]]) -> None:

@@ -46,7 +46,12 @@ class Executor(Protocol):
     """
 
     async def place_order(self, request: OrderRequest) -> OrderReport:
-        """Submit an order and return the venue's report once the venue has answered."""
+        """Submit an order and return the venue's report once the venue has answered.
+
+        ``request.post_only`` (GTC limits only): the order must never take liquidity; one that would
+        cross raises ``OrderRejected`` whose reason starts with ``post_only``. A resting post-only
+        order answers NEW and its later fills are read with ``get_order`` (maker-taker entries).
+        """
         ...
 
     async def cancel_order(self, venue: str, client_order_id: str) -> OrderReport | None:
@@ -127,4 +132,9 @@ class MarketFeed(MarketSource, Protocol):
     def advance_to(self, ts_ms: int) -> list[FundingSettlement]:
         """Move the data to ``ts_ms``; returns the funding settlements that happened on the way
         (simulated and replayed markets; a live feed returns [] because venues settle themselves)."""
+        ...
+
+    def history_settlements(self, hours: int) -> list[FundingSettlement]:
+        """Settlements of the ``hours`` before now, for the spread forecast's start-up history
+        (``mark_price`` may be 0: only rates and intervals are used)."""
         ...

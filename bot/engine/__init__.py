@@ -5,6 +5,10 @@ It is the async shell around the position machines. The money-safety protocol (R
 * Entry (``entry``): the position row and both order intents (deterministic client order ids) are
   persisted in one transaction BEFORE any order is sent; both legs are then dispatched concurrently
   as IOC limit orders bounded by the slippage cap. Both filled -> ``monitoring``; else ``recovering``.
+* Maker-taker entry (``maker``, ``strategy.execution = "maker_taker"``): the position row and the
+  maker order's intent are persisted first; the maker leg rests as a post-only limit order
+  (position state ``resting``); each of its fills, full or partial, is hedged at once by a taker IOC
+  on the other leg (bounded by the slippage cap); the rest is cancelled after the timeout.
 * Repair (``repair``): complete the lagging leg with widening IOC attempts; if that fails, unwind
   the excess reduce-only. A position whose exit had begun is repaired towards flat instead.
 * Exit (``exit``): both legs closed concurrently with reduce-only orders, then flatness is verified
@@ -30,6 +34,7 @@ from bot.engine.core import (
 )
 from bot.engine.entry import EntryMixin
 from bot.engine.exit import ExitMixin
+from bot.engine.maker import MakerTakerMixin
 from bot.engine.orders import OrderFlowMixin
 from bot.engine.reconcile import ReconcileMixin
 from bot.engine.repair import RepairMixin
@@ -41,5 +46,5 @@ __all__ = [
 ]
 
 
-class TradingEngine(EntryMixin, RepairMixin, ExitMixin, ReconcileMixin, RestoreMixin, OrderFlowMixin):
+class TradingEngine(EntryMixin, MakerTakerMixin, RepairMixin, ExitMixin, ReconcileMixin, RestoreMixin, OrderFlowMixin):
     """Owns the position machines and drives them through the executor and the store."""

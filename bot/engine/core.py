@@ -18,6 +18,8 @@ from loguru import logger
 
 from bot.core.domain import (
     ZERO,
+    ExecutionMode,
+    FeeSchedule,
     Instrument,
     LegSide,
     OrderBook,
@@ -62,6 +64,10 @@ class EngineConfig:
     lookup_attempts: int = 3
     lookup_backoff_s: float = 0.05
     orphan_policy: str = "alert"
+    # Entry execution (settings strategy.execution, [execution] maker_*): see bot.engine.maker.
+    execution: ExecutionMode = ExecutionMode.TAKER
+    maker_timeout_s: float = 60.0  # clock seconds a maker order may rest before the rest is cancelled
+    maker_offset_ticks: int = 0  # ticks behind our own side's touch (0 = join the best bid/ask)
 
 
 @dataclass(slots=True)
@@ -80,6 +86,20 @@ class EngineMetrics:
     dispatch_skew_ns: list[int] = field(default_factory=list)
     unhedged_windows_ms: list[float] = field(default_factory=list)
     orders_sent: int = 0
+    # Maker-taker entries: the unhedged window of each maker fill (detected -> hedged), and counts.
+    maker_fill_windows_ms: list[float] = field(default_factory=list)
+    maker_orders: int = 0
+    maker_fills_hedged: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MakerWork:
+    """A resting maker entry order being worked: its id, leg, venue and when it was placed."""
+
+    client_order_id: str
+    leg: LegSide
+    venue: str
+    started_ts_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +134,7 @@ class EngineCore:
         on_unhedged_window: Callable[[str, float], None] | None = None,
         on_venue_result: Callable[[str, bool], None] | None = None,
         known_venues: Iterable[str] = (),
+        fees: Callable[[str], FeeSchedule | None] | None = None,
     ) -> None:
         self.executor = executor
         self.store = store
@@ -136,6 +157,8 @@ class EngineCore:
         self._attempts: dict[tuple[str, str, LegSide], int] = {}
         self._cid_attempt: dict[str, int] = {}
         self._locks: dict[str, anyio.Lock] = {}
+        self._fees = fees or (lambda _venue: None)
+        self._makers: dict[str, MakerWork] = {}  # position id -> its resting maker entry order
         # (venue, symbol) -> signed size no position owns, as of the latest reconciliation.
         self.orphaned: dict[tuple[str, str], Decimal] = {}
 
@@ -168,7 +191,7 @@ class EngineCore:
     # ------------------------------------------------------------------ helpers
     def _order(
         self, pos: PositionFsm, leg: LegSide, purpose: str, size_base: Decimal, *,
-        attempt: int, reduce_only: bool = False, emergency: bool = False,
+        attempt: int, reduce_only: bool = False, emergency: bool = False, widen_steps: int | None = None,
     ) -> OrderRequest:
         is_close = purpose in ("close", "unwind")
         side = leg.close_side if is_close else leg.open_side
@@ -186,7 +209,8 @@ class EngineCore:
         inst = self._instrument(venue, pos.symbol)
         tick = inst.tick_size if inst is not None else Decimal("0.0001")
         # Each further attempt of a purpose widens the bound, up to a cap of 10 steps.
-        widen_steps = min(max(0, attempt - 1), 10) if purpose != "open" else 0
+        if widen_steps is None:
+            widen_steps = min(max(0, attempt - 1), 10) if purpose != "open" else 0
         limit = protective_limit_price(
             self._book(venue, pos.symbol), side,
             max_slippage_bps=self.config.max_slippage_bps, tick_size=tick,

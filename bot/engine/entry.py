@@ -1,4 +1,5 @@
-"""Atomic two-leg entry: intent persisted first, both legs dispatched concurrently."""
+"""Atomic two-leg entry: intent persisted first, both legs dispatched concurrently (or, in maker-taker
+mode, the maker leg rested: ``bot.engine.maker``)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from decimal import Decimal
 from typing import Any
 
 from bot.core.domain import (
+    ExecutionMode,
     LegSide,
     Opportunity,
+    OrderRequest,
 )
 from bot.engine.core import (
     EngineCore,
@@ -42,39 +45,51 @@ class EntryMixin(EngineCore):
             tolerance_base=tolerance,
         )
         self.positions[position_id] = pos
+        if self.config.execution is ExecutionMode.MAKER_TAKER:
+            plan = self._maker_plan(pos)
+            if plan is not None:
+                await self._open_maker_taker(pos, opp, plan, reason)
+                return pos
+            # No price for the maker order (its side of the book is empty): enter taker-taker.
         async with self.lock_for(position_id):
-            pos.begin_open(reason=reason, details={"expected_net_usd": str(opp.expected_net),
-                                                   "spread_hourly": str(opp.spread_hourly)})
+            pos.begin_open(reason=reason, details={
+                "expected_net_usd": str(opp.expected_net), "spread_hourly": str(opp.spread_hourly),
+                "current_spread_hourly": str(opp.current_spread_hourly), "costs_usd": str(opp.costs),
+                "horizon_hours": str(opp.horizon_hours), "notional_usd": str(opp.notional_usd)})
             legs = [
                 (LegSide.LONG, self._order(pos, LegSide.LONG, "open", size_base, attempt=0)),
                 (LegSide.SHORT, self._order(pos, LegSide.SHORT, "open", size_base, attempt=0)),
             ]
-            now_ms = self.clock.now_ms()
-            # Intent first: position row + both order intents + the transition, one transaction.
-            record = replace(PositionRecord.from_opportunity(position_id, opp, size_base, pos.state, now_ms),
-                             opened_at_ts_ms=now_ms)
-            intents = [self._intent(pos.position_id, leg, "open", req, now_ms) for leg, req in legs]
-            transitions = self._stamp(pos.drain_transitions(), now_ms)
-
-            def write_intent(s: Any) -> None:
-                # The transition first, so a post-mortem reads "scanning -> opening" before the orders.
-                s.record_transitions(transitions)
-                s.insert_position_with_intents(record, intents)
-
-            try:
-                await self.store.run(write_intent)
-            except Exception:
-                # Rolled back: nothing is on disk and nothing was sent, so there is nothing to track
-                # (a phantom here would fail every later persist). Cancellation is not caught: the
-                # write may have committed, and reconciliation then closes the unsent entry.
-                del self.positions[position_id]
-                raise
-            self._log_transitions(transitions)
-            for leg, req in legs:
-                self._remember(req, pos.position_id, leg, "open")
+            await self._persist_entry_intent(pos, opp, legs)
             await self._dispatch_concurrently(pos, legs, "open")
             await self._settle_entry(pos)
         return pos
+
+    async def _persist_entry_intent(self, pos: PositionFsm, opp: Opportunity,
+                                    legs: list[tuple[LegSide, OrderRequest]]) -> None:
+        """Intent first: position row + the entry order intents + the transition, one transaction."""
+        now_ms = self.clock.now_ms()
+        record = replace(PositionRecord.from_opportunity(pos.position_id, opp, pos.target_size_base, pos.state,
+                                                         now_ms), opened_at_ts_ms=now_ms)
+        intents = [self._intent(pos.position_id, leg, "open", req, now_ms) for leg, req in legs]
+        transitions = self._stamp(pos.drain_transitions(), now_ms)
+
+        def write_intent(s: Any) -> None:
+            # The transition first, so a post-mortem reads "scanning -> opening" before the orders.
+            s.record_transitions(transitions)
+            s.insert_position_with_intents(record, intents)
+
+        try:
+            await self.store.run(write_intent)
+        except Exception:
+            # Rolled back: nothing is on disk and nothing was sent, so there is nothing to track
+            # (a phantom here would fail every later persist). Cancellation is not caught: the
+            # write may have committed, and reconciliation then closes the unsent entry.
+            del self.positions[pos.position_id]
+            raise
+        self._log_transitions(transitions)
+        for leg, req in legs:
+            self._remember(req, pos.position_id, leg, "open")
 
     async def _settle_entry(self, pos: PositionFsm) -> None:
         if self._has_unknown_orders(pos.position_id):

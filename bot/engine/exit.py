@@ -36,6 +36,12 @@ class ExitMixin(EngineCore):
         if emergency:
             self._emergency_exits.add(pos.position_id)
         async with self.lock_for(pos.position_id):
+            if pos.state == PositionState.RESTING.value:
+                # A maker entry still resting: cancel its rest and hedge its fills, then close
+                # what it holds (exits are taker-taker).
+                await self._work_maker_locked(pos, finish=True)
+                if pos.state == PositionState.RESTING.value:
+                    return False
             if pos.state == PositionState.CLOSED.value:
                 return True
             if pos.state == PositionState.MONITORING.value and pos.position_id not in self._emergency_exits:

@@ -27,7 +27,7 @@ from bot.engine.core import (
     UNKNOWN_STATUS,
     EngineCore,
 )
-from machines.position import PositionFsm
+from machines.position import PositionFsm, PositionState
 from risk.trading_state import IntentKind, OrderIntent
 
 
@@ -168,6 +168,8 @@ class OrderFlowMixin(EngineCore):
             phase = "exit" if pos.exit_reason else "entry"
             key = (pos.position_id, phase)
             self.unhedged_ms[key] = self.unhedged_ms.get(key, 0.0) + window_ms
+            if pos.state == PositionState.RESTING.value:
+                self.metrics.maker_fill_windows_ms.append(window_ms)  # a maker fill, detected -> hedged
             self._on_unhedged_window(pos.position_id, window_ms)
 
     async def _mark_order(self, cid: str, status: str, filled: Decimal, avg: Decimal | None, reason: str | None) -> None:

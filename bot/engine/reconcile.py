@@ -134,6 +134,8 @@ class ReconcileMixin(EngineCore):
         state = pos.state
         if state == PositionState.OPENING.value:
             await self._settle_entry(pos)
+        elif state == PositionState.RESTING.value:
+            await self._work_maker_locked(pos)
         elif state == PositionState.RECOVERING.value:
             await self._repair_locked(pos)
         elif state == PositionState.ERROR.value:
@@ -146,6 +148,16 @@ class ReconcileMixin(EngineCore):
 
     async def _repair_mismatch(self, pos: PositionFsm, venue: str, want: Decimal, have: Decimal) -> None:
         details = {"venue": venue, "expected_base": str(want), "actual_base": str(have)}
+        if pos.state == PositionState.RESTING.value:
+            # A maker fill the engine has not applied yet looks like a mismatch: apply and hedge it
+            # first. If the venue still disagrees, never repair around a working maker order: cancel
+            # it and hedge what filled before anything else.
+            await self._work_maker_locked(pos)
+            if await self._agrees_with_venue(pos, venue):
+                return
+            await self._work_maker_locked(pos, finish=True)
+            if pos.state in (PositionState.RESTING.value, PositionState.CLOSED.value):
+                return
         if pos.state in (PositionState.MONITORING.value, PositionState.CLOSING.value,
                          PositionState.RECOVERING.value, PositionState.OPENING.value):
             pos.fault(reason="leg_mismatch", details=details)
@@ -155,6 +167,11 @@ class ReconcileMixin(EngineCore):
             pos.recover(reason="repair leg mismatch", details=details)
             await self._persist(pos)
         await self._repair_locked(pos)
+
+    async def _agrees_with_venue(self, pos: PositionFsm, venue: str) -> bool:
+        have = await self._venue_size(venue, pos.symbol)
+        want = self._expected_exposure().get((venue, pos.symbol), ZERO)
+        return have is not None and abs(have - want) <= pos.tolerance_base
 
     async def _adopt_venue_truth(self, pos: PositionFsm) -> None:
         """Shrink each leg to what its venue still holds (after every known fill has been applied).

@@ -17,6 +17,7 @@ from bot.core.domain import (
 from bot.engine.core import (
     UNKNOWN_STATUS,
     EngineCore,
+    MakerWork,
     OrderMeta,
 )
 from machines.position import PositionFsm, PositionState
@@ -30,11 +31,22 @@ class RestoreMixin(EngineCore):
         """Persist funding payments against the position that owns each (venue, symbol).
 
         Deduplicated by payment id; returns how many were new."""
-        new = 0
+        rows = []
         for payment in payments:
             owner = self.owner_of(payment.venue, payment.symbol)
-            position_id, leg = (owner[0].position_id, owner[1]) if owner else (None, None)
-            if not await self.store.record_funding_payment(payment, position_id, leg.value if leg else None):
+            rows.append((payment, owner, owner[0].position_id if owner else None))
+        if not rows:
+            return 0
+
+        def write(s: Any) -> list[bool]:
+            # One transaction for the whole batch (one settlement instant pays many legs at once).
+            with s.transaction():
+                return [s.record_funding_payment(p, pid, owner[1].value if owner else None) for p, owner, pid in rows]
+
+        recorded = await self.store.run(write)
+        new = 0
+        for (payment, owner, position_id), is_new in zip(rows, recorded):
+            if not is_new:
                 continue
             new += 1
             if position_id is not None:
@@ -110,4 +122,9 @@ class RestoreMixin(EngineCore):
                 )
                 key = (pos.position_id, order.purpose.value, order.leg)
                 self._attempts[key] = max(self._attempts.get(key, -1), order.attempt)
+                if pos.state == PositionState.RESTING.value and order.request.post_only and order.leg is not None:
+                    # The maker entry order: reconciliation applies what it missed, ``_resume``
+                    # goes on hedging its fills and cancels its rest at the timeout.
+                    self._makers[pos.position_id] = MakerWork(order.client_order_id, order.leg,
+                                                              order.request.venue, order.created_at_ts_ms)
         return len(rows)

@@ -1,0 +1,151 @@
+"""Spread forecast: what a pair will pay per hour, on average, over the holding horizon.
+
+Measured on a year of real settlements, cross-venue spreads revert within hours: the spread at
+an instant says almost nothing about the next days, while a slowly moving *level* (one venue
+structurally paying more than another on an asset) persists. So each leg's hourly rate is tracked
+as an exponentially weighted level (half-life ``level_half_life_hours``) plus its current
+deviation from that level, and the forecast of the leg's average hourly rate over the horizon is
+
+    f = level_weight x level + deviation_weight x (current - level)
+
+The pair's forecast spread is ``f_short - f_long`` (the linear model makes the pair forecast the
+difference of the legs' forecasts, so the scanner can rank pairs from per-leg numbers). The level
+starts at zero (a prior of "no persistent spread") and earns its weight as history accumulates, so a
+fresh start never trusts a few hours of data. ``python -m bot fit`` estimates the three parameters on
+history by least squares of the realised average spread over the horizon (see ``bot.forecast_fit``).
+
+``mode = "persistent"`` is the old rule (the current spread persists for the whole horizon), kept
+for comparison; it is what the backtest's ``naive`` reference uses.
+
+Everything here is pure: the tracker is updated with observations (time, hourly rate) and never
+reads a clock.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Literal
+
+from bot.core.domain import ZERO, FundingQuote, MarketSnapshot
+
+MS_PER_HOUR = 3_600_000
+ForecastMode = Literal["mean_reverting", "persistent"]
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastParams:
+    """Parameters of the per-leg forecast (see the module docstring)."""
+
+    mode: ForecastMode = "mean_reverting"
+    level_half_life_hours: Decimal = Decimal(504)
+    level_weight: Decimal = Decimal("0.728")
+    deviation_weight: Decimal = Decimal("0.028")
+
+    def leg_forecast(self, level: Decimal, current: Decimal) -> Decimal:
+        """The leg's forecast average hourly rate over the horizon."""
+        if self.mode == "persistent":
+            return current
+        return self.level_weight * level + self.deviation_weight * (current - level)
+
+
+@functools.lru_cache(maxsize=4096)
+def level_weight(elapsed_ms: int, half_life_hours: Decimal) -> Decimal:
+    """Weight of ``elapsed_ms`` of a new rate in the level: ``1 - 0.5 ** (hours / half-life)``
+    (a smoothing coefficient, computed in floating point and then fixed as a Decimal)."""
+    hours = Decimal(elapsed_ms) / MS_PER_HOUR
+    return Decimal(repr(1.0 - math.pow(0.5, float(hours / half_life_hours))))
+
+
+@dataclass(slots=True)
+class LegLevel:
+    """One leg's exponentially weighted level of its hourly rate (piecewise-constant rate)."""
+
+    level: Decimal = ZERO
+    rate: Decimal | None = None  # the current hourly rate
+    ts_ms: int | None = None  # when ``rate`` was observed (the level includes time up to here)
+    hours_seen: Decimal = ZERO
+
+    def observe(self, ts_ms: int, hourly_rate: Decimal, half_life_hours: Decimal) -> None:
+        """The leg's hourly rate is ``hourly_rate`` from ``ts_ms`` on; the time since the last
+        observation is folded into the level at the previous rate."""
+        if self.ts_ms is not None and self.rate is not None and ts_ms > self.ts_ms:
+            elapsed_ms = ts_ms - self.ts_ms
+            self.level += level_weight(elapsed_ms, half_life_hours) * (self.rate - self.level)
+            self.hours_seen += Decimal(elapsed_ms) / MS_PER_HOUR
+        if self.ts_ms is None or ts_ms >= self.ts_ms:
+            self.ts_ms = ts_ms
+            self.rate = hourly_rate
+
+
+@dataclass(slots=True)
+class SpreadForecaster:
+    """Levels of every leg the bot has seen, and the forecasts made from them."""
+
+    params: ForecastParams = field(default_factory=ForecastParams)
+    legs: dict[tuple[str, str], LegLevel] = field(default_factory=dict)
+
+    def observe(self, venue: str, symbol: str, ts_ms: int, hourly_rate: Decimal) -> None:
+        leg = self.legs.get((venue, symbol))
+        if leg is None:
+            leg = self.legs[(venue, symbol)] = LegLevel()
+        leg.observe(ts_ms, hourly_rate, self.params.level_half_life_hours)
+
+    def observe_quotes(self, quotes: dict[tuple[str, str], FundingQuote] | list[FundingQuote], now_ms: int) -> None:
+        """Every usable quote's current hourly rate, as of ``now_ms``."""
+        for q in quotes.values() if isinstance(quotes, dict) else quotes:
+            hourly = q.hourly_rate_or_none
+            if hourly is not None:
+                self.observe(q.venue, q.symbol, now_ms, hourly)
+
+    def leg_forecast(self, venue: str, symbol: str, current_hourly: Decimal) -> Decimal:
+        """Forecast average hourly rate of one leg given its current rate (zero level if unseen)."""
+        leg = self.legs.get((venue, symbol))
+        level = leg.level if leg is not None else ZERO
+        return self.params.leg_forecast(level, current_hourly)
+
+    def spread_forecast(self, symbol: str, long_venue: str, short_venue: str,
+                        long_hourly: Decimal, short_hourly: Decimal) -> Decimal:
+        """Forecast average hourly spread of holding long ``long_venue`` / short ``short_venue``."""
+        return self.leg_forecast(short_venue, symbol, short_hourly) - self.leg_forecast(long_venue, symbol, long_hourly)
+
+    def forecast_snapshot(self, snapshot: MarketSnapshot) -> MarketSnapshot:
+        """The snapshot with each quote's ranking rate set to its leg forecast: the scanner then
+        ranks pairs by forecast spread (rates per interval stay the venue's current ones)."""
+        if self.params.mode == "persistent":
+            return snapshot
+        quotes = {}
+        for key, q in snapshot.quotes.items():
+            hourly = q.hourly_rate_or_none
+            quotes[key] = q if hourly is None else FundingQuote(
+                venue=q.venue, symbol=q.symbol, rate_per_interval=q.rate_per_interval,
+                interval_hours=q.interval_hours, next_funding_ts_ms=q.next_funding_ts_ms,
+                mark_price=q.mark_price, ts_ms=q.ts_ms, mark_is_reference=q.mark_is_reference,
+                forecast_hourly_rate=self.leg_forecast(q.venue, q.symbol, hourly))
+        return replace(snapshot, quotes=quotes)
+
+    # -- persistence (the levels survive a restart through the database's kv table) ----------
+    def to_text(self) -> str:
+        """A compact text form of every leg's level (venue|symbol|level|rate|ts|hours per line)."""
+        return "\n".join(
+            f"{v}|{s}|{leg.level}|{'' if leg.rate is None else leg.rate}|{'' if leg.ts_ms is None else leg.ts_ms}|{leg.hours_seen}"
+            for (v, s), leg in sorted(self.legs.items()))
+
+    def load_text(self, text: str) -> int:
+        """Restore levels saved by ``to_text``; returns how many legs were read. Bad lines are skipped."""
+        count = 0
+        for line in text.splitlines():
+            parts = line.split("|")
+            if len(parts) != 6:
+                continue
+            venue, symbol, level, rate, ts_ms, hours = parts
+            try:
+                self.legs[(venue, symbol)] = LegLevel(
+                    level=Decimal(level), rate=Decimal(rate) if rate else None,
+                    ts_ms=int(ts_ms) if ts_ms else None, hours_seen=Decimal(hours))
+            except (ArithmeticError, ValueError):
+                continue
+            count += 1
+        return count
