@@ -21,6 +21,7 @@ from bot.engine import EngineConfig, TradingEngine
 from bot.forecast import SpreadForecaster
 from bot.incremental import RankingSource, RankSettings
 from bot.logging_setup import log_event
+from bot.market_catch_up import MarketCatchUp
 from bot.market_view import take_snapshot
 from bot.pacing import Pacer
 from bot.params import breaker_settings, forecast_params, strategy_params
@@ -46,7 +47,6 @@ CONTROL_HALT_KEY = "control.halt"
 CONTROL_FLATTEN_KEY = "control.flatten"
 FORECAST_LEVELS_KEY = "forecast.levels"
 MS_PER_HOUR = 3_600_000
-_MAX_STEPS_PER_CHUNK = 60  # market steps advanced between two checkpoints of the feed step
 
 
 class Application:
@@ -74,6 +74,7 @@ class Application:
         self._stopping = False
         self._equity_cache: dict[str, Decimal] = {}
         self._pending_events: list[tuple[str, str, str, str | None, dict | None]] = []
+        self.catch_up = MarketCatchUp(settings.sim.step_seconds)
         self.status_view: StatusView | None = None
         self._said_behind = False
         self.ranking = RankingSource(RankSettings(
@@ -200,19 +201,11 @@ class Application:
         """Advance the market to now; the venues settle funding and match resting orders; feed breakers."""
         assert self.executor is not None and self.engine is not None
         now = self.clock.now_ms()
-        # A market far behind the clock (a loaded machine, a high --speed) is advanced in bounded
-        # chunks with a checkpoint between them, so signals, control and the other loops stay live.
-        chunk_ms = self.settings.sim.step_seconds * 1000 * _MAX_STEPS_PER_CHUNK
-        market_now = getattr(self.market, "now_ts_ms", None)
-        while True:
-            target = now if not isinstance(market_now, int) else min(now, max(market_now, 0) + chunk_ms)
-            payments = await self.executor.advance(self.market.advance_to(target))
-            if payments:
-                await self.engine.record_funding(payments)
-            if target >= now:
-                break
-            market_now = target
-            await anyio.sleep(0)
+        payments = await self.catch_up.advance(self.market, self.executor, now)  # bounded slices, yields
+        if payments:
+            await self.engine.record_funding(payments)
+        if lag := self.catch_up.observe(self.clock.now_ms(), self.market):
+            await self.event(lag.kind, lag.severity, lag.message)
         # Resting maker entries: hedge the fills this step's matching made, end timed-out rests.
         await self.engine.work_makers()
         self._record_quotes(now)
@@ -458,6 +451,7 @@ class Application:
             equity_by_venue_usd=equity,
             venue_breakers_open=self.board.open_venues(),
             failed_entry_ts_ms=dict(self.failed_entries),
+            orphaned_symbols=self.engine.orphaned_symbols() if self.engine is not None else frozenset(),
         )
 
     async def _record_equity(self, snapshot: MarketSnapshot) -> None:

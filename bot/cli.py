@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from bot.errors import EXIT_USAGE, UserInputError
+from storage.errors import StorageError
 
 DESCRIPTION = """\
 Delta-neutral funding-rate arbitrage: long the venue paying less funding, short the one paying more.
@@ -43,6 +44,13 @@ class _OneLineParser(argparse.ArgumentParser):
         raise UserInputError(f"{message} (see: python -m bot --help)")
 
 
+def _path_arg(text: str) -> Path:
+    """A path argument; ``~`` is expanded (also when the shell did not), NUL refused."""
+    if "\x00" in text:
+        raise argparse.ArgumentTypeError("a path cannot contain a NUL character")
+    return Path(text).expanduser()
+
+
 def _decimal_arg(text: str) -> Decimal:
     try:
         value = Decimal(text)
@@ -50,6 +58,15 @@ def _decimal_arg(text: str) -> Decimal:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not value.is_finite() or value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _speed_arg(text: str) -> Decimal:
+    from bot.settings import MAX_SPEED, MIN_SPEED
+
+    value = _decimal_arg(text)
+    if not MIN_SPEED <= value <= MAX_SPEED:
+        raise argparse.ArgumentTypeError(f"expected a speed from {MIN_SPEED} to {MAX_SPEED:,}, got {text!r}")
     return value
 
 
@@ -73,9 +90,9 @@ def _int_arg(text: str) -> int:
 def _common_options(default: object) -> argparse.ArgumentParser:
     """--settings/--db, accepted before or after the command (the subcommand copy must not reset them)."""
     common = _OneLineParser(add_help=False)
-    common.add_argument("--settings", type=Path, metavar="PATH", default=default,
+    common.add_argument("--settings", type=_path_arg, metavar="PATH", default=default,
                         help="settings file (default: ./settings.toml, else built-in defaults)")
-    common.add_argument("--db", type=Path, metavar="PATH", default=default,
+    common.add_argument("--db", type=_path_arg, metavar="PATH", default=default,
                         help="SQLite database (default: bot.paper_db_path for paper, bot.live_db_path for live)")
     return common
 
@@ -92,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--paper", action="store_true", help="trade on the built-in simulated market (offline)")
     mode.add_argument("--live", action="store_true", help="trade on real venues (not available yet: no live venue adapter exists)")
     parser.add_argument("--market", choices=["sim"], default="sim", help="market data source for --paper (default: sim)")
-    parser.add_argument("--speed", type=_decimal_arg, metavar="X",
+    parser.add_argument("--speed", type=_speed_arg, metavar="X",
                         help="simulated time runs X times faster than the wall clock (default: sim.speed)")
     parser.add_argument("--duration", type=_decimal_arg, metavar="SECONDS",
                         help="stop after this many wall-clock seconds, exactly as on SIGTERM (flatten, exit 0)")
@@ -102,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     scan = sub.add_parser("scan", parents=[sub_common], help="rank funding-spread opportunities after all costs")
     scan.add_argument("--market", choices=["sim"], default="sim", help="rank on the simulated market (default)")
-    scan.add_argument("--replay", type=Path, metavar="DIR", help="rank from historical funding CSVs in DIR instead")
+    scan.add_argument("--replay", type=_path_arg, metavar="DIR", help="rank from historical funding CSVs in DIR instead")
     scan.add_argument("--at", metavar="ISO_TIME", help="with --replay: the instant to rank at, e.g. 2026-03-01T00:00:00Z")
     scan.add_argument("--limit", type=_positive_int, metavar="N", help="show at most N rows (default: scan.limit)")
     scan.add_argument("--seed", type=_int_arg, metavar="N", default=argparse.SUPPRESS, help="simulated market seed (default: sim.seed)")
@@ -110,12 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     backtest = sub.add_parser("backtest", parents=[sub_common],
                               help="replay historical funding through the real strategy, engine and paper venues")
-    backtest.add_argument("--data", type=Path, metavar="DIR", required=True,
+    backtest.add_argument("--data", type=_path_arg, metavar="DIR", required=True,
                           help="directory of funding CSV files (and optional price files); format in the README")
     backtest.add_argument("--from", dest="from_time", metavar="ISO_TIME", help="start (default: first data)")
     backtest.add_argument("--to", dest="to_time", metavar="ISO_TIME", help="end (default: last data)")
     backtest.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    backtest.add_argument("--plot", type=Path, metavar="PATH", help="write an HTML page with the equity curve")
+    backtest.add_argument("--plot", type=_path_arg, metavar="PATH", help="write an HTML page with the equity curve")
 
     fit = sub.add_parser("fit", parents=[sub_common], help="fit the spread forecast's parameters on funding history")
     fit.add_argument("--data", type=Path, metavar="DIR", required=True, help="directory of funding CSV files")
@@ -157,17 +174,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
+    from bot.logging_setup import quiet_default_logging
+
+    quiet_default_logging()
     try:
         return _dispatch(build_parser().parse_args(argv))
     except BrokenPipeError:  # e.g. `python -m bot report | head`: the reader left, nothing is lost
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep the interpreter's final flush quiet
         return 0
-    except UserInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (UserInputError, StorageError) as exc:  # bad input, a foreign/broken database, a bot already running
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(text: str) -> str:
+    """Error messages are one line: newlines inside a message (a quoted value) are flattened."""
+    return " ".join(text.split()) if "\n" in text or "\r" in text else text
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -9,12 +9,15 @@ recorded the same way.
 from __future__ import annotations
 
 import argparse
+import sqlite3
 
 from bot.app import CONTROL_FLATTEN_KEY, CONTROL_HALT_KEY
 from bot.core.clock import iso_utc, utc_now_ms
+from bot.errors import UserInputError
 from bot.report import open_existing, resolve_db
 from bot.settings import Settings
 from storage import EventRecord, Severity, Storage
+from storage.instance_lock import running_pid
 
 CONTROL_COMMANDS = ("halt", "resume", "flatten")
 
@@ -40,10 +43,18 @@ def write_control(storage: Storage, command: str, reason: str, now_ms: int, sour
 
 def run_control(args: argparse.Namespace, settings: Settings) -> int:
     db = resolve_db(args, settings)
-    storage = open_existing(db)
+    storage = open_existing(db, write=True)
     try:
         message = write_control(storage, args.command, getattr(args, "reason", None) or f"manual {args.command}", utc_now_ms())
+    except sqlite3.Error as exc:
+        raise UserInputError(f"cannot write the request to {db}: {exc}") from None
     finally:
         storage.close()
-    print(f"{message}; written to {db}")
+    pid = running_pid(db)
+    if pid is None:
+        when = ("no bot is running on it: the request waits and is applied when the bot next starts "
+                "on this database")
+    else:
+        when = f"the running bot ({f'pid {pid}' if pid else 'pid unknown'}) applies it within a second"
+    print(f"{message}; written to {db}; {when}")
     return 0

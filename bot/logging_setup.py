@@ -14,13 +14,25 @@ from loguru import logger
 
 
 def configure_logging(log_path: Path, *, terminal_level: str = "ERROR") -> None:
-    """Route loguru to ``log_path`` (JSON, serialize=True) and errors to stderr."""
+    """Route loguru to ``log_path`` (JSON, serialize=True) and errors to stderr.
+
+    ``diagnose=False`` on every sink: tracebacks are still logged, but never the values of the
+    variables in their frames (settings objects, arguments, and one day live credentials).
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     logger.remove()
-    logger.add(log_path, serialize=True, level="INFO", enqueue=False)
-    logger.add(sys.stderr, level=terminal_level, format="{time:YYYY-MM-DDTHH:mm:ss.SSS!UTC}Z {level} {message}")
+    logger.add(log_path, serialize=True, level="INFO", enqueue=False, diagnose=False, backtrace=False)
+    logger.add(sys.stderr, level=terminal_level, format="{time:YYYY-MM-DDTHH:mm:ss.SSS!UTC}Z {level} {message}",
+               diagnose=False, backtrace=False)
     # transitions logs every callback at INFO on stdlib logging; keep that out of the terminal.
     logging.getLogger("transitions").setLevel(logging.WARNING)
+
+
+def quiet_default_logging() -> None:
+    """Replace loguru's default stderr sink (``diagnose=True``: it prints frame variables) with the
+    same sink without variable values; commands that never call ``configure_logging`` use it."""
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING", diagnose=False, backtrace=False)
 
 
 _LEVELS = {"debug": "DEBUG", "info": "INFO", "warning": "WARNING", "error": "ERROR", "critical": "CRITICAL"}

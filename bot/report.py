@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,20 +20,42 @@ from bot.errors import UserInputError
 from bot.settings import Settings
 from paper.venue_store import read_open_positions, venue_store_path_for
 from storage import Storage
+from storage.db_check import BadDatabase, check_bot_database
+from storage.instance_lock import running_pid
 
 
 def resolve_db(args: argparse.Namespace, settings: Settings) -> Path:
     """The database a read command looks at: --db, else the paper (or --live) default."""
     db = getattr(args, "db", None)
     if db is not None:
-        return Path(db)
-    return settings.bot.live_db_path if getattr(args, "live", False) else settings.bot.paper_db_path
+        return Path(db).expanduser()
+    return (settings.bot.live_db_path if getattr(args, "live", False) else settings.bot.paper_db_path).expanduser()
 
 
-def open_existing(path: Path) -> Storage:
+def open_existing(path: Path, *, write: bool = False) -> Storage:
+    """Open the bot's database at ``path``: read-only unless ``write``; a foreign or broken file is
+    refused (one line naming it) before anything in it changes."""
+    path = path.expanduser()
     if not path.exists():
         raise UserInputError(f"no database at {path} (run python -m bot --paper first, or pass --db PATH)")
-    return Storage.open(path)
+    try:
+        info = check_bot_database(path)
+        if info is not None and info.empty:
+            raise BadDatabase(f"{path} is an empty file, not a bot database yet (start the bot on it first, "
+                              "or pass the bot's database to --db)")
+        return Storage.open(path) if write else Storage.open_readonly(path)
+    except BadDatabase as exc:
+        raise UserInputError(str(exc)) from None
+    except sqlite3.Error as exc:
+        raise UserInputError(f"cannot use database {path}: {exc}") from None
+
+
+def running_line(db: Path) -> str:
+    """Whether a bot holds ``db`` now (its instance lock), in words."""
+    pid = running_pid(db)
+    if pid is None:
+        return "not running (this is the last recorded state)"
+    return f"running (pid {pid})" if pid else "running"
 
 
 def build_report(storage: Storage, venue_db: Path) -> dict[str, Any]:
@@ -41,7 +64,10 @@ def build_report(storage: Storage, venue_db: Path) -> dict[str, Any]:
     totals = {"funding_usd": ZERO, "fees_usd": ZERO, "realized_pnl_usd": ZERO}
     for record in storage.list_positions():
         money = storage.position_totals(record.id)
+        filled = bool(storage.list_fills(record.id))
         row = {
+            # False for an entry that never filled on either venue: listed, never counted as a position.
+            "filled": filled,
             "id": record.id,
             "symbol": record.symbol,
             "long_venue": record.long_venue,
@@ -81,7 +107,8 @@ def build_report(storage: Storage, venue_db: Path) -> dict[str, Any]:
         "bot_state": state.state if state else None,
         "positions": positions,
         "totals": {
-            "positions": len(positions),
+            "positions": sum(1 for p in positions if p["filled"]),
+            "failed_entries": sum(1 for p in positions if not p["filled"] and p["state"] == "closed"),
             "open_positions": sum(1 for p in positions if p["state"] != "closed"),
             **{k: str(v) for k, v in totals.items()},
         },
@@ -105,12 +132,17 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
     storage = open_existing(db)
     try:
         report = build_report(storage, venue_store_path_for(db))
+    except sqlite3.Error as exc:
+        raise UserInputError(f"cannot read database {db}: {exc}") from None
     finally:
         storage.close()
+    pid = running_pid(db)
+    report["bot_running"] = pid is not None
+    report["bot_pid"] = pid or None
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"bot state: {report['bot_state']}    database: {db}")
+    print(f"bot: {running_line(db)}; recorded state: {report['bot_state']}    database: {db}")
     header = ("id", "symbol", "long", "short", "state", "size", "opened_at", "closed_at", "exit_reason",
               "funding_usd", "fees_usd", "realized_pnl_usd")
     rows = [(p["id"], p["symbol"], p["long_venue"], p["short_venue"], p["state"], p["size_base"],
@@ -119,7 +151,9 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
             for p in report["positions"]]
     print(_table(header, rows))
     t = report["totals"]
-    print(f"\ntotals: {t['positions']} positions ({t['open_positions']} open); funding {_money(t['funding_usd'])} USD, "
+    failed = f", {t['failed_entries']} failed entr{'y' if t['failed_entries'] == 1 else 'ies'} (never filled)" \
+        if t["failed_entries"] else ""
+    print(f"\ntotals: {t['positions']} positions ({t['open_positions']} open){failed}; funding {_money(t['funding_usd'])} USD, "
           f"fees {_money(t['fees_usd'])} USD, realized PnL {_money(t['realized_pnl_usd'])} USD")
     exposure = report["open_exposure"]
     print("open exposure: " + (json.dumps(exposure) if exposure else "none (flat on every venue)"))
@@ -154,6 +188,8 @@ def run_postmortem(args: argparse.Namespace, settings: Settings) -> int:
     storage = open_existing(db)
     try:
         doc = postmortem_doc(storage, args.position_id)
+    except sqlite3.Error as exc:
+        raise UserInputError(f"cannot read database {db}: {exc}") from None
     finally:
         storage.close()
     if doc is None:
@@ -176,7 +212,8 @@ def _describe(kind: str, data: dict[str, Any]) -> dict[str, Any]:
     elif kind == "order":
         summary = (f"{data['purpose']} {data.get('leg') or ''} {data['side']} {data['size_base']} {data['symbol']} on "
                    f"{data['venue']} ({data['order_type']}{' reduce-only' if data.get('reduce_only') else ''}) "
-                   f"-> {data['status']} filled {data.get('filled_base')} cid {data['client_order_id']}")
+                   f"-> {data['status']}, {data.get('filled_base')} of {data['size_base']} filled "
+                   f"cid {data['client_order_id']}")
     elif kind == "fill":
         summary = (f"{data['side']} {data['size_base']} @ {data['price']} on {data['venue']} fee {data['fee_usd']} "
                    f"trade {data['trade_id']}")

@@ -13,6 +13,7 @@ from bot.core.clock import parse_iso_utc, utc_now_ms
 from bot.errors import UserInputError
 from bot.logging_setup import configure_logging
 from bot.settings import Settings
+from bot.startup_checks import claim_database
 
 
 def run_paper(args: argparse.Namespace, settings: Settings) -> int:
@@ -29,6 +30,7 @@ def run_paper(args: argparse.Namespace, settings: Settings) -> int:
     if db_path.resolve() == settings.bot.live_db_path.resolve():
         raise UserInputError(f"paper database {db_path} is the live database (bot.live_db_path); "
                              "paper runs must use another file (--db or bot.paper_db_path)")
+    lock = claim_database(db_path)  # one bot per database, our own healthy file (else exit 2)
     _check_writable(db_path)
     start_ts_ms = utc_now_ms() if sim.start == "now" else parse_iso_utc(sim.start)
     # A sped-up run may have simulated hours past the wall clock: a restart resumes after the last
@@ -49,7 +51,8 @@ def run_paper(args: argparse.Namespace, settings: Settings) -> int:
           f"logs {settings.bot.log_path}. Ctrl-C or SIGTERM "
           + ("flattens and stops." if settings.shutdown.on_signal == "flatten"
              else "stops, keeping hedged positions open (shutdown.on_signal = keep)."), file=sys.stderr)
-    return anyio.run(supervisor.run)
+    with lock:
+        return anyio.run(supervisor.run)
 
 
 def _check_writable(db_path: Path) -> None:
@@ -92,7 +95,12 @@ def run_live(args: argparse.Namespace, settings: Settings) -> int:
     import os
 
     from adapters.errors import FatalVenueError
-    from adapters.registry import LIVE_VENUES, LiveConfigError, LiveVenueConfig, build_live_session
+    from adapters.registry import (
+        LIVE_VENUES,
+        LiveConfigError,
+        LiveVenueConfig,
+        build_live_session,
+    )
     from bot.app import Application
     from bot.core.clock import ScaledClock
     from bot.settings import venue_costs_for

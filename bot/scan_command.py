@@ -18,8 +18,10 @@ from bot.core.clock import iso_utc, parse_iso_utc, utc_now_ms
 from bot.core.domain import ExecutionMode, MarketSnapshot, Opportunity
 from bot.errors import UserInputError
 from bot.params import position_notional_usd
+from bot.scan_gates import gate_verdicts, verdict_text
 from bot.scanner import rank_opportunities
 from bot.settings import Settings
+from risk.entry_gates import EntryDecision
 
 # A pair whose costs take longer than this to earn back has a spread that is zero within noise.
 NEVER_BREAKEVEN_HOURS = Decimal(87_600)
@@ -47,10 +49,15 @@ def run_scan(args: argparse.Namespace, settings: Settings) -> int:
         execution=ExecutionMode(settings.strategy.execution),
     )
     contracts = {key: inst.venue_symbol for key, inst in snapshot.instruments.items()}
+    verdicts = gate_verdicts(snapshot, ranked, settings)
     if args.json:
-        print(json.dumps([opportunity_json(o, contracts) for o in ranked], indent=2))
+        rows = [opportunity_json(o, contracts) for o in ranked]
+        for row, decision in zip(rows, verdicts):
+            row["gates_allow"] = decision.allowed
+            row["gate_denials"] = [f"{d.code.value}: {d.detail}" for d in decision.denials]
+        print(json.dumps(rows, indent=2))
     else:
-        print(render_table(ranked, source, settings, contracts))
+        print(render_table(ranked, source, settings, contracts, verdicts))
     return 0
 
 
@@ -147,7 +154,8 @@ def _text(value: Decimal | None) -> str | None:
 
 
 def render_table(ranked: list[Opportunity], source: str, settings: Settings,
-                 contracts: dict[tuple[str, str], str] | None = None) -> str:
+                 contracts: dict[tuple[str, str], str] | None = None,
+                 verdicts: list[EntryDecision] | None = None) -> str:
     notional = position_notional_usd(settings)
     horizon = settings.strategy.horizon_hours
     mode = settings.forecast.mode
@@ -163,9 +171,10 @@ def render_table(ranked: list[Opportunity], source: str, settings: Settings,
         return "\n".join(lines)
     contracts = contracts or {}
     header = ("#", "symbol", "long", "long rate", "short", "short rate", "now/h", "forecast/h", "APR",
-              "costs $", "net $", "breakeven h")
+              "costs $", "net $", "breakeven h", "gates")
     rows = []
     for i, o in enumerate(ranked, 1):
+        verdict = verdict_text(verdicts[i - 1]) if verdicts is not None else "-"
         rows.append((
             str(i), o.symbol, _leg(o.long_venue, contracts.get((o.long_venue, o.symbol))),
             f"{o.long_rate * 100:.4f}%/{o.long_interval_hours}h",
@@ -175,11 +184,15 @@ def render_table(ranked: list[Opportunity], source: str, settings: Settings,
             f"{o.spread_hourly * 100:.5f}%", f"{o.apr * 100:.2f}%", f"{o.costs:.2f}",
             f"{o.expected_net:.2f}",
             "never" if breakeven_or_never(o.breakeven_hours) is None else f"{o.breakeven_hours:.1f}",
+            verdict,
         ))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     lines.append("  ".join("-" * w for w in widths))
     lines.extend("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+    if verdicts is not None:
+        lines.append("gates: 'yes' = the entry gates would allow it for a fresh paper account (no positions, "
+                     "paper.starting_balance_usd per venue); otherwise the denial codes")
     if any(o.costs_estimated for o in ranked):
         lines.append(f"costs are ESTIMATED (no order books in history): slippage "
                      f"{settings.scan.estimated_slippage_bps} bps per leg per side, prices from recorded marks")

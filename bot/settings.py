@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 import tomllib
+import typing
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -20,6 +21,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from bot.errors import UserInputError
@@ -28,15 +30,65 @@ if TYPE_CHECKING:
     from bot.core.venue_costs import VenueCosts
 
 DEFAULT_SETTINGS_PATH = Path("settings.toml")
+# Simulated speed bounds (settings and --speed): beyond 1e6 a clock second is 11 simulated days;
+# below 0.001 one simulated minute takes 17 wall hours. Above what this machine can step, the
+# market lags and says so (bot/market_catch_up.py).
+MIN_SPEED = Decimal("0.001")
+MAX_SPEED = Decimal("1000000")
+
+# No number in settings may exceed this (or, when not zero, be smaller than its inverse): beyond
+# it, Decimal arithmetic over- or underflows somewhere downstream, long after the file was read.
+MAX_MAGNITUDE = Decimal("1e12")
+MAX_HOURS = Decimal("1000000")  # about 114 years: any longer is a typo
+MAX_BPS = Decimal("500")  # 5 %: any slippage or price-widening bound beyond this is a typo
 
 PositiveDecimal = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
 NonNegativeDecimal = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
 Fraction = Annotated[Decimal, Field(ge=0, le=1, allow_inf_nan=False)]
 Probability = Annotated[float, Field(ge=0, le=1)]
+Hours = Annotated[Decimal, Field(gt=0, le=MAX_HOURS, allow_inf_nan=False)]
+NonNegativeHours = Annotated[Decimal, Field(ge=0, le=MAX_HOURS, allow_inf_nan=False)]
+Bps = Annotated[Decimal, Field(gt=0, le=MAX_BPS, allow_inf_nan=False)]
+NonNegativeBps = Annotated[Decimal, Field(ge=0, le=MAX_BPS, allow_inf_nan=False)]
+
+
+def _admits(annotation: Any, kind: type) -> bool:
+    return annotation is kind or kind in typing.get_args(annotation)
 
 
 class _Section(BaseModel):
+    """Strict scalars everywhere: no true/false where a number belongs, no binary float where
+    money or a quantity (Decimal) belongs, no absurd magnitudes; ``~`` expanded in paths."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict_scalars(cls, value: Any, info: ValidationInfo) -> Any:
+        annotation = cls.model_fields[info.field_name].annotation if info.field_name else None
+        if isinstance(value, bool) and not _admits(annotation, bool):
+            raise ValueError("expected a number or text, not true/false")
+        if isinstance(value, float) and _admits(annotation, Decimal):
+            raise ValueError('write money and quantities as quoted decimal text, e.g. "1000.5" '
+                             "(a TOML float is binary and inexact)")
+        return value
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _sane_magnitude(cls, value: Any) -> Any:
+        if isinstance(value, Path):
+            if "\x00" in str(value):
+                raise ValueError("a path cannot contain a NUL character")
+            return value.expanduser()
+        if isinstance(value, float) and value != value:
+            raise ValueError("expected a number, got nan")
+        if isinstance(value, (Decimal, float, int)) and not isinstance(value, bool):
+            size = abs(Decimal(value)) if not isinstance(value, Decimal) else abs(value)
+            if size > MAX_MAGNITUDE:
+                raise ValueError(f"absurdly large: at most {MAX_MAGNITUDE:,.0f} in magnitude")
+            if size != 0 and size < 1 / MAX_MAGNITUDE:
+                raise ValueError(f"absurdly small: 0, or at least {1 / MAX_MAGNITUDE} in magnitude")
+        return value
 
 
 class BotSection(_Section):
@@ -65,19 +117,28 @@ class SimSection(_Section):
             raise ValueError("must divide 3600 (e.g. 10, 30, 60, 300) so settlements fall on step boundaries")
         return value
     start: str = "now"
-    speed: float = Field(default=1.0, gt=0, le=1_000_000)
+    speed: float = Field(default=1.0, ge=float(MIN_SPEED), le=float(MAX_SPEED))
 
     @field_validator("start")
     @classmethod
     def _start_is_now_or_iso(cls, value: str) -> str:
         if value != "now" and not re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?Z?", value):
             raise ValueError('expected "now" or an ISO-8601 UTC time like "2026-03-01T00:00:00Z"')
+        if value != "now":
+            from bot.core.clock import parse_iso_utc
+
+            try:
+                ts_ms = parse_iso_utc(value if value.endswith("Z") else value + "Z")
+            except (ValueError, OverflowError):
+                raise ValueError(f"not a real date and time: {value!r}") from None
+            if not 0 <= ts_ms < 4_102_444_800_000:
+                raise ValueError("expected a time between 1970 and 2100")
         return value
 
 
 class StrategySection(_Section):
-    notional_usd_per_position: PositiveDecimal = Decimal("1000")
-    horizon_hours: PositiveDecimal = Decimal("336")
+    notional_usd_per_position: Annotated[Decimal, Field(gt=0, le=10_000_000, allow_inf_nan=False)] = Decimal("1000")
+    horizon_hours: Hours = Decimal("336")
     min_expected_net_usd: Decimal = Field(default=Decimal("0.50"), allow_inf_nan=False)
     max_positions: int = Field(default=6, ge=1, le=500)
     capital_usd_per_venue: PositiveDecimal = Decimal("10000")
@@ -88,28 +149,35 @@ class StrategySection(_Section):
 
 class ExitSection(_Section):
     take_profit_usd: NonNegativeDecimal = Decimal("0")
-    min_hold_hours: NonNegativeDecimal = Decimal("0")
-    max_hold_hours: NonNegativeDecimal = Decimal("0")
+    min_hold_hours: NonNegativeHours = Decimal("0")
+    max_hold_hours: NonNegativeHours = Decimal("0")
     spread_erosion_fraction: Fraction = Decimal("0")
-    ev_horizon_hours: PositiveDecimal = Decimal("336")
+    ev_horizon_hours: Hours = Decimal("336")
     hysteresis_usd: NonNegativeDecimal = Decimal("1")
     liquidation_buffer_pct: NonNegativeDecimal = Decimal("5")
     max_delta_drift_pct: NonNegativeDecimal = Decimal("2")
     rotation_min_gain_usd: PositiveDecimal = Decimal("5")
-    rotation_cooldown_hours: NonNegativeDecimal = Decimal("4")
+    rotation_cooldown_hours: NonNegativeHours = Decimal("4")
+
+    @model_validator(mode="after")
+    def _hold_window(self) -> "ExitSection":
+        if self.max_hold_hours > 0 and self.min_hold_hours > self.max_hold_hours:  # max 0 = no limit
+            raise ValueError(f"min_hold_hours ({self.min_hold_hours}) must not exceed max_hold_hours "
+                             f"({self.max_hold_hours})")
+        return self
 
 
 class RiskSection(_Section):
-    max_breakeven_hours: PositiveDecimal = Decimal("336")
+    max_breakeven_hours: Hours = Decimal("336")
     max_notional_per_venue_usd: PositiveDecimal = Decimal("5000")
     max_notional_total_usd: PositiveDecimal = Decimal("10000")
-    max_leverage: PositiveDecimal = Decimal("3")
+    max_leverage: Annotated[Decimal, Field(gt=0, le=100, allow_inf_nan=False)] = Decimal("3")
     min_free_margin_usd: NonNegativeDecimal = Decimal("100")
-    max_slippage_bps: PositiveDecimal = Decimal("10")
+    max_slippage_bps: Bps = Decimal("10")
     allow_symbols: list[str] = Field(default_factory=list)
     deny_symbols: list[str] = Field(default_factory=list)
-    pair_cooldown_minutes: NonNegativeDecimal = Decimal("60")
-    max_drawdown_pct: PositiveDecimal = Decimal("5")
+    pair_cooldown_minutes: Annotated[Decimal, Field(ge=0, le=MAX_HOURS * 60, allow_inf_nan=False)] = Decimal("60")
+    max_drawdown_pct: Annotated[Decimal, Field(gt=0, le=100, allow_inf_nan=False)] = Decimal("5")
     max_unhedged_ms: int = Field(default=2000, ge=1)
     venue_error_threshold: int = Field(default=5, ge=1)
     venue_error_rate: Fraction = Decimal("0.5")
@@ -121,7 +189,7 @@ class RiskSection(_Section):
 class ExecutionSection(_Section):
     leg_timeout_seconds: float = Field(default=5.0, gt=0)
     repair_attempts: int = Field(default=3, ge=1, le=20)
-    repair_widen_bps: PositiveDecimal = Decimal("10")
+    repair_widen_bps: Bps = Decimal("10")
     hedge_tolerance_lots: int = Field(default=0, ge=0)
     maker_timeout_seconds: float = Field(default=300.0, gt=0)
     maker_offset_ticks: int = Field(default=0, ge=0, le=1000)
@@ -193,7 +261,7 @@ class NotifySection(_Section):
 
 class ScanSection(_Section):
     limit: int = Field(default=20, ge=1)
-    estimated_slippage_bps: NonNegativeDecimal = Decimal("2")
+    estimated_slippage_bps: NonNegativeBps = Decimal("2")
 
 
 class ForecastSection(_Section):
@@ -226,9 +294,9 @@ class BacktestSection(_Section):
     """``[backtest]``: replay of historical funding through the real application."""
 
     interchangeable_quotes: list[str] = Field(default_factory=lambda: ["USDT", "USDC"])
-    max_price_age_hours: PositiveDecimal = Decimal("9")
-    reconcile_every_hours: PositiveDecimal = Decimal("24")
-    equity_sample_hours: PositiveDecimal = Decimal("1")
+    max_price_age_hours: Hours = Decimal("9")
+    reconcile_every_hours: Hours = Decimal("24")
+    equity_sample_hours: Hours = Decimal("1")
 
 
 class LiveSection(_Section):
@@ -262,19 +330,30 @@ class Settings(_Section):
 def load_settings(path: Path | None = None) -> Settings:
     """Load and validate settings; ``None`` means ./settings.toml, or built-in defaults if absent."""
     explicit = path is not None
-    path = path if path is not None else DEFAULT_SETTINGS_PATH
-    if not path.exists():
+    path = Path(path).expanduser() if path is not None else DEFAULT_SETTINGS_PATH
+    try:
+        found = path.is_file()
+        missing = not found and not path.exists()
+    except (OSError, ValueError) as exc:
+        raise UserInputError(f"cannot use settings path {str(path)[:200]!r}: {exc}") from None
+    if not found and not missing:
+        raise UserInputError(f"settings path {path} is not a file (pass a settings.toml file to --settings)")
+    if missing:
         if explicit:
             raise UserInputError(f"settings file not found: {path} (pass an existing file to --settings)")
         return Settings()
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserInputError(f"settings file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except OSError as exc:
-        raise UserInputError(f"cannot read settings file {path}: {exc.strerror}") from None
+        raise UserInputError(f"cannot read settings file {path}: {exc.strerror or exc}") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserInputError(f"{path}: malformed TOML: {exc} (fix the syntax at that line)") from None
+    except (ValueError, RecursionError) as exc:  # e.g. an integer of more than 4300 digits, absurd nesting
+        raise UserInputError(f"{path}: unreadable TOML value: {str(exc)[:200]} (fix the value)") from None
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
@@ -291,8 +370,9 @@ def _one_line(exc: ValidationError, path: Path, text: str) -> str:
         what = "unknown key (remove it or check its spelling against the shipped settings.toml)"
     else:
         what = f"{error['msg']}"
-        if "input" in error and error["type"] != "missing":
-            what += f" (got {error['input']!r})"
+        if "input" in error and error["type"] != "missing" and not isinstance(error["input"], dict):
+            shown = repr(error["input"])
+            what += f" (got {shown if len(shown) <= 80 else shown[:77] + '...'})"
     more = len(exc.errors()) - 1
     suffix = f"; {more} more problem(s) after this one" if more else ""
     return f"{where}: setting '{key}': {what}{suffix}"

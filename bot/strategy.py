@@ -82,6 +82,7 @@ class AccountView:
     equity_by_venue_usd: Mapping[str, Decimal]
     venue_breakers_open: frozenset[str] = frozenset()
     failed_entry_ts_ms: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
+    orphaned_symbols: frozenset[str] = frozenset()
 
 
 def plan_exits(
@@ -230,6 +231,7 @@ def entry_context(
         short_slippage_bps=_slippage_bps(snapshot, opp.short_venue, opp.symbol, OrderSide.SELL, opp.size_base),
         failed_entry_ts_ms=account.failed_entry_ts_ms,
         venue_breakers_open=account.venue_breakers_open,
+        orphaned_symbols=account.orphaned_symbols,
     )
 
 

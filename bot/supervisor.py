@@ -29,6 +29,7 @@ from bot.errors import EXIT_NOT_FLAT
 EXIT_OK = 0
 EXIT_LOOP_FAILED = 1
 MAX_CONSECUTIVE_FAILURES = 5
+STEP_BOUND_S = 2.0  # wall bound of a single bookkeeping step (an event write) outside the flatten
 
 
 @dataclass(slots=True)
@@ -50,17 +51,22 @@ class Supervisor:
         self._stop = anyio.Event()
         self._stop_request: StopRequest | None = None
         self._flattening = False
+        self._startup_scope: anyio.CancelScope | None = None
 
     def request_stop(self, reason: str, exit_code: int = EXIT_OK) -> None:
         if self._stop_request is None:
             self._stop_request = StopRequest(reason, exit_code)
             logger.bind(event="stop_requested").warning(f"stop requested: {reason}")
         self._stop.set()
+        if self._startup_scope is not None:  # a slow start-up is interrupted, as a crash would be
+            self._startup_scope.cancel()
 
     async def run(self) -> int:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async with anyio.create_task_group() as outer:
                 outer.start_soon(self._watch_signals, signals)
+                if self.duration_wall_s is not None:  # counts from launch: start-up included
+                    outer.start_soon(self._duration_timer, self.duration_wall_s)
                 code = await self._run_until_stopped()
                 outer.cancel_scope.cancel()
         # Closing the receiver restored the default handlers; a signal arriving during the
@@ -73,10 +79,18 @@ class Supervisor:
         async for signum in signals:  # type: ignore[attr-defined]
             name = signal.Signals(signum).name
             if self._flattening or self._stop_request is not None:
-                await self.app.event("signal_ignored", "warning", f"{name} received during shutdown: ignored")
+                await self._event("signal_ignored", "warning", f"{name} received during shutdown: ignored")
                 continue
-            await self.app.event("signal", "warning", f"{name} received: stopping entries and flattening")
             self.request_stop(f"signal {name}")
+            await self._event("signal", "warning", f"{name} received: stopping entries and flattening")
+
+    async def _event(self, kind: str, severity: str, message: str) -> None:
+        """Record an event if the database is open yet (a signal may come during start-up)."""
+        try:
+            with anyio.move_on_after(STEP_BOUND_S, shield=True):
+                await self.app.event(kind, severity, message)
+        except Exception as exc:  # not open yet, or failing: the log line still tells it
+            logger.bind(event=kind).warning(f"{message} (not recorded: {exc!r})")
 
     async def _run_until_stopped(self) -> int:
         """Market data (and the status line) keep running through the shutdown flatten: closing
@@ -94,7 +108,13 @@ class Supervisor:
 
     async def _run_app(self) -> int:
         app = self.app
-        await app.start()
+        with anyio.CancelScope() as startup:
+            self._startup_scope = startup
+            if self._stop_request is None:
+                await app.start()
+        self._startup_scope = None
+        if self._stop_request is not None and (startup.cancelled_caught or not self._started()):
+            return await self._stop_during_startup()
         code = EXIT_LOOP_FAILED
         async with anyio.create_task_group() as market:
             market.start_soon(self._supervised, "feed", app.feed_loop)
@@ -117,8 +137,6 @@ class Supervisor:
                 tg.start_soon(self._supervised, "strategy", app.strategy_loop)
                 tg.start_soon(self._supervised, "reconcile", app.reconcile_loop)
                 tg.start_soon(self._supervised, "control", self._control_loop)
-                if self.duration_wall_s is not None:
-                    tg.start_soon(self._duration_timer, self.duration_wall_s)
                 await self._stop.wait()
                 tg.cancel_scope.cancel()
         except BaseException as exc:  # whatever escaped, the positions are flattened before exiting
@@ -142,8 +160,36 @@ class Supervisor:
 
     async def _duration_timer(self, seconds: float) -> None:
         await anyio.sleep(seconds)
-        await self.app.event("duration_elapsed", "info", f"--duration {seconds:g}s elapsed: stopping as on SIGTERM")
         self.request_stop("duration elapsed")
+        await self._event("duration_elapsed", "info", f"--duration {seconds:g}s elapsed: stopping as on SIGTERM")
+
+    def _end_status_line(self) -> None:
+        """End the status view on its own line, so the final message starts a line."""
+        end = getattr(self.app, "end_status", None)
+        if end is None:
+            return
+        try:
+            end()
+        except (OSError, ValueError) as exc:  # a closed terminal: nothing to end
+            logger.bind(event="status_off").debug(f"status line not ended: {exc!r}")
+
+    def _started(self) -> bool:
+        return getattr(self.app, "engine", None) is not None and getattr(self.app, "store", None) is not None
+
+    async def _stop_during_startup(self) -> int:
+        """A stop came before start-up finished: if the engine exists, the normal (bounded) flatten;
+        otherwise nothing was traded by this run: close what was opened and say so."""
+        self._flattening = True
+        request = self._stop_request or StopRequest("stopped")
+        if getattr(self.app, "engine", None) is not None and getattr(self.app, "store", None) is not None:
+            await self._event("startup_interrupted", "warning", f"start-up interrupted: {request.reason}")
+            return await self._shutdown()
+        with anyio.move_on_after(STEP_BOUND_S, shield=True):
+            await self.app.close()
+        self._end_status_line()
+        print(f"stopped during start-up ({request.reason}): nothing was traded by this run; positions from earlier "
+              "runs, if any, were not touched and are restored at the next start", file=sys.stderr)
+        return request.exit_code
 
     async def _supervised(self, name: str, loop: Callable[[], Awaitable[None]], *, critical: bool = True) -> None:
         """``critical=False`` (operator surface): after N failures the task is turned off, trading goes on."""
@@ -169,33 +215,41 @@ class Supervisor:
         self._flattening = True
         request = self._stop_request or StopRequest("stopped")
         app = self.app
-        await app.bot_transition("stop", request.reason)
         # keep: an operator's stop (signal, --duration) leaves hedged positions for the restart;
         # a failure stop always flattens.
         if self.on_signal == "keep" and request.exit_code == EXIT_OK:
+            with anyio.move_on_after(STEP_BOUND_S, shield=True):
+                await app.bot_transition("stop", request.reason)
             return await self._shutdown_keeping(request)
+        # The whole shutdown fits in deadline_seconds: the flatten gets most of it, the final
+        # verification and the closing writes a bounded reserve each (see shutdown_budget).
+        flatten_s, verify_s, close_s = shutdown_budget(self.deadline_wall_s)
         flat = False
-        with anyio.move_on_after(self.deadline_wall_s, shield=True) as scope:
+        with anyio.move_on_after(flatten_s, shield=True) as scope:
             try:
+                await app.bot_transition("stop", request.reason)
                 await app.flatten("shutdown")
                 flat = await app.verify_flat()
             except Exception as exc:  # still report what remains and exit non-zero below
                 logger.opt(exception=exc).bind(event="flatten_failed").critical(f"flatten failed: {exc!r}")
-        if scope.cancelled_caught:
-            await app.event("shutdown_deadline", "error",
-                            f"flatten did not finish within {self.deadline_wall_s:g}s")
-        with anyio.CancelScope(shield=True):
+        remaining: dict[str, str] = {"venues": f"not verified within {verify_s:g}s"}
+        with anyio.move_on_after(verify_s, shield=True):
             remaining = await app.remaining_exposure()
-            if flat and not remaining:
-                await app.bot_transition("shutdown_complete", f"flat ({request.reason})")
-                await app.close()
-                app.end_status()
-                print(f"stopped: {request.reason}; all positions closed, flat on every venue", file=sys.stderr)
-                return request.exit_code
-            await app.event("not_flat", "critical", f"NOT FLAT after shutdown: {remaining}")
-            await app.bot_transition("shutdown_complete", f"NOT flat ({request.reason})")
+        flat = flat and not remaining
+        with anyio.move_on_after(close_s, shield=True):
+            try:
+                if scope.cancelled_caught:
+                    await app.event("shutdown_deadline", "error", f"flatten did not finish within {flatten_s:g}s")
+                if not flat:
+                    await app.event("not_flat", "critical", f"NOT FLAT after shutdown: {remaining}")
+                await app.bot_transition("shutdown_complete", f"{'flat' if flat else 'NOT flat'} ({request.reason})")
+            except Exception as exc:  # the exit code and the final line below still tell the truth
+                logger.opt(exception=exc).bind(event="shutdown_record_failed").error(f"recording failed: {exc!r}")
             await app.close()
-        app.end_status()
+        self._end_status_line()
+        if flat:
+            print(f"stopped: {request.reason}; all positions closed, flat on every venue", file=sys.stderr)
+            return request.exit_code
         print(f"stopped: {request.reason}; NOT FLAT, still open: {remaining}", file=sys.stderr)
         return EXIT_NOT_FLAT if request.exit_code == EXIT_OK else request.exit_code
 
@@ -223,6 +277,16 @@ class Supervisor:
         print(f"stopped: {request.reason}; kept {len(kept)} hedged position(s) open (shutdown.on_signal = keep): "
               f"{', '.join(kept) or 'none'}; the next start resumes them", file=sys.stderr)
         return request.exit_code
+
+
+def shutdown_budget(deadline_s: float) -> tuple[float, float, float]:
+    """Split ``deadline_s`` into (flatten, final verification, closing writes) wall seconds.
+
+    The reserve is a fifth of the deadline, at most 10 s: with the default 30 s the flatten gets
+    24 s, verification 3.6 s and the closing writes 2.4 s, so the process ends within 30 s.
+    """
+    reserve = min(10.0, deadline_s * 0.2)
+    return deadline_s - reserve, reserve * 0.6, reserve * 0.4
 
 
 class App(Protocol):

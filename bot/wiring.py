@@ -51,7 +51,7 @@ def paper_executor_factory(settings: Settings, venue_db_path: Path | None, *, fa
         from paper.fault_injection import FaultPlan
         from paper.venue_store import VenueStore
 
-        store = VenueStore.open(venue_db_path) if venue_db_path is not None else VenueStore.in_memory()
+        store = VenueStore.open(venue_db_path, exclusive=True) if venue_db_path is not None else VenueStore.in_memory()
         f = settings.paper.faults
         plan = FaultPlan(
             seed=f.seed,

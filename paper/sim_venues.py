@@ -1,7 +1,7 @@
 """Profiles of the simulated venues and symbols.
 
 Each simulated venue mirrors a real one's traits (funding interval, base-tier fees from
-DESIGN.md section 5, book depth and spread, naming) and says in its name that it is simulated.
+bot/core/venue_costs.py, book depth and spread, naming) and says in its name that it is simulated.
 Symbol traits (price, volatility, tick, lot, depth) depend only on the symbol's name, never on
 the market seed, so "BTC" looks the same in every run.
 """

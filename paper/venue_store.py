@@ -25,6 +25,8 @@ from bot.core.domain import (
     TimeInForce,
     VenuePosition,
 )
+from storage.db_check import VENUE_APPLICATION_ID, check_venue_file
+from storage.instance_lock import InstanceLock
 
 SCHEMA_VERSION = 1
 
@@ -201,23 +203,42 @@ class VenueStore:
         self._conn = conn
         self._lock = threading.Lock()
         self.path = path
+        self._instance_lock: InstanceLock | None = None
         conn.executescript(_SCHEMA)
         columns = {row[1] for row in conn.execute("PRAGMA table_info(venue_orders)")}
         if "post_only" not in columns:  # a file written before post-only orders existed
             conn.execute("ALTER TABLE venue_orders ADD COLUMN post_only INTEGER NOT NULL DEFAULT 0")
+        conn.execute(f"PRAGMA application_id = {VENUE_APPLICATION_ID}")  # "this is a paper venues' file"
         conn.execute(
             "INSERT OR IGNORE INTO venue_meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
         )
 
     @classmethod
-    def open(cls, path: str | Path) -> VenueStore:
-        """Open (creating if needed) the venue file at ``path``: WAL, synchronous=NORMAL."""
+    def open(cls, path: str | Path, *, exclusive: bool = False) -> VenueStore:
+        """Open (creating if needed) the venue file at ``path``: WAL, synchronous=NORMAL.
+
+        ``exclusive`` holds the file's instance lock (``<path>.lock``) until ``close``: a second
+        process opening it exclusively gets ``AlreadyRunning`` naming the holder's pid.
+        """
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(p, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        return cls(conn, p)
+        lock = InstanceLock.acquire(p) if exclusive else None
+        try:
+            check_venue_file(p)
+            conn = sqlite3.connect(p, check_same_thread=False, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                store = cls(conn, p)
+            except BaseException:
+                conn.close()
+                raise
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        store._instance_lock = lock
+        return store
 
     @classmethod
     def in_memory(cls) -> VenueStore:
@@ -227,6 +248,8 @@ class VenueStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+        if self._instance_lock is not None:
+            self._instance_lock.release()
 
     def __enter__(self) -> VenueStore:
         return self

@@ -39,6 +39,7 @@ class DenialCode(StrEnum):
     PAIR_COOLDOWN = "pair_cooldown"
     VENUE_BREAKER_OPEN = "venue_breaker_open"
     TRADING_STATE = "trading_state"
+    ORPHAN_EXPOSURE = "orphan_exposure"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +126,11 @@ class EntryContext:
     short_slippage_bps: Decimal | None
     failed_entry_ts_ms: Mapping[PairKey, int] = field(default_factory=dict)
     venue_breakers_open: frozenset[str] = frozenset()
+    # Symbols where a venue holds size no position owns (an orphan, or foreign size beside ours).
+    orphaned_symbols: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "orphaned_symbols", frozenset(s.upper() for s in self.orphaned_symbols))
         for name in ("equity_by_venue_usd", "free_margin_by_venue_usd", "failed_entry_ts_ms"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
@@ -158,6 +162,14 @@ def _symbol_lists(opp: Opportunity, ctx: EntryContext, limits: EntryLimits) -> l
     if limits.allow_symbols and symbol not in limits.allow_symbols:
         out.append(Denial(DenialCode.SYMBOL_NOT_ALLOWED, f"{opp.symbol} is not in allow_symbols"))
     return out
+
+
+def _orphans(opp: Opportunity, ctx: EntryContext, limits: EntryLimits) -> list[Denial]:
+    if opp.symbol.upper() not in ctx.orphaned_symbols:
+        return []
+    return [Denial(DenialCode.ORPHAN_EXPOSURE,
+                   f"a venue holds {opp.symbol} exposure no position owns; no entry until it is resolved "
+                   "(reconcile.orphan_policy or the operator)")]
 
 
 def _venue_breakers(opp: Opportunity, ctx: EntryContext, limits: EntryLimits) -> list[Denial]:
@@ -323,6 +335,7 @@ def _slippage(opp: Opportunity, ctx: EntryContext, limits: EntryLimits) -> list[
 _GATES = (
     _trading_state,
     _symbol_lists,
+    _orphans,
     _venue_breakers,
     _pair_cooldown,
     _expected_net,

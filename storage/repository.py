@@ -42,7 +42,7 @@ from storage.codec import (
     text_to_decimal,
     to_json,
 )
-from storage.connection import open_database
+from storage.connection import open_database, open_database_readonly
 from storage.errors import NotFound, StorageError, UnknownOrder
 from storage.records import (
     TERMINAL_POSITION_STATES,
@@ -285,6 +285,11 @@ class Storage:
     def open(cls, path: Path) -> "Storage":
         """Open (or create and migrate) the database file at ``path``."""
         return cls(open_database(path))
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> "Storage":
+        """Open an existing, already-migrated database read-only (reports, post-mortems)."""
+        return cls(open_database_readonly(path))
 
     @property
     def db(self) -> Database:

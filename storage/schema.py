@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
+from storage.db_check import BOT_APPLICATION_ID
 from storage.errors import StorageError
 
 _SEQ_TABLES = ("transitions", "orders", "fills", "funding_payments", "events")
@@ -235,6 +236,7 @@ def migrate(db: Database) -> int:
                 f"database schema version {version} is newer than this code "
                 f"({LATEST_VERSION}); refusing to touch it"
             )
+        db.conn.execute(f"PRAGMA application_id = {BOT_APPLICATION_ID}")  # "this is the bot's database"
         for migration in MIGRATIONS:
             if migration.version <= version:
                 continue

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 EASY = {
     "strategy": {"min_expected_net_usd": '"-1000"'},
     "risk": {"max_breakeven_hours": '"1000000"'},
-    "exit": {"min_hold_hours": '"1000"'},
+    "exit": {"min_hold_hours": '"1000"', "max_hold_hours": '"2000"'},  # min <= max is enforced
 }
 
 

@@ -18,7 +18,6 @@ from bot.core.domain import BookLevel, LegSide, OrderBook, OrderRequest, OrderSi
 from engine_harness import (
     FAST_CONFIG,
     T0_MS,
-    Crash,
     ScriptedExecutor,
     assert_never_monitoring_unhedged,
     audit_files,
@@ -239,7 +238,7 @@ async def test_exit_waits_for_venue_confirmation_when_positions_cannot_be_read(t
     await h.aclose()
 
 
-async def test_exit_with_residual_exposure_at_the_venue_is_driven_flat(tmp_path):
+async def test_foreign_size_at_exit_is_not_absorbed_and_is_left_to_the_orphan_policy(tmp_path):
     h = await make_harness(tmp_path)
     pos = await h.engine.open_position(opportunity("AAA"), ONE, "test")
     # Something outside the engine added 0.3 to the long venue's position (e.g. a manual trade).
@@ -247,10 +246,39 @@ async def test_exit_with_residual_exposure_at_the_venue_is_driven_flat(tmp_path)
 
     assert await h.engine.close_position(pos, "max_hold") is True
 
+    # Our own 1.0 is closed; the 0.3 nobody's fills explain is neither adopted nor traded by the exit.
     assert pos.state == PositionState.CLOSED
-    assert venue_sizes(h) == {}
+    assert venue_sizes(h) == {("alpha", "AAA"): D("0.3")}
     kinds = [e.kind for e in await h.store.list_events(entity_id=pos.position_id)]
-    assert kinds == ["leg_adjusted"]
+    assert kinds == ["foreign_exposure"]
+    # The next reconciliation reports it as an orphan (policy "alert" here) and the symbol is refused.
+    findings = await h.engine.reconcile()
+    assert [(f.kind, f.venue, f.symbol, f.actual_base) for f in findings] == [("orphan", "alpha", "AAA", D("0.3"))]
+    assert h.engine.orphaned_symbols() == {"AAA"}
+    await h.aclose()
+
+
+async def test_foreign_size_beside_an_open_position_never_resizes_it(tmp_path):
+    h = await make_harness(tmp_path)
+    pos = await h.engine.open_position(opportunity("AAA"), ONE, "test")
+    await h.executor.place_order(OrderRequest("manual-1", "alpha", "AAA", OrderSide.BUY, ONE))
+
+    findings = await h.engine.reconcile()
+
+    assert [(f.kind, f.venue, f.expected_base, f.actual_base) for f in findings] == [
+        ("foreign_exposure", "alpha", ONE, D("2.0"))]
+    assert (pos.state, pos.long_filled_base, pos.short_filled_base) == (PositionState.MONITORING, ONE, ONE)
+    assert h.engine.orphaned_symbols() == {"AAA"}
+    assert venue_sizes(h) == {("alpha", "AAA"): D("2.0"), ("beta", "AAA"): D("-1.0")}
+    # A venue holding LESS than our fills (e.g. a liquidation) is still adopted (shrink) and repaired.
+    await h.executor.place_order(OrderRequest("manual-2", "alpha", "AAA", OrderSide.SELL, D("1.5")))
+    await h.engine.reconcile()
+    adjusted = [e.message for e in await h.store.list_events(entity_id=pos.position_id) if e.kind == "leg_adjusted"]
+    assert adjusted == ["long leg on alpha set to venue's 0.5 (was 1.0)"]
+    # The repair completed the hedge again with our own order: legs equal, venue equal to our fills.
+    assert (pos.state, pos.long_filled_base, pos.short_filled_base) == (PositionState.MONITORING, ONE, ONE)
+    assert venue_sizes(h) == {("alpha", "AAA"): ONE, ("beta", "AAA"): -ONE}
+    assert h.engine.orphaned_symbols() == frozenset()
     await h.aclose()
 
 
@@ -516,24 +544,27 @@ async def test_restart_after_venue_truth_was_adopted_restores_and_reconciles(tmp
     await h2.aclose()
 
 
-async def test_restart_with_a_leg_that_went_negative_in_the_fills_still_comes_up(tmp_path):
+async def test_restart_mid_close_beside_foreign_size_closes_ours_and_leaves_the_foreign_as_orphan(tmp_path):
     h = await make_harness(tmp_path)
     pos = await h.engine.open_position(opportunity("AAA"), ONE, "test")
     await h.executor.place_order(OrderRequest("manual-1", "alpha", "AAA", OrderSide.BUY, D("0.3")))
     scripted = ScriptedExecutor(h.executor)
-    scripted.on("crash_after", venue="alpha", purpose="unwind")
+    scripted.on("crash_after", venue="alpha", purpose="close")
     h.engine.executor = scripted
-    # The close finds 0.3 more than the engine knew on the long venue, adopts it and unwinds it;
-    # the bot dies right after the unwind executed. Its fills for the long leg now sum to -0.3.
-    with pytest.raises(Crash):
+    # The bot dies right after its close order executed on the long venue.
+    with pytest.raises(BaseExceptionGroup):
         await h.engine.close_position(pos, "test")
     await h.aclose()
 
     h2 = await make_harness(tmp_path, clock=h.clock)
     assert await h2.engine.restore() == 1
     await h2.engine.reconcile()
-    assert h2.engine.positions[pos.position_id].state == PositionState.CLOSED
-    assert venue_sizes(h2) == {}
+    restored = h2.engine.positions[pos.position_id]
+    assert restored.state == PositionState.CLOSED and restored.is_flat
+    # Only the 0.3 nobody's fills explain is left; it is an orphan, never absorbed into the position.
+    assert venue_sizes(h2) == {("alpha", "AAA"): D("0.3")}
+    await h2.engine.reconcile()
+    assert h2.engine.orphaned == {("alpha", "AAA"): D("0.3")}
     await h2.aclose()
 
 

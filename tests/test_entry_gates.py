@@ -209,3 +209,11 @@ def test_context_mappings_are_copied_and_read_only():
 def test_limits_reject_nonsense(bad):
     with pytest.raises(ValueError):
         EntryLimits(**bad)
+
+
+def test_orphaned_symbol_is_denied_until_resolved() -> None:
+    denied = evaluate_entry(make_opp(), make_ctx(orphaned_symbols=frozenset({"btc"})), EntryLimits())
+    assert denied.codes == (DenialCode.ORPHAN_EXPOSURE,)
+    assert "no position owns" in denied.denials[0].detail
+    other = evaluate_entry(make_opp(), make_ctx(orphaned_symbols=frozenset({"ETH"})), EntryLimits())
+    assert other.allowed

@@ -1,4 +1,4 @@
-"""bot/history.py: the settlement CSV loader and the point-in-time snapshot."""
+"""bot/core/history.py: the settlement CSV loader and the point-in-time snapshot."""
 
 from __future__ import annotations
 

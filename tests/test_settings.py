@@ -87,3 +87,46 @@ def test_readme_documents_every_settings_key() -> None:
             key, rest = (part.strip() for part in stripped.split("=", 1))
             value = rest.split("#", 1)[0].strip()
             assert f"| `{section}.{key}` | `{value}` |" in readme, f"README row for {section}.{key} is missing or stale"
+
+
+def test_cross_field_and_strictness_rules_name_the_key(tmp_path: Path) -> None:
+    from tests.helpers_cli import write_settings
+
+    cases = {
+        ("risk", "max_slippage_bps", '"50000"'): "risk.max_slippage_bps",
+        ("risk", "max_leverage", '"1000"'): "risk.max_leverage",
+        ("strategy", "notional_usd_per_position", '"1e999999"'): "strategy.notional_usd_per_position",
+        ("strategy", "notional_usd_per_position", "1000.5"): "quoted decimal text",
+        ("strategy", "max_positions", "true"): "not true/false",
+        ("sim", "start", '"2026-02-30T00:00:00Z"'): "not a real date",
+        ("sim", "speed", "1e9"): "sim.speed",
+        ("risk", "min_free_margin_usd", '"1e20"'): "absurdly large",
+        ("risk", "venue_error_window_seconds", "nan"): "risk.venue_error_window_seconds",
+    }
+    path = write_settings(tmp_path, {"exit": {"min_hold_hours": '"100"', "max_hold_hours": '"72"'}})
+    with pytest.raises(UserInputError) as caught:
+        load_settings(path)
+    assert "min_hold_hours (100) must not exceed max_hold_hours (72)" in str(caught.value)
+    load_settings(write_settings(tmp_path, {"exit": {"min_hold_hours": '"100"', "max_hold_hours": '"0"'}}))  # 0 = none
+    for (section, key, value), expected in cases.items():
+        path = write_settings(tmp_path, {section: {key: value}})
+        with pytest.raises(UserInputError) as caught:
+            load_settings(path)
+        assert expected in str(caught.value), (key, str(caught.value))
+        assert "\n" not in str(caught.value)
+
+
+def test_paths_expand_the_home_directory(tmp_path: Path) -> None:
+    from tests.helpers_cli import write_settings
+
+    path = write_settings(tmp_path, {"bot": {"paper_db_path": '"~/bot-data/paper.sqlite"'}})
+    loaded = load_settings(path)
+    assert loaded.bot.paper_db_path == Path.home() / "bot-data" / "paper.sqlite"
+
+
+def test_a_settings_file_that_is_not_utf8_is_one_error_line(tmp_path: Path) -> None:
+    path = tmp_path / "settings.toml"
+    path.write_bytes("[sim]\nseed = 7 # caf\xe9\n".encode("latin-1"))
+    with pytest.raises(UserInputError) as caught:
+        load_settings(path)
+    assert "not UTF-8" in str(caught.value) and str(path) in str(caught.value)

@@ -1,6 +1,6 @@
 """Pure funding-arbitrage arithmetic (Decimal only; no clock, no I/O).
 
-Conventions (DESIGN.md section 4):
+Conventions (README, "What `scan` shows and how each number is computed"):
 
 * A funding rate is a fraction of notional paid every ``interval_hours`` (longs pay shorts when it
   is positive). Rates on different intervals are compared only after conversion to an HOURLY rate.

@@ -65,7 +65,7 @@ MS_PER_HOUR = 3_600_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _ONE_MS = timedelta(milliseconds=1)
 
-DEFAULT_FEES: dict[str, FeeSchedule] = {  # base tier, DESIGN.md section 5
+DEFAULT_FEES: dict[str, FeeSchedule] = {  # base tier, as in bot/core/venue_costs.py
     "binance": FeeSchedule(maker_bps=Decimal("2"), taker_bps=Decimal("5")),
     "bybit": FeeSchedule(maker_bps=Decimal("2"), taker_bps=Decimal("5.5")),
     "hyperliquid": FeeSchedule(maker_bps=Decimal("1.5"), taker_bps=Decimal("4.5")),

@@ -1,6 +1,6 @@
 """What trading on a venue costs: fees, minimum order value and the shape of a synthetic book.
 
-``KNOWN_VENUE_COSTS`` holds base-tier figures for the venues we know (DESIGN.md section 5; check
+``KNOWN_VENUE_COSTS`` holds base-tier figures for the venues we know (published base tiers; check
 them against your own fee tier). Settings (``[venues.NAME]``) override any field; a venue with no
 known fee and no setting is an error the caller reports, never a silent zero.
 """

@@ -1,6 +1,6 @@
 """The trading engine: carries out opens, repairs, closes and reconciliation against an Executor.
 
-It is the async shell around the position machines. The money-safety protocol (DESIGN.md s3):
+It is the async shell around the position machines. The money-safety protocol (README, "Money-safety protocol"):
 
 * Entry (``entry``): the position row and both order intents (deterministic client order ids) are
   persisted in one transaction BEFORE any order is sent; both legs are then dispatched concurrently

@@ -105,7 +105,7 @@ class MakerWork:
 
 @dataclass(frozen=True, slots=True)
 class ReconcileFinding:
-    kind: str  # "leg_mismatch" | "orphan" | "venue_unreachable" | "missed_fill"
+    kind: str  # "leg_mismatch" | "orphan" | "foreign_exposure" | "venue_unreachable" | "missed_fill"
     venue: str
     symbol: str
     expected_base: Decimal
@@ -170,8 +170,14 @@ class EngineCore:
         self.retired_funding_usd = ZERO
         self.retired_fees_usd = ZERO
         self.retired_count = 0
+        # (venue, symbol) -> signed size no position owns, as of the latest reconciliation.
+        self.orphaned: dict[tuple[str, str], Decimal] = {}
 
     # ------------------------------------------------------------------ queries
+    def orphaned_symbols(self) -> frozenset[str]:
+        """Symbols where a venue holds size no position owns (entries are refused on them)."""
+        return frozenset(symbol for (_venue, symbol), size in self.orphaned.items() if size != 0)
+
     def active_positions(self) -> list[PositionFsm]:
         return [p for p in self.positions.values() if p.state != PositionState.CLOSED.value]
 

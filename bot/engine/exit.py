@@ -85,6 +85,12 @@ class ExitMixin(EngineCore):
             return False
         if not verified:
             await self._adopt_venue_truth(pos)
+            if pos.is_flat:
+                # Our fills are flat; what the venue still holds is not ours (foreign_exposure was
+                # recorded): the position closes, the residual is an orphan for the policy to handle.
+                pos.closed_flat(reason=f"our legs flat; venue holds size our fills do not explain ({pos.exit_reason})")
+                await self._persist(pos, closed=True)
+                return True
             pos.close_incomplete(reason="venue still shows exposure after close")
             await self._persist(pos)
             await self._repair_locked(pos)

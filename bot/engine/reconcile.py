@@ -38,6 +38,16 @@ from storage import (
 )
 
 
+def is_foreign_excess(want: Decimal, have: Decimal) -> bool:
+    """The venue holds more than the owning position's fills explain, in the same direction (or the
+    position owns nothing there): that size is not ours. Less than ours is a shrink (repairable)."""
+    if have == 0:
+        return False
+    if want == 0:
+        return True
+    return (have > 0) == (want > 0) and abs(have) > abs(want)
+
+
 class ReconcileMixin(EngineCore):
     """Compares the engine with the venues and repairs differences."""
 
@@ -54,6 +64,9 @@ class ReconcileMixin(EngineCore):
         for venue in unreachable:
             findings.append(ReconcileFinding("venue_unreachable", venue, "*", ZERO, None))
         expected = self._expected_exposure()
+        previous = dict(self.orphaned)
+        # Orphans on a venue that could not be read stay orphans until it can be read again.
+        orphaned = {key: size for key, size in previous.items() if key[0] in unreachable}
         for key in sorted(set(actual) | set(expected)):
             venue, symbol = key
             if venue in unreachable:
@@ -67,6 +80,11 @@ class ReconcileMixin(EngineCore):
             finding = await self._confirm_and_repair(venue, symbol, flatten_orphans)
             if finding is not None:
                 findings.append(finding)
+                if finding.kind in ("orphan", "foreign_exposure"):
+                    orphaned[key] = (finding.actual_base or ZERO) - finding.expected_base
+            elif key in previous:
+                orphaned[key] = previous[key]  # not judged this pass (unreadable, pending): still refused
+        self.orphaned = orphaned
         for pos in list(self.active_positions()):
             async with self.lock_for(pos.position_id):
                 await self._resume(pos)
@@ -92,6 +110,16 @@ class ReconcileMixin(EngineCore):
             want = self._expected_exposure().get((venue, symbol), ZERO)
             if abs(have - want) <= pos.tolerance_base:
                 return None
+            if is_foreign_excess(want, have):
+                # More than our own fills explain, in the same direction: someone else's size. The
+                # position is never resized to absorb it; it is reported, and the entry gates refuse
+                # the symbol until it is resolved (by reconcile.orphan_policy or the operator).
+                await self._event("foreign_exposure", pos.position_id, "error",
+                                  f"{venue} {symbol} holds {have} but position {pos.position_id} owns {want}: "
+                                  f"{have - want} is foreign; not adopted, no entry on {symbol} until resolved",
+                                  {"venue": venue, "symbol": symbol, "expected_base": str(want),
+                                   "actual_base": str(have)})
+                return ReconcileFinding("foreign_exposure", venue, symbol, want, have, pos.position_id)
             await self._repair_mismatch(pos, venue, want, have)
             return ReconcileFinding("leg_mismatch", venue, symbol, want, have, pos.position_id)
 
@@ -146,14 +174,24 @@ class ReconcileMixin(EngineCore):
         return have is not None and abs(have - want) <= pos.tolerance_base
 
     async def _adopt_venue_truth(self, pos: PositionFsm) -> None:
-        """Set both legs to what the venues hold (after every known fill has been applied)."""
+        """Shrink each leg to what its venue still holds (after every known fill has been applied).
+
+        Adoption only ever SHRINKS a leg (a liquidation, a manual close): a venue holding more than
+        our own fills explain holds someone else's size, which is reported and never absorbed.
+        """
         actual, unreachable = await self._venue_positions((pos.long_venue, pos.short_venue))
         if unreachable:
             return
         for leg, venue in ((LegSide.LONG, pos.long_venue), (LegSide.SHORT, pos.short_venue)):
             have = actual.get((venue, pos.symbol), ZERO) * leg.sign
             current = pos.long_filled_base if leg is LegSide.LONG else pos.short_filled_base
-            held = max(have, ZERO)
+            held = min(max(have, ZERO), current)
+            if have > current:
+                await self._event("foreign_exposure", pos.position_id, "error",
+                                  f"{leg.value} leg on {venue} {pos.symbol}: venue holds {have}, our fills explain "
+                                  f"{current}; the {have - current} beyond them is not ours and is not adopted",
+                                  {"venue": venue, "symbol": pos.symbol, "expected_base": str(current),
+                                   "actual_base": str(have)})
             if held != current:
                 pos.apply_leg_delta(leg, held - current)
                 await self._event("leg_adjusted", pos.position_id, "warning",

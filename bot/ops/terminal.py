@@ -129,8 +129,8 @@ class StatusView:
         header = Text(status_line(app), style="bold")
         doing = Text("doing: " + activity(app), style="cyan")
         table = Table(box=None, pad_edge=False, header_style="bold")
-        for column in ("position", "symbol", "long", "short", "size", "state", "funding", "fees", "net"):
-            table.add_column(column, justify="right" if column in ("size", "funding", "fees", "net") else "left")
+        for column in ("position", "symbol", "long", "short", "size", "state", "funding", "fees", "funding-fees"):
+            table.add_column(column, justify="right" if column in ("size", "funding", "fees", "funding-fees") else "left")
         for pos in (engine.active_positions() if engine else []):
             funding = engine.funding_usd.get(pos.position_id, ZERO)
             fees = engine.fees_usd.get(pos.position_id, ZERO)
@@ -155,7 +155,8 @@ def status_line(app: "Application") -> str:
     closed = engine.closed_count() if engine else 0
     return (f"[{iso_utc(app.clock.now_ms())[:19]}Z] bot={app.bot.state.value} "
             f"trading={app.board.trading_state().value} open={open_count} closed={closed} "
-            f"funding=${funding:.2f} fees=${fees:.2f} net=${funding - fees:.2f} {app.lag_text()}")
+            f"funding=${funding:.2f} fees=${fees:.2f} funding-fees=${funding - fees:.2f} {app.lag_text()}"  # no price PnL in it
+            f"{app.catch_up.status() if hasattr(app, 'catch_up') else ''}")
 
 
 def _isatty(out: TextIO) -> bool:
