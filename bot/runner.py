@@ -117,6 +117,9 @@ def run_live(args: argparse.Namespace, settings: Settings) -> int:
                              f"(supported for live trading: {', '.join(sorted(LIVE_VENUES))})")
     if len(venues) < 2:
         raise UserInputError("setting 'live.venues': a hedged position needs two venues; list at least two")
+    if settings.strategy.execution != "taker":
+        raise UserInputError("setting 'strategy.execution': the live adapters do not send post-only orders yet; "
+                             'use "taker" for --live (maker_taker runs in paper and backtest)')
     if settings.live.leverage > settings.risk.max_leverage:
         raise UserInputError(f"setting 'live.leverage' {settings.live.leverage} is above risk.max_leverage "
                              f"{settings.risk.max_leverage}: lower it")

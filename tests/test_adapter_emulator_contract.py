@@ -60,6 +60,11 @@ async def _venue(emu: object, name: str, clock: _Clock | None = None) -> LiveVen
 
 
 class TestLiveAdaptersOnEmulator(ExecutorContract):
+    @pytest.mark.anyio
+    async def test_post_only_rests_unfilled_and_cancels(self, harness: ContractHarness) -> None:
+        pytest.skip("the live adapters do not send post-only orders yet: --live refuses "
+                    "strategy.execution = maker_taker (README 'Going live')")
+
     @pytest.fixture
     async def harness(self, emulated: tuple[object, str]) -> AsyncIterator[ContractHarness]:
         emu, name = emulated

@@ -53,7 +53,7 @@ def paper_db(workdir: Path, settings: Path) -> Path:
         (["scan", "--replay", "{work}", "--at", "garbage"], ["--at", "garbage"]),
         (["scan", "--replay", "{work}/no-such-dir", "--at", "2026-03-01T00:00:00Z"], ["no-such-dir"]),
         (["scan", "--at", "2026-03-01T00:00:00Z"], ["--replay"]),
-        (["--live"], ["live", "not available"]),
+        (["--live"], ["live.venues", "empty"]),
         ([], ["--paper"]),
     ],
     ids=["unknown-flag", "speed-0", "speed-abc", "duration-negative", "scan-limit-0", "replay-without-at",
