@@ -24,7 +24,11 @@ CONTROL_COMMANDS = ("halt", "resume", "flatten")
 
 def write_control(storage: Storage, command: str, reason: str, now_ms: int, source: str = "cli") -> str:
     """Record one halt/resume/flatten request (kv flag + ``control_<command>`` event); returns
-    the message. ``source`` ("cli" or "web") is kept in the event's details."""
+    the message. ``source`` ("cli" or "web") is kept in the event's details.
+
+    The request is stamped no earlier than the latest recorded instant: a sped-up paper run records
+    simulated times ahead of the wall clock, and a request must read as coming after them."""
+    now_ms = max(now_ms, _latest_recorded_ts_ms(storage))
     if command == "halt":
         storage.set_kv(CONTROL_HALT_KEY, f"manual: {reason}", now_ms)
         message = f"halt requested: {reason} (no new entries; only cancels and emergency closes)"
@@ -39,6 +43,15 @@ def write_control(storage: Storage, command: str, reason: str, now_ms: int, sour
     details = {"source": source, "reason": reason}
     storage.record_event(EventRecord(now_ms, f"control_{command}", Severity.WARNING, message, None, details))
     return message
+
+
+def _latest_recorded_ts_ms(storage: Storage) -> int:
+    latest = 0
+    for table in ("events", "transitions"):
+        row = storage.db.execute(f"SELECT MAX(ts_ms) FROM {table}").fetchone()
+        if row and row[0] is not None:
+            latest = max(latest, int(row[0]))
+    return latest
 
 
 def run_control(args: argparse.Namespace, settings: Settings) -> int:
