@@ -143,6 +143,12 @@ def test_api_answers_with_positions_ranking_and_postmortem(run: Run) -> None:
 
 
 def test_metrics_parse_while_positions_are_open(run: Run) -> None:
+    def ready(v: dict) -> bool:  # one scrape is one instant: wait until a pass has filled every gauge
+        return (v.get("funding_arb_open_positions{}", 0) >= 1
+                and sum(x for k, x in v.items() if k.startswith("funding_arb_exposure_usd{")) > 0
+                and v.get("funding_arb_loop_lag_seconds_count{}", 0) > 0 and v.get("funding_arb_fees_usd{}", 0) > 0)
+
+    assert wait_for(lambda: ready(_metrics(run)), 20, proc=run.proc)
     values = _metrics(run)
     assert values["funding_arb_open_positions{}"] >= 1
     assert values["funding_arb_positions{state=monitoring}"] >= 1
