@@ -51,9 +51,8 @@ async def test_ccxt_pro_watch_tickers_covers_every_symbol_asked_for(emu, venue: 
     seen: dict[str, float] = {}
     try:
         await ex.load_markets()
-        for _ in range(12):
-            if set(seen) == set(wanted):
-                break
+        deadline = asyncio.get_running_loop().time() + 30  # each update may carry one symbol: keep reading
+        while set(seen) != set(wanted) and asyncio.get_running_loop().time() < deadline:
             for symbol, ticker in (await asyncio.wait_for(ex.watch_tickers(wanted), 10)).items():
                 seen[symbol] = ticker["last"]
     finally:
