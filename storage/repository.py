@@ -1,8 +1,11 @@
 """Repository functions over the bot's SQLite database (synchronous; one writer thread).
 
-Every method that writes more than one row runs inside ``Database.atomic()``: one ``BEGIN`` ...
-``COMMIT`` (or a savepoint when the caller already opened a transaction with ``transaction()``),
-so it is all-or-nothing. ``with db.conn:`` is NOT used: under sqlite-utils 4.2 each statement
+Every method that writes more than one row runs inside ``Storage._atomic()``: one
+``BEGIN IMMEDIATE`` ... ``COMMIT`` (or a savepoint when the caller already opened a transaction
+with ``transaction()``), so it is all-or-nothing. IMMEDIATE takes the write lock up front, under
+the busy timeout: a deferred ``BEGIN`` that reads first and writes later fails at once with
+"database is locked" (SQLITE_BUSY_SNAPSHOT) when another connection (the operator surface
+recording a control request) commits in between, and no busy timeout helps. ``with db.conn:`` is NOT used: under sqlite-utils 4.2 each statement
 commits on its own and nothing is batched.
 
 The storage layer never reads the clock: every timestamp is passed in by the caller.
@@ -300,9 +303,29 @@ class Storage:
         self._db.close()
 
     @contextmanager
+    def _atomic(self) -> Iterator[None]:
+        """One ``BEGIN IMMEDIATE`` transaction, or a savepoint inside an open one."""
+        conn = self._db.conn
+        if conn.in_transaction:
+            with self._db.atomic():
+                yield
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.rollback()
+            raise
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            self._db.rollback()
+            raise
+
+    @contextmanager
     def transaction(self) -> Iterator["Storage"]:
         """Group several repository calls into one all-or-nothing transaction."""
-        with self._db.atomic():
+        with self._atomic():
             yield self
 
     # -- positions -------------------------------------------------------------------------
@@ -328,7 +351,7 @@ class Storage:
         self, position: PositionRecord, intents: Sequence[OrderIntent]
     ) -> None:
         """Persist a new position and its order intents in ONE transaction (before sending)."""
-        with self._db.atomic():
+        with self._atomic():
             self.insert_position(position)
             self.insert_order_intents(intents)
 
@@ -349,7 +372,7 @@ class Storage:
             if ts_name in row:
                 row[iso_name] = optional_iso_utc(row[ts_name])
         assignments = ", ".join(f"{name} = ?" for name in row)
-        with self._db.atomic():
+        with self._atomic():
             cursor = self._db.execute(
                 f"UPDATE positions SET {assignments} WHERE id = ?", [*row.values(), position_id]
             )
@@ -366,7 +389,7 @@ class Storage:
     ) -> PositionRecord:
         """``update_position`` and ``record_transitions`` in ONE transaction: a state change and
         its log entries are stored together or not at all."""
-        with self._db.atomic():
+        with self._atomic():
             position = self.update_position(position_id, updated_at_ts_ms, **changes)
             self.record_transitions(transitions)
             return position
@@ -423,7 +446,7 @@ class Storage:
         """Persist several order intents in one transaction."""
         if not intents:
             return
-        with self._db.atomic():
+        with self._atomic():
             self._db["orders"].insert_all([_intent_columns(intent) for intent in intents])
 
     def update_order_status(
@@ -445,7 +468,7 @@ class Storage:
         """
         status = OrderStatus(status)
         check_ts_ms(ts_ms)
-        with self._db.atomic():
+        with self._atomic():
             found = self._db.execute(
                 "SELECT status FROM orders WHERE client_order_id = ?", [client_order_id]
             ).fetchone()
@@ -476,7 +499,7 @@ class Storage:
 
         Returns how many of the report's fills were new (already-stored trade ids are skipped).
         """
-        with self._db.atomic():
+        with self._atomic():
             self.update_order_status(
                 report.client_order_id,
                 report.status,
@@ -514,7 +537,7 @@ class Storage:
         The fill's order must exist (``UnknownOrder`` otherwise) and match its venue/symbol.
         """
         ts_ms = check_ts_ms(fill.ts_ms)
-        with self._db.atomic():
+        with self._atomic():
             order = self._db.execute(
                 "SELECT position_id, venue, symbol FROM orders WHERE client_order_id = ?",
                 [fill.client_order_id],
@@ -553,7 +576,7 @@ class Storage:
 
     def record_fills(self, fills: Iterable[Fill]) -> int:
         """Store several fills in one transaction; returns how many were new."""
-        with self._db.atomic():
+        with self._atomic():
             return sum(1 for fill in fills if self.record_fill(fill))
 
     def list_fills(self, position_id: str) -> list[Fill]:
@@ -624,7 +647,7 @@ class Storage:
         """
         if not transitions:
             return
-        with self._db.atomic():
+        with self._atomic():
             self._db["transitions"].insert_all([_transition_columns(t) for t in transitions])
 
     def list_transitions(
@@ -646,7 +669,7 @@ class Storage:
 
     def record_event(self, event: EventRecord) -> int:
         """Append one event; returns its id."""
-        with self._db.atomic():
+        with self._atomic():
             table = self._db["events"].insert(_event_columns(event))
             return int(table.last_rowid)
 
@@ -654,7 +677,7 @@ class Storage:
         """Append several events in one transaction."""
         if not events:
             return
-        with self._db.atomic():
+        with self._atomic():
             self._db["events"].insert_all([_event_columns(e) for e in events])
 
     def list_events(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import sqlite3
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -756,3 +758,30 @@ async def test_async_storage_serializes_calls_on_one_thread(db_path: Path) -> No
         assert [p.id for p in await store.load_open_positions()] == ["pos-1"]
     finally:
         await store.aclose()
+
+
+def test_a_transaction_that_reads_first_still_writes_when_another_connection_commits_meanwhile(
+        db_path: Path) -> None:
+    """The bot's writer reads (sqlite-utils looks up the table) before it inserts; the operator
+    surface's own connection may commit a control request in between. A deferred BEGIN fails
+    that insert at once with "database is locked" (a stale WAL snapshot cannot be upgraded);
+    the repository's transactions take the write lock up front and wait instead."""
+    bot = Storage.open(db_path)
+    surface = Storage.open(db_path)
+    try:
+        def write(s: Storage) -> None:
+            s.list_transitions()  # a read inside the transaction
+            other = threading.Thread(target=lambda: surface.set_kv("control_halt", "manual: test", T0))
+            other.start()
+            other.join(0.3)  # the surface waits for our write lock (it cannot slip in between)
+            s.record_transition(TransitionRecord(T0, MachineKind.BOT, "bot", "scanning", "opening", "open"))
+
+        bot.run(write)
+        assert [t.trigger for t in bot.list_transitions()] == ["open"]
+        deadline = time.monotonic() + 5
+        while surface.get_kv("control_halt") is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert surface.get_kv("control_halt") == "manual: test"
+    finally:
+        bot.close()
+        surface.close()
