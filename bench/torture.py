@@ -215,8 +215,12 @@ def run_round(db: Path, settings: Path, speed: str, workdir: Path, n: int, *, ki
 
 def torture(workdir: Path, *, kills: int, seed: int, speed: str = "3600", latency_ms: int = 5,
             min_delay_s: float = 0.2, max_delay_s: float = 3.0, execution: str = "taker",
-            after_startup: bool = False) -> tuple[TortureResult, Path]:
-    """Run ``kills`` killed lifetimes and one graceful one on the same files; return the rounds and DB path."""
+            after_startup: bool = False, after_startup_from: int | None = None) -> tuple[TortureResult, Path]:
+    """Run ``kills`` killed lifetimes and one graceful one on the same files; return the rounds and DB path.
+
+    A kill delay counts from the process start, or from the lifetime's start-up event when
+    ``after_startup`` is set or the round's index is at least ``after_startup_from`` (so the early
+    kills may land during start-up recovery and the later ones surely land while trading)."""
     workdir.mkdir(parents=True, exist_ok=True)
     db = workdir / "torture.sqlite"
     rng = random.Random(seed)
@@ -224,7 +228,8 @@ def torture(workdir: Path, *, kills: int, seed: int, speed: str = "3600", latenc
     for n in range(kills):
         settings = write_settings(workdir, resume_start_iso(db), latency_ms, execution)
         result.rounds.append(run_round(db, settings, speed, workdir, n, kill_after_s=rng.uniform(min_delay_s, max_delay_s),
-                                       after_startup=after_startup))
+                                       after_startup=after_startup or (after_startup_from is not None
+                                                                       and n >= after_startup_from)))
     settings = write_settings(workdir, resume_start_iso(db), latency_ms, execution)
     result.rounds.append(run_round(db, settings, speed, workdir, kills, kill_after_s=None))
     return result, db

@@ -124,10 +124,15 @@ def test_requests_without_the_token_get_401(run: Run) -> None:
 
 
 def test_api_answers_with_positions_ranking_and_postmortem(run: Run) -> None:
-    status, body = _get(run.base_url + "api/positions?state=open")
-    positions = json.loads(body)["positions"]
-    assert status == 200 and len(positions) >= 1
-    first = positions[0]
+    def monitoring() -> list[dict]:
+        status, body = _get(run.base_url + "api/positions?state=open")
+        assert status == 200
+        return [p for p in json.loads(body)["positions"] if p["state"] == "monitoring"]
+
+    # "open" also lists a position still OPENING (no fill yet, so nothing to mark): take a hedged one.
+    found: list[dict] = []
+    assert wait_for(lambda: found.extend(monitoring()) or found, 20, proc=run.proc)
+    first = found[0]
     assert {leg["side"] for leg in first["legs"]} == {"long", "short"}
     assert first["legs"][0]["size_base"] == first["legs"][1]["size_base"]
     assert first["pnl_is_marked_to_mid"] is True and first["pnl_usd"] is not None
