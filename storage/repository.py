@@ -202,6 +202,7 @@ def _fill_from_row(row: dict[str, Any]) -> Fill:
         fee_usd=text_to_decimal(row["fee_usd"]),
         liquidity=Liquidity(row["liquidity"]),
         ts_ms=row["ts_ms"],
+        fee_base=text_to_decimal(row.get("fee_base") or "0"),
     )
 
 
@@ -554,8 +555,8 @@ class Storage:
                 )
             cursor = self._db.execute(
                 "INSERT INTO fills (venue, trade_id, symbol, client_order_id, position_id, side,"
-                " price, size_base, fee_usd, liquidity, ts_ms, ts_iso)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " price, size_base, fee_usd, liquidity, ts_ms, ts_iso, fee_base)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (venue, trade_id) DO NOTHING",
                 [
                     fill.venue,
@@ -570,6 +571,7 @@ class Storage:
                     Liquidity(fill.liquidity).value,
                     ts_ms,
                     iso_utc(ts_ms),
+                    decimal_to_text(fill.fee_base),
                 ],
             )
             return cursor.rowcount == 1
