@@ -740,6 +740,11 @@ class Storage:
         row = self._db.execute("SELECT value FROM kv WHERE key = ?", [key]).fetchone()
         return None if row is None else row[0]
 
+    def kv_with_prefix(self, prefix: str) -> dict[str, str]:
+        """Every kv entry whose key starts with ``prefix`` (e.g. the carry engine's spot baselines)."""
+        rows = self._db.execute("SELECT key, value FROM kv WHERE substr(key, 1, ?) = ?", [len(prefix), prefix])
+        return {r[0]: r[1] for r in rows.fetchall()}
+
     def set_decimal(self, key: str, value: Decimal, ts_ms: int) -> None:
         """``set_kv`` for an exact Decimal."""
         self.set_kv(key, decimal_to_text(value), ts_ms)

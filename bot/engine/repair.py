@@ -70,6 +70,7 @@ class RepairMixin(EngineCore):
         for _ in range(self.config.repair_attempts):
             if self._has_unknown_orders(pos.position_id):
                 return
+            await self._release_spot_dust(pos)
             legs = [
                 (leg, self._order(pos, leg, purpose, size, attempt=0, reduce_only=True, emergency=True))
                 for leg, size in ((LegSide.LONG, pos.long_filled_base), (LegSide.SHORT, pos.short_filled_base))
