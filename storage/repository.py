@@ -782,8 +782,10 @@ class Storage:
     def position_totals(self, position_id: str) -> PositionTotals:
         """Funding, fees and (once flat) realized PnL of a position, exact; see PositionTotals."""
         self._require_position(position_id)
+        prefix = f"spot_dust:{position_id}:"
+        released = {key[len(prefix):]: text_to_decimal(value) for key, value in self.kv_with_prefix(prefix).items()}
         return position_totals(
-            position_id, self.list_fills(position_id), self.list_funding_payments(position_id)
+            position_id, self.list_fills(position_id), self.list_funding_payments(position_id), released
         )
 
     def run(self, fn: Callable[["Storage"], Any]) -> Any:
