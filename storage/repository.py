@@ -740,6 +740,11 @@ class Storage:
         row = self._db.execute("SELECT value FROM kv WHERE key = ?", [key]).fetchone()
         return None if row is None else row[0]
 
+    def kv_with_prefix(self, prefix: str) -> dict[str, str]:
+        """Every kv entry whose key starts with ``prefix`` (e.g. the carry engine's spot baselines)."""
+        rows = self._db.execute("SELECT key, value FROM kv WHERE substr(key, 1, ?) = ?", [len(prefix), prefix])
+        return {r[0]: r[1] for r in rows.fetchall()}
+
     def set_decimal(self, key: str, value: Decimal, ts_ms: int) -> None:
         """``set_kv`` for an exact Decimal."""
         self.set_kv(key, decimal_to_text(value), ts_ms)
@@ -777,8 +782,10 @@ class Storage:
     def position_totals(self, position_id: str) -> PositionTotals:
         """Funding, fees and (once flat) realized PnL of a position, exact; see PositionTotals."""
         self._require_position(position_id)
+        prefix = f"spot_dust:{position_id}:"
+        released = {key[len(prefix):]: text_to_decimal(value) for key, value in self.kv_with_prefix(prefix).items()}
         return position_totals(
-            position_id, self.list_fills(position_id), self.list_funding_payments(position_id)
+            position_id, self.list_fills(position_id), self.list_funding_payments(position_id), released
         )
 
     def run(self, fn: Callable[["Storage"], Any]) -> Any:
