@@ -68,6 +68,7 @@ DIALECTS: dict[str, VenueDialect] = {
 SPOT_FEES: dict[str, FeeSchedule] = {"bybit": FeeSchedule(maker_bps=Decimal(10), taker_bps=Decimal(10))}
 # Spot trades this far below the perp's book (bps): the basis a positive funding rate goes with.
 SPOT_DISCOUNT_BPS = Decimal(2)
+SPOT_LOT_DIVISOR = 1000
 DEFAULT_SYMBOLS = ("BTC", "ETH", "SOL", "XRP", "DOGE", "BNB")
 # Per-symbol intervals that differ from the venue's usual one, as on the real venues.
 DEFAULT_INTERVAL_OVERRIDES: dict[str, dict[str, int]] = {
@@ -299,12 +300,14 @@ class EmulatorCore:
         )
 
     def spot_instrument(self, venue: str, symbol: str) -> Instrument | None:
-        """The spot market of ``symbol`` on ``venue`` (same tick and lot as the perp; 5 USDT minimum)."""
+        """The spot market of ``symbol`` on ``venue``: the perp's tick, a quantity step 1000 times finer
+        (as on Bybit: BTC spot 0.000001 against the perp's 0.001), a 5 USDT minimum order value."""
         if venue not in self.spot or symbol not in self.symbols:
             return None
         perp = self.instrument(venue, symbol)
+        lot = perp.lot_size_base / SPOT_LOT_DIVISOR
         return Instrument(venue=spot_market(venue), symbol=symbol, venue_symbol=perp.venue_symbol,
-                          tick_size=perp.tick_size, lot_size_base=perp.lot_size_base, min_size_base=perp.min_size_base,
+                          tick_size=perp.tick_size, lot_size_base=lot, min_size_base=lot,
                           funding_interval_hours=Decimal(1), min_notional_usd=Decimal(5), kind=InstrumentKind.SPOT)
 
     def spot_book(self, venue: str, symbol: str) -> OrderBook | None:

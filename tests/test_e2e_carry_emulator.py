@@ -1,0 +1,114 @@
+"""A carry position (long Bybit spot / short Bybit linear perp) on the local venue emulator, end to end
+through the real engine and the live adapters (unmodified pybit on the real wire, signatures checked):
+opened, funding received on the perp leg only, closed, flat (perp position 0, the spot wallet back at
+its baseline within dust, the user's own coins untouched), and the bot's records agree with the
+emulator's own (fills by trade id, funding by payment).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import replace
+from decimal import Decimal
+
+import pytest
+from engine_harness import FAST_CONFIG, allow_all, opportunity
+
+from adapters.registry import LiveVenueConfig, build_live_session
+from bot.core.clock import ManualClock
+from bot.engine import TradingEngine
+from machines.position import PositionState
+from storage import AsyncStorage
+
+emulator = pytest.importorskip("paper.emulator", reason="the venue emulator is not in this checkout")
+pytestmark = pytest.mark.anyio
+
+D = Decimal
+SPOT, PERP = "bybit:spot", "bybit"
+USER_BTC = D("0.3")  # the account's own coins: never the bot's, never sold
+HOUR_MS = 3_600_000
+
+
+def _rows(tmp_path, sql: str) -> list[tuple]:
+    with sqlite3.connect(tmp_path / "bot.sqlite") as conn:
+        return conn.execute(sql).fetchall()
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def test_carry_on_the_emulator_opens_collects_perp_funding_only_and_closes_flat(tmp_path) -> None:
+    start = (_wall_ms() // HOUR_MS) * HOUR_MS + 60_000  # one minute past an hour: the next boundary is ahead
+    with emulator.start_emulator(["bybit"], state_path=tmp_path / "venues.sqlite", seed=11, manual_clock=True,
+                                 start_ts_ms=start, step_seconds=60,
+                                 spot_starting_coins={"bybit": {"BTC": USER_BTC}}) as emu:
+        emu.set_interval("bybit", "BTC", 1)  # hourly funding on the perp, so one hour settles once
+        cred = emu.credentials["bybit"]
+        env = {"BYBIT_API_KEY": cred.key, "BYBIT_API_SECRET": cred.secret}
+        config = LiveVenueConfig(base_url=emu.base_urls["bybit"])
+        session = await build_live_session({PERP: config, SPOT: config}, env, symbols=["BTC"],
+                                           max_slippage_bps=D(50), max_book_age_ms=None)
+        store = await AsyncStorage.open(tmp_path / "bot.sqlite")
+        try:
+            assert await session.setup()
+            for venue in session.venues:
+                await venue.market.resync_rest()
+            clock = ManualClock(start)
+            engine = TradingEngine(executor=session.executor, store=store, clock=clock, config=FAST_CONFIG,
+                                   book=session.feed.book, instrument=session.feed.instrument, gate=allow_all,
+                                   known_venues=(PERP, SPOT), fees=session.feed.fee_schedules().get)
+            spot_book, perp_book = session.feed.book(SPOT, "BTC"), session.feed.book(PERP, "BTC")
+            assert spot_book.venue == SPOT and spot_book.best_ask < perp_book.best_ask  # spot below the perp
+            size = D("0.05")  # ~5,000 USD
+            opp = replace(opportunity("BTC", long_venue=SPOT, short_venue=PERP), long_rate=D(0), size_base=size,
+                          long_price=spot_book.best_ask, short_price=perp_book.best_bid)
+
+            pos = await engine.open_position(opp, size, "carry on the emulator")
+            assert pos.state == PositionState.MONITORING.value
+            assert engine.spot_baselines[(SPOT, "BTC")] == USER_BTC  # the wallet before the bot bought
+            wallet = (await session.executor.spot_wallet_base(SPOT))["BTC"]
+            (short,) = await session.executor.positions(PERP)
+            held = wallet - USER_BTC
+            assert held == pos.long_filled_base > 0  # net of the base-coin fee
+            assert short.size_base == -pos.short_filled_base
+            assert abs(held + short.size_base) < D("0.001")  # hedged within one perp lot
+            spot_fills = emu.core.spot["bybit"].fills
+            assert spot_fills and all(f.fee_coin == "BTC" for f in spot_fills)  # buys paid their fee in BTC
+            assert held == sum(f.size_base - f.fee for f in spot_fills)
+
+            # One hourly settlement on the venue: the perp short is paid (or pays), the spot leg never.
+            emu.advance_ms(HOUR_MS)
+            clock.advance(HOUR_MS / 1000)
+            for venue in session.venues:  # the books of the new hour (a running feed streams them)
+                await venue.market.resync_rest()
+            await engine.reconcile()
+            venue_funding = emu.core.executor.venue_funding("bybit")
+            assert len(venue_funding) == 1 and venue_funding[0].position_size_base == short.size_base
+            recorded = _rows(tmp_path, "SELECT venue, amount_usd FROM funding_payments")
+            assert [(v, D(a)) for v, a in recorded] == [("bybit", venue_funding[0].amount_usd)]
+            assert engine.funding_usd[pos.position_id] == venue_funding[0].amount_usd
+
+            assert await engine.close_position(pos, "test_exit"), _rows(tmp_path, "SELECT kind, message FROM events")
+            assert pos.state == PositionState.CLOSED.value
+            assert await session.executor.positions(PERP) == []
+            after = (await session.executor.spot_wallet_base(SPOT))["BTC"]
+            spot_lot = session.feed.instrument(SPOT, "BTC").lot_size_base
+            assert USER_BTC <= after < USER_BTC + spot_lot  # back at the baseline within dust
+            assert not await engine.venue_sizes()
+
+            # The bot's fills are the emulator's, trade id for trade id, fees included.
+            bot_fills = _rows(tmp_path, "SELECT trade_id, fee_base FROM fills")
+            venue_trades = {f.trade_id: f for f in emu.core.spot["bybit"].fills}
+            venue_trades.update({f.trade_id: f for f in emu.core.executor.venue_fills("bybit")})
+            assert {t for t, _ in bot_fills} == set(venue_trades)
+            spot_fee_base = sum((f.fee for f in emu.core.spot["bybit"].fills if f.fee_coin == "BTC"), D(0))
+            assert sum((D(fb) for _, fb in bot_fills), D(0)) == spot_fee_base
+            totals = await store.run(lambda s: s.position_totals(pos.position_id))
+            assert totals.is_flat and totals.funding_usd == venue_funding[0].amount_usd
+            states = _rows(tmp_path, "SELECT state FROM positions")
+            assert states == [("closed",)]
+        finally:
+            await store.aclose()
+            await session.close()
