@@ -281,9 +281,10 @@ class SpotLedger:
         if time_in_force == "PostOnly":
             self._commit([order], [], {})
             return order
+        accepted = order
         order, fills, wallet = self._take(order, book, inst, Liquidity.TAKER)
         if order.time_in_force == "FOK" and order.filled_base < order.requested_base:
-            order, fills, wallet = replace(order, status="canceled"), [], {}
+            order, fills, wallet = replace(accepted, status="canceled"), [], {}  # all or nothing: nothing
         elif not (order.order_type == "limit" and order.time_in_force == "GTC"):
             if order.status != "filled":
                 order = replace(order, status="partially_filled_canceled" if order.filled_base > 0 else "canceled")
