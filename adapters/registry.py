@@ -28,7 +28,7 @@ from bot.core.ports import Executor
 
 LIVE_VENUES = ("bybit", "binanceusdm", "okx", "hyperliquid")
 # Spot markets that can carry the long leg of a carry position (docs/carry.md: "<venue>:spot").
-LIVE_SPOT_MARKETS = ("bybit:spot",)
+LIVE_SPOT_MARKETS = ("bybit:spot", "binanceusdm:spot", "okx:spot", "hyperliquid:spot")
 SCAN_VENUES = ("bybit", "binanceusdm", "okx", "hyperliquid", "lighter", "paradex", "extended", "grvt", "backpack",
                "aster")
 DEFAULT_FEES = {  # base tier, bps (DESIGN.md section 5); override per venue from settings
@@ -37,6 +37,9 @@ DEFAULT_FEES = {  # base tier, bps (DESIGN.md section 5); override per venue fro
     "okx": FeeSchedule(Decimal(2), Decimal(5)),
     "hyperliquid": FeeSchedule(Decimal("1.5"), Decimal("4.5")),
     "bybit:spot": FeeSchedule(Decimal(10), Decimal(10)),  # Bybit spot base tier: 0.1 % maker and taker
+    "binanceusdm:spot": FeeSchedule(Decimal(10), Decimal(10)),  # Binance spot base tier
+    "okx:spot": FeeSchedule(Decimal(8), Decimal(10)),  # OKX spot base tier
+    "hyperliquid:spot": FeeSchedule(Decimal(4), Decimal(7)),  # Hyperliquid spot base tier
 }
 MAX_CLOCK_SKEW_MS = 1000
 
@@ -104,9 +107,12 @@ async def build_live_venue(name: str, config: LiveVenueConfig, env: Mapping[str,
     symbols = sorted(set(symbols))
     fees = config.fees or DEFAULT_FEES[name]
     target = base_url or ("testnet" if config.testnet else "mainnet")
-    if name == "bybit:spot":
+    if name == "bybit:spot":  # before the ccxt spot markets: Bybit spot goes through pybit
         return await _build_bybit_spot(config, credentials, base_url, ws_url, symbols, max_slippage_bps, fees, now_ms,
                                        target)
+    if name in LIVE_SPOT_MARKETS:
+        return await _build_ccxt_spot(name, config, credentials, base_url, ws_url, symbols, max_slippage_bps, fees,
+                                      now_ms, target)
     if name == "bybit":
         return await _build_bybit(config, credentials, base_url, ws_url, symbols, max_slippage_bps, fees, now_ms, target)
     return await _build_ccxt(name, config, credentials, base_url, ws_url, symbols, max_slippage_bps, fees, now_ms, target)
@@ -178,6 +184,48 @@ async def _build_bybit_spot(config: LiveVenueConfig, credentials: Any, base_url:
     return LiveVenue("bybit:spot", market, executor, setup, close,
                      f"bybit spot (USDT pairs, long carry legs only) via pybit on {target} ({', '.join(sorted(markets))})",
                      skipped)
+
+
+async def _build_ccxt_spot(name: str, config: LiveVenueConfig, credentials: Any, base_url: str | None,
+                           ws_url: str | None, symbols: list[str], max_slippage_bps: Decimal, fees: FeeSchedule,
+                           now_ms: Callable[[], int], target: str) -> LiveVenue:
+    from adapters.ccxt_common.client import build_exchange
+    from adapters.ccxt_common.errors import translate
+    from adapters.ccxt_common.spot import (
+        CcxtSpotExecutor,
+        CcxtSpotMarketData,
+        load_spot_markets,
+        spot_ccxt_class,
+        spot_dialect,
+        spot_options,
+    )
+
+    exchange = build_exchange(spot_ccxt_class(name), credentials=credentials, testnet=config.testnet,
+                              base_url=base_url, ws_url=ws_url, options=spot_options(name))
+    try:
+        markets, skipped = await load_spot_markets(exchange, name, symbols)
+    except Exception as exc:  # noqa: BLE001  (classified and re-raised as ours)
+        await exchange.close()
+        raise translate(name, exc) from None
+    try:
+        _require_symbols(name, symbols, markets)
+    except FatalVenueError:
+        await exchange.close()
+        raise
+    market = CcxtSpotMarketData(exchange, venue=name, markets=markets, fees=fees, stale_after_s=config.stale_after_s,
+                                now_ms=now_ms)
+    executor = CcxtSpotExecutor(exchange, spot_dialect(name), markets=markets, max_slippage_bps=max_slippage_bps,
+                                book_for=market.book, now_ms=now_ms)
+
+    async def setup() -> list[str]:
+        return ["spot: no leverage or margin set-up (the bot never borrows)"]
+
+    async def close() -> None:
+        await exchange.close()
+
+    return LiveVenue(name, market, executor, setup, close,
+                     f"{name} (long carry legs only) via ccxt {spot_ccxt_class(name)} on {target} "
+                     f"({', '.join(sorted(markets))})", skipped)
 
 
 _CCXT_MODULES = {"binanceusdm": "adapters.binanceusdm.dialect", "okx": "adapters.okx.dialect",

@@ -57,15 +57,17 @@ class VenueDialect:
     rate_decimals: int  # funding rates published with this many decimals
     settle_coin: str
     spot: bool = False  # also serves a spot market (paper.emulator.spot)
+    unified_wallet: bool = True  # spot trades move the perp wallet's quote coin (Bybit UTA); False: own spot wallet
 
 
 DIALECTS: dict[str, VenueDialect] = {
     "bybit": VenueDialect("bybit", "sim-mixed", "{symbol}USDT", 8, "USDT", spot=True),
-    "binanceusdm": VenueDialect("binanceusdm", "sim-8h", "{symbol}USDT", 8, "USDT"),
+    "binanceusdm": VenueDialect("binanceusdm", "sim-8h", "{symbol}USDT", 8, "USDT", spot=True, unified_wallet=False),
     "hyperliquid": VenueDialect("hyperliquid", "sim-hourly", "{symbol}", 8, "USDC"),
 }
 # Spot fees (base tier, bps): Bybit spot 0.1 % maker and taker.
-SPOT_FEES: dict[str, FeeSchedule] = {"bybit": FeeSchedule(maker_bps=Decimal(10), taker_bps=Decimal(10))}
+SPOT_FEES: dict[str, FeeSchedule] = {"bybit": FeeSchedule(maker_bps=Decimal(10), taker_bps=Decimal(10)),
+                                     "binanceusdm": FeeSchedule(maker_bps=Decimal(10), taker_bps=Decimal(10))}
 # Spot trades this far below the perp's book (bps): the basis a positive funding rate goes with.
 SPOT_DISCOUNT_BPS = Decimal(2)
 SPOT_LOT_DIVISOR = 1000
@@ -236,7 +238,9 @@ class EmulatorCore:
                     venue, quote_coin=d.settle_coin, fees=SPOT_FEES[venue],
                     book=lambda symbol, v=venue: self.spot_book(v, symbol),
                     instrument=lambda symbol, v=venue: self.spot_instrument(v, symbol),
-                    now_ms=self.now_ms, quote_balance=lambda v=venue: self.executor.balance_state(v).balance_usd,
+                    now_ms=self.now_ms,
+                    quote_balance=(lambda v=venue: self.executor.balance_state(v).balance_usd) if d.unified_wallet
+                    else (lambda: starting_balance_usd),  # a separate spot wallet starts with its own USDT
                     state_path=state_path, starting_coins=(spot_starting_coins or {}).get(venue))
 
     # ------------------------------------------------------------------ clocks
