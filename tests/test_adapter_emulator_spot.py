@@ -1,5 +1,6 @@
-"""The Bybit spot leg over the REAL wire: unmodified pybit inside ``adapters.bybit.spot``, talking to
-the local venue emulator's ``category=spot`` dialect on 127.0.0.1 (signatures checked).
+"""Spot legs over the REAL wire: unmodified pybit inside ``adapters.bybit.spot`` (Bybit v5
+``category=spot``) and unmodified ccxt ``binance`` inside ``adapters.ccxt_common.spot`` (Binance
+``/api/v3``), talking to the local venue emulator on 127.0.0.1 (signatures checked).
 
 Proves: spot buy/sell by IOC limit in base units, the buy fee charged in the BASE coin reduces what
 the wallet holds (``Fill.fee_base`` / ``OrderReport.net_filled_base`` equal the wallet's change), the
@@ -26,142 +27,155 @@ emulator = pytest.importorskip("paper.emulator", reason="the venue emulator is n
 
 D = Decimal
 FOREIGN_BTC = D("0.25")  # coins the account held before the bot: never the bot's
-MARKET = "bybit:spot"
+MARKETS = {"bybit:spot": "bybit", "binanceusdm:spot": "binanceusdm"}  # spot market -> emulated exchange
+ENV = {"bybit": ("BYBIT_API_KEY", "BYBIT_API_SECRET"), "binanceusdm": ("BINANCEUSDM_API_KEY", "BINANCEUSDM_API_SECRET")}
 
 
 def _clock() -> int:
     return time.time_ns() // 1_000_000 + 60_000  # the executor has "run a minute": no send in flight
 
 
+@pytest.fixture(params=list(MARKETS))
+def market(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @pytest.fixture
-def emu(tmp_path):
-    with emulator.start_emulator(["bybit"], state_path=tmp_path / "venues.sqlite", seed=5,
-                                 spot_starting_coins={"bybit": {"BTC": FOREIGN_BTC}}) as handle:
+def exchange(market: str) -> str:
+    return MARKETS[market]
+
+
+@pytest.fixture
+def emu(tmp_path, exchange: str):
+    with emulator.start_emulator([exchange], state_path=tmp_path / "venues.sqlite", seed=5,
+                                 spot_starting_coins={exchange: {"BTC": FOREIGN_BTC}}) as handle:
         yield handle
 
 
-def _env(emu) -> dict[str, str]:
-    cred = emu.credentials["bybit"]
-    return {"BYBIT_API_KEY": cred.key, "BYBIT_API_SECRET": cred.secret}
+def _env(emu, exchange: str) -> dict[str, str]:
+    cred = emu.credentials[exchange]
+    key, secret = ENV[exchange]
+    return {key: cred.key, secret: cred.secret}
 
 
 @pytest.fixture
-async def spot(emu) -> AsyncIterator[LiveVenue]:
-    venue = await build_live_venue(MARKET, LiveVenueConfig(base_url=emu.base_urls["bybit"]), _env(emu),
+async def spot(emu, market: str, exchange: str) -> AsyncIterator[LiveVenue]:
+    venue = await build_live_venue(market, LiveVenueConfig(base_url=emu.base_urls[exchange]), _env(emu, exchange),
                                    symbols=["BTC", "ETH"], max_slippage_bps=D(50), now_ms=_clock)
     await venue.market.resync_rest()
     yield venue
     await venue.close()
 
 
-def _buy(cid: str, size: Decimal) -> OrderRequest:
-    return OrderRequest(cid, MARKET, "BTC", OrderSide.BUY, size)
+def _buy(market: str, cid: str, size: Decimal) -> OrderRequest:
+    return OrderRequest(cid, market, "BTC", OrderSide.BUY, size)
 
 
 @pytest.mark.anyio
-async def test_spot_market_loads_as_spot_instruments_with_zero_funding_quotes(spot: LiveVenue) -> None:
+async def test_spot_market_loads_as_spot_instruments_with_zero_funding_quotes(spot: LiveVenue, market: str) -> None:
     inst = {i.symbol: i for i in spot.market.instruments()}
     assert set(inst) == {"BTC", "ETH"}
-    assert inst["BTC"].kind is InstrumentKind.SPOT and inst["BTC"].venue == MARKET
+    assert inst["BTC"].kind is InstrumentKind.SPOT and inst["BTC"].venue == market
     assert inst["BTC"].min_notional_usd == D(5)
     book = spot.market.book("BTC")
-    assert book is not None and book.venue == MARKET and book.best_bid < book.best_ask
+    assert book is not None and book.venue == market and book.best_bid < book.best_ask
     (quote,) = [q for q in spot.market.quotes() if q.symbol == "BTC"]
-    assert quote.venue == MARKET and quote.rate_per_interval == 0 and quote.interval_hours == 1
+    assert quote.venue == market and quote.rate_per_interval == 0 and quote.interval_hours == 1
     assert quote.mark_price == book.mid
     assert isinstance(spot.executor, SpotWallet)
     assert "spot" in spot.description
 
 
 @pytest.mark.anyio
-async def test_buy_fee_in_base_coin_reduces_the_held_amount(spot: LiveVenue, emu) -> None:
-    before = await spot.executor.spot_wallet_base(MARKET)
+async def test_buy_fee_in_base_coin_reduces_the_held_amount(spot: LiveVenue, emu, market: str, exchange: str) -> None:
+    before = await spot.executor.spot_wallet_base(market)
     assert before == {"BTC": FOREIGN_BTC}  # the foreign coins are visible (the engine's baseline)
     size = D("0.05")
-    report = await spot.executor.place_order(_buy("spot-buy-1", size))
-    assert report.status is OrderStatus.FILLED and report.filled_base == size and report.venue == MARKET
-    fee_rate = emu.core.spot["bybit"].fees.taker_bps / 10_000
+    report = await spot.executor.place_order(_buy(market, "spot-buy-1", size))
+    assert report.status is OrderStatus.FILLED and report.filled_base == size and report.venue == market
+    fee_rate = emu.core.spot[exchange].fees.taker_bps / 10_000
     assert report.fee_base == size * fee_rate > 0
     assert report.net_filled_base == size - report.fee_base
-    assert all(f.fee_base > 0 and f.venue == MARKET for f in report.fills)
+    assert all(f.fee_base > 0 and f.venue == market for f in report.fills)
     assert sum(f.fee_usd for f in report.fills) == sum(f.fee_base * f.price for f in report.fills)
-    after = await spot.executor.spot_wallet_base(MARKET)
+    after = await spot.executor.spot_wallet_base(market)
     assert after["BTC"] - before["BTC"] == report.net_filled_base  # exactly what the wallet received
-    fills = await spot.executor.fills_since(MARKET, 0)
+    fills = await spot.executor.fills_since(market, 0)
     assert [f.trade_id for f in fills] == [f.trade_id for f in report.fills]
     assert fills[0].client_order_id == "spot-buy-1" and fills[0].fee_base == report.fills[0].fee_base
 
 
 @pytest.mark.anyio
-async def test_sell_fee_is_in_quote_and_the_wallet_returns_to_its_baseline(spot: LiveVenue) -> None:
-    baseline = (await spot.executor.spot_wallet_base(MARKET))["BTC"]
-    bought = await spot.executor.place_order(_buy("spot-rt-buy", D("0.02")))
-    held = (await spot.executor.spot_wallet_base(MARKET))["BTC"] - baseline
+async def test_sell_fee_is_in_quote_and_the_wallet_returns_to_its_baseline(spot: LiveVenue, market: str) -> None:
+    baseline = (await spot.executor.spot_wallet_base(market))["BTC"]
+    bought = await spot.executor.place_order(_buy(market, "spot-rt-buy", D("0.02")))
+    held = (await spot.executor.spot_wallet_base(market))["BTC"] - baseline
     assert held == bought.net_filled_base
     lot = spot.market.instruments()[0].lot_size_base
     sellable = (held // lot) * lot  # the net holding rounded down to the spot lot
-    sold = await spot.executor.place_order(OrderRequest("spot-rt-sell", MARKET, "BTC", OrderSide.SELL, sellable))
+    sold = await spot.executor.place_order(OrderRequest("spot-rt-sell", market, "BTC", OrderSide.SELL, sellable))
     assert sold.status is OrderStatus.FILLED and sold.fee_base == 0
     assert all(f.fee_usd > 0 and f.fee_base == 0 for f in sold.fills)
-    left = (await spot.executor.spot_wallet_base(MARKET))["BTC"] - baseline
+    left = (await spot.executor.spot_wallet_base(market))["BTC"] - baseline
     assert 0 <= left < lot  # back to the baseline within dust
     assert left == bought.net_filled_base - sellable
 
 
 @pytest.mark.anyio
-async def test_spot_has_no_positions_no_funding_and_ignores_reduce_only(spot: LiveVenue) -> None:
-    await spot.executor.place_order(_buy("spot-np", D("0.01")))
-    assert await spot.executor.positions(MARKET) == []
-    assert await spot.executor.funding_payments_since(MARKET, 0) == []
+async def test_spot_has_no_positions_no_funding_and_ignores_reduce_only(spot: LiveVenue, market: str) -> None:
+    await spot.executor.place_order(_buy(market, "spot-np", D("0.01")))
+    assert await spot.executor.positions(market) == []
+    assert await spot.executor.funding_payments_since(market, 0) == []
     assert await spot.executor.balances_usd() == {}
     # reduce_only is meaningless on spot: the flag is not sent (the emulator refuses it, like a
     # client that would believe it honoured) and the sell goes through
-    sell = OrderRequest("spot-ro", MARKET, "BTC", OrderSide.SELL, D("0.005"), reduce_only=True)
+    sell = OrderRequest("spot-ro", market, "BTC", OrderSide.SELL, D("0.005"), reduce_only=True)
     report = await spot.executor.place_order(sell)
     assert report.status is OrderStatus.FILLED and report.reduce_only is False
 
 
 @pytest.mark.anyio
-async def test_selling_more_than_the_wallet_holds_is_rejected_and_nothing_trades(spot: LiveVenue) -> None:
-    with pytest.raises(OrderRejected, match="170131"):
-        await spot.executor.place_order(OrderRequest("spot-over", MARKET, "BTC", OrderSide.SELL, D(5)))
-    assert (await spot.executor.spot_wallet_base(MARKET))["BTC"] == FOREIGN_BTC
-    assert await spot.executor.fills_since(MARKET, 0) == []
+async def test_selling_more_than_the_wallet_holds_is_rejected_and_nothing_trades(spot: LiveVenue, market: str) -> None:
+    with pytest.raises(OrderRejected, match="170131|insufficient balance"):
+        await spot.executor.place_order(OrderRequest("spot-over", market, "BTC", OrderSide.SELL, D(5)))
+    assert (await spot.executor.spot_wallet_base(market))["BTC"] == FOREIGN_BTC
+    assert await spot.executor.fills_since(market, 0) == []
 
 
 @pytest.mark.anyio
-async def test_resting_spot_limit_can_be_cancelled(spot: LiveVenue) -> None:
+async def test_resting_spot_limit_can_be_cancelled(spot: LiveVenue, market: str) -> None:
     book = spot.market.book("BTC")
     tick = spot.market.instruments()[0].tick_size
     price = (book.best_bid * D("0.8")).quantize(tick)
     from bot.core.domain import TimeInForce
 
-    req = OrderRequest("spot-rest", MARKET, "BTC", OrderSide.BUY, D("0.01"), order_type=OrderType.LIMIT,
+    req = OrderRequest("spot-rest", market, "BTC", OrderSide.BUY, D("0.01"), order_type=OrderType.LIMIT,
                        limit_price=price, time_in_force=TimeInForce.GTC)
     resting = await spot.executor.place_order(req)
     assert resting.status is OrderStatus.NEW and resting.filled_base == 0
-    cancelled = await spot.executor.cancel_order(MARKET, "spot-rest")
+    cancelled = await spot.executor.cancel_order(market, "spot-rest")
     assert cancelled is not None and cancelled.status is OrderStatus.CANCELED and cancelled.filled_base == 0
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("fault", ["drop_after_execute", "duplicate_client_id", "non_json_200"])
-async def test_executed_but_unanswered_spot_orders_are_found_not_resent(spot: LiveVenue, emu, fault: str) -> None:
-    before = (await spot.executor.spot_wallet_base(MARKET))["BTC"]
-    emu.faults.arm(fault, venue="bybit", scope="order")
-    report = await spot.executor.place_order(_buy(f"spot-{fault[:6]}", D("0.01")))
+async def test_executed_but_unanswered_spot_orders_are_found_not_resent(spot: LiveVenue, emu, fault: str,
+                                                                       market: str, exchange: str) -> None:
+    before = (await spot.executor.spot_wallet_base(market))["BTC"]
+    emu.faults.arm(fault, venue=exchange, scope="order")
+    report = await spot.executor.place_order(_buy(market, f"spot-{fault[:6]}", D("0.01")))
     assert report.status is OrderStatus.FILLED and report.fee_base > 0
-    after = (await spot.executor.spot_wallet_base(MARKET))["BTC"]
+    after = (await spot.executor.spot_wallet_base(market))["BTC"]
     assert after - before == report.net_filled_base  # executed exactly once
 
 
 @pytest.mark.anyio
-async def test_wallet_read_failure_is_never_a_zero(spot: LiveVenue, emu) -> None:
+async def test_wallet_read_failure_is_never_a_zero(spot: LiveVenue, emu, market: str, exchange: str) -> None:
     from adapters.errors import TemporaryVenueError
 
-    emu.faults.arm("http_5xx", venue="bybit", scope="private")
+    emu.faults.arm("http_5xx", venue=exchange, scope="private")
     with pytest.raises(TemporaryVenueError):
-        await spot.executor.spot_wallet_base(MARKET)
+        await spot.executor.spot_wallet_base(market)
 
 
 # --- absurd spot payloads are rejected at the boundary (recorded shapes, altered) ---------------

@@ -118,6 +118,8 @@ class BinanceUsdmDialect(BinanceSpotRoutes, Dialect):
                              status=429)
 
     async def duplicate_response(self, request: web.Request) -> web.Response:
+        if request.path.startswith("/api/v3/"):  # spot: the generic "new order rejected" code
+            return self._refusal(_err(-2010, "Duplicate order sent."))
         return self._refusal(_err(-4116, "ClientOrderId is duplicated."))
 
     def _refusal(self, exc: VenueRefusal) -> web.Response:
