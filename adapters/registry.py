@@ -23,7 +23,7 @@ from typing import Any
 from adapters.credentials import CredentialsError, load_credentials
 from adapters.endpoints import EndpointError, check_base_url
 from adapters.errors import FatalVenueError
-from bot.core.domain import FeeSchedule, FundingQuote, exchange_of, is_spot
+from bot.core.domain import FeeSchedule, FundingQuote, exchange_of
 from bot.core.ports import Executor
 
 LIVE_VENUES = ("bybit", "binanceusdm", "okx", "hyperliquid")
@@ -161,7 +161,11 @@ async def _build_bybit_spot(config: LiveVenueConfig, credentials: Any, base_url:
     from adapters.bybit.http import BybitHttp
     from adapters.bybit.private_stream import BybitPrivateStream
     from adapters.bybit.setup import check_skew, clock_skew_ms
-    from adapters.bybit.spot import BybitSpotExecutor, BybitSpotMarketData, load_spot_markets
+    from adapters.bybit.spot import (
+        BybitSpotExecutor,
+        BybitSpotMarketData,
+        load_spot_markets,
+    )
 
     http = BybitHttp(credentials=credentials, testnet=config.testnet, base_url=base_url)
     markets, skipped = await load_spot_markets(http, symbols)

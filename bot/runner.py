@@ -104,9 +104,9 @@ def run_live(args: argparse.Namespace, settings: Settings) -> int:
     )
     from bot.app import Application
     from bot.core.clock import ScaledClock
+    from bot.core.domain import exchange_of, is_spot
     from bot.settings import venue_costs_for
     from bot.supervisor import Supervisor
-    from bot.core.domain import exchange_of, is_spot
     from bot.wiring import live_wiring
 
     venues = list(settings.live.venues)

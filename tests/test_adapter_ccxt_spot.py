@@ -10,7 +10,12 @@ from decimal import Decimal
 
 import pytest
 
-from adapters.ccxt_common.spot import SPOT_CCXT, parse_spot_market, parse_spot_trade, spot_dialect
+from adapters.ccxt_common.spot import (
+    SPOT_CCXT,
+    parse_spot_market,
+    parse_spot_trade,
+    spot_dialect,
+)
 from adapters.errors import AbsurdVenueData
 from adapters.markets import VenueMarket
 from bot.core.domain import Instrument, InstrumentKind, Liquidity, OrderSide

@@ -20,7 +20,13 @@ import pytest
 from adapters.bybit import spot_parsing
 from adapters.errors import AbsurdVenueData, IncompleteVenueData, OrderRejected
 from adapters.registry import LiveVenue, LiveVenueConfig, build_live_venue
-from bot.core.domain import InstrumentKind, OrderRequest, OrderSide, OrderStatus, OrderType
+from bot.core.domain import (
+    InstrumentKind,
+    OrderRequest,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+)
 from bot.core.ports import SpotWallet
 
 emulator = pytest.importorskip("paper.emulator", reason="the venue emulator is not in this checkout")

@@ -9,8 +9,21 @@ from decimal import Decimal
 
 import pytest
 
-from bot.core.domain import BookLevel, FeeSchedule, Instrument, InstrumentKind, OrderBook, OrderSide
-from paper.emulator.spot import REFUSE_BALANCE, REFUSE_DUPLICATE, REFUSE_POST_ONLY, SpotLedger, SpotRefusal
+from bot.core.domain import (
+    BookLevel,
+    FeeSchedule,
+    Instrument,
+    InstrumentKind,
+    OrderBook,
+    OrderSide,
+)
+from paper.emulator.spot import (
+    REFUSE_BALANCE,
+    REFUSE_DUPLICATE,
+    REFUSE_POST_ONLY,
+    SpotLedger,
+    SpotRefusal,
+)
 
 emulator = pytest.importorskip("paper.emulator", reason="the venue emulator is not in this checkout")
 

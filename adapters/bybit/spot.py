@@ -24,6 +24,8 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
+from loguru import logger
+
 from adapters.bybit import parsing as wire
 from adapters.bybit import spot_parsing as spot_wire
 from adapters.bybit.execution import BybitExecutor
@@ -31,8 +33,6 @@ from adapters.bybit.http import BybitHttp
 from adapters.bybit.market_data import BOOK_DEPTH, BybitMarketData
 from adapters.errors import AbsurdVenueData, OrderRejected, VenueError
 from adapters.markets import VenueMarket
-from loguru import logger
-
 from bot.core.domain import (
     Fill,
     FundingPayment,

@@ -23,7 +23,15 @@ from adapters.bybit.parsing import parse_order, result_list
 from adapters.errors import AbsurdVenueData, IncompleteVenueData
 from adapters.markets import VenueMarket
 from adapters.validation import validate_spot_fill, validate_wallet_base
-from adapters.wire import canonical_symbol, dec, dec_or_none, field, non_negative, positive, ts_field
+from adapters.wire import (
+    canonical_symbol,
+    dec,
+    dec_or_none,
+    field,
+    non_negative,
+    positive,
+    ts_field,
+)
 from bot.core.domain import (
     ZERO,
     Fill,

@@ -29,7 +29,6 @@ from adapters.markets import VenueMarket, round_size_down
 from adapters.order_flow import SendLedger, bound_price, check_request
 from bot.core.domain import (
     ZERO,
-    exchange_of,
     Fill,
     FundingPayment,
     OrderBook,
@@ -38,6 +37,7 @@ from bot.core.domain import (
     OrderSide,
     TimeInForce,
     VenuePosition,
+    exchange_of,
 )
 
 SETTLE_POLLS = 40

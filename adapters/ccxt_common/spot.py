@@ -27,7 +27,11 @@ from adapters.ccxt_common.execution import CcxtExecutor
 from adapters.ccxt_common.market_data import CcxtMarketData, book_from_ccxt
 from adapters.errors import AbsurdVenueData
 from adapters.markets import VenueMarket
-from adapters.validation import decimal_from_wire, validate_spot_fill, validate_wallet_base
+from adapters.validation import (
+    decimal_from_wire,
+    validate_spot_fill,
+    validate_wallet_base,
+)
 from adapters.wire import canonical_symbol
 from bot.core.domain import (
     ZERO,
@@ -70,7 +74,7 @@ def _no_funding(info: Mapping[str, Any], market: VenueMarket) -> FundingPayment:
 
 def spot_dialect(market: str) -> CcxtDialect:
     """The shared ccxt executor's hooks for spot ``market`` ("binanceusdm:spot", "okx:spot", ...)."""
-    ccxt_class, quote, _ = SPOT_CCXT[market]
+    quote = SPOT_CCXT[market][1]
     lookup = (lambda wire: {"clOrdId": wire}) if market == "okx:spot" else (lambda wire: {"clientOrderId": wire})
     return CcxtDialect(venue=market, settle=quote, expiry_ms=EXPIRY_MS[market], order_params=_order_params(market),
                        parse_funding=_no_funding, equity_usd=lambda balance: ZERO, lookup_params=lookup,

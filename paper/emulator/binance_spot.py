@@ -19,7 +19,15 @@ from typing import Any
 from aiohttp import web
 
 from bot.core.domain import OrderSide
-from paper.emulator.spot import REFUSE_BALANCE, REFUSE_DUPLICATE, REFUSE_MIN, REFUSE_POST_ONLY, SpotLedger, SpotOrder, SpotRefusal
+from paper.emulator.spot import (
+    REFUSE_BALANCE,
+    REFUSE_DUPLICATE,
+    REFUSE_MIN,
+    REFUSE_POST_ONLY,
+    SpotLedger,
+    SpotOrder,
+    SpotRefusal,
+)
 from paper.emulator.wire import VenueRefusal, book_levels, json_response, num
 
 ZERO = Decimal(0)

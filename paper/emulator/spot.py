@@ -23,7 +23,15 @@ from dataclasses import asdict, dataclass, replace
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 
-from bot.core.domain import ZERO, BookLevel, FeeSchedule, Instrument, Liquidity, OrderBook, OrderSide
+from bot.core.domain import (
+    ZERO,
+    BookLevel,
+    FeeSchedule,
+    Instrument,
+    Liquidity,
+    OrderBook,
+    OrderSide,
+)
 from paper.matching import walk_book
 
 ORDER_TYPES = ("limit", "market")
@@ -285,9 +293,9 @@ class SpotLedger:
         order, fills, wallet = self._take(order, book, inst, Liquidity.TAKER)
         if order.time_in_force == "FOK" and order.filled_base < order.requested_base:
             order, fills, wallet = replace(accepted, status="canceled"), [], {}  # all or nothing: nothing
-        elif not (order.order_type == "limit" and order.time_in_force == "GTC"):
-            if order.status != "filled":
-                order = replace(order, status="partially_filled_canceled" if order.filled_base > 0 else "canceled")
+        elif not (order.order_type == "limit" and order.time_in_force == "GTC") and order.status != "filled":
+            # IOC / market: whatever did not fill at once is cancelled
+            order = replace(order, status="partially_filled_canceled" if order.filled_base > 0 else "canceled")
         self._commit([order], fills, wallet)
         return order
 
