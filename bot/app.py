@@ -80,7 +80,7 @@ class Application:
         self.ranking = RankingSource(RankSettings(
             notional_usd=self.params.notional_usd, horizon_hours=self.params.horizon_hours,
             max_quote_age_ms=self.params.max_quote_age_ms, estimated_slippage_bps=self.params.estimated_slippage_bps,
-            execution=self.params.execution))
+            execution=self.params.execution, pair_kinds=self.params.pair_kinds))
         self.pacers = {
             "feed": self._pacer("feed", settings.sim.step_seconds),
             "strategy": self._pacer("strategy", settings.strategy.loop_interval_seconds, first_delay_s=0.0),
