@@ -9,8 +9,8 @@ looked up by client id, "not found" only after the recv window) on the spot API,
   bounds spot sells by its own holding above the recorded baseline);
 - fills carry the base-coin fee in ``Fill.fee_base`` (``OrderReport.fee_base`` sums them);
 - ``positions`` and ``funding_payments_since`` are empty (a wallet has no position, spot pays no
-  funding); ``balances_usd`` is empty too: the unified account's equity, coins included, is reported
-  once, by the linear executor of the same account;
+  funding); ``balances_usd`` reports the unified account's equity (coins included) under the spot
+  market's name too, so the entry gates can size the spot leg;
 - ``spot_wallet_base`` reads the wallet's base coins (validated: never a guess).
 
 ``BybitSpotMarketData`` keeps spot books from ``/v5/public/spot`` (same book maintenance, watchdog and
@@ -104,8 +104,11 @@ class BybitSpotExecutor(BybitExecutor):
         return []
 
     async def balances_usd(self) -> dict[str, Decimal]:
-        """{}: the account's equity (coins included) is reported once, by its linear executor."""
-        return {}
+        """The unified account's equity (USDT and coins), under the spot market's name: the entry gates
+        size a spot leg against it. The linear executor of the same account reports the same number
+        under ``bybit``: one account, two markets (a percent drawdown is unchanged by the repeat)."""
+        answer = await self._http.call("get_wallet_balance", accountType="UNIFIED")
+        return {self.venue: wire.parse_wallet_equity_usd(answer)}
 
     async def funding_payments_since(self, venue: str, since_ts_ms: int) -> list[FundingPayment]:
         """Spot pays and receives no funding: always []."""

@@ -8,7 +8,7 @@ instance plus the ``bot.core.ports.SpotWallet`` port: limit orders in base units
 ``reduceOnly`` (spot has none; the request's flag is ignored), trades parsed with the fee in the coin
 the venue names (``fee.currency`` = base -> ``Fill.fee_base``; = quote -> ``fee_usd`` only; anything
 else is refused as absurd), no positions, no funding, ``spot_wallet_base`` from ``fetch_balance``'s
-totals (validated). ``CcxtSpotMarketData`` keeps spot books by REST poll (each ``poll_s``) with the
+totals (validated), ``balances_usd`` the wallet's cash plus coins at mid. ``CcxtSpotMarketData`` keeps spot books by REST poll (each ``poll_s``) with the
 zero-funding quote of each market (docs/carry.md).
 """
 
@@ -165,8 +165,21 @@ class CcxtSpotExecutor(CcxtExecutor):
         return []
 
     async def balances_usd(self) -> dict[str, Decimal]:
-        """{}: spot wallet equity is not reported as a venue balance (the perp account's is)."""
-        return {}
+        """The spot wallet's equity: quote coin plus each loaded market's coins at the book's mid (a spot
+        buy moves value from cash to coins and leaves this unchanged). A coin without a book is left
+        out rather than guessed."""
+        balance = await self._call("fetch_balance")
+        totals = balance.get("total") if isinstance(balance, Mapping) else None
+        if not isinstance(totals, Mapping):
+            raise AbsurdVenueData(self.venue, "fetch_balance without totals")
+        quote = self._d.settle
+        equity = decimal_from_wire(totals.get(quote) or 0, f"total[{quote}]", self.venue)
+        for m in self._markets.values():
+            held = totals.get(m.ccxt_symbol.split("/")[0])
+            book = self._book_for(m.symbol)
+            if held and book is not None and book.mid is not None:
+                equity += decimal_from_wire(held, f"total[{m.symbol}]", self.venue) * book.mid
+        return {self.venue: equity}
 
     async def funding_payments_since(self, venue: str, since_ts_ms: int) -> list[FundingPayment]:
         """Spot pays and receives no funding: always []."""
