@@ -17,6 +17,7 @@ from engine_harness import FAST_CONFIG, allow_all, opportunity
 
 from adapters.registry import LiveVenueConfig, build_live_session
 from bot.core.clock import ManualClock
+from bot.core.domain import exchange_of
 from bot.engine import TradingEngine
 from machines.position import PositionState
 from storage import AsyncStorage
@@ -25,7 +26,7 @@ emulator = pytest.importorskip("paper.emulator", reason="the venue emulator is n
 pytestmark = pytest.mark.anyio
 
 D = Decimal
-SPOT, PERP = "bybit:spot", "bybit"
+PERP = "bybit"
 USER_BTC = D("0.3")  # the account's own coins: never the bot's, never sold
 HOUR_MS = 3_600_000
 
@@ -39,17 +40,29 @@ def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-async def test_carry_on_the_emulator_opens_collects_perp_funding_only_and_closes_flat(tmp_path) -> None:
+ENV = {"bybit": ("BYBIT_API_KEY", "BYBIT_API_SECRET"), "binanceusdm": ("BINANCEUSDM_API_KEY", "BINANCEUSDM_API_SECRET")}
+
+
+@pytest.mark.parametrize("spot_market", ["bybit:spot", "binanceusdm:spot"])
+async def test_carry_on_the_emulator_opens_collects_perp_funding_only_and_closes_flat(tmp_path, spot_market) -> None:
+    """One venue (Bybit spot + Bybit perp on one unified account) and across venues (Binance spot via ccxt,
+    Bybit perp via pybit)."""
+    SPOT = spot_market  # noqa: N806 - the market under test
+    spot_exchange = exchange_of(SPOT)
+    exchanges = sorted({PERP, spot_exchange})
     start = (_wall_ms() // HOUR_MS) * HOUR_MS + 60_000  # one minute past an hour: the next boundary is ahead
-    with emulator.start_emulator(["bybit"], state_path=tmp_path / "venues.sqlite", seed=11, manual_clock=True,
+    with emulator.start_emulator(exchanges, state_path=tmp_path / "venues.sqlite", seed=11, manual_clock=True,
                                  start_ts_ms=start, step_seconds=60,
-                                 spot_starting_coins={"bybit": {"BTC": USER_BTC}}) as emu:
+                                 spot_starting_coins={spot_exchange: {"BTC": USER_BTC}}) as emu:
         emu.set_interval("bybit", "BTC", 1)  # hourly funding on the perp, so one hour settles once
-        cred = emu.credentials["bybit"]
-        env = {"BYBIT_API_KEY": cred.key, "BYBIT_API_SECRET": cred.secret}
-        config = LiveVenueConfig(base_url=emu.base_urls["bybit"])
-        session = await build_live_session({PERP: config, SPOT: config}, env, symbols=["BTC"],
-                                           max_slippage_bps=D(50), max_book_age_ms=None)
+        env = {}
+        for name in exchanges:
+            key, secret = ENV[name]
+            env.update({key: emu.credentials[name].key, secret: emu.credentials[name].secret})
+        configs = {PERP: LiveVenueConfig(base_url=emu.base_urls[PERP]),
+                   SPOT: LiveVenueConfig(base_url=emu.base_urls[spot_exchange])}
+        session = await build_live_session(configs, env, symbols=["BTC"], max_slippage_bps=D(50),
+                                           max_book_age_ms=None)
         store = await AsyncStorage.open(tmp_path / "bot.sqlite")
         try:
             assert await session.setup()
@@ -60,7 +73,9 @@ async def test_carry_on_the_emulator_opens_collects_perp_funding_only_and_closes
                                    book=session.feed.book, instrument=session.feed.instrument, gate=allow_all,
                                    known_venues=(PERP, SPOT), fees=session.feed.fee_schedules().get)
             spot_book, perp_book = session.feed.book(SPOT, "BTC"), session.feed.book(PERP, "BTC")
-            assert spot_book.venue == SPOT and spot_book.best_ask < perp_book.best_ask  # spot below the perp
+            assert spot_book.venue == SPOT
+            if spot_exchange == PERP:
+                assert spot_book.best_ask < perp_book.best_ask  # the emulator's spot sits below its perp
             size = D("0.05")  # ~5,000 USD
             opp = replace(opportunity("BTC", long_venue=SPOT, short_venue=PERP), long_rate=D(0), size_base=size,
                           long_price=spot_book.best_ask, short_price=perp_book.best_bid)
@@ -74,7 +89,7 @@ async def test_carry_on_the_emulator_opens_collects_perp_funding_only_and_closes
             assert held == pos.long_filled_base > 0  # net of the base-coin fee
             assert short.size_base == -pos.short_filled_base
             assert abs(held + short.size_base) < D("0.001")  # hedged within one perp lot
-            spot_fills = emu.core.spot["bybit"].fills
+            spot_fills = emu.core.spot[spot_exchange].fills
             assert spot_fills and all(f.fee_coin == "BTC" for f in spot_fills)  # buys paid their fee in BTC
             assert held == sum(f.size_base - f.fee for f in spot_fills)
 
@@ -100,10 +115,12 @@ async def test_carry_on_the_emulator_opens_collects_perp_funding_only_and_closes
 
             # The bot's fills are the emulator's, trade id for trade id, fees included.
             bot_fills = _rows(tmp_path, "SELECT trade_id, fee_base FROM fills")
-            venue_trades = {f.trade_id: f for f in emu.core.spot["bybit"].fills}
+            # Binance publishes numeric trade ids (the ledger's sequence number); Bybit its execId
+            venue_trades = {(str(f.seq) if spot_exchange == "binanceusdm" else f.trade_id): f
+                            for f in emu.core.spot[spot_exchange].fills}
             venue_trades.update({f.trade_id: f for f in emu.core.executor.venue_fills("bybit")})
             assert {t for t, _ in bot_fills} == set(venue_trades)
-            spot_fee_base = sum((f.fee for f in emu.core.spot["bybit"].fills if f.fee_coin == "BTC"), D(0))
+            spot_fee_base = sum((f.fee for f in emu.core.spot[spot_exchange].fills if f.fee_coin == "BTC"), D(0))
             assert sum((D(fb) for _, fb in bot_fills), D(0)) == spot_fee_base
             totals = await store.run(lambda s: s.position_totals(pos.position_id))
             assert totals.is_flat and totals.funding_usd == venue_funding[0].amount_usd
