@@ -47,7 +47,7 @@ ENV = {"bybit": ("BYBIT_API_KEY", "BYBIT_API_SECRET"), "binanceusdm": ("BINANCEU
 async def test_carry_on_the_emulator_opens_collects_perp_funding_only_and_closes_flat(tmp_path, spot_market) -> None:
     """One venue (Bybit spot + Bybit perp on one unified account) and across venues (Binance spot via ccxt,
     Bybit perp via pybit)."""
-    SPOT = spot_market  # noqa: N806 - the market under test
+    SPOT = spot_market  # the market under test
     spot_exchange = exchange_of(SPOT)
     exchanges = sorted({PERP, spot_exchange})
     start = (_wall_ms() // HOUR_MS) * HOUR_MS + 60_000  # one minute past an hour: the next boundary is ahead

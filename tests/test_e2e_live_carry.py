@@ -70,7 +70,7 @@ def test_live_carry_on_the_emulator_opens_collects_perp_funding_only_and_closes_
         env = dict(os.environ, **keys)
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
         proc = subprocess.run(bot_command("--live", "--settings", str(settings), "--duration", "30"), cwd=tmp_path,
-                              env=env, capture_output=True, text=True, timeout=240)
+                              env=env, check=False, capture_output=True, text=True, timeout=240)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "flat on every venue" in proc.stderr
         assert "bybit spot" in proc.stderr  # the banner names the spot market
@@ -103,10 +103,10 @@ def test_live_carry_on_the_emulator_opens_collects_perp_funding_only_and_closes_
         # start's reconciliation (started halted: no entry): then the records agree payment for payment.
         db = str(tmp_path / "live.sqlite")
         halt = subprocess.run(bot_command("halt", "--live", "--settings", str(settings)), cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=60)
+                              check=False, capture_output=True, text=True, timeout=60)
         assert halt.returncode == 0, halt.stderr
         again = subprocess.run(bot_command("--live", "--settings", str(settings), "--duration", "3"), cwd=tmp_path,
-                               env=env, capture_output=True, text=True, timeout=120)
+                               env=env, check=False, capture_output=True, text=True, timeout=120)
         assert again.returncode == 0, again.stderr[-3000:]
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
             recorded = {pid: (Decimal(a), position) for pid, a, position in conn.execute(
