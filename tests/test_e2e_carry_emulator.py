@@ -12,6 +12,7 @@ import time
 from dataclasses import replace
 from decimal import Decimal
 
+import anyio
 import pytest
 from engine_harness import FAST_CONFIG, allow_all, opportunity
 
@@ -126,6 +127,76 @@ async def test_carry_on_the_emulator_opens_collects_perp_funding_only_and_closes
             assert totals.is_flat and totals.funding_usd == venue_funding[0].amount_usd
             states = _rows(tmp_path, "SELECT state FROM positions")
             assert states == [("closed",)]
+        finally:
+            await store.aclose()
+            await session.close()
+
+
+async def _naked_base(session, engine, spot: str) -> Decimal:
+    """The bot's spot holding (wallet above baseline) plus its perp position: 0 when hedged or flat."""
+    wallet = (await session.executor.spot_wallet_base(spot)).get("BTC", D(0))
+    held = wallet - engine.spot_baselines.get((spot, "BTC"), wallet)
+    perp = sum((p.size_base for p in await session.executor.positions(PERP) if p.symbol == "BTC"), D(0))
+    return held + perp
+
+
+@pytest.mark.parametrize("phase", ["entry", "exit"])
+@pytest.mark.parametrize("fault", ["drop_after_execute", "http_5xx", "duplicate_client_id"])
+async def test_spot_order_faults_on_the_wire_leave_no_naked_leg(tmp_path, fault: str, phase: str) -> None:
+    """The emulator's faults on the SPOT order of a carry entry or exit (executed but unanswered, a 5xx
+    that executed nothing, a duplicate-id answer): the engine ends hedged or flat, never naked, and a
+    close ends flat with the wallet back at the user's coins (within one spot lot)."""
+    spot = "bybit:spot"
+    start = (_wall_ms() // HOUR_MS) * HOUR_MS + 60_000
+    with emulator.start_emulator(["bybit"], state_path=tmp_path / "venues.sqlite", seed=13, manual_clock=True,
+                                 start_ts_ms=start, step_seconds=60,
+                                 spot_starting_coins={"bybit": {"BTC": USER_BTC}}) as emu:
+        cred = emu.credentials["bybit"]
+        env = {"BYBIT_API_KEY": cred.key, "BYBIT_API_SECRET": cred.secret}
+        config = LiveVenueConfig(base_url=emu.base_urls["bybit"])
+        session = await build_live_session({PERP: config, spot: config}, env, symbols=["BTC"],
+                                           max_slippage_bps=D(50), max_book_age_ms=None)
+        store = await AsyncStorage.open(tmp_path / "bot.sqlite")
+        try:
+            for venue in session.venues:
+                await venue.market.resync_rest()
+            engine = TradingEngine(executor=session.executor, store=store, clock=ManualClock(start),
+                                   config=FAST_CONFIG, book=session.feed.book, instrument=session.feed.instrument,
+                                   gate=allow_all, known_venues=(PERP, spot), fees=session.feed.fee_schedules().get)
+            size = D("0.02")
+            opp = replace(opportunity("BTC", long_venue=spot, short_venue=PERP), long_rate=D(0), size_base=size)
+            perp_lot = session.feed.instrument(PERP, "BTC").lot_size_base
+            spot_lot = session.feed.instrument(spot, "BTC").lot_size_base
+            if phase == "entry":
+                emu.faults.arm(fault, venue="bybit", scope="order")  # the first order out is the spot buy or the perp
+            pos = await engine.open_position(opp, size, f"carry with {fault} on {phase}")
+            # Unknown outcomes settle through reconciliation (look-ups by client id); "not found" means
+            # "never executed" only after the request's venue-side expiry (recv window + skew, wall time).
+            deadline = time.monotonic() + 60
+            while pos.state not in (PositionState.MONITORING.value, PositionState.CLOSED.value) \
+                    and time.monotonic() < deadline:
+                await anyio.sleep(0.5)
+                await engine.reconcile()
+            assert pos.state in (PositionState.MONITORING.value, PositionState.CLOSED.value), pos.state
+            assert abs(await _naked_base(session, engine, spot)) < perp_lot
+
+            if phase == "exit":
+                emu.faults.arm(fault, venue="bybit", scope="order")
+            closed = await engine.close_position(pos, "test_exit") if pos.state != PositionState.CLOSED.value else True
+            deadline = time.monotonic() + 60
+            while not (closed and pos.state == PositionState.CLOSED.value) and time.monotonic() < deadline:
+                await anyio.sleep(0.5)
+                await engine.reconcile()
+                closed = pos.state == PositionState.CLOSED.value
+            assert pos.state == PositionState.CLOSED.value
+            assert await session.executor.positions(PERP) == []
+            wallet = (await session.executor.spot_wallet_base(spot))["BTC"]
+            assert USER_BTC <= wallet < USER_BTC + spot_lot  # the user's coins untouched, the bot's sold
+            # Every execution at the venue is one the bot recorded (nothing executed behind its back, no
+            # order executed twice): the venue's trades are the bot's fills, trade id for trade id.
+            venue_trades = {f.trade_id for f in emu.core.spot["bybit"].fills}
+            venue_trades |= {f.trade_id for f in emu.core.executor.venue_fills("bybit")}
+            assert {t for (t,) in _rows(tmp_path, "SELECT trade_id FROM fills")} == venue_trades
         finally:
             await store.aclose()
             await session.close()
