@@ -142,20 +142,26 @@ async def _naked_base(session, engine, spot: str) -> Decimal:
 
 @pytest.mark.parametrize("phase", ["entry", "exit"])
 @pytest.mark.parametrize("fault", ["drop_after_execute", "http_5xx", "duplicate_client_id"])
-async def test_spot_order_faults_on_the_wire_leave_no_naked_leg(tmp_path, fault: str, phase: str) -> None:
-    """The emulator's faults on the SPOT order of a carry entry or exit (executed but unanswered, a 5xx
-    that executed nothing, a duplicate-id answer): the engine ends hedged or flat, never naked, and a
-    close ends flat with the wallet back at the user's coins (within one spot lot)."""
-    spot = "bybit:spot"
+@pytest.mark.parametrize("spot", ["bybit:spot", "binanceusdm:spot"])
+async def test_spot_order_faults_on_the_wire_leave_no_naked_leg(tmp_path, spot: str, fault: str, phase: str) -> None:
+    """The emulator's faults on a carry entry or exit (executed but unanswered, a 5xx that executed
+    nothing, a duplicate-id answer): the engine ends hedged or flat, never naked, and a close ends flat
+    with the wallet back at the user's coins (within one spot lot). With Binance spot the fault hits the
+    SPOT order exactly (only it goes to Binance); on one Bybit account it hits whichever leg is first."""
+    spot_exchange = exchange_of(spot)
+    exchanges = sorted({PERP, spot_exchange})
     start = (_wall_ms() // HOUR_MS) * HOUR_MS + 60_000
-    with emulator.start_emulator(["bybit"], state_path=tmp_path / "venues.sqlite", seed=13, manual_clock=True,
+    with emulator.start_emulator(exchanges, state_path=tmp_path / "venues.sqlite", seed=13, manual_clock=True,
                                  start_ts_ms=start, step_seconds=60,
-                                 spot_starting_coins={"bybit": {"BTC": USER_BTC}}) as emu:
-        cred = emu.credentials["bybit"]
-        env = {"BYBIT_API_KEY": cred.key, "BYBIT_API_SECRET": cred.secret}
-        config = LiveVenueConfig(base_url=emu.base_urls["bybit"])
-        session = await build_live_session({PERP: config, spot: config}, env, symbols=["BTC"],
-                                           max_slippage_bps=D(50), max_book_age_ms=None)
+                                 spot_starting_coins={spot_exchange: {"BTC": USER_BTC}}) as emu:
+        env = {}
+        for name in exchanges:
+            key, secret = ENV[name]
+            env.update({key: emu.credentials[name].key, secret: emu.credentials[name].secret})
+        configs = {PERP: LiveVenueConfig(base_url=emu.base_urls[PERP]),
+                   spot: LiveVenueConfig(base_url=emu.base_urls[spot_exchange])}
+        session = await build_live_session(configs, env, symbols=["BTC"], max_slippage_bps=D(50),
+                                           max_book_age_ms=None)
         store = await AsyncStorage.open(tmp_path / "bot.sqlite")
         try:
             for venue in session.venues:
@@ -168,7 +174,7 @@ async def test_spot_order_faults_on_the_wire_leave_no_naked_leg(tmp_path, fault:
             perp_lot = session.feed.instrument(PERP, "BTC").lot_size_base
             spot_lot = session.feed.instrument(spot, "BTC").lot_size_base
             if phase == "entry":
-                emu.faults.arm(fault, venue="bybit", scope="order")  # the first order out is the spot buy or the perp
+                emu.faults.arm(fault, venue=spot_exchange, scope="order")
             pos = await engine.open_position(opp, size, f"carry with {fault} on {phase}")
             # Unknown outcomes settle through reconciliation (look-ups by client id); "not found" means
             # "never executed" only after the request's venue-side expiry (recv window + skew, wall time).
@@ -181,7 +187,7 @@ async def test_spot_order_faults_on_the_wire_leave_no_naked_leg(tmp_path, fault:
             assert abs(await _naked_base(session, engine, spot)) < perp_lot
 
             if phase == "exit":
-                emu.faults.arm(fault, venue="bybit", scope="order")
+                emu.faults.arm(fault, venue=spot_exchange, scope="order")
             closed = await engine.close_position(pos, "test_exit") if pos.state != PositionState.CLOSED.value else True
             deadline = time.monotonic() + 60
             while not (closed and pos.state == PositionState.CLOSED.value) and time.monotonic() < deadline:
@@ -194,7 +200,8 @@ async def test_spot_order_faults_on_the_wire_leave_no_naked_leg(tmp_path, fault:
             assert USER_BTC <= wallet < USER_BTC + spot_lot  # the user's coins untouched, the bot's sold
             # Every execution at the venue is one the bot recorded (nothing executed behind its back, no
             # order executed twice): the venue's trades are the bot's fills, trade id for trade id.
-            venue_trades = {f.trade_id for f in emu.core.spot["bybit"].fills}
+            venue_trades = {str(f.seq) if spot_exchange == "binanceusdm" else f.trade_id
+                            for f in emu.core.spot[spot_exchange].fills}
             venue_trades |= {f.trade_id for f in emu.core.executor.venue_fills("bybit")}
             assert {t for (t,) in _rows(tmp_path, "SELECT trade_id FROM fills")} == venue_trades
         finally:
