@@ -141,6 +141,7 @@ def opportunity_json(opp: Opportunity, contracts: dict[tuple[str, str], str] | N
         "long_price": _text(opp.long_price),
         "short_price": _text(opp.short_price),
         "costs_estimated": opp.costs_estimated,
+        "pair_kind": opp.pair_kind.value if opp.pair_kind is not None else None,  # spot_perp = carry
     })
     return row
 

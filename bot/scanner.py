@@ -564,12 +564,19 @@ def _sized(snapshot: MarketSnapshot, symbol: str, long_leg: _Leg, short_leg: _Le
     return None if size is None else (ref_price, size, long_mid, short_mid)
 
 
+def _pair_execution(long_leg: _Leg, params: _Params) -> ExecutionMode:
+    """How the pair's entry executes: carry (a spot long leg) is always taker-taker (bot.engine.entry);
+    the settings' mode otherwise. The per-venue fee floors of the bounds stay valid (a maker-taker
+    floor is never above the taker one)."""
+    return ExecutionMode.TAKER if is_spot(long_leg[_VENUE]) else params.execution
+
+
 def _touch_net(long_leg: _Leg, short_leg: _Leg, sized: _Sized, params: _Params) -> Decimal:
     """Upper bound of the exact net: fees, bid-ask spread and basis as in ``book_costs``, but every
     fill priced at the touch (walking deeper only costs more)."""
     ref_price, size, long_mid, short_mid = sized
     long_book, short_book = long_leg[_BOOK], short_leg[_BOOK]
-    rates = leg_fee_rates(long_leg[_FEES], short_leg[_FEES], params.execution, params.liquidity)
+    rates = leg_fee_rates(long_leg[_FEES], short_leg[_FEES], _pair_execution(long_leg, params), params.liquidity)
     long_ask, long_bid = long_book.asks[0].price, long_book.bids[0].price
     short_ask, short_bid = short_book.asks[0].price, short_book.bids[0].price
     # Long: bought at >= ask, sold at <= bid; short: sold at <= bid, bought back at >= ask.
@@ -587,14 +594,14 @@ def _evaluate(symbol: str, long_leg: _Leg, short_leg: _Leg, sized: _Sized, param
     if long_book is not None and short_book is not None:
         try:
             costs = book_costs(long_book, short_book, long_leg[_FEES], short_leg[_FEES], size, params.liquidity,
-                               params.execution)
+                               _pair_execution(long_leg, params))
         except ArithmeticError:  # NaN/infinite levels deep in a book: bad data, skip the pair
             return None
         if costs is None:
             return None  # insufficient or inconsistent depth for the entry or the exit
     else:
         costs = estimated_costs(long_mid, short_mid, size, long_leg[_FEES], short_leg[_FEES], params.liquidity,
-                                params.estimated_slippage_bps, params.execution)
+                                params.estimated_slippage_bps, _pair_execution(long_leg, params))
     notional = size * ref_price
     spread = short_leg[_HOURLY] - long_leg[_HOURLY]
     total = costs.total_usd

@@ -10,13 +10,14 @@ dust released at the close, and the spot wallets are back at their baselines.
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 from decimal import Decimal
 
 import pytest
 
 from paper.venue_store import venue_store_path_for
-from tests.helpers_cli import report_json, run_bot, write_settings
+from tests.helpers_cli import query, report_json, run_bot, start_bot, stop_if_running, wait_for, write_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -109,3 +110,25 @@ def test_spot_wallets_are_back_at_their_baselines(carry_run):
     assert not perps
     for key, baseline in baselines.items():
         assert wallets.get(key, Decimal(0)) == Decimal(baseline), key
+
+
+def test_sigterm_flattens_open_carry_and_exits_0(tmp_path):
+    """SIGTERM while a carry position is hedged: both legs are closed, the wallet is back at its baseline
+    (verified by the bot itself) and the process exits 0."""
+    settings = write_settings(tmp_path, CARRY)
+    db = tmp_path / "paper.sqlite"
+    proc = start_bot("--paper", "--speed", "3600", "--db", db, "--settings", settings, cwd=tmp_path)
+    try:
+        assert wait_for(lambda: bool(query(db, "SELECT id FROM positions WHERE state = 'monitoring' "
+                                               "AND long_venue LIKE '%:spot'")), timeout_s=60, proc=proc)
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+    finally:
+        stop_if_running(proc)
+    stderr = (tmp_path / "run.stderr").read_text()
+    assert rc == 0, stderr[-3000:]
+    assert "stopped: signal SIGTERM; all positions closed, flat on every venue" in stderr
+    rows = query(db, "SELECT state, exit_reason, long_venue FROM positions WHERE long_venue LIKE '%:spot'")
+    assert rows and all(r["state"] == "closed" for r in rows)
+    report = report_json(db, settings, tmp_path)
+    assert report["open_exposure"] == {}

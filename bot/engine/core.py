@@ -343,6 +343,12 @@ class EngineCore:
             return floored if floored == gross else floored + lot
         return floor_to_step(size_base, lot)
 
+    def _tolerance_for(self, symbol: str, long_venue: str, short_venue: str, target_base: Decimal) -> Decimal:
+        """``_tolerance_base``, kept below the target (a position machine needs tolerance < target): a
+        carry of one perp lot, or one whose hedged size was accepted smaller, gets half its target."""
+        tolerance = self._tolerance_base(symbol, long_venue, short_venue)
+        return tolerance if tolerance < target_base or target_base <= 0 else target_base / 2
+
     def _tolerance_base(self, symbol: str, long_venue: str, short_venue: str) -> Decimal:
         lots = [i.lot_size_base for i in (self._instrument(long_venue, symbol), self._instrument(short_venue, symbol)) if i]
         largest = max(lots) if lots else ZERO
@@ -364,10 +370,21 @@ class EngineCore:
         """The orders of one position by client order id (indexed, not scanned)."""
         return self._orders_of.get(position_id, {})
 
-    @staticmethod
-    def _legs_balanced(pos: PositionFsm) -> bool:
-        """No net exposure beyond tolerance (hedged, or both legs flat): nothing to complete or unwind."""
-        return abs(pos.long_filled_base - pos.short_filled_base) <= pos.tolerance_base
+    def _legs_balanced(self, pos: PositionFsm) -> bool:
+        """No net exposure beyond tolerance (hedged, or both legs flat): nothing to complete or unwind.
+
+        With a non-zero tolerance (carry), one leg open and the other empty is never balanced: it is a
+        naked leg however small, except a spot remainder below one spot lot with no perp left (dust,
+        released by ``bot.engine.spot`` rather than traded)."""
+        long_base, short_base = pos.long_filled_base, pos.short_filled_base
+        if abs(long_base - short_base) > pos.tolerance_base:
+            return False
+        if (long_base > 0) == (short_base > 0):
+            return True
+        if short_base == 0 and is_spot(pos.long_venue):
+            inst = self._instrument(pos.long_venue, pos.symbol)
+            return inst is not None and long_base < inst.lot_size_base
+        return False
 
     def _has_unknown_orders(self, position_id: str) -> bool:
         return any(m.status in (UNKNOWN_STATUS, "intent") for m in self._orders_of.get(position_id, {}).values())

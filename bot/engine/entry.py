@@ -45,7 +45,7 @@ class EntryMixin(SpotMixin, EngineCore):
             if self.owner_of(venue, symbol) is not None:
                 # One position per (venue, symbol): venues net positions, so two would corrupt both.
                 raise ValueError(f"{symbol} on {venue} is already held by an active position")
-        tolerance = self._tolerance_base(symbol, long_venue, short_venue)
+        tolerance = self._tolerance_for(symbol, long_venue, short_venue, size_base)
         pos = PositionFsm(
             position_id=position_id,
             symbol=symbol,

@@ -99,7 +99,8 @@ class RestoreMixin(SpotMixin, EngineCore):
                 long_venue=row.long_venue,
                 short_venue=row.short_venue,
                 target_size_base=row.target_size_base,
-                tolerance_base=self._tolerance_base(row.symbol, row.long_venue, row.short_venue),
+                tolerance_base=self._tolerance_for(row.symbol, row.long_venue, row.short_venue,
+                                                   row.target_size_base),
                 exit_reason=row.exit_reason,
             )
             try:
