@@ -128,3 +128,58 @@ def test_live_carry_on_the_emulator_opens_collects_perp_funding_only_and_closes_
 
         texts = [proc.stdout, proc.stderr, (tmp_path / "bot.log.jsonl").read_text(errors="replace")]
         assert all(keys["BYBIT_API_SECRET"] not in text for text in texts)
+
+
+def test_kill_9_with_an_open_live_carry_restarts_from_the_wallet_and_ends_flat(tmp_path: Path) -> None:
+    """SIGKILL while a live carry position is open: the next start restores it from the database and the
+    stored wallet baseline, reconciles against the venue's wallet and perp position (no finding, no
+    orphan: the user's own coins are not taken for the bot's), and its ``--duration`` exit closes it flat."""
+    import signal
+    import time
+
+    from paper.emulator import start_emulator
+
+    with start_emulator(["bybit"], state_path=tmp_path / "venues.sqlite", seed=3,
+                        spot_starting_coins={"bybit": dict(USER_COINS)}) as emu:
+        settings = tmp_path / "live.toml"
+        settings.write_text(SETTINGS.format(work=tmp_path.as_posix(), bybit=emu.base_urls["bybit"]))
+        env = dict(os.environ, BYBIT_API_KEY=emu.credentials["bybit"].key,
+                   BYBIT_API_SECRET=emu.credentials["bybit"].secret)
+        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        db = tmp_path / "live.sqlite"
+        first = subprocess.Popen(bot_command("--live", "--settings", str(settings)), cwd=tmp_path, env=env,
+                                 stdout=(tmp_path / "first.out").open("w"), stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 90
+            opened = False
+            while time.monotonic() < deadline and not opened:
+                time.sleep(0.5)
+                if db.exists():
+                    try:
+                        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                            opened = bool(conn.execute(
+                                "SELECT 1 FROM positions WHERE state = 'monitoring'").fetchall())
+                    except sqlite3.OperationalError:
+                        continue  # the schema is being created
+            assert opened, "no carry position reached monitoring: " + (tmp_path / "first.out").read_text()[-2500:]
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=30)
+        held_perp = emu.call(lambda: [p.size_base for p in emu.core.executor.all_positions("bybit") if p.size_base])
+        assert held_perp and held_perp[0] < 0  # the short is still open at the venue
+
+        again = subprocess.run(bot_command("--live", "--settings", str(settings), "--duration", "8"), cwd=tmp_path,
+                               env=env, check=False, capture_output=True, text=True, timeout=180)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert "1 position(s) restored" in (tmp_path / "bot.log.jsonl").read_text()
+        assert "flat on every venue" in again.stderr
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            states = [s for (s,) in conn.execute("SELECT state FROM positions")]
+            kinds = [k for (k,) in conn.execute("SELECT kind FROM events")]
+        assert states and all(s == "closed" for s in states)
+        assert not [k for k in kinds if "orphan" in k or k.startswith("reconcile_")], kinds
+        assert emu.call(lambda: [p for p in emu.core.executor.all_positions("bybit") if p.size_base]) == []
+        for coin, own in USER_COINS.items():
+            balance = emu.call(lambda c=coin: emu.core.spot["bybit"].balance(c))
+            lot = emu.call(lambda c=coin: emu.core.spot_instrument("bybit", c).lot_size_base)
+            assert own <= balance < own + lot, (coin, balance)
