@@ -160,3 +160,11 @@ class MultiVenueExecutor:
 
     async def funding_payments_since(self, venue: str, since_ts_ms: int) -> list[FundingPayment]:
         return await self._one(venue).funding_payments_since(venue, since_ts_ms)
+
+    async def spot_wallet_base(self, market: str) -> dict[str, Decimal]:
+        """``bot.core.ports.SpotWallet``: the base coins of the wallet behind spot ``market``."""
+        executor = self._one(market)
+        read = getattr(executor, "spot_wallet_base", None)
+        if read is None:
+            raise OrderRejected(market, f"{market!r} is not a spot market this bot can trade")
+        return await read(market)

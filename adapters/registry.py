@@ -23,10 +23,12 @@ from typing import Any
 from adapters.credentials import CredentialsError, load_credentials
 from adapters.endpoints import EndpointError, check_base_url
 from adapters.errors import FatalVenueError
-from bot.core.domain import FeeSchedule, FundingQuote
+from bot.core.domain import FeeSchedule, FundingQuote, exchange_of
 from bot.core.ports import Executor
 
 LIVE_VENUES = ("bybit", "binanceusdm", "okx", "hyperliquid")
+# Spot markets that can carry the long leg of a carry position (docs/carry.md: "<venue>:spot").
+LIVE_SPOT_MARKETS = ("bybit:spot", "binanceusdm:spot", "okx:spot", "hyperliquid:spot")
 SCAN_VENUES = ("bybit", "binanceusdm", "okx", "hyperliquid", "lighter", "paradex", "extended", "grvt", "backpack",
                "aster")
 DEFAULT_FEES = {  # base tier, bps (DESIGN.md section 5); override per venue from settings
@@ -34,6 +36,10 @@ DEFAULT_FEES = {  # base tier, bps (DESIGN.md section 5); override per venue fro
     "binanceusdm": FeeSchedule(Decimal(2), Decimal(5)),
     "okx": FeeSchedule(Decimal(2), Decimal(5)),
     "hyperliquid": FeeSchedule(Decimal("1.5"), Decimal("4.5")),
+    "bybit:spot": FeeSchedule(Decimal(10), Decimal(10)),  # Bybit spot base tier: 0.1 % maker and taker
+    "binanceusdm:spot": FeeSchedule(Decimal(10), Decimal(10)),  # Binance spot base tier
+    "okx:spot": FeeSchedule(Decimal(8), Decimal(10)),  # OKX spot base tier
+    "hyperliquid:spot": FeeSchedule(Decimal(4), Decimal(7)),  # Hyperliquid spot base tier
 }
 MAX_CLOCK_SKEW_MS = 1000
 
@@ -88,18 +94,25 @@ async def build_live_venue(name: str, config: LiveVenueConfig, env: Mapping[str,
                            max_slippage_bps: Decimal, now_ms: Callable[[], int] = _wall_ms) -> LiveVenue:
     """Build venue ``name`` for live trading: credentials from ``env``, markets loaded (only
     ``symbols``), market data and executor sharing one client. Raises ``LiveConfigError``."""
-    if name not in LIVE_VENUES:
-        raise LiveConfigError(f"venue {name!r} cannot trade live; use one of: {', '.join(LIVE_VENUES)}")
+    if name not in LIVE_VENUES and name not in LIVE_SPOT_MARKETS:
+        raise LiveConfigError(f"venue {name!r} cannot trade live; use one of: "
+                              f"{', '.join(LIVE_VENUES + LIVE_SPOT_MARKETS)}")
     if config.leverage <= 0:
         raise LiveConfigError(f"venues.{name}.leverage must be positive, got {config.leverage}")
     base_url, ws_url = _urls(name, config)
     try:
-        credentials = load_credentials(name, env)
+        credentials = load_credentials(exchange_of(name), env)  # a spot market trades on its exchange's keys
     except CredentialsError as exc:
         raise LiveConfigError(str(exc)) from None
     symbols = sorted(set(symbols))
     fees = config.fees or DEFAULT_FEES[name]
     target = base_url or ("testnet" if config.testnet else "mainnet")
+    if name == "bybit:spot":  # before the ccxt spot markets: Bybit spot goes through pybit
+        return await _build_bybit_spot(config, credentials, base_url, ws_url, symbols, max_slippage_bps, fees, now_ms,
+                                       target)
+    if name in LIVE_SPOT_MARKETS:
+        return await _build_ccxt_spot(name, config, credentials, base_url, ws_url, symbols, max_slippage_bps, fees,
+                                      now_ms, target)
     if name == "bybit":
         return await _build_bybit(config, credentials, base_url, ws_url, symbols, max_slippage_bps, fees, now_ms, target)
     return await _build_ccxt(name, config, credentials, base_url, ws_url, symbols, max_slippage_bps, fees, now_ms, target)
@@ -139,6 +152,84 @@ async def _build_bybit(config: LiveVenueConfig, credentials: Any, base_url: str 
 
     return LiveVenue("bybit", market, executor, setup, close,
                      f"bybit linear USDT perpetuals via pybit on {target} ({', '.join(sorted(markets))})", skipped)
+
+
+async def _build_bybit_spot(config: LiveVenueConfig, credentials: Any, base_url: str | None, ws_url: str | None,
+                            symbols: list[str], max_slippage_bps: Decimal, fees: FeeSchedule,
+                            now_ms: Callable[[], int], target: str) -> LiveVenue:
+    from adapters.bybit import config as bybit_config
+    from adapters.bybit.http import BybitHttp
+    from adapters.bybit.private_stream import BybitPrivateStream
+    from adapters.bybit.setup import check_skew, clock_skew_ms
+    from adapters.bybit.spot import (
+        BybitSpotExecutor,
+        BybitSpotMarketData,
+        load_spot_markets,
+    )
+
+    http = BybitHttp(credentials=credentials, testnet=config.testnet, base_url=base_url)
+    markets, skipped = await load_spot_markets(http, symbols)
+    _require_symbols("bybit:spot", symbols, markets)
+    stream = ws_url or (bybit_config.TESTNET_WS if config.testnet else bybit_config.MAINNET_WS)
+    market = BybitSpotMarketData(http, markets, ws_url=stream, fees=fees, stale_after_s=config.stale_after_s,
+                                 now_ms=now_ms)
+    private = BybitPrivateStream(credentials, ws_url=stream, now_ms=now_ms, venue="bybit:spot")
+    market.companions.append(private.run)
+    executor = BybitSpotExecutor(http, markets=markets, max_slippage_bps=max_slippage_bps, book_for=market.book,
+                                 now_ms=now_ms, private_stream=private)
+
+    async def setup() -> list[str]:
+        check_skew(await clock_skew_ms(http), limit_ms=MAX_CLOCK_SKEW_MS)
+        return ["spot: no leverage or margin set-up (the bot never borrows)"]
+
+    async def close() -> None:
+        return None
+
+    return LiveVenue("bybit:spot", market, executor, setup, close,
+                     f"bybit spot (USDT pairs, long carry legs only) via pybit on {target} ({', '.join(sorted(markets))})",
+                     skipped)
+
+
+async def _build_ccxt_spot(name: str, config: LiveVenueConfig, credentials: Any, base_url: str | None,
+                           ws_url: str | None, symbols: list[str], max_slippage_bps: Decimal, fees: FeeSchedule,
+                           now_ms: Callable[[], int], target: str) -> LiveVenue:
+    from adapters.ccxt_common.client import build_exchange
+    from adapters.ccxt_common.errors import translate
+    from adapters.ccxt_common.spot import (
+        CcxtSpotExecutor,
+        CcxtSpotMarketData,
+        load_spot_markets,
+        spot_ccxt_class,
+        spot_dialect,
+        spot_options,
+    )
+
+    exchange = build_exchange(spot_ccxt_class(name), credentials=credentials, testnet=config.testnet,
+                              base_url=base_url, ws_url=ws_url, options=spot_options(name))
+    try:
+        markets, skipped = await load_spot_markets(exchange, name, symbols)
+    except Exception as exc:  # noqa: BLE001  (classified and re-raised as ours)
+        await exchange.close()
+        raise translate(name, exc) from None
+    try:
+        _require_symbols(name, symbols, markets)
+    except FatalVenueError:
+        await exchange.close()
+        raise
+    market = CcxtSpotMarketData(exchange, venue=name, markets=markets, fees=fees, stale_after_s=config.stale_after_s,
+                                now_ms=now_ms)
+    executor = CcxtSpotExecutor(exchange, spot_dialect(name), markets=markets, max_slippage_bps=max_slippage_bps,
+                                book_for=market.book, now_ms=now_ms)
+
+    async def setup() -> list[str]:
+        return ["spot: no leverage or margin set-up (the bot never borrows)"]
+
+    async def close() -> None:
+        await exchange.close()
+
+    return LiveVenue(name, market, executor, setup, close,
+                     f"{name} (long carry legs only) via ccxt {spot_ccxt_class(name)} on {target} "
+                     f"({', '.join(sorted(markets))})", skipped)
 
 
 _CCXT_MODULES = {"binanceusdm": "adapters.binanceusdm.dialect", "okx": "adapters.okx.dialect",

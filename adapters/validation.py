@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from adapters.errors import AbsurdVenueData
-from bot.core.domain import BookLevel, FundingQuote, OrderBook
+from bot.core.domain import BookLevel, Fill, FundingQuote, OrderBook
 
 DEFAULT_MAX_ABS_RATE_PER_HOUR = Decimal("0.01")  # 1 %/h: far beyond any venue's funding cap
 
@@ -130,3 +130,40 @@ def _positive(value: object, field: str, venue: str) -> Decimal:
 def _timestamp(value: object, field: str, venue: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise AbsurdVenueData(venue, f"{field}: expected a non-negative int of ms, got {value!r}")
+
+
+# A spot fee above this fraction of what traded is a unit mistake (a fee in quote coin read as
+# base, a percent read as a fraction), never a real venue fee: the highest base tiers are ~0.2 %.
+MAX_SPOT_FEE_FRACTION = Decimal("0.01")
+
+
+def validate_spot_fill(f: Fill) -> Fill:
+    """Return spot fill ``f`` unchanged if it is sane, else raise ``AbsurdVenueData`` naming the field.
+
+    Checks: price and size finite and positive, ``fee_base`` finite, not negative and at most
+    ``MAX_SPOT_FEE_FRACTION`` of the size (so ``net_base`` is positive), ``fee_usd`` finite and at most
+    that fraction of the notional (a rebate may be negative, bounded the same way), timestamp an int."""
+    venue = f.venue
+    price = _positive(f.price, "execPrice", venue)
+    size = _positive(f.size_base, "execQty", venue)
+    fee_base = _finite(f.fee_base, "fee_base", venue)
+    if fee_base < 0 or fee_base > size * MAX_SPOT_FEE_FRACTION:
+        raise AbsurdVenueData(venue, f"fee_base {fee_base} {f.symbol} on a fill of {size}: outside "
+                                     f"[0, {MAX_SPOT_FEE_FRACTION} x size]")
+    fee_usd = _finite(f.fee_usd, "fee_usd", venue)
+    if abs(fee_usd) > price * size * MAX_SPOT_FEE_FRACTION:
+        raise AbsurdVenueData(venue, f"fee_usd {fee_usd} on a notional of {price * size}: beyond "
+                                     f"{MAX_SPOT_FEE_FRACTION} of it")
+    _timestamp(f.ts_ms, "ts_ms", venue)
+    return f
+
+
+def validate_wallet_base(venue: str, balances: dict[str, Decimal]) -> dict[str, Decimal]:
+    """Return the spot wallet ``balances`` (symbol -> base units) unchanged if every one is a finite,
+    non-negative Decimal, else raise ``AbsurdVenueData`` naming the coin (a negative balance would be
+    a loan the bot never takes; reading it as a holding could sell coins that are not there)."""
+    for coin, amount in balances.items():
+        value = _finite(amount, f"walletBalance[{coin}]", venue)
+        if value < 0:
+            raise AbsurdVenueData(venue, f"walletBalance[{coin}]: negative ({value}); the bot never borrows")
+    return balances

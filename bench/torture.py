@@ -100,14 +100,19 @@ class TortureResult:
     rounds: list[Round] = field(default_factory=list)
 
 
-def write_settings(workdir: Path, start_iso: str = "now", latency_ms: int = 5, execution: str = "taker") -> Path:
+def write_settings(workdir: Path, start_iso: str = "now", latency_ms: int = 5, execution: str = "taker",
+                   carry: bool = False) -> Path:
     path = workdir / "torture.toml"
     text = SETTINGS.format(log=(workdir / "bot.log.jsonl").as_posix(), latency_ms=latency_ms)
     text = text.replace("[strategy]\n", f'[strategy]\nexecution = "{execution}"\n')
+    spot = ""
+    if carry:  # spot-perp carry only, on two venues that run spot markets beside their perps
+        text = text.replace("[strategy]\n", '[strategy]\npair_kinds = ["spot_perp"]\n')
+        spot = 'spot_venues = ["sim-8h", "sim-mixed"]\n'
     if execution == "maker_taker":
         # Makers rest up to 30 sim minutes (0.5 wall s at speed 3600): kills land while they rest.
         text += "\n[execution]\nmaker_timeout_seconds = 1800\n"
-    path.write_text(text + f'\n[sim]\nstart = "{start_iso}"\n')
+    path.write_text(text + f'\n[sim]\nstart = "{start_iso}"\n{spot}')
     return path
 
 
@@ -215,7 +220,8 @@ def run_round(db: Path, settings: Path, speed: str, workdir: Path, n: int, *, ki
 
 def torture(workdir: Path, *, kills: int, seed: int, speed: str = "3600", latency_ms: int = 5,
             min_delay_s: float = 0.2, max_delay_s: float = 3.0, execution: str = "taker",
-            after_startup: bool = False, after_startup_from: int | None = None) -> tuple[TortureResult, Path]:
+            after_startup: bool = False, after_startup_from: int | None = None,
+            carry: bool = False) -> tuple[TortureResult, Path]:
     """Run ``kills`` killed lifetimes and one graceful one on the same files; return the rounds and DB path.
 
     A kill delay counts from the process start, or from the lifetime's start-up event when
@@ -226,11 +232,11 @@ def torture(workdir: Path, *, kills: int, seed: int, speed: str = "3600", latenc
     rng = random.Random(seed)
     result = TortureResult()
     for n in range(kills):
-        settings = write_settings(workdir, resume_start_iso(db), latency_ms, execution)
+        settings = write_settings(workdir, resume_start_iso(db), latency_ms, execution, carry)
         result.rounds.append(run_round(db, settings, speed, workdir, n, kill_after_s=rng.uniform(min_delay_s, max_delay_s),
                                        after_startup=after_startup or (after_startup_from is not None
                                                                        and n >= after_startup_from)))
-    settings = write_settings(workdir, resume_start_iso(db), latency_ms, execution)
+    settings = write_settings(workdir, resume_start_iso(db), latency_ms, execution, carry)
     result.rounds.append(run_round(db, settings, speed, workdir, kills, kill_after_s=None))
     return result, db
 

@@ -80,7 +80,7 @@ class Application:
         self.ranking = RankingSource(RankSettings(
             notional_usd=self.params.notional_usd, horizon_hours=self.params.horizon_hours,
             max_quote_age_ms=self.params.max_quote_age_ms, estimated_slippage_bps=self.params.estimated_slippage_bps,
-            execution=self.params.execution))
+            execution=self.params.execution, pair_kinds=self.params.pair_kinds))
         self.pacers = {
             "feed": self._pacer("feed", settings.sim.step_seconds),
             "strategy": self._pacer("strategy", settings.strategy.loop_interval_seconds, first_delay_s=0.0),
@@ -379,9 +379,10 @@ class Application:
         assert self.executor is not None and self.engine is not None
         remaining: dict[str, str] = {}
         try:
-            for p in await self.executor.positions(None):
-                if p.size_base != 0:
-                    remaining[f"{p.venue}:{p.symbol}"] = str(p.size_base)
+            # Perp positions and the bot's spot coins (wallet above its baseline).
+            for (venue, symbol), size in sorted((await self.engine.venue_sizes()).items()):
+                if size != 0:
+                    remaining[f"{venue}:{symbol}"] = str(size)
         except Exception as exc:  # the venue could not be asked: that is not flat
             remaining["venues"] = f"unreachable ({exc})"
         for pos in self.engine.active_positions():
@@ -412,7 +413,8 @@ class Application:
         """The venues' own signed sizes (for the leg-missing and delta-drift exits); None if unknown."""
         assert self.executor is not None
         try:
-            return {(p.venue, p.symbol): p.size_base for p in await self.executor.positions(None)}
+            assert self.engine is not None
+            return await self.engine.venue_sizes()
         except Exception as exc:  # unknown sizes only disable those two rules for this pass
             logger.bind(kind="venue_sizes_unavailable").warning(f"venue positions unavailable: {exc!r}")
             return None

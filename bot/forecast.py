@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Literal
 
-from bot.core.domain import ZERO, FundingQuote, MarketSnapshot
+from bot.core.domain import ZERO, FundingQuote, MarketSnapshot, is_spot
 
 MS_PER_HOUR = 3_600_000
 ForecastMode = Literal["mean_reverting", "persistent"]
@@ -97,7 +97,7 @@ class SpreadForecaster:
         """Every usable quote's current hourly rate, as of ``now_ms``."""
         for q in quotes.values() if isinstance(quotes, dict) else quotes:
             hourly = q.hourly_rate_or_none
-            if hourly is not None:
+            if hourly is not None and not is_spot(q.venue):  # spot funding is 0 by definition
                 self.observe(q.venue, q.symbol, now_ms, hourly)
 
     def leg_forecast(self, venue: str, symbol: str, current_hourly: Decimal) -> Decimal:
@@ -123,7 +123,8 @@ class SpreadForecaster:
                 venue=q.venue, symbol=q.symbol, rate_per_interval=q.rate_per_interval,
                 interval_hours=q.interval_hours, next_funding_ts_ms=q.next_funding_ts_ms,
                 mark_price=q.mark_price, ts_ms=q.ts_ms, mark_is_reference=q.mark_is_reference,
-                forecast_hourly_rate=self.leg_forecast(q.venue, q.symbol, hourly))
+                # A spot leg pays no funding: its forecast is exactly 0 (never a fitted level).
+                forecast_hourly_rate=ZERO if is_spot(q.venue) else self.leg_forecast(q.venue, q.symbol, hourly))
         return replace(snapshot, quotes=quotes)
 
     # -- persistence (the levels survive a restart through the database's kv table) ----------

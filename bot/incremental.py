@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from bot.core.domain import ExecutionMode, MarketSnapshot, Opportunity
+from bot.core.domain import ExecutionMode, MarketSnapshot, Opportunity, PairKind
 from bot.scanner import DEFAULT_ESTIMATED_SLIPPAGE_BPS, rank_opportunities, ranking_key
 
 Key = tuple[str, str]
@@ -41,13 +41,15 @@ class RankSettings:
     max_quote_age_ms: int
     estimated_slippage_bps: Decimal = DEFAULT_ESTIMATED_SLIPPAGE_BPS
     execution: ExecutionMode = ExecutionMode.TAKER
+    pair_kinds: frozenset[PairKind] = frozenset({PairKind.PERP_PERP})
 
 
 def full_rank(snapshot: MarketSnapshot, settings: RankSettings, limit: int | None) -> list[Opportunity]:
     """One ranking of the whole snapshot (the scanner's bound-pruned search)."""
     return rank_opportunities(snapshot, notional_usd=settings.notional_usd, horizon_hours=settings.horizon_hours,
                               max_quote_age_ms=settings.max_quote_age_ms, limit=limit,
-                              estimated_slippage_bps=settings.estimated_slippage_bps, execution=settings.execution)
+                              estimated_slippage_bps=settings.estimated_slippage_bps, execution=settings.execution,
+                              pair_kinds=settings.pair_kinds)
 
 
 class IncrementalRanker:

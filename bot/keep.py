@@ -63,7 +63,7 @@ async def unexpected_exposure(app: "Application") -> dict[str, str]:
         expected[long_key] = expected.get(long_key, ZERO) + pos.long_filled_base
         expected[short_key] = expected.get(short_key, ZERO) - pos.short_filled_base
     try:
-        actual = {(p.venue, p.symbol): p.size_base for p in await app.executor.positions(None)}
+        actual = await engine.venue_sizes()  # perp positions and the bot's spot coins
     except Exception as exc:  # the venues could not be asked: that is not verified
         problems["venues"] = f"unreachable ({exc})"
         return problems

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from bot.core.domain import ExecutionMode
+from bot.core.domain import ExecutionMode, PairKind
 from bot.forecast import ForecastParams
 from bot.settings import Settings
 from bot.strategy import StrategyParams
@@ -25,6 +25,7 @@ def strategy_params(settings: Settings) -> StrategyParams:
         max_quote_age_ms=int(settings.market.max_quote_age_seconds * 1000),
         estimated_slippage_bps=settings.scan.estimated_slippage_bps,
         execution=ExecutionMode(strat.execution),
+        pair_kinds=frozenset(PairKind(k) for k in strat.pair_kinds),
         entry=EntryLimits(
             min_expected_net_usd=strat.min_expected_net_usd,
             max_breakeven_hours=risk.max_breakeven_hours,

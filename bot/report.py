@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.core.clock import iso_utc
-from bot.core.domain import ZERO
+from bot.core.domain import ZERO, is_spot, pair_kind
 from bot.errors import UserInputError
 from bot.settings import Settings
 from paper.venue_store import read_open_positions, venue_store_path_for
@@ -72,6 +72,8 @@ def build_report(storage: Storage, venue_db: Path) -> dict[str, Any]:
             "symbol": record.symbol,
             "long_venue": record.long_venue,
             "short_venue": record.short_venue,
+            # "spot_perp" (carry: the long leg is a spot market's wallet) or "perp_perp".
+            "pair_kind": _pair_kind_text(record.long_venue, record.short_venue),
             "state": record.state,
             "size_base": str(record.target_size_base),
             "opened_at": iso_utc(record.opened_at_ts_ms) if record.opened_at_ts_ms else None,
@@ -89,8 +91,13 @@ def build_report(storage: Storage, venue_db: Path) -> dict[str, Any]:
             totals["realized_pnl_usd"] += money.realized_pnl_usd
     exposure: dict[str, dict[str, str]] = {}
     for venue_position in read_open_positions(venue_db):
-        if venue_position.size_base != 0:
-            exposure.setdefault(venue_position.venue, {})[venue_position.symbol] = str(venue_position.size_base)
+        size = venue_position.size_base
+        if is_spot(venue_position.venue):
+            # A spot wallet: only the coins above the bot's recorded baseline are the bot's exposure.
+            baseline = storage.get_kv(f"spot_baseline:{venue_position.venue}:{venue_position.symbol}")
+            size = ZERO if baseline is None else size - Decimal(baseline)
+        if size != 0:
+            exposure.setdefault(venue_position.venue, {})[venue_position.symbol] = str(size)
     events = storage.list_events()
     windows = sorted(Decimal(e.details["window_ms"]) for e in events
                      if e.kind == "unhedged_window" and e.details and "window_ms" in e.details)
@@ -206,6 +213,11 @@ def run_postmortem(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _pair_kind_text(long_venue: str, short_venue: str) -> str:
+    kind = pair_kind(long_venue, short_venue)
+    return kind.value if kind is not None else "invalid"
+
+
 def _describe(kind: str, data: dict[str, Any]) -> dict[str, Any]:
     if kind == "transition":
         summary = f"{data['source']} -> {data['dest']} [{data['trigger']}] {data.get('reason') or ''}"
@@ -215,8 +227,11 @@ def _describe(kind: str, data: dict[str, Any]) -> dict[str, Any]:
                    f"-> {data['status']}, {data.get('filled_base')} of {data['size_base']} filled "
                    f"cid {data['client_order_id']}")
     elif kind == "fill":
-        summary = (f"{data['side']} {data['size_base']} @ {data['price']} on {data['venue']} fee {data['fee_usd']} "
-                   f"trade {data['trade_id']}")
+        fee_base = Decimal(data.get("fee_base") or "0")
+        in_coin = f" (taken as {fee_base} {data['symbol']}: received {Decimal(data['size_base']) - fee_base})" \
+            if fee_base else ""
+        summary = (f"{data['side']} {data['size_base']} @ {data['price']} on {data['venue']} fee {data['fee_usd']}"
+                   f"{in_coin} trade {data['trade_id']}")
     elif kind == "funding":
         summary = (f"{data['venue']} rate {data['rate']} on {data['position_size_base']} -> {data['amount_usd']} USD")
     else:

@@ -96,6 +96,7 @@ def run_live(args: argparse.Namespace, settings: Settings) -> int:
 
     from adapters.errors import FatalVenueError
     from adapters.registry import (
+        LIVE_SPOT_MARKETS,
         LIVE_VENUES,
         LiveConfigError,
         LiveVenueConfig,
@@ -103,18 +104,20 @@ def run_live(args: argparse.Namespace, settings: Settings) -> int:
     )
     from bot.app import Application
     from bot.core.clock import ScaledClock
+    from bot.core.domain import exchange_of, is_spot
     from bot.settings import venue_costs_for
     from bot.supervisor import Supervisor
     from bot.wiring import live_wiring
 
     venues = list(settings.live.venues)
+    supported = sorted(LIVE_VENUES + LIVE_SPOT_MARKETS)
     if not venues:
         raise UserInputError("live.venues is empty: list the venues to trade in [live] venues = [...] "
-                             f"(supported: {', '.join(sorted(LIVE_VENUES))})")
-    unknown = [v for v in venues if v not in LIVE_VENUES]
+                             f"(supported: {', '.join(supported)})")
+    unknown = [v for v in venues if v not in supported]
     if unknown:
         raise UserInputError(f"setting 'live.venues': unknown venue {unknown[0]!r} "
-                             f"(supported for live trading: {', '.join(sorted(LIVE_VENUES))})")
+                             f"(supported for live trading: {', '.join(supported)})")
     if len(venues) < 2:
         raise UserInputError("setting 'live.venues': a hedged position needs two venues; list at least two")
     if settings.strategy.execution != "taker":
@@ -130,14 +133,21 @@ def run_live(args: argparse.Namespace, settings: Settings) -> int:
     _check_writable(db_path)
     configs = {}
     for name in venues:
-        own = settings.venues.get(name)
+        # a spot market ("bybit:spot") reaches its exchange's endpoint unless it has its own section
+        own = settings.venues.get(name) or settings.venues.get(exchange_of(name))
+        try:
+            fees = venue_costs_for(settings, name).fees
+        except UserInputError:
+            if not is_spot(name):
+                raise
+            fees = None  # the adapter's built-in spot base tier (adapters.registry.DEFAULT_FEES)
         configs[name] = LiveVenueConfig(
             testnet=own.testnet if own else False,
             base_url=own.base_url if own else None,
             ws_url=own.ws_url if own else None,
             allow_remote_base_url=own.allow_remote_base_url if own else False,
             leverage=settings.live.leverage,
-            fees=venue_costs_for(settings, name).fees,
+            fees=fees,
         )
     configure_logging(settings.bot.log_path)
     duration = float(args.duration) if args.duration is not None else None

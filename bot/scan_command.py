@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.core.clock import iso_utc, parse_iso_utc, utc_now_ms
-from bot.core.domain import ExecutionMode, MarketSnapshot, Opportunity
+from bot.core.domain import ExecutionMode, MarketSnapshot, Opportunity, PairKind
 from bot.errors import UserInputError
 from bot.params import position_notional_usd
 from bot.scan_gates import gate_verdicts, verdict_text
@@ -47,6 +47,7 @@ def run_scan(args: argparse.Namespace, settings: Settings) -> int:
         limit=limit,
         estimated_slippage_bps=settings.scan.estimated_slippage_bps,
         execution=ExecutionMode(settings.strategy.execution),
+        pair_kinds=[PairKind(k) for k in settings.strategy.pair_kinds],
     )
     contracts = {key: inst.venue_symbol for key, inst in snapshot.instruments.items()}
     verdicts = gate_verdicts(snapshot, ranked, settings)
@@ -140,6 +141,7 @@ def opportunity_json(opp: Opportunity, contracts: dict[tuple[str, str], str] | N
         "long_price": _text(opp.long_price),
         "short_price": _text(opp.short_price),
         "costs_estimated": opp.costs_estimated,
+        "pair_kind": opp.pair_kind.value if opp.pair_kind is not None else None,  # spot_perp = carry
     })
     return row
 

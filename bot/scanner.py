@@ -40,7 +40,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from operator import itemgetter
 
@@ -54,6 +54,9 @@ from bot.core.domain import (
     Liquidity,
     MarketSnapshot,
     Opportunity,
+    PairKind,
+    is_spot,
+    pair_kind,
 )
 from bot.core.funding_math import (
     adverse_basis_usd,
@@ -110,6 +113,7 @@ class _Params:
     max_price_divergence: Decimal
     estimated: bool  # the snapshot has no books: cost from marks + estimated slippage
     spread_factor: Decimal  # (1 - d/2) / horizon: bid-ask spread fraction -> per-hour bound term
+    pair_kinds: frozenset[PairKind] = frozenset({PairKind.PERP_PERP})  # which pairs may be ranked
 
 
 def ranking_key(opp: Opportunity) -> tuple[Decimal, Decimal, str, str, str]:
@@ -130,8 +134,14 @@ def rank_opportunities(
     estimated_slippage_bps: Decimal = DEFAULT_ESTIMATED_SLIPPAGE_BPS,
     max_price_divergence: Decimal = DEFAULT_MAX_PRICE_DIVERGENCE,
     execution: ExecutionMode = ExecutionMode.TAKER,
+    pair_kinds: Collection[PairKind] | None = None,
 ) -> list[Opportunity]:
     """Rank the pairs of ``snapshot`` by expected net USD over ``horizon_hours`` for ``notional_usd``.
+
+    ``pair_kinds`` (default: perp-perp only) chooses which pairs are ranked: ``PERP_PERP`` (two perps)
+    and/or ``SPOT_PERP`` (carry: LONG a spot market "<venue>:spot", SHORT a perp; the spot leg's funding
+    is 0 and it is costed exactly like a perp leg: its own fees, book slippage, the basis to the perp).
+    A spot leg is never the short leg (no borrowing); spot quotes are ignored unless carry is enabled.
 
     Returns at most ``limit`` opportunities (all when None) with ``expected_net >=
     min_expected_net_usd`` (when given), ordered by ``ranking_key``. Skipped without error: symbols
@@ -148,7 +158,9 @@ def rank_opportunities(
     leg whose mark price is not positive borrows the other leg's; a pair with none is skipped.
     """
     params = _params(snapshot, notional_usd, horizon_hours, max_quote_age_ms, liquidity, estimated_slippage_bps,
-                     max_price_divergence, execution)
+                     max_price_divergence, execution, pair_kinds)
+    if PairKind.SPOT_PERP not in params.pair_kinds and any(is_spot(v) for v, _s in snapshot.quotes):
+        snapshot = replace(snapshot, quotes={k: q for k, q in snapshot.quotes.items() if not is_spot(k[0])})
     if limit is not None and limit < 0:
         raise ValueError(f"limit must not be negative, got {limit}")
     if limit == 0:
@@ -235,13 +247,15 @@ def evaluate_pair(
     estimated_slippage_bps: Decimal = DEFAULT_ESTIMATED_SLIPPAGE_BPS,
     max_price_divergence: Decimal = DEFAULT_MAX_PRICE_DIVERGENCE,
     execution: ExecutionMode = ExecutionMode.TAKER,
+    pair_kinds: Collection[PairKind] | None = None,
 ) -> Opportunity | None:
     """Exact evaluation of LONG ``long_venue`` / SHORT ``short_venue`` in that direction (even when
     the spread is negative). None when ``rank_opportunities`` would skip the pair for missing,
-    stale or bad data; costs are estimated (as there) when the snapshot has no books."""
+    stale or bad data (or a pair kind not in ``pair_kinds``, a spot short); costs are estimated (as
+    there) when the snapshot has no books."""
     params = _params(snapshot, notional_usd, horizon_hours, max_quote_age_ms, liquidity, estimated_slippage_bps,
-                     max_price_divergence, execution)
-    if long_venue == short_venue:
+                     max_price_divergence, execution, pair_kinds)
+    if long_venue == short_venue or pair_kind(long_venue, short_venue) not in params.pair_kinds:
         return None
     fee_terms = _fee_terms(snapshot, params)
     legs: list[_Leg] = []
@@ -267,6 +281,7 @@ def _params(
     estimated_slippage_bps: Decimal,
     max_price_divergence: Decimal,
     execution: ExecutionMode = ExecutionMode.TAKER,
+    pair_kinds: Collection[PairKind] | None = None,
 ) -> _Params:
     if not notional_usd > 0:
         raise ValueError(f"notional_usd must be positive, got {notional_usd}")
@@ -288,6 +303,7 @@ def _params(
         max_price_divergence=max_price_divergence,
         estimated=not snapshot.books,
         spread_factor=(_ONE - max_price_divergence / _TWO) / horizon_hours,
+        pair_kinds=frozenset({PairKind.PERP_PERP}) if pair_kinds is None else frozenset(map(PairKind, pair_kinds)),
     )
 
 
@@ -447,6 +463,8 @@ class _SymbolWork:
             short_leg, long_leg = shorts[i], longs[j]
             if short_leg is long_leg or not _is_long_side(long_leg, short_leg):
                 continue
+            if pair_kind(long_leg[_VENUE], short_leg[_VENUE]) not in self._params.pair_kinds:
+                continue  # a spot short (never: no borrowing), or a kind the settings leave out
             return -neg_score, long_leg, short_leg
         return None
 
@@ -546,12 +564,19 @@ def _sized(snapshot: MarketSnapshot, symbol: str, long_leg: _Leg, short_leg: _Le
     return None if size is None else (ref_price, size, long_mid, short_mid)
 
 
+def _pair_execution(long_leg: _Leg, params: _Params) -> ExecutionMode:
+    """How the pair's entry executes: carry (a spot long leg) is always taker-taker (bot.engine.entry);
+    the settings' mode otherwise. The per-venue fee floors of the bounds stay valid (a maker-taker
+    floor is never above the taker one)."""
+    return ExecutionMode.TAKER if is_spot(long_leg[_VENUE]) else params.execution
+
+
 def _touch_net(long_leg: _Leg, short_leg: _Leg, sized: _Sized, params: _Params) -> Decimal:
     """Upper bound of the exact net: fees, bid-ask spread and basis as in ``book_costs``, but every
     fill priced at the touch (walking deeper only costs more)."""
     ref_price, size, long_mid, short_mid = sized
     long_book, short_book = long_leg[_BOOK], short_leg[_BOOK]
-    rates = leg_fee_rates(long_leg[_FEES], short_leg[_FEES], params.execution, params.liquidity)
+    rates = leg_fee_rates(long_leg[_FEES], short_leg[_FEES], _pair_execution(long_leg, params), params.liquidity)
     long_ask, long_bid = long_book.asks[0].price, long_book.bids[0].price
     short_ask, short_bid = short_book.asks[0].price, short_book.bids[0].price
     # Long: bought at >= ask, sold at <= bid; short: sold at <= bid, bought back at >= ask.
@@ -569,14 +594,14 @@ def _evaluate(symbol: str, long_leg: _Leg, short_leg: _Leg, sized: _Sized, param
     if long_book is not None and short_book is not None:
         try:
             costs = book_costs(long_book, short_book, long_leg[_FEES], short_leg[_FEES], size, params.liquidity,
-                               params.execution)
+                               _pair_execution(long_leg, params))
         except ArithmeticError:  # NaN/infinite levels deep in a book: bad data, skip the pair
             return None
         if costs is None:
             return None  # insufficient or inconsistent depth for the entry or the exit
     else:
         costs = estimated_costs(long_mid, short_mid, size, long_leg[_FEES], short_leg[_FEES], params.liquidity,
-                                params.estimated_slippage_bps, params.execution)
+                                params.estimated_slippage_bps, _pair_execution(long_leg, params))
     notional = size * ref_price
     spread = short_leg[_HOURLY] - long_leg[_HOURLY]
     total = costs.total_usd

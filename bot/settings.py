@@ -118,6 +118,17 @@ class SimSection(_Section):
         return value
     start: str = "now"
     speed: float = Field(default=1.0, ge=float(MIN_SPEED), le=float(MAX_SPEED))
+    # Venues (of ``venues``) that also run a spot market "<venue>:spot" (carry; see strategy.pair_kinds).
+    spot_venues: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _spot_venues_are_simulated(self) -> "SimSection":
+        stray = [v for v in self.spot_venues if v not in self.venues]
+        if stray:
+            raise ValueError(f"spot_venues {stray} must be among venues {self.venues}")
+        if len(set(self.spot_venues)) != len(self.spot_venues):
+            raise ValueError(f"spot_venues {self.spot_venues} lists a venue twice")
+        return self
 
     @field_validator("start")
     @classmethod
@@ -145,6 +156,16 @@ class StrategySection(_Section):
     max_capital_share_per_position: Annotated[Decimal, Field(gt=0, le=1, allow_inf_nan=False)] = Decimal("0.1")
     execution: Literal["taker", "maker_taker"] = "taker"
     loop_interval_seconds: float = Field(default=60.0, gt=0)
+    # Which pairs are ranked and traded: "perp_perp" (long perp / short perp) and/or "spot_perp"
+    # (carry: long spot / short perp). Carry is opt-in.
+    pair_kinds: list[Literal["perp_perp", "spot_perp"]] = Field(default_factory=lambda: ["perp_perp"], min_length=1)
+
+    @field_validator("pair_kinds")
+    @classmethod
+    def _distinct_kinds(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"{value} lists a pair kind twice")
+        return value
 
 
 class ExitSection(_Section):

@@ -19,6 +19,7 @@ from bot.core.domain import (
     MarketSnapshot,
     Opportunity,
     OrderSide,
+    PairKind,
 )
 from bot.core.funding_math import fee_usd, slippage_usd
 from bot.scanner import rank_opportunities
@@ -60,6 +61,7 @@ class StrategyParams:
     entry: EntryLimits
     exit: ExitLimits
     execution: ExecutionMode = ExecutionMode.TAKER  # entries cost at the fees this mode pays
+    pair_kinds: frozenset[PairKind] = frozenset({PairKind.PERP_PERP})  # settings strategy.pair_kinds
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +165,7 @@ def rank_candidates(snapshot: MarketSnapshot, params: StrategyParams, *, candida
         limit=candidates,
         estimated_slippage_bps=params.estimated_slippage_bps,
         execution=params.execution,
+        pair_kinds=params.pair_kinds,
     )
 
 
@@ -197,6 +200,7 @@ def best_opportunity(snapshot: MarketSnapshot, params: StrategyParams,
         limit=1,
         estimated_slippage_bps=params.estimated_slippage_bps,
         execution=params.execution,
+        pair_kinds=params.pair_kinds,
     )
     return ranked[0] if ranked else None
 

@@ -106,6 +106,7 @@ def sim_market_config(settings: Settings):
         symbol_count=sim.symbols,
         step_seconds=sim.step_seconds,
         max_abs_rate_per_hour=settings.market.max_abs_rate_per_hour,
+        spot_venues=tuple(sim.spot_venues),
         faults=SimFaults(
             stale_quote_prob=faults.stale_quote_probability,
             absurd_quote_prob=faults.absurd_quote_probability,

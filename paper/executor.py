@@ -48,6 +48,7 @@ from bot.core.domain import (
     TimeInForce,
     VenuePosition,
     funding_payment_usd,
+    is_spot,
 )
 from paper.fault_injection import FaultInjector, FaultPlan, TimeoutDraw
 from paper.matching import deplete, fee_usd, floor_to_lot, is_lot_multiple, net_fill, traded_through, walk_book
@@ -128,7 +129,9 @@ class _Draft:
 
     def add_fill(self, fill: Fill) -> None:
         pos = self.position(fill.venue, fill.symbol)
-        net = net_fill(pos.size_base, pos.entry_price, fill.side, fill.price, fill.size_base)
+        # A spot market's "position" is the wallet's coin balance: a base-coin fee never reaches it.
+        moved = fill.size_base - fill.fee_base if fill.side is OrderSide.BUY else fill.size_base + fill.fee_base
+        net = net_fill(pos.size_base, pos.entry_price, fill.side, fill.price, moved)
         self.positions[(fill.venue, fill.symbol)] = PositionState(
             venue=fill.venue,
             symbol=fill.symbol,
@@ -186,7 +189,12 @@ class PaperExecutor:
         starting_balance_usd: Decimal = Decimal(10000),
         sleep: SleepFn = anyio.sleep,
         history_window_ms: int = DEFAULT_HISTORY_WINDOW_MS,
+        spot_wallet_seed_base: dict[tuple[str, str], Decimal] | None = None,
     ) -> None:
+        """``spot_wallet_seed_base``: coins a spot wallet holds before anything trades, per
+        (spot market, symbol): the user's own coins the bot must never sell (written once, into a
+        new venue store)."""
+        self._spot_seed = dict(spot_wallet_seed_base or {})
         self._books = book_source
         self._fees = dict(fees)
         self._store = store
@@ -235,9 +243,15 @@ class PaperExecutor:
             self._funding_by_id[payment.payment_id] = payment
         self._counters = dict(state.counters)
         missing = tuple(self._balance(v) for v in sorted(self._fees) if v not in self._balances)
-        if missing:
-            self._store.write(VenueWrite(balances=missing))
+        seeds = tuple(
+            PositionState(venue=v, symbol=sym, size_base=size, entry_price=ZERO, realized_pnl_usd=ZERO, updated_ts_ms=0)
+            for (v, sym), size in sorted(self._spot_seed.items())
+            if is_spot(v) and size > ZERO and v not in self._balances and (v, sym) not in self._positions
+        )
+        if missing or seeds:
+            self._store.write(VenueWrite(balances=missing, positions=seeds))
             self._balances.update({b.venue: b for b in missing})
+            self._positions.update({(p.venue, p.symbol): p for p in seeds})
         self.prune_history(self._now_ms())  # months of history stay in the store, not in memory
 
     # -- committed state -----------------------------------------------------------------------
@@ -347,6 +361,7 @@ class PaperExecutor:
             venue_order_id=order.venue_order_id,
             reason=order.reason,
             ts_ms=order.updated_ts_ms,
+            fee_base=sum((f.fee_base for f in fills), ZERO),
         )
 
     # -- request plumbing ---------------------------------------------------------------------------
@@ -429,6 +444,8 @@ class PaperExecutor:
             raise OrderRejected(venue, f"size_base: {size} is not a multiple of lot_size_base {inst.lot_size_base}")
         if size < inst.min_size_base:
             raise OrderRejected(venue, f"size_base: {size} is below min_size_base {inst.min_size_base}")
+        if is_spot(venue) and request.reduce_only:
+            raise OrderRejected(venue, "reduce_only: spot markets have no reduce-only orders")
         if request.order_type is OrderType.LIMIT and request.limit_price is None:
             raise OrderRejected(venue, "limit_price: required for limit orders")
         price = request.limit_price
@@ -470,6 +487,12 @@ class PaperExecutor:
         now_ms = self._now_ms()
         size = request.size_base
         reason: str | None = None
+        spot = is_spot(venue)
+        if spot and side is OrderSide.SELL:
+            # No borrowing: a spot sell can only sell coins the wallet holds.
+            held = draft.position(venue, symbol).size_base
+            if size > held:
+                raise OrderRejected(venue, f"size_base: insufficient balance, sell {size} but wallet holds {held}")
         if request.reduce_only:
             position_base = draft.position(venue, symbol).size_base
             reducible = _reducible_base(side, position_base)
@@ -500,6 +523,8 @@ class PaperExecutor:
         fee_rate = self._fees[venue].rate(Liquidity.TAKER)
         for level in walk.fills if walk is not None else ():
             n = draft.next_id(f"trade_seq:{venue}")
+            # Spot buys pay their fee in the coin bought (as Bybit, Binance and OKX spot do).
+            fee_base = level.size_base * fee_rate if spot and side is OrderSide.BUY else ZERO
             draft.add_fill(
                 Fill(
                     venue=venue,
@@ -512,6 +537,7 @@ class PaperExecutor:
                     fee_usd=fee_usd(level.price, level.size_base, fee_rate),
                     liquidity=Liquidity.TAKER,
                     ts_ms=now_ms,
+                    fee_base=fee_base,
                 )
             )
             draft.taken.append((book, side, level.price, level.size_base))
@@ -597,11 +623,12 @@ class PaperExecutor:
     # -- Executor: accounts -------------------------------------------------------------------------
 
     async def positions(self, venue: str | None = None) -> list[VenuePosition]:
-        """Non-zero positions, marked at the book mid when a book is available."""
+        """Non-zero positions, marked at the book mid when a book is available. Spot markets hold
+        wallets, not positions: they are read with ``spot_wallet_base``."""
         await self._round_trip(venue)
         out = []
         for (v, symbol), pos in sorted(self._positions.items()):
-            if pos.size_base == ZERO or (venue is not None and v != venue):
+            if pos.size_base == ZERO or (venue is not None and v != venue) or is_spot(v):
                 continue
             book = self._books.book(v, symbol)
             out.append(
@@ -614,6 +641,13 @@ class PaperExecutor:
                 )
             )
         return out
+
+    async def spot_wallet_base(self, market: str) -> dict[str, Decimal]:
+        """``bot.core.ports.SpotWallet``: the coins the spot wallet behind ``market`` holds."""
+        await self._round_trip(market)
+        if not is_spot(market):
+            raise OrderRejected(market, f"venue: {market} is not a spot market")
+        return {sym: p.size_base for (v, sym), p in sorted(self._positions.items()) if v == market and p.size_base != 0}
 
     async def balances_usd(self) -> dict[str, Decimal]:
         """Cash balance per venue: starting balance + realized PnL - fees + funding (no unrealized PnL)."""
@@ -734,6 +768,8 @@ class PaperExecutor:
         payment id is ``venue:symbol:ts_ms``, so settling the same instant again changes nothing
         and returns the payment already made. A flat position pays nothing and returns [].
         """
+        if is_spot(settlement.venue):
+            return []  # spot pays no funding
         pid = funding_payment_id(settlement.venue, settlement.symbol, settlement.ts_ms)
         if pid in self._funding_ids:
             return [self._funding_by_id[pid]]

@@ -16,6 +16,11 @@ At an instant ``now`` the replay shows what a bot could have known then, nothing
 * **Settlements**: ``advance_to`` returns every settlement passed, with its rate and the price the
   position is valued at (own mark at that instant, else the reference price).
 
+* **Spot markets** (carry): price-file rows whose ``venue`` is a spot market name ``"<venue>:spot"``
+  (``binance:spot``) make a spot leg: a quote of funding 0 while its own price is fresh (never a
+  reference price: a spot market without its own price is not traded), a synthetic book from the spot
+  market's costs (``[venues."binance:spot"]`` or the built-in spot figures), no settlements.
+
 Pairing: the symbol of a leg is the file's ``symbol`` (the base asset). Perps margined in one of
 ``interchangeable_quotes`` (USDT, USDC by default) share the symbol; any other quote is kept apart
 as ``SYMBOL-QUOTE`` so it never pairs with them. Legs record the venue's own instrument name.
@@ -28,7 +33,16 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from statistics import median
 
-from bot.core.domain import BookLevel, FeeSchedule, FundingQuote, FundingSettlement, Instrument, OrderBook
+from bot.core.domain import (
+    BookLevel,
+    FeeSchedule,
+    FundingQuote,
+    FundingSettlement,
+    Instrument,
+    InstrumentKind,
+    OrderBook,
+    is_spot,
+)
 from bot.core.history import FundingHistory, FundingSeries, PriceSeries, default_steps
 from bot.core.venue_costs import VenueCosts
 
@@ -60,7 +74,8 @@ class ReplayMarket:
         max_price_age_ms: int,
         interchangeable_quotes: tuple[str, ...] = ("USDT", "USDC"),
     ) -> None:
-        missing = sorted(set(history.venues()) - set(costs))
+        spot_series = {key: s for key, s in prices.items() if is_spot(key[0])}
+        missing = sorted((set(history.venues()) | {v for v, _s in spot_series}) - set(costs))
         if missing:
             raise ValueError(f"no costs for venue(s) {', '.join(missing)}")
         self._costs = dict(costs)
@@ -89,6 +104,9 @@ class ReplayMarket:
         self._by_symbol: dict[str, list[_Leg]] = {}
         for leg in self._legs.values():
             self._by_symbol.setdefault(leg.symbol, []).append(leg)
+        # Spot markets: (market, symbol) -> its own prices (they never set a perp's reference price).
+        self._spot: dict[tuple[str, str], PriceSeries] = {
+            key: s for key, s in sorted(spot_series.items()) if s.ts_ms and key[1] in self._by_symbol}
         self._instruments = self._build_instruments()
         self._now_ms: int | None = None
         self._cache_ts: int | None = None
@@ -100,7 +118,7 @@ class ReplayMarket:
 
     # ------------------------------------------------------------------ what the data covers
     def venues(self) -> list[str]:
-        return sorted({leg.venue for leg in self._legs.values()})
+        return sorted({leg.venue for leg in self._legs.values()} | {market for market, _s in self._spot})
 
     def symbols(self) -> list[str]:
         return sorted(self._by_symbol)
@@ -112,10 +130,11 @@ class ReplayMarket:
     def event_times(self, from_ts_ms: int, to_ts_ms: int) -> list[int]:
         """Every instant in [from, to] at which the data changes (settlements and prices)."""
         times: set[int] = set()
-        for leg in self._legs.values():
-            for seq in (leg.series.ts_ms, leg.own_ts):
-                lo, hi = bisect.bisect_left(seq, from_ts_ms), bisect.bisect_right(seq, to_ts_ms)
-                times.update(seq[lo:hi])
+        seqs = [seq for leg in self._legs.values() for seq in (leg.series.ts_ms, leg.own_ts)]
+        seqs += [s.ts_ms for s in self._spot.values()]
+        for seq in seqs:
+            lo, hi = bisect.bisect_left(seq, from_ts_ms), bisect.bisect_right(seq, to_ts_ms)
+            times.update(seq[lo:hi])
         return sorted(times)
 
     @property
@@ -127,6 +146,8 @@ class ReplayMarket:
         return max((leg.series.ts_ms[-1] for leg in self._legs.values()), default=0)
 
     def venue_symbol(self, venue: str, symbol: str) -> str | None:
+        if (venue, symbol) in self._spot:
+            return f"{symbol}USDT"
         leg = self._legs.get((venue, symbol))
         return None if leg is None else leg.series.venue_symbol
 
@@ -215,6 +236,10 @@ class ReplayMarket:
 
     def price(self, venue: str, symbol: str, ts_ms: int) -> tuple[Decimal, bool] | None:
         """(price, is_reference) of one leg at ``ts_ms``; None when no fresh price exists."""
+        spot = self._spot.get((venue, symbol))
+        if spot is not None:
+            own = self._spot_price(spot, ts_ms)
+            return None if own is None else (own, False)
         leg = self._legs.get((venue, symbol))
         if leg is None:
             return None
@@ -236,6 +261,12 @@ class ReplayMarket:
         if j < 0 or ts_ms - leg.own_ts[j] > self._max_price_age_ms:
             return None
         return leg.own_prices[j]
+
+    def _spot_price(self, s: PriceSeries, ts_ms: int) -> Decimal | None:
+        j = bisect.bisect_right(s.ts_ms, ts_ms) - 1
+        if j < 0 or ts_ms - s.ts_ms[j] > self._max_price_age_ms:
+            return None
+        return s.prices[j]
 
     def _settlement_price(self, leg: _Leg, i: int) -> Decimal | None:
         mark = leg.series.mark_prices[i]
@@ -270,6 +301,15 @@ class ReplayMarket:
                 venue=leg.venue, symbol=leg.symbol, rate_per_interval=leg.series.rates[i],
                 interval_hours=leg.series.interval_hours[i], next_funding_ts_ms=next_ts,
                 mark_price=price, ts_ms=now, mark_is_reference=is_reference,
+            ))
+            prices[key] = price
+        for key, s in self._spot.items():
+            price = self._spot_price(s, now)
+            if price is None or key not in self._instruments:
+                continue  # a spot market is traded at its own fresh price only
+            quotes.append(FundingQuote(
+                venue=key[0], symbol=key[1], rate_per_interval=Decimal(0), interval_hours=Decimal(1),
+                next_funding_ts_ms=now + MS_PER_HOUR, mark_price=price, ts_ms=now,
             ))
             prices[key] = price
         self._quotes, self._prices_now, self._cache_ts = quotes, prices, now
@@ -311,6 +351,14 @@ class ReplayMarket:
                 tick_size=tick, lot_size_base=lot, min_size_base=lot,
                 funding_interval_hours=leg.series.interval_hours[-1],
                 min_notional_usd=self._costs[leg.venue].min_notional_usd,
+            )
+        for (market, symbol), s in self._spot.items():
+            price = first_price.get(symbol, s.prices[0])
+            tick, lot = default_steps(price)
+            out[(market, symbol)] = Instrument(
+                venue=market, symbol=symbol, venue_symbol=f"{symbol}USDT", tick_size=tick,
+                lot_size_base=lot / 10, min_size_base=lot / 10, funding_interval_hours=Decimal(1),
+                min_notional_usd=self._costs[market].min_notional_usd, kind=InstrumentKind.SPOT,
             )
         return out
 

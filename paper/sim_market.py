@@ -13,7 +13,14 @@ to the venue's decimals):
   latent is within the pin band, else the latent; plus rare decaying spikes. The published rate
   is the predicted rate of the next settlement and settles at UTC-aligned interval boundaries;
 - order books built on request around the venue's mark from the profile's spread, level
-  spacing and USD depth, with deterministic jitter; cached until the next step.
+  spacing and USD depth, with deterministic jitter; cached until the next step;
+- optionally (``spot_venues``) a spot market per listed venue, named ``"<venue>:spot"``: its price
+  is the same index x (1 + spot basis), the spot basis mean-reverting around 0 (half-life 30 min,
+  ``SPOT_BASIS_STD_BPS``) and drawn from a generator of its own, so enabling spot changes no perp
+  price, rate or book; the basis between a venue's spot and perp is therefore the perp's
+  funding-premium basis minus this small noise. A spot market quotes funding 0 (it pays none), has
+  spot fees (``SPOT_FEES``, charged in the base coin on buys by the paper venues) and a lot ten times
+  finer than the perp's.
 
 Time moves only through ``advance_to``, in fixed steps on an absolute grid (multiples of
 ``step_seconds`` since the epoch, so every hour boundary is a step). Everything is a function
@@ -44,8 +51,12 @@ from bot.core.domain import (
     FundingQuote,
     FundingSettlement,
     Instrument,
+    InstrumentKind,
     MarketSnapshot,
     OrderBook,
+    exchange_of,
+    is_spot,
+    spot_market,
 )
 from paper.calibration import (
     MAX_SPIKE_Z,
@@ -73,6 +84,9 @@ _BASIS_HALF_LIFE_SECONDS = 1_800.0
 _PREMIUM_HOURS = 8.0  # the basis centres on the latent hourly rate x 8 (an 8h premium)
 _HUGE_RATE = Decimal("1.79E+9")  # 1.79e+11 %, as a real venue once published
 _MASK64 = (1 << 64) - 1
+SPOT_BASIS_STD_BPS = 3.0  # std of a spot market's price around the index (mean-reverting)
+SPOT_FEES = FeeSchedule(maker_bps=Decimal(10), taker_bps=Decimal(10))  # 0.1 %: Bybit/Binance spot base tier
+_SPOT_LOT_DIVISOR = 10  # spot trades in finer quantities than the perp
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +128,7 @@ class SimMarketConfig:
     step_seconds: int = 60  # simulated time per step; must divide 3600
     max_abs_rate_per_hour: Decimal = DEFAULT_MAX_ABS_RATE_PER_HOUR  # validation cap
     faults: SimFaults = field(default_factory=SimFaults)
+    spot_venues: tuple[str, ...] = ()  # venues (of ``venues``) that also run a spot market "<venue>:spot"
 
     def __post_init__(self) -> None:
         if not self.venues:
@@ -125,6 +140,11 @@ class SimMarketConfig:
             raise ValueError(f"duplicate venues in {self.venues}")
         if len(set(self.symbols)) != len(self.symbols):
             raise ValueError("duplicate symbols")
+        stray = [v for v in self.spot_venues if v not in self.venues]
+        if stray:
+            raise ValueError(f"spot_venues {stray} are not among the simulated venues {list(self.venues)}")
+        if len(set(self.spot_venues)) != len(self.spot_venues):
+            raise ValueError(f"duplicate spot venues in {self.spot_venues}")
         if not self.symbols:
             symbol_universe(self.symbol_count)  # validates the count
         if self.step_seconds <= 0 or 3600 % self.step_seconds:
@@ -151,12 +171,14 @@ class SimulatedMarket:
         self._step_ts_ms = start_ts_ms  # instant of the state the floats describe
         self._faults = config.faults
         self._init_processes()
+        self._init_spot(seed)
         self._init_faults()
         self._clear_caches()
 
     # ----------------------------------------------------------------- MarketSource
     def venues(self) -> list[str]:
-        return [p.name for p in self._profiles]
+        """Perp venues, then the spot markets ("<venue>:spot") of ``spot_venues``."""
+        return [p.name for p in self._profiles] + list(self._spot_names)
 
     def symbols(self) -> list[str]:
         return [t.symbol for t in self._traits]
@@ -167,22 +189,31 @@ class SimulatedMarket:
         return self._now_ts_ms
 
     def fee_schedules(self) -> dict[str, FeeSchedule]:
-        return {p.name: p.fees for p in self._profiles}
+        fees = {p.name: p.fees for p in self._profiles}
+        fees.update({name: SPOT_FEES for name in self._spot_names})
+        return fees
 
     def instruments(self) -> list[Instrument]:
-        return [self._instrument(k) for k in range(len(self._instruments))]
+        perps = [self._instrument(k) for k in range(len(self._instruments))]
+        return perps + [self._spot_instrument(j) for j in range(len(self._spot_basis))]
 
     def instrument(self, venue: str, symbol: str) -> Instrument:
         """The instrument (its funding interval may change under ``interval_change_prob``)."""
+        if is_spot(venue):
+            return self._spot_instrument(self._spot_key(venue, symbol))
         return self._instrument(self._key(venue, symbol))
 
     def quote(self, venue: str, symbol: str) -> FundingQuote | None:
         """The validated current quote; None during an outage or when the raw quote was absurd."""
+        if is_spot(venue):
+            return self._spot_quote(self._spot_key(venue, symbol))
         return self._quote(self._key(venue, symbol))
 
     def quotes(self) -> list[FundingQuote]:
-        """Every validated current quote (absurd raw quotes are rejected and counted)."""
-        return [q for k in range(self._n_keys) if (q := self._quote(k)) is not None]
+        """Every validated current quote (absurd raw quotes are rejected and counted); spot
+        markets quote funding 0 at their mid."""
+        perps = [q for k in range(self._n_keys) if (q := self._quote(k)) is not None]
+        return perps + [q for j in range(len(self._spot_basis)) if (q := self._spot_quote(j)) is not None]
 
     def raw_quotes(self) -> list[FundingQuote]:
         """What the feeds delivered this step, before validation (may hold absurd values)."""
@@ -190,10 +221,13 @@ class SimulatedMarket:
 
     def book(self, venue: str, symbol: str) -> OrderBook | None:
         """The validated current book; None during an outage or when the raw book was absurd."""
+        if is_spot(venue):
+            return self._spot_book(self._spot_key(venue, symbol))
         return self._book(self._key(venue, symbol))
 
     def books(self) -> list[OrderBook]:
-        return [b for k in range(self._n_keys) if (b := self._book(k)) is not None]
+        perps = [b for k in range(self._n_keys) if (b := self._book(k)) is not None]
+        return perps + [b for j in range(len(self._spot_basis)) if (b := self._spot_book(j)) is not None]
 
     def raw_books(self) -> list[OrderBook]:
         return [b for k in range(self._n_keys) if (b := self._raw_book(k)) is not None]
@@ -322,6 +356,81 @@ class SimulatedMarket:
         self._common_spike_next = [self._next_step(self._common_spike_rate_per_step, self._step_no) for _ in range(n_s)]
         self._update_rates(self._step_no)
 
+    def _init_spot(self, seed: int) -> None:
+        """Spot markets of ``spot_venues``: one basis per (spot market, symbol), own generator."""
+        self._spot_names = tuple(spot_market(v) for v in self.config.spot_venues)
+        self._spot_index = {name: i for i, name in enumerate(self._spot_names)}
+        self._spot_rng = random.Random(f"sim-spot/{seed}")
+        phi = 0.5 ** (self.config.step_seconds / _BASIS_HALF_LIFE_SECONDS)
+        std = SPOT_BASIS_STD_BPS * 1e-4
+        self._spot_phi, self._spot_q = phi, std * math.sqrt(1.0 - phi * phi)
+        n = len(self._spot_names) * len(self._traits)
+        self._spot_basis = [self._spot_rng.gauss(0.0, std) for _ in range(n)]
+        self._spot_instruments: list[Instrument | None] = [None] * n
+
+    def _spot_key(self, market: str, symbol: str) -> int:
+        try:
+            return self._spot_index[market] * len(self._traits) + self._symbol_index[symbol]
+        except KeyError:
+            raise KeyError(f"unknown simulated instrument {market}/{symbol}") from None
+
+    def _spot_instrument(self, j: int) -> Instrument:
+        cached = self._spot_instruments[j]
+        if cached is None:
+            m, s = divmod(j, len(self._traits))
+            traits = self._traits[s]
+            profile = self._profiles[self._venue_index[exchange_of(self._spot_names[m])]]
+            lot = traits.lot_size_base / _SPOT_LOT_DIVISOR
+            cached = self._spot_instruments[j] = Instrument(
+                venue=self._spot_names[m], symbol=traits.symbol, venue_symbol=f"{traits.symbol}USDT",
+                tick_size=traits.tick_size, lot_size_base=lot, min_size_base=lot,
+                funding_interval_hours=_hours_decimal(1), min_notional_usd=profile.min_notional_usd,
+                kind=InstrumentKind.SPOT,
+            )
+        return cached
+
+    def _spot_in_outage(self, j: int) -> bool:
+        venue = exchange_of(self._spot_names[j // len(self._traits)])
+        return self._outage_until[self._venue_index[venue]] > self._step_ts_ms
+
+    def _spot_price_float(self, j: int) -> float:
+        return self._price[j % len(self._traits)] * (1.0 + self._spot_basis[j])
+
+    def _spot_quote(self, j: int) -> FundingQuote | None:
+        """Funding 0 (spot pays none) at the spot price; None during the exchange's outage."""
+        if self._spot_in_outage(j):
+            return None
+        tick = self._traits[j % len(self._traits)].tick_size
+        price = Decimal(max(1, round(self._spot_price_float(j) / float(tick)))) * tick
+        return FundingQuote(
+            venue=self._spot_names[j // len(self._traits)], symbol=self._traits[j % len(self._traits)].symbol,
+            rate_per_interval=Decimal(0), interval_hours=_hours_decimal(1),
+            next_funding_ts_ms=(self._step_ts_ms // MS_PER_HOUR + 1) * MS_PER_HOUR,
+            mark_price=price, ts_ms=self._step_ts_ms,
+        )
+
+    def _spot_book(self, j: int) -> OrderBook | None:
+        """A book around the spot price shaped like the exchange's perp book (its profile), in
+        spot lots; None during the exchange's outage."""
+        cached = self._spot_book_cache.get(j)
+        if cached is not None or j in self._spot_book_cache:
+            return cached
+        book = None
+        if not self._spot_in_outage(j):
+            m, s = divmod(j, len(self._traits))
+            market = self._spot_names[m]
+            perp_k = self._venue_index[exchange_of(market)] * self._n_symbols + s
+            # Sizes are whole perp lots, hence whole spot lots (ten times finer).
+            book = dataclasses.replace(self._build_book(perp_k, mark=self._spot_price_float(j), salt=0x5F0),
+                                       venue=market)
+            try:
+                validate_book(book)
+            except AbsurdVenueData:
+                self._rejected_books += 1
+                book = None
+        self._spot_book_cache[j] = book
+        return book
+
     def _init_faults(self) -> None:
         self._outage_until = [0] * len(self._profiles)
         self._stale_until = [0] * self._n_keys
@@ -352,6 +461,9 @@ class SimulatedMarket:
                 z_idio[k] = phi_idio[k] * z_idio[k] + q_idio[k] * gauss(0.0, 1.0)
                 target = latent[k] * _PREMIUM_HOURS
                 basis[k] = target + b_phi * (basis[k] - target) + b_q * gauss(0.0, 1.0)
+        if self._spot_basis:
+            spot_gauss, phi, q = self._spot_rng.gauss, self._spot_phi, self._spot_q
+            self._spot_basis = [phi * b + q * spot_gauss(0.0, 1.0) for b in self._spot_basis]
         self._step_no = ts_ms // self._step_ms
         self._step_ts_ms = ts_ms
         self._update_rates(self._step_no)
@@ -474,6 +586,7 @@ class SimulatedMarket:
         self._raw_quote_cache: dict[int, FundingQuote | None] = {}
         self._book_cache: dict[int, OrderBook | None] = {}
         self._raw_book_cache: dict[int, OrderBook | None] = {}
+        self._spot_book_cache: dict[int, OrderBook | None] = {}
 
     def _in_outage(self, k: int) -> bool:
         return self._outage_until[k // self._n_symbols] > self._step_ts_ms
@@ -573,19 +686,21 @@ class SimulatedMarket:
         self._book_cache[k] = book
         return book
 
-    def _build_book(self, k: int) -> OrderBook:
+    def _build_book(self, k: int, *, mark: float | None = None, salt: int = 0) -> OrderBook:
+        """Book of perp key ``k`` around its mark (or around ``mark``: a spot book, ``salt`` varying
+        its jitter)."""
         v, s = divmod(k, self._n_symbols)
         profile, traits = self._profiles[v], self._traits[s]
         tick, lot = traits.tick_size, traits.lot_size_base
         tick_f, lot_f = float(tick), float(lot)
-        mark = self._mark_float(k)
+        mark = self._mark_float(k) if mark is None else mark
         mid_ticks = mark / tick_f
         half_ticks = max(0.5, mark * profile.spread_bps * traits.spread_mult * 0.5e-4 / tick_f)
         best_bid = max(1, math.floor(mid_ticks - half_ticks))
         best_ask = max(best_bid + 1, math.ceil(mid_ticks + half_ticks))
         spacing = max(1, round(mark * profile.level_spacing_bps * 1e-4 / tick_f))
         depth_usd = traits.depth_usd_per_level * profile.depth_scale
-        key = ((self._seed_key * 0x9E3779B97F4A7C15) ^ (self._step_no * 0xC2B2AE3D27D4EB4F) ^ (k + 1)) & _MASK64
+        key = ((self._seed_key * 0x9E3779B97F4A7C15) ^ (self._step_no * 0xC2B2AE3D27D4EB4F) ^ (k + 1) ^ salt) & _MASK64
         bids, asks = [], []
         for i in range(profile.book_levels):
             growth = depth_usd * (1.0 + 0.15 * i)

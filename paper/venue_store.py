@@ -208,6 +208,9 @@ class VenueStore:
         columns = {row[1] for row in conn.execute("PRAGMA table_info(venue_orders)")}
         if "post_only" not in columns:  # a file written before post-only orders existed
             conn.execute("ALTER TABLE venue_orders ADD COLUMN post_only INTEGER NOT NULL DEFAULT 0")
+        fill_columns = {row[1] for row in conn.execute("PRAGMA table_info(venue_fills)")}
+        if "fee_base" not in fill_columns:  # spot buys' base-coin fee (a file from before spot markets)
+            conn.execute("ALTER TABLE venue_fills ADD COLUMN fee_base TEXT NOT NULL DEFAULT '0'")
         conn.execute(f"PRAGMA application_id = {VENUE_APPLICATION_ID}")  # "this is a paper venues' file"
         conn.execute(
             "INSERT OR IGNORE INTO venue_meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
@@ -298,11 +301,11 @@ class VenueStore:
             # Plain INSERT: a reused trade id is a bug and must abort the whole transaction.
             cur.executemany(
                 """INSERT INTO venue_fills (venue, trade_id, client_order_id, symbol, side, price,
-                       size_base, fee_usd, liquidity, ts_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                       size_base, fee_usd, liquidity, ts_ms, fee_base) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                 [
                     (
                         f.venue, f.trade_id, f.client_order_id, f.symbol, f.side.value, str(f.price),
-                        str(f.size_base), str(f.fee_usd), f.liquidity.value, f.ts_ms,
+                        str(f.size_base), str(f.fee_usd), f.liquidity.value, f.ts_ms, str(f.fee_base),
                     )
                     for f in batch.fills
                 ],
@@ -381,7 +384,9 @@ class VenueStore:
 _ORDER_COLUMNS = """venue, client_order_id, venue_order_id, seq, symbol, side, order_type, time_in_force,
                   limit_price, requested_base, filled_base, status, reduce_only, reason, created_ts_ms,
                   updated_ts_ms, post_only"""
-_FILL_COLUMNS = "venue, symbol, client_order_id, trade_id, side, price, size_base, fee_usd, liquidity, ts_ms"
+_FILL_COLUMNS = (
+    "venue, symbol, client_order_id, trade_id, side, price, size_base, fee_usd, liquidity, ts_ms, fee_base"
+)
 _FUNDING_COLUMNS = "payment_id, venue, symbol, ts_ms, rate, position_size_base, mark_price, amount_usd"
 
 
@@ -399,7 +404,7 @@ def _fill_row(r: tuple) -> Fill:
     return Fill(
         venue=r[0], symbol=r[1], client_order_id=r[2], trade_id=r[3], side=OrderSide(r[4]),
         price=Decimal(r[5]), size_base=Decimal(r[6]), fee_usd=Decimal(r[7]),
-        liquidity=Liquidity(r[8]), ts_ms=r[9],
+        liquidity=Liquidity(r[8]), ts_ms=r[9], fee_base=Decimal(r[10]),
     )
 
 

@@ -216,6 +216,9 @@ class AsyncStorage:
     async def get_kv(self, key: str) -> str | None:
         return await self._call(self._storage.get_kv, key)
 
+    async def kv_with_prefix(self, prefix: str) -> dict[str, str]:
+        return await self._call(self._storage.kv_with_prefix, prefix)
+
     async def set_decimal(self, key: str, value: Decimal, ts_ms: int) -> None:
         await self._call(self._storage.set_decimal, key, value, ts_ms)
 

@@ -199,7 +199,9 @@ class PositionTotals:
     ``price_pnl_usd`` is sell notional minus buy notional over all fills; it is a realized
     figure only when every venue's fills net to zero base (``is_flat``), otherwise it and
     ``realized_pnl_usd`` are None. ``realized_pnl_usd = price_pnl_usd + funding_usd - fees_usd``.
-    Funding is + received; fees are + paid.
+    Funding is + received; fees are + paid. Notionals count the base that moved (a spot buy's
+    base-coin fee is in ``fees_usd``, not in ``bought_notional_usd``); ``released_dust_usd`` (in
+    ``sold_notional_usd``) is the value of sub-lot spot coins a carry close left in the wallet.
     """
 
     position_id: str
@@ -213,3 +215,4 @@ class PositionTotals:
     realized_pnl_usd: Decimal | None
     fill_count: int
     funding_count: int
+    released_dust_usd: Decimal = Decimal(0)

@@ -202,6 +202,7 @@ def _fill_from_row(row: dict[str, Any]) -> Fill:
         fee_usd=text_to_decimal(row["fee_usd"]),
         liquidity=Liquidity(row["liquidity"]),
         ts_ms=row["ts_ms"],
+        fee_base=text_to_decimal(row.get("fee_base") or "0"),
     )
 
 
@@ -554,8 +555,8 @@ class Storage:
                 )
             cursor = self._db.execute(
                 "INSERT INTO fills (venue, trade_id, symbol, client_order_id, position_id, side,"
-                " price, size_base, fee_usd, liquidity, ts_ms, ts_iso)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " price, size_base, fee_usd, liquidity, ts_ms, ts_iso, fee_base)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (venue, trade_id) DO NOTHING",
                 [
                     fill.venue,
@@ -570,6 +571,7 @@ class Storage:
                     Liquidity(fill.liquidity).value,
                     ts_ms,
                     iso_utc(ts_ms),
+                    decimal_to_text(fill.fee_base),
                 ],
             )
             return cursor.rowcount == 1
@@ -738,6 +740,11 @@ class Storage:
         row = self._db.execute("SELECT value FROM kv WHERE key = ?", [key]).fetchone()
         return None if row is None else row[0]
 
+    def kv_with_prefix(self, prefix: str) -> dict[str, str]:
+        """Every kv entry whose key starts with ``prefix`` (e.g. the carry engine's spot baselines)."""
+        rows = self._db.execute("SELECT key, value FROM kv WHERE substr(key, 1, ?) = ?", [len(prefix), prefix])
+        return {r[0]: r[1] for r in rows.fetchall()}
+
     def set_decimal(self, key: str, value: Decimal, ts_ms: int) -> None:
         """``set_kv`` for an exact Decimal."""
         self.set_kv(key, decimal_to_text(value), ts_ms)
@@ -775,8 +782,10 @@ class Storage:
     def position_totals(self, position_id: str) -> PositionTotals:
         """Funding, fees and (once flat) realized PnL of a position, exact; see PositionTotals."""
         self._require_position(position_id)
+        prefix = f"spot_dust:{position_id}:"
+        released = {key[len(prefix):]: text_to_decimal(value) for key, value in self.kv_with_prefix(prefix).items()}
         return position_totals(
-            position_id, self.list_fills(position_id), self.list_funding_payments(position_id)
+            position_id, self.list_fills(position_id), self.list_funding_payments(position_id), released
         )
 
     def run(self, fn: Callable[["Storage"], Any]) -> Any:

@@ -202,9 +202,15 @@ _V2 = [
     "ALTER TABLE orders ADD COLUMN post_only INTEGER NOT NULL DEFAULT 0 CHECK (post_only IN (0, 1))",
 ]
 
+_V3 = [
+    # Spot buys pay their fee in the base coin: the leg holds size_base - fee_base (carry legs).
+    "ALTER TABLE fills ADD COLUMN fee_base TEXT NOT NULL DEFAULT '0'",
+]
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", tuple(_V1)),
     Migration(2, "orders.post_only", tuple(_V2)),
+    Migration(3, "fills.fee_base", tuple(_V3)),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -28,6 +28,7 @@ from bot.core.domain import (
     Instrument,
     Opportunity,
     OrderBook,
+    is_spot,
 )
 from bot.engine import EngineConfig, TradingEngine
 from machines.position import PositionState
@@ -250,12 +251,13 @@ def audit_files(db_path: Path, *, allow_unrecorded_open: bool = True) -> FileAud
         fills_by_cid: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
         signed_by_pos_venue: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
         unrecorded: list[str] = []
-        for venue, trade_id, cid, side, size in ven.execute(
-                "SELECT venue, trade_id, client_order_id, side, size_base FROM venue_fills"):
+        for venue, trade_id, cid, side, size, fee_base in ven.execute(
+                "SELECT venue, trade_id, client_order_id, side, size_base, fee_base FROM venue_fills"):
             fills_by_cid[(venue, cid)] += Decimal(size)
             order = orders.get(cid)
             if order is not None:
-                signed = Decimal(size) if side == "buy" else -Decimal(size)
+                # What moved: a base-coin fee (spot buys) never reached the wallet.
+                signed = (Decimal(size) if side == "buy" else -Decimal(size)) - Decimal(fee_base)
                 signed_by_pos_venue[(order[1], venue)] += signed
                 if (venue, trade_id) not in bot_fills:
                     unrecorded.append(f"{venue}/{trade_id} ({cid})")
@@ -271,15 +273,22 @@ def audit_files(db_path: Path, *, allow_unrecorded_open: bool = True) -> FileAud
             if fills_by_cid[(venue, cid)] > Decimal(order[6]):
                 overfilled.append(f"{cid}: filled {fills_by_cid[(venue, cid)]} > asked {order[6]}")
 
-        venue_pos = {
-            (r[0], r[1]): Decimal(r[2]) for r in ven.execute("SELECT venue, symbol, size_base FROM venue_positions")
-            if Decimal(r[2]) != 0
-        }
+        kv = dict(bot.execute("SELECT key, value FROM kv"))
+        venue_pos = {}
+        for venue, symbol, size in ven.execute("SELECT venue, symbol, size_base FROM venue_positions"):
+            held = Decimal(size)
+            if is_spot(venue):
+                # Spot: the bot's coins are the wallet above its recorded baseline (none: not the bot's).
+                baseline = kv.get(f"spot_baseline:{venue}:{symbol}")
+                held = held - Decimal(baseline) if baseline is not None else ZERO
+            if held != 0:
+                venue_pos[(venue, symbol)] = held
         expected: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
         mismatches: list[str] = []
         closed_not_flat: list[str] = []
         for pid, symbol, long_venue, short_venue, state in positions.values():
-            long_net = signed_by_pos_venue.get((pid, long_venue), ZERO)
+            long_net = signed_by_pos_venue.get((pid, long_venue), ZERO) - Decimal(
+                kv.get(f"spot_dust:{pid}:{long_venue}", "0"))  # sub-lot spot dust released to the user
             short_net = signed_by_pos_venue.get((pid, short_venue), ZERO)
             if state == "closed":
                 if long_net != 0 or short_net != 0:

@@ -10,6 +10,7 @@ audited (tests/engine_harness.py::audit_files).
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -66,4 +67,23 @@ def test_random_kills_in_maker_taker_mode_leave_no_naked_leg(tmp_path):
     assert audit.problems == {}
     assert audit.venue_positions == {}
     assert set(audit.states) <= {"closed"}
+    assert summary["orphan_legs"] == 0 and summary["lost_positions"] == 0 and summary["duplicate_orders"] == 0
+
+
+def test_random_kills_during_carry_restart_from_wallets_and_end_flat(tmp_path):
+    """The same torture trading spot-perp carry only (spot markets on sim-8h and sim-mixed): kills land
+    between a spot buy and its perp hedge, mid-exit, during start-up. Each restart rebuilds the spot legs
+    from the stored fills (net of base-coin fees) and the wallet minus its recorded baseline; the graceful
+    run's shutdown flattens: no perp left, every spot wallet back at its baseline, files audited."""
+    result, db = torture(tmp_path, kills=5, seed=7, min_delay_s=0.3, max_delay_s=2.5, after_startup=True, carry=True)
+    summary = summarize(result, db)
+    print(f"\ncarry crash torture: {summary}")
+    assert summary["graceful_exit_code"] == 0, (tmp_path / "run005.out").read_text()[-3000:]
+    audit = audit_files(db)  # spot-aware: wallet minus baseline, fills net of base-coin fees, dust released
+    assert audit.problems == {}
+    assert audit.venue_positions == {}
+    assert set(audit.states) <= {"closed"} and sum(audit.states.values()) >= 1
+    with sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True) as conn:
+        kinds = {r[0] for r in conn.execute("SELECT long_venue FROM positions")}
+    assert kinds and all(v.endswith(":spot") for v in kinds)  # carry really traded
     assert summary["orphan_legs"] == 0 and summary["lost_positions"] == 0 and summary["duplicate_orders"] == 0

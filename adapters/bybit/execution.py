@@ -53,7 +53,11 @@ def _wall_ms() -> int:
 
 
 class BybitExecutor:
-    """Live executor for one Bybit account (linear USDT perpetuals, one-way mode)."""
+    """Live executor for one Bybit account (linear USDT perpetuals, one-way mode).
+
+    ``adapters.bybit.spot.BybitSpotExecutor`` is the same protocol on ``category=spot``."""
+
+    category = config.CATEGORY
 
     def __init__(self, http: BybitHttp, *, markets: Mapping[str, VenueMarket], max_slippage_bps: Decimal,
                  book_for: Callable[[str], OrderBook | None] | None = None,
@@ -93,11 +97,11 @@ class BybitExecutor:
         book = self._book_for(market.symbol)
         if book is not None:
             return book
-        answer = await self._http.call("get_orderbook", category=config.CATEGORY, symbol=market.venue_symbol, limit=50)
+        answer = await self._http.call("get_orderbook", category=self.category, symbol=market.venue_symbol, limit=50)
         return wire.parse_rest_orderbook(answer, market.symbol)
 
     async def _position_size(self, market: VenueMarket) -> Decimal:
-        answer = await self._http.call("get_positions", category=config.CATEGORY, symbol=market.venue_symbol)
+        answer = await self._http.call("get_positions", category=self.category, symbol=market.venue_symbol)
         total = ZERO
         for item in wire.result_list(answer):
             pos = wire.parse_position(item, symbol=market.symbol)
@@ -122,13 +126,7 @@ class BybitExecutor:
             size = await self._reduce_only_size(request, market)
         price = bound_price(request, market, await self._book(market), self._max_slippage_bps)
         link_id = self._codec.encode(cid)
-        params = {
-            "category": config.CATEGORY, "symbol": market.venue_symbol,
-            "side": "Buy" if request.side is OrderSide.BUY else "Sell", "orderType": "Limit",
-            "qty": str(market.contracts(size)), "price": str(price),
-            "timeInForce": "GTC" if request.time_in_force is TimeInForce.GTC else "IOC",
-            "orderLinkId": link_id, "reduceOnly": request.reduce_only, "positionIdx": 0,
-        }
+        params = self._order_params(request, market, size, price, str(link_id))
         self._ledger.sent(cid, self._now_ms())
         try:
             answer = await self._http.call("place_order", order=True, **params)
@@ -142,6 +140,17 @@ class BybitExecutor:
         if not isinstance(result, Mapping) or not result.get("orderId"):
             return await self._resolve_unknown(cid)  # success without an order id: look it up
         return await self._settled(cid, wait_terminal=request.time_in_force is TimeInForce.IOC)
+
+    def _order_params(self, request: OrderRequest, market: VenueMarket, size: Decimal, price: Decimal,
+                      link_id: str) -> dict[str, Any]:
+        """The ``/v5/order/create`` body: a limit order (IOC or GTC) in base units at ``price``."""
+        return {
+            "category": self.category, "symbol": market.venue_symbol,
+            "side": "Buy" if request.side is OrderSide.BUY else "Sell", "orderType": "Limit",
+            "qty": str(market.contracts(size)), "price": str(price),
+            "timeInForce": "GTC" if request.time_in_force is TimeInForce.GTC else "IOC",
+            "orderLinkId": link_id, "reduceOnly": request.reduce_only, "positionIdx": 0,
+        }
 
     async def _reduce_only_size(self, request: OrderRequest, market: VenueMarket) -> Decimal:
         position = await self._position_size(market)
@@ -179,7 +188,7 @@ class BybitExecutor:
 
     async def _find(self, link_id: str) -> Mapping[str, Any] | None:
         for method in ("get_open_orders", "get_order_history"):
-            answer = await self._http.call(method, category=config.CATEGORY, orderLinkId=link_id)
+            answer = await self._http.call(method, category=self.category, orderLinkId=link_id)
             items = wire.result_list(answer)
             if items:
                 return items[0]
@@ -192,12 +201,19 @@ class BybitExecutor:
         symbol = self._symbol_of(str(item.get("symbol")))
         fills: tuple[Fill, ...] = ()
         if Decimal(str(item.get("cumExecQty") or "0")) > 0:
-            answer = await self._http.call("get_executions", category=config.CATEGORY, orderId=item.get("orderId"),
+            answer = await self._http.call("get_executions", category=self.category, orderId=item.get("orderId"),
                                            limit=100)
             fills = tuple(
-                wire.parse_execution(e, symbol=symbol, client_order_id=cid)
+                self._parse_fill(e, symbol=symbol, client_order_id=cid)
                 for e in wire.result_list(answer) if e.get("execType") == "Trade")
-        return wire.parse_order(item, symbol=symbol, client_order_id=cid, fills=fills)
+        return self._parse_order(item, symbol=symbol, client_order_id=cid, fills=fills)
+
+    def _parse_fill(self, item: Mapping[str, Any], *, symbol: str, client_order_id: str) -> Fill:
+        return wire.parse_execution(item, symbol=symbol, client_order_id=client_order_id)
+
+    def _parse_order(self, item: Mapping[str, Any], *, symbol: str, client_order_id: str,
+                     fills: tuple[Fill, ...]) -> OrderReport:
+        return wire.parse_order(item, symbol=symbol, client_order_id=client_order_id, fills=fills)
 
     async def get_order(self, venue: str, client_order_id: str) -> OrderReport | None:
         """The order by our client id; None only once it can never execute (see module doc)."""
@@ -215,7 +231,7 @@ class BybitExecutor:
             return report
         market = self._market(report.symbol)
         try:
-            await self._http.call("cancel_order", order=True, category=config.CATEGORY, symbol=market.venue_symbol,
+            await self._http.call("cancel_order", order=True, category=self.category, symbol=market.venue_symbol,
                                   orderLinkId=str(self._codec.encode(client_order_id)))
         except OrderRejected as exc:
             if not any(str(code) in str(exc) for code in ORDER_NOT_FOUND):
@@ -225,14 +241,14 @@ class BybitExecutor:
     async def cancel_all_orders(self, venue: str | None = None) -> int:
         """Cancel every resting linear order on the account; how many were cancelled."""
         self._check_venue(venue)
-        answer = await self._http.call("cancel_all_orders", order=True, category=config.CATEGORY,
+        answer = await self._http.call("cancel_all_orders", order=True, category=self.category,
                                        settleCoin=config.SETTLE_COIN)
         return len(wire.result_list(answer))
 
     async def positions(self, venue: str | None = None) -> list[VenuePosition]:
         """Non-zero positions of the account (signed base units)."""
         self._check_venue(venue)
-        answer = await self._http.call("get_positions", category=config.CATEGORY, settleCoin=config.SETTLE_COIN)
+        answer = await self._http.call("get_positions", category=self.category, settleCoin=config.SETTLE_COIN)
         out = []
         for item in wire.result_list(answer):
             pos = wire.parse_position(item, symbol=self._symbol_of(str(item.get("symbol"))))
@@ -246,7 +262,7 @@ class BybitExecutor:
         return {self.venue: wire.parse_wallet_equity_usd(answer)}
 
     async def _executions(self, since_ts_ms: int, exec_type: str) -> list[Mapping[str, Any]]:
-        params: dict[str, Any] = {"category": config.CATEGORY, "execType": exec_type, "limit": 100}
+        params: dict[str, Any] = {"category": self.category, "execType": exec_type, "limit": 100}
         now = self._now_ms()
         if since_ts_ms > now - EXECUTION_WINDOW_MS:
             params["startTime"] = since_ts_ms  # older: the venue's own 7-day default window
@@ -265,8 +281,8 @@ class BybitExecutor:
         self._check_venue(venue)
         fills: dict[str, Fill] = {}
         for row in await self._executions(since_ts_ms, "Trade"):
-            fill = wire.parse_execution(row, symbol=self._symbol_of(str(row.get("symbol"))),
-                                        client_order_id=self._ours(row.get("orderLinkId"), row.get("orderId")))
+            fill = self._parse_fill(row, symbol=self._symbol_of(str(row.get("symbol"))),
+                                    client_order_id=self._ours(row.get("orderLinkId"), row.get("orderId")))
             if fill.ts_ms >= since_ts_ms:
                 fills[fill.trade_id] = fill
         return sorted(fills.values(), key=lambda f: (f.ts_ms, f.trade_id))

@@ -26,6 +26,7 @@ BASE_OPTIONS: dict[str, dict[str, Any]] = {
 }
 CREDENTIAL_FIELDS: dict[str, dict[str, str]] = {
     "binanceusdm": {"api_key": "apiKey", "secret": "secret"},
+    "binance": {"api_key": "apiKey", "secret": "secret"},  # Binance spot (the binanceusdm account's keys)
     "okx": {"api_key": "apiKey", "secret": "secret", "password": "password"},
     "hyperliquid": {"wallet_address": "walletAddress", "private_key": "privateKey"},
     "bybit": {"api_key": "apiKey", "secret": "secret"},

@@ -24,7 +24,9 @@ from adapters.errors import (
 )
 
 # Venue error codes that mean "a duplicate client order id": the order already exists.
-DUPLICATE_CLIENT_ID_CODES = {"bybit": ("110072",), "okx": ("51016",), "binanceusdm": ("-4116",), "aster": ("-4116",)}
+DUPLICATE_CLIENT_ID_CODES = {"bybit": ("110072",), "okx": ("51016",), "binanceusdm": ("-4116",), "aster": ("-4116",),
+                             # Binance spot answers -2010 for a duplicate AND for a refusal: only the text tells
+                             "binanceusdm:spot": ("Duplicate order sent",), "okx:spot": ("51016",)}
 # Set-up answers that mean "already so": success.
 NO_CHANGE_CODES = {"bybit": ("110043", "110025", "110026"), "okx": ("59000",), "binanceusdm": ("-4046", "-4059"),
                    "aster": ("-4046", "-4059")}

@@ -37,6 +37,7 @@ from bot.core.domain import (
     OrderSide,
     TimeInForce,
     VenuePosition,
+    exchange_of,
 )
 
 SETTLE_POLLS = 40
@@ -64,7 +65,7 @@ class CcxtExecutor:
         self._max_slippage_bps = max_slippage_bps
         self._book_for = book_for or (lambda symbol: None)
         self._now_ms = now_ms
-        self._codec = CodecMemo(codec_for(dialect.venue))
+        self._codec = CodecMemo(codec_for(exchange_of(dialect.venue)))  # a spot market uses its exchange's ids
         self._ledger = SendLedger(expiry_ms=dialect.expiry_ms, started_ms=now_ms())
         self._symbol_of_cid: dict[str, str] = {}
         self._cid_of_order: dict[str, str] = {}
@@ -212,16 +213,23 @@ class CcxtExecutor:
             fills: tuple[Fill, ...] = ()
             if order.get("filled"):
                 fills = await self._order_fills(market, order, cid)
-            return unified.parse_order(order, market=market, client_order_id=cid, fills=fills)
+            return self._parse_order(order, market=market, client_order_id=cid, fills=fills)
         return None
 
     async def _order_fills(self, market: VenueMarket, order: Mapping[str, Any], cid: str) -> tuple[Fill, ...]:
         since = int(order.get("timestamp") or self._now_ms()) - TRADE_LOOKBACK_MS
         trades = await self._call("fetch_my_trades", market.ccxt_symbol, since, None)
         oid = str(order.get("id"))
-        fills = {t["id"]: unified.parse_trade(t, market=market, client_order_id=cid)
+        fills = {t["id"]: self._parse_trade(t, market=market, client_order_id=cid)
                  for t in trades if str(t.get("order")) == oid}
         return tuple(sorted(fills.values(), key=lambda f: (f.ts_ms, f.trade_id)))
+
+    def _parse_trade(self, trade: Mapping[str, Any], *, market: VenueMarket, client_order_id: str) -> Fill:
+        return unified.parse_trade(trade, market=market, client_order_id=client_order_id)
+
+    def _parse_order(self, order: Mapping[str, Any], *, market: VenueMarket, client_order_id: str,
+                     fills: tuple[Fill, ...] = ()) -> OrderReport:
+        return unified.parse_order(order, market=market, client_order_id=client_order_id, fills=fills)
 
     async def get_order(self, venue: str, client_order_id: str) -> OrderReport | None:
         """The order by our client id; None only once it can never execute."""
@@ -284,7 +292,7 @@ class CcxtExecutor:
             for t in await self._call("fetch_my_trades", market.ccxt_symbol, since_ts_ms or None, None):
                 order_id = str(t.get("order"))
                 cid = self._cid_of_order.get(order_id) or self._codec.decode(t.get("clientOrderId")) or f"venue:{order_id}"
-                fill = unified.parse_trade(t, market=market, client_order_id=cid)
+                fill = self._parse_trade(t, market=market, client_order_id=cid)
                 if fill.ts_ms >= since_ts_ms:
                     fills[fill.trade_id] = fill
         return sorted(fills.values(), key=lambda f: (f.ts_ms, f.trade_id))

@@ -40,7 +40,7 @@ def run_backtest(args: argparse.Namespace, settings: Settings) -> int:
     if from_ts is not None and to_ts is not None and to_ts <= from_ts:
         raise UserInputError("--to must be after --from")
     history, prices = load_history_or_exit(args.data, "--data")
-    costs = {venue: venue_costs_for(settings, venue) for venue in history.venues()}
+    costs = {venue: venue_costs_for(settings, venue) for venue in _venues_with_spot(history, prices)}
     bt = settings.backtest
 
     def replay() -> ReplayMarket:
@@ -134,7 +134,7 @@ def replay_market(history, prices, settings: Settings):
     Every venue in the data needs known fees (``[venues.NAME]``), or this raises naming it."""
     from paper.replay_market import ReplayMarket
 
-    costs = {venue: venue_costs_for(settings, venue) for venue in history.venues()}
+    costs = {venue: venue_costs_for(settings, venue) for venue in _venues_with_spot(history, prices)}
     bt = settings.backtest
     return ReplayMarket(
         history, prices, costs,
@@ -211,3 +211,10 @@ class _NullOut:
 
     def flush(self) -> None:
         return None
+
+
+def _venues_with_spot(history, prices) -> list[str]:
+    """The funding files' venues plus the spot markets ("<venue>:spot") the price files carry."""
+    from bot.core.domain import is_spot
+
+    return sorted(set(history.venues()) | {venue for venue, _symbol in prices if is_spot(venue)})

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from bot.core.domain import ZERO
+from bot.core.domain import ZERO, is_spot
 from bot.core.venue_costs import VenueCosts
 from paper.replay_market import ReplayMarket
 
@@ -186,7 +186,9 @@ def naive(market: ReplayMarket, costs: dict[str, VenueCosts], events: list[int],
     for ts in events:
         _pay_funding(result, held, market.advance_to(ts))
         result.mark()
-        quotes = {(q.venue, q.symbol): q for q in market.quotes()}
+        # Perp-perp reference: spot markets (carry legs) are left out, so it is the same with or
+        # without spot price files.
+        quotes = {(q.venue, q.symbol): q for q in market.quotes() if not is_spot(q.venue)}
         for symbol, h in list(held.items()):
             lq, sq = quotes.get((h.long_venue, symbol)), quotes.get((h.short_venue, symbol))
             spread = None if lq is None or sq is None else sq.hourly_rate - lq.hourly_rate

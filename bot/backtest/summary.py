@@ -56,8 +56,11 @@ def build_summary(storage: Storage, venue_db: Path, market: ReplayMarket, sample
     realized = funding + price_pnl - fees
     slippage = ZERO
     pairs: dict[str, dict[str, Decimal | int]] = {}
+    kinds: dict[str, dict[str, Decimal | int]] = {}
     traded = [p for p in report["positions"] if storage.position_totals(p["id"]).fill_count > 0]
     for p in traded:
+        by_kind = kinds.setdefault(p["pair_kind"], {"positions": 0, "funding_usd": ZERO, "fees_usd": ZERO,
+                                                    "price_pnl_usd": ZERO, "net_usd": ZERO})
         key = f"{p['symbol']} long {p['long_venue']} / short {p['short_venue']}"
         row = pairs.setdefault(key, {"positions": 0, "funding_usd": ZERO, "fees_usd": ZERO, "price_pnl_usd": ZERO,
                                      "net_usd": ZERO, "slippage_usd": ZERO})
@@ -68,6 +71,9 @@ def build_summary(storage: Storage, venue_db: Path, market: ReplayMarket, sample
         row["fees_usd"] += c
         row["net_usd"] += r
         row["price_pnl_usd"] += r - f + c
+        by_kind["positions"] = int(by_kind["positions"]) + 1
+        for name, value in (("funding_usd", f), ("fees_usd", c), ("net_usd", r), ("price_pnl_usd", r - f + c)):
+            by_kind[name] = Decimal(by_kind[name]) + value
         for fill in storage.list_fills(p["id"]):
             found = market.price(fill.venue, fill.symbol, fill.ts_ms)
             if found is None:
@@ -107,6 +113,9 @@ def build_summary(storage: Storage, venue_db: Path, market: ReplayMarket, sample
         "hit_rate_pct": _q(Decimal(sum(1 for p in traded if p["realized_pnl_usd"] and Decimal(p["realized_pnl_usd"]) > 0))
                            / len(traded) * 100, "0.1") if traded else None,
         "open_positions_at_end": totals["open_positions"],
+        # Carry (spot_perp) and perp-perp results apart: positions and money of each kind of pair.
+        "by_pair_kind": {k: {n: (str(v) if isinstance(v, Decimal) else v) for n, v in row.items()}
+                         for k, row in sorted(kinds.items())},
         "per_pair": [{"pair": k, **{n: (str(v) if isinstance(v, Decimal) else v) for n, v in row.items()}}
                      for k, row in sorted(pairs.items(), key=lambda kv: kv[1]["net_usd"], reverse=True)],
         "references": {r.name: reference_json(r, period_hours, facts) for r in references},
@@ -203,8 +212,13 @@ def render_text(summary: dict[str, Any]) -> str:
         f"net {m(s['net_usd'])} USD = funding + price PnL - fees; capital used {m(s['capital_used_usd'])} USD, "
         f"APR on capital {s['apr_on_capital_pct']} %, max drawdown {m(s['max_drawdown_usd'])} USD, "
         f"invested {s['time_invested_pct']} % of the time",
-        "references (same data and costs):",
     ]
+    if s.get("by_pair_kind"):
+        lines.append("by pair kind (spot_perp = carry: long spot / short perp; perp_perp = long perp / short perp):")
+        for kind, row in s["by_pair_kind"].items():
+            lines.append(f"  {kind:15s} net {m(row['net_usd']):>10s} USD  funding {m(row['funding_usd']):>10s}  "
+                         f"fees {m(row['fees_usd']):>9s}  price {m(row['price_pnl_usd']):>9s}  positions {row['positions']}")
+    lines.append("references (same data and costs):")
     for name, r in s["references"].items():
         lines.append(f"  {name:15s} net {m(r['net_usd']):>10s} USD  funding {m(r['funding_usd']):>10s}  "
                      f"fees {m(r['fees_usd']):>9s}  positions {r['positions']}  ({r['description']})")

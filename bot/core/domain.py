@@ -87,6 +87,64 @@ class ExecutionMode(str, Enum):
     MAKER_TAKER = "maker_taker"
 
 
+class InstrumentKind(str, Enum):
+    """What a leg trades on its venue.
+
+    ``PERP``: a perpetual contract (pays or receives funding, can be shorted, has a venue position).
+    ``SPOT``: the coin itself. A spot leg pays and receives NO funding, cannot be liquidated, and
+    cannot be shorted without borrowing, which the bot never does: spot legs are LONG only (carry =
+    long spot / short perp). Its "position" is the wallet's base-coin balance minus the baseline
+    recorded before the bot bought (the account may hold coins the bot does not own).
+    """
+
+    PERP = "perp"
+    SPOT = "spot"
+
+
+class PairKind(str, Enum):
+    """The kinds of a position's two legs (settings ``strategy.pair_kinds``)."""
+
+    PERP_PERP = "perp_perp"  # long perp / short perp on two venues (the original trade)
+    SPOT_PERP = "spot_perp"  # carry: long spot / short perp (one venue, or two)
+
+
+# A spot market is addressed everywhere a venue name is expected (quotes, books, instruments, fees,
+# orders, positions' long_venue) by its venue name plus this suffix: "bybit:spot" is Bybit's spot
+# market beside "bybit" (Bybit linear perps). Keys such as (venue, symbol) therefore stay unique
+# when one exchange carries both legs of a carry pair, and executors route "X:spot" to X's spot API.
+SPOT_SUFFIX = ":spot"
+
+
+def spot_market(venue: str) -> str:
+    """The market name of ``venue``'s spot market ("bybit" -> "bybit:spot")."""
+    if venue.endswith(SPOT_SUFFIX):
+        raise ValueError(f"{venue!r} already names a spot market")
+    return venue + SPOT_SUFFIX
+
+
+def market_kind(market: str) -> InstrumentKind:
+    """``SPOT`` for a spot market name ("bybit:spot"), else ``PERP``."""
+    return InstrumentKind.SPOT if market.endswith(SPOT_SUFFIX) else InstrumentKind.PERP
+
+
+def is_spot(market: str) -> bool:
+    """True for a spot market name ("bybit:spot")."""
+    return market.endswith(SPOT_SUFFIX)
+
+
+def exchange_of(market: str) -> str:
+    """The exchange behind a market name: "bybit:spot" -> "bybit", "bybit" -> "bybit"."""
+    return market[: -len(SPOT_SUFFIX)] if market.endswith(SPOT_SUFFIX) else market
+
+
+def pair_kind(long_venue: str, short_venue: str) -> PairKind | None:
+    """The kind of a (long, short) pair of market names; None when the pair is not tradable
+    (a spot SHORT would need borrowing; spot/spot earns no funding)."""
+    if is_spot(short_venue):
+        return None
+    return PairKind.SPOT_PERP if is_spot(long_venue) else PairKind.PERP_PERP
+
+
 @dataclass(frozen=True, slots=True)
 class FeeSchedule:
     """A venue's base-tier fees in basis points of notional (negative = rebate)."""
@@ -101,7 +159,12 @@ class FeeSchedule:
 
 @dataclass(frozen=True, slots=True)
 class Instrument:
-    """One perpetual contract on one venue, keyed by the canonical base-asset ``symbol``."""
+    """One tradable instrument on one venue, keyed by the canonical base-asset ``symbol``.
+
+    ``kind`` is ``PERP`` (default: a perpetual contract) or ``SPOT``; a spot instrument's ``venue``
+    is a spot market name (``spot_market(exchange)``, e.g. "bybit:spot") and its
+    ``funding_interval_hours`` is meaningless (spot pays no funding; by convention 1).
+    """
 
     venue: str
     symbol: str  # canonical base asset, e.g. "BTC"
@@ -111,6 +174,7 @@ class Instrument:
     min_size_base: Decimal
     funding_interval_hours: Decimal  # per venue AND per symbol; may change over time
     min_notional_usd: Decimal = ZERO
+    kind: InstrumentKind = InstrumentKind.PERP
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,10 +299,20 @@ class Opportunity:
     # forecast average over the horizon that the ranking and ``expected_net`` use (equal without a forecast).
     current_spread_hourly: Decimal | None = None
 
+    @property
+    def pair_kind(self) -> PairKind | None:
+        """``SPOT_PERP`` when the long leg is a spot market (carry), ``PERP_PERP`` otherwise."""
+        return pair_kind(self.long_venue, self.short_venue)
+
 
 @dataclass(frozen=True, slots=True)
 class OrderRequest:
-    """A command to a venue. ``client_order_id`` is deterministic so retries never duplicate."""
+    """A command to a venue. ``client_order_id`` is deterministic so retries never duplicate.
+
+    On a spot market (``venue`` = "X:spot") ``reduce_only`` is always False (spot has none: the
+    engine bounds every spot sell by what the bot's own wallet balance above its baseline holds)
+    and ``size_base`` of a BUY is the GROSS quantity (a base-coin fee is taken out of it).
+    """
 
     client_order_id: str
     venue: str
@@ -255,7 +329,12 @@ class OrderRequest:
 
 @dataclass(frozen=True, slots=True)
 class Fill:
-    """One execution. ``trade_id`` is unique per venue; ``fee_usd`` is positive when paid."""
+    """One execution. ``trade_id`` is unique per venue; ``fee_usd`` is positive when paid.
+
+    ``fee_base``: the part of the fee the venue took in the BASE coin (spot buys on most venues:
+    buy 1 BTC, receive 0.999 BTC). It is already included in ``fee_usd`` (valued at ``price``); what
+    the wallet received is ``net_base = size_base - fee_base``. Zero for perps and USD-charged fees.
+    """
 
     venue: str
     symbol: str
@@ -267,6 +346,12 @@ class Fill:
     fee_usd: Decimal
     liquidity: Liquidity
     ts_ms: int
+    fee_base: Decimal = ZERO
+
+    @property
+    def net_base(self) -> Decimal:
+        """Base quantity that actually moved: ``size_base - fee_base`` (``size_base`` for perps)."""
+        return self.size_base - self.fee_base
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +371,14 @@ class OrderReport:
     venue_order_id: str | None = None
     reason: str | None = None  # why rejected/canceled, when the venue says
     ts_ms: int = 0
+    # Spot buys: base coin the venue kept as fee out of ``filled_base`` (sum of the fills'
+    # ``fee_base``); the wallet received ``net_filled_base``. Zero for perps.
+    fee_base: Decimal = ZERO
+
+    @property
+    def net_filled_base(self) -> Decimal:
+        """``filled_base - fee_base``: what actually reached (or left) the wallet."""
+        return self.filled_base - self.fee_base
 
 
 @dataclass(frozen=True, slots=True)

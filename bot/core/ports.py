@@ -100,6 +100,27 @@ class Executor(Protocol):
         ...
 
 
+@runtime_checkable
+class SpotWallet(Protocol):
+    """What an executor adds to trade spot markets (carry legs); see docs/carry.md.
+
+    A spot market is addressed by its market name ``"<venue>:spot"`` (``bot.core.domain.spot_market``)
+    in every ``Executor`` call: ``place_order`` buys/sells the coin (never ``reduce_only``; a BUY's
+    ``size_base`` is gross and a base-coin fee is reported in ``Fill.fee_base`` /
+    ``OrderReport.fee_base``), ``get_order``/``cancel_order``/``fills_since`` work as for perps,
+    ``positions(market)`` returns [] (a wallet has no position: the engine derives the bot's spot
+    holding as wallet balance minus the baseline it recorded), ``funding_payments_since`` returns [].
+    An executor that implements this Protocol can trade carry; the engine refuses spot legs otherwise.
+    """
+
+    async def spot_wallet_base(self, market: str) -> dict[str, Decimal]:
+        """Total (free + locked in orders) base-coin balances of the spot wallet behind ``market``
+        ("bybit:spot"), keyed by canonical symbol ("BTC"), in base units; coins with a zero balance may
+        be omitted (absent = 0). Raises ``TemporaryVenueError`` when the venue cannot be asked now:
+        never a guess (an unknown balance must not be read as 0)."""
+        ...
+
+
 class MarketSource(Protocol):
     """Where market data comes from: the simulated market, a historical replay or live venue feeds."""
 

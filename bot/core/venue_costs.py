@@ -50,4 +50,11 @@ KNOWN_VENUE_COSTS: dict[str, VenueCosts] = {
     "backpack": _c("2", "5", "10", "2"),
     "lighter": _c("0", "0", "10", "2"),
     "extended": _c("0", "2.5", "10", "2"),
+    # Spot markets (carry legs), named "<venue>:spot": base-tier spot fees (Binance, Bybit 0.1 %,
+    # OKX 0.08/0.1 %, Hyperliquid spot 0.04/0.07 %); check them against your own tier.
+    "binance:spot": _c("10", "10", "5"),
+    "binanceusdm:spot": _c("10", "10", "5"),
+    "bybit:spot": _c("10", "10", "5"),
+    "okx:spot": _c("8", "10", "5"),
+    "hyperliquid:spot": _c("4", "7", "10", "2"),
 }

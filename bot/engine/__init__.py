@@ -39,12 +39,14 @@ from bot.engine.orders import OrderFlowMixin
 from bot.engine.reconcile import ReconcileMixin
 from bot.engine.repair import RepairMixin
 from bot.engine.restore import RestoreMixin
+from bot.engine.spot import SpotMixin, SpotUnavailable
 
 __all__ = [
     "FLATTEN_ATTEMPTS", "UNKNOWN_STATUS", "BookLookup", "EngineConfig", "EngineMetrics", "InstrumentLookup",
-    "OrderGate", "OrderMeta", "ReconcileFinding", "TradingEngine",
+    "OrderGate", "OrderMeta", "ReconcileFinding", "SpotMixin", "SpotUnavailable", "TradingEngine",
 ]
 
 
-class TradingEngine(EntryMixin, MakerTakerMixin, RepairMixin, ExitMixin, ReconcileMixin, RestoreMixin, OrderFlowMixin):
+class TradingEngine(EntryMixin, MakerTakerMixin, RepairMixin, ExitMixin, ReconcileMixin, RestoreMixin, SpotMixin,
+                    OrderFlowMixin):
     """Owns the position machines and drives them through the executor and the store."""

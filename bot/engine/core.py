@@ -19,6 +19,9 @@ from loguru import logger
 from bot.core.domain import (
     ZERO,
     ExecutionMode,
+    Liquidity,
+    OrderSide,
+    is_spot,
     FeeSchedule,
     Instrument,
     LegSide,
@@ -29,6 +32,7 @@ from bot.core.domain import (
     OrderType,
     TimeInForce,
 )
+from bot.core.funding_math import floor_to_step
 from bot.core.order_pricing import protective_limit_price
 from bot.core.ports import Clock, Executor
 from bot.logging_setup import log_event
@@ -172,6 +176,8 @@ class EngineCore:
         self.retired_count = 0
         # (venue, symbol) -> signed size no position owns, as of the latest reconciliation.
         self.orphaned: dict[tuple[str, str], Decimal] = {}
+        # (spot market, symbol) -> wallet balance that is not the bot's (``bot.engine.spot``).
+        self.spot_baselines: dict[tuple[str, str], Decimal] = {}
 
     # ------------------------------------------------------------------ queries
     def orphaned_symbols(self) -> frozenset[str]:
@@ -294,6 +300,10 @@ class EngineCore:
         # Each further attempt of a purpose widens the bound, up to a cap of 10 steps.
         if widen_steps is None:
             widen_steps = min(max(0, attempt - 1), 10) if purpose != "open" else 0
+        if is_spot(pos.long_venue):
+            size_base = self._carry_order_size(venue, pos.symbol, side, size_base, inst)
+            if is_spot(venue):
+                reduce_only = False  # spot has no reduce-only: sells are bounded by the leg (wallet - baseline)
         limit = protective_limit_price(
             self._book(venue, pos.symbol), side,
             max_slippage_bps=self.config.max_slippage_bps, tick_size=tick,
@@ -308,12 +318,45 @@ class EngineCore:
             order_type=OrderType.LIMIT if limit is not None else OrderType.MARKET,
             limit_price=limit,
             time_in_force=TimeInForce.IOC,
-            reduce_only=reduce_only or is_close,
+            reduce_only=(reduce_only or is_close) and not is_spot(venue),
         )
+
+    def spot_buy_fee_rate(self, market: str) -> Decimal:
+        """The taker fee fraction a spot buy on ``market`` is expected to pay in the base coin."""
+        schedule = self._fees(market)
+        return schedule.rate(Liquidity.TAKER) if schedule is not None and schedule.taker_bps > 0 else ZERO
+
+    def _carry_order_size(self, venue: str, symbol: str, side: OrderSide, size_base: Decimal,
+                          inst: Instrument | None) -> Decimal:
+        """Sizes of a carry position's orders. ``size_base`` is the NET base a leg must change by.
+
+        A spot BUY is grossed up for the base-coin fee (``net / (1 - fee)``) and rounded UP to the spot
+        lot, so what reaches the wallet covers the perp hedge; a spot SELL and every perp order are
+        rounded DOWN to their lot (a base-coin fee leaves sub-lot sizes; what cannot be traded is
+        within the carry tolerance, or released as dust at the close)."""
+        lot = inst.lot_size_base if inst is not None else ZERO
+        if lot <= 0:
+            return size_base
+        if is_spot(venue) and side is OrderSide.BUY:
+            gross = size_base / (1 - self.spot_buy_fee_rate(venue))
+            floored = floor_to_step(gross, lot)
+            return floored if floored == gross else floored + lot
+        return floor_to_step(size_base, lot)
+
+    def _tolerance_for(self, symbol: str, long_venue: str, short_venue: str, target_base: Decimal) -> Decimal:
+        """``_tolerance_base``, kept below the target (a position machine needs tolerance < target): a
+        carry of one perp lot, or one whose hedged size was accepted smaller, gets half its target."""
+        tolerance = self._tolerance_base(symbol, long_venue, short_venue)
+        return tolerance if tolerance < target_base or target_base <= 0 else target_base / 2
 
     def _tolerance_base(self, symbol: str, long_venue: str, short_venue: str) -> Decimal:
         lots = [i.lot_size_base for i in (self._instrument(long_venue, symbol), self._instrument(short_venue, symbol)) if i]
-        return (max(lots) if lots else ZERO) * self.config.hedge_tolerance_lots
+        largest = max(lots) if lots else ZERO
+        if is_spot(long_venue):
+            # Carry: a base-coin fee makes the spot leg a non-lot size, so the legs can only match
+            # to within one lot of the coarser instrument.
+            return largest * max(1, self.config.hedge_tolerance_lots)
+        return largest * self.config.hedge_tolerance_lots
 
     def _remember(self, req: OrderRequest, position_id: str, leg: LegSide, purpose: str) -> None:
         self._track_order(req.client_order_id, OrderMeta(position_id, leg, purpose, req.venue, "intent"))
@@ -327,10 +370,21 @@ class EngineCore:
         """The orders of one position by client order id (indexed, not scanned)."""
         return self._orders_of.get(position_id, {})
 
-    @staticmethod
-    def _legs_balanced(pos: PositionFsm) -> bool:
-        """No net exposure beyond tolerance (hedged, or both legs flat): nothing to complete or unwind."""
-        return abs(pos.long_filled_base - pos.short_filled_base) <= pos.tolerance_base
+    def _legs_balanced(self, pos: PositionFsm) -> bool:
+        """No net exposure beyond tolerance (hedged, or both legs flat): nothing to complete or unwind.
+
+        With a non-zero tolerance (carry), one leg open and the other empty is never balanced: it is a
+        naked leg however small, except a spot remainder below one spot lot with no perp left (dust,
+        released by ``bot.engine.spot`` rather than traded)."""
+        long_base, short_base = pos.long_filled_base, pos.short_filled_base
+        if abs(long_base - short_base) > pos.tolerance_base:
+            return False
+        if (long_base > 0) == (short_base > 0):
+            return True
+        if short_base == 0 and is_spot(pos.long_venue):
+            inst = self._instrument(pos.long_venue, pos.symbol)
+            return inst is not None and long_base < inst.lot_size_base
+        return False
 
     def _has_unknown_orders(self, position_id: str) -> bool:
         return any(m.status in (UNKNOWN_STATUS, "intent") for m in self._orders_of.get(position_id, {}).values())

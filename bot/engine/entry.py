@@ -10,6 +10,7 @@ from typing import Any
 
 from bot.core.domain import (
     ExecutionMode,
+    is_spot,
     LegSide,
     Opportunity,
     OrderRequest,
@@ -17,25 +18,34 @@ from bot.core.domain import (
 from bot.engine.core import (
     EngineCore,
 )
+from bot.engine.spot import SpotMixin, SpotUnavailable
 from machines.position import PositionFsm, PositionState
 from storage import (
     PositionRecord,
 )
 
 
-class EntryMixin(EngineCore):
+class EntryMixin(SpotMixin, EngineCore):
     """Opens positions."""
 
     # ------------------------------------------------------------------ entry
     async def open_position(self, opp: Opportunity, size_base: Decimal, reason: str) -> PositionFsm:
-        """Atomic two-leg entry. Returns the machine in monitoring, closed, or (repair pending) recovering."""
+        """Atomic two-leg entry. Returns the machine in monitoring, closed, or (repair pending) recovering.
+
+        A carry entry (long leg on a spot market) first records the spot wallet's baseline; if the
+        wallet cannot be read nothing is sent and the machine comes back CLOSED (never persisted).
+        Carry entries are always taker-taker. ``size_base`` is the perp size; the spot buy is grossed
+        up for its base-coin fee (``EngineCore._carry_order_size``)."""
         position_id = uuid.uuid4().hex[:12]
         symbol, long_venue, short_venue = opp.symbol, opp.long_venue, opp.short_venue
+        if is_spot(short_venue):
+            raise ValueError(f"{short_venue} is a spot market: a spot leg cannot be shorted (no borrowing)")
+        carry = is_spot(long_venue)
         for venue in (long_venue, short_venue):
             if self.owner_of(venue, symbol) is not None:
                 # One position per (venue, symbol): venues net positions, so two would corrupt both.
                 raise ValueError(f"{symbol} on {venue} is already held by an active position")
-        tolerance = self._tolerance_base(symbol, long_venue, short_venue)
+        tolerance = self._tolerance_for(symbol, long_venue, short_venue, size_base)
         pos = PositionFsm(
             position_id=position_id,
             symbol=symbol,
@@ -45,7 +55,16 @@ class EntryMixin(EngineCore):
             tolerance_base=tolerance,
         )
         self._register(pos)
-        if self.config.execution is ExecutionMode.MAKER_TAKER:
+        if carry:
+            try:
+                await self.record_spot_baseline(long_venue, symbol)
+            except SpotUnavailable as exc:
+                self._unregister(position_id)
+                pos.abandon(reason=f"carry entry not made: {exc}")
+                pos.drain_transitions()
+                await self._event("entry_refused", position_id, "warning", f"carry entry on {symbol} not made: {exc}")
+                return pos
+        if self.config.execution is ExecutionMode.MAKER_TAKER and not carry:
             plan = self._maker_plan(pos)
             if plan is not None:
                 await self._open_maker_taker(pos, opp, plan, reason)

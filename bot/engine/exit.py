@@ -73,6 +73,7 @@ class ExitMixin(EngineCore):
     async def _finish_close(self, pos: PositionFsm) -> bool:
         if self._has_unknown_orders(pos.position_id):
             return False
+        await self._release_spot_dust(pos)
         if not pos.is_flat:
             pos.close_incomplete(reason=f"residual after close: {self._legs_text(pos)}")
             await self._persist(pos)
@@ -100,16 +101,12 @@ class ExitMixin(EngineCore):
         return True
 
     async def _venue_flat(self, pos: PositionFsm) -> bool | None:
-        try:
-            for venue in (pos.long_venue, pos.short_venue):
-                held = await self.executor.positions(venue)
-                self._on_venue_result(venue, True)
-                if any(p.symbol == pos.symbol and p.size_base != 0 for p in held):
-                    return False
-        except (TemporaryVenueError, FatalVenueError) as exc:
-            self._on_venue_result(exc.venue, False)
+        """True when neither venue holds the symbol (a spot leg: the wallet is back to its baseline
+        within one lot); None when a venue could not be read."""
+        actual, unreachable = await self._venue_positions((pos.long_venue, pos.short_venue))
+        if unreachable:
             return None
-        return True
+        return all(actual.get((venue, pos.symbol), ZERO) == 0 for venue in (pos.long_venue, pos.short_venue))
     # ------------------------------------------------------------------ shutdown
     async def flatten_all(self, reason: str) -> bool:
         """Cancel resting orders and close every active position concurrently. True when all closed."""

@@ -127,7 +127,9 @@ class OrderFlowMixin(EngineCore):
             s.update_order_status(report.client_order_id, report.status, now_ms, filled_base=report.filled_base,
                                   avg_price=report.avg_price, venue_order_id=report.venue_order_id,
                                   reason=report.reason)
-            delta = sum((f.size_base if f.side is leg.open_side else -f.size_base for f in new), ZERO)
+            # The base that actually moved: a base-coin fee (spot buys) never reaches the wallet.
+            delta = sum(((f.size_base if f.side is leg.open_side else -f.size_base) - leg.sign * f.fee_base
+                         for f in new), ZERO)
             if new and attached:
                 # A leg never goes negative: if our size was already wrong, reconciliation fixes it
                 # from the venue's own position.

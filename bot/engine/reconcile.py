@@ -20,6 +20,7 @@ from bot.core.domain import (
     OrderType,
     TimeInForce,
     VenuePosition,
+    is_spot,
 )
 from bot.engine.core import (
     _UNSETTLED_STATUSES,
@@ -27,6 +28,7 @@ from bot.engine.core import (
     EngineCore,
     ReconcileFinding,
 )
+from bot.engine.spot import SpotMixin, SpotUnavailable
 from machines.position import PositionFsm, PositionState
 from risk.trading_state import IntentKind, OrderIntent
 from storage import (
@@ -48,7 +50,7 @@ def is_foreign_excess(want: Decimal, have: Decimal) -> bool:
     return (have > 0) == (want > 0) and abs(have) > abs(want)
 
 
-class ReconcileMixin(EngineCore):
+class ReconcileMixin(SpotMixin, EngineCore):
     """Compares the engine with the venues and repairs differences."""
 
     # ------------------------------------------------------------------ reconciliation
@@ -205,13 +207,21 @@ class ReconcileMixin(EngineCore):
                           {"venue": venue, "symbol": symbol, "size_base": str(size_base)})
         if not policy_flatten or size_base == 0:
             return
+        spot = is_spot(venue)
+        if spot and size_base < 0:
+            return  # never buy coins for the user (spot sizes are never negative anyway)
+        if spot:
+            lot = self._spot_lot(venue, symbol)
+            size_base = (size_base // lot) * lot if lot > 0 else size_base
+            if size_base <= 0:
+                return
         side = OrderSide.SELL if size_base > 0 else OrderSide.BUY
         # Each pass decides afresh from the venue's position, so each flatten gets a fresh id
         # (one per venue AND symbol: two orphans on one venue must never share an id).
         req = OrderRequest(
             client_order_id=client_order_id(f"orphan:{venue}:{symbol}:{uuid.uuid4().hex}", "flatten", None, 0),
             venue=venue, symbol=symbol, side=side, size_base=abs(size_base),
-            order_type=OrderType.MARKET, time_in_force=TimeInForce.IOC, reduce_only=True,
+            order_type=OrderType.MARKET, time_in_force=TimeInForce.IOC, reduce_only=not spot,
         )
         decision = self._gate(OrderIntent(kind=IntentKind.FLATTEN, reduces_exposure=True, emergency=True))
         if not decision.allowed:
@@ -265,6 +275,15 @@ class ReconcileMixin(EngineCore):
         actual: dict[tuple[str, str], Decimal] = {}
         unreachable: set[str] = set()
         for venue in sorted(self._venues() if wanted is None else wanted):
+            if is_spot(venue):
+                # A wallet, not a position: the bot's coins are the balance above its baseline.
+                try:
+                    actual.update(await self.spot_sizes(venue))
+                    self._on_venue_result(venue, True)
+                except (TemporaryVenueError, FatalVenueError, SpotUnavailable):
+                    self._on_venue_result(venue, False)
+                    unreachable.add(venue)
+                continue
             try:
                 held: list[VenuePosition] = await self.executor.positions(venue)
                 self._on_venue_result(venue, True)
@@ -279,7 +298,7 @@ class ReconcileMixin(EngineCore):
 
     def _venues(self) -> set[str]:
         found = {p.long_venue for p in self.positions.values()} | {p.short_venue for p in self.positions.values()}
-        return self.known_venues | found
+        return self.known_venues | found | self.spot_markets()
 
     def _expected_exposure(self) -> dict[tuple[str, str], Decimal]:
         expected: dict[tuple[str, str], Decimal] = {}

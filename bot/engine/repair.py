@@ -30,6 +30,8 @@ class RepairMixin(EngineCore):
             await self._complete_hedge(pos)
             if not self._legs_balanced(pos) and not self._has_unknown_orders(pos.position_id):
                 await self._unwind_excess(pos)
+            if pos.short_filled_base == 0 and not self._has_unknown_orders(pos.position_id):
+                await self._release_spot_dust(pos)  # a carry unwound to a sub-lot spot remainder: flat
         if self._has_unknown_orders(pos.position_id):
             await self._event("repair_pending", pos.position_id, "warning",
                               "an order's outcome is unknown; repair resumes after reconciliation")
@@ -70,6 +72,7 @@ class RepairMixin(EngineCore):
         for _ in range(self.config.repair_attempts):
             if self._has_unknown_orders(pos.position_id):
                 return
+            await self._release_spot_dust(pos)
             legs = [
                 (leg, self._order(pos, leg, purpose, size, attempt=0, reduce_only=True, emergency=True))
                 for leg, size in ((LegSide.LONG, pos.long_filled_base), (LegSide.SHORT, pos.short_filled_base))

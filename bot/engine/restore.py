@@ -20,10 +20,11 @@ from bot.engine.core import (
     MakerWork,
     OrderMeta,
 )
+from bot.engine.spot import SpotMixin
 from machines.position import PositionFsm, PositionState
 
 
-class RestoreMixin(EngineCore):
+class RestoreMixin(SpotMixin, EngineCore):
     """Reloads state and records funding."""
 
     # ------------------------------------------------------------------ funding
@@ -74,6 +75,7 @@ class RestoreMixin(EngineCore):
     async def restore(self) -> int:
         """Load every non-terminal position and its orders from the store. Returns how many."""
         rows = await self.store.load_open_positions()
+        await self.load_spot_baselines()
         for row in rows:
             orders = await self.store.list_orders(row.id)
             fills = await self.store.list_fills(row.id)
@@ -84,7 +86,8 @@ class RestoreMixin(EngineCore):
             from_fills = {LegSide.LONG: ZERO, LegSide.SHORT: ZERO}
             for fill in fills:
                 leg = leg_of[fill.client_order_id]
-                from_fills[leg] += fill.size_base if fill.side is leg.open_side else -fill.size_base
+                from_fills[leg] += ((fill.size_base if fill.side is leg.open_side else -fill.size_base)
+                                    - leg.sign * fill.fee_base)
             legs = {LegSide.LONG: row.long_size_base, LegSide.SHORT: row.short_size_base}
             if legs != from_fills:
                 await self._event("restore_legs_adjusted", row.id, "info",
@@ -96,7 +99,8 @@ class RestoreMixin(EngineCore):
                 long_venue=row.long_venue,
                 short_venue=row.short_venue,
                 target_size_base=row.target_size_base,
-                tolerance_base=self._tolerance_base(row.symbol, row.long_venue, row.short_venue),
+                tolerance_base=self._tolerance_for(row.symbol, row.long_venue, row.short_venue,
+                                                   row.target_size_base),
                 exit_reason=row.exit_reason,
             )
             try:

@@ -220,4 +220,5 @@ def ranking(app: "Application", limit: int) -> list[Opportunity]:
     snapshot = take_snapshot(app.market, app.clock.now_ms())
     return rank_opportunities(snapshot, notional_usd=params.notional_usd, horizon_hours=params.horizon_hours,
                               max_quote_age_ms=params.max_quote_age_ms, limit=limit,
-                              estimated_slippage_bps=params.estimated_slippage_bps)
+                              estimated_slippage_bps=params.estimated_slippage_bps, execution=params.execution,
+                              pair_kinds=params.pair_kinds)

@@ -1,4 +1,4 @@
-"""Local venue emulator: Bybit v5 (linear), Binance USD-M and Hyperliquid dialects on 127.0.0.1.
+"""Local venue emulator: Bybit v5 (linear and spot), Binance USD-M and Hyperliquid dialects on 127.0.0.1.
 
 Usage (tests, adapters)::
 
@@ -193,19 +193,23 @@ def start_emulator(
     starting_balance_usd: Decimal = Decimal(100_000),
     step_seconds: int | None = None,
     rate_limits: bool = False,
+    spot_starting_coins: dict[str, dict[str, Decimal]] | None = None,
 ) -> EmulatorHandle:
     """Start the emulator in a background thread and return its handle (ports 0 = any free port).
 
     ``step_seconds``: the simulated market's step (books change once a step); default 1 s at speed
     <= 20, else 60 s. Use 60 for manual-clock tests that jump days ahead. ``rate_limits``: enforce the
-    venues' documented REST limits (``paper.emulator.rate_limits``)."""
+    venues' documented REST limits (``paper.emulator.rate_limits``). ``spot_starting_coins``: venue ->
+    coin -> amount the spot wallet holds before anything trades (coins the bot does not own; applied to
+    a fresh state file only)."""
     venues = tuple(venues)
     kwargs: dict[str, Any] = {}
     if symbols is not None:
         kwargs["symbols"] = tuple(symbols)
     core = EmulatorCore(venues, seed=seed, speed=speed, state_path=state_path, manual_clock=manual_clock,
                         start_ts_ms=start_ts_ms, interval_overrides=interval_overrides,
-                        starting_balance_usd=starting_balance_usd, step_seconds=step_seconds, **kwargs)
+                        starting_balance_usd=starting_balance_usd, step_seconds=step_seconds,
+                        spot_starting_coins=spot_starting_coins, **kwargs)
     creds = {v: (credentials or {}).get(v) or default_credentials(v) for v in venues}
     handle = EmulatorHandle(core, creds, rate_limits)
     try:

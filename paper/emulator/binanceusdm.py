@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from bot.core.domain import OrderBook, OrderRequest, OrderSide, OrderStatus, OrderType, TimeInForce
+from paper.emulator.binance_spot import BinanceSpotRoutes
 from paper.emulator.core import venue_order_number
 from paper.emulator.dialect import Dialect
 from paper.emulator.wire import (
@@ -51,7 +52,7 @@ def _err(code: int, msg: str, status: int = 400) -> VenueRefusal:
     return VenueRefusal(code, msg, http_status=status)
 
 
-class BinanceUsdmDialect(Dialect):
+class BinanceUsdmDialect(BinanceSpotRoutes, Dialect):
     name = "binanceusdm"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -97,15 +98,17 @@ class BinanceUsdmDialect(Dialect):
         post("/fapi/v1/listenKey", self._keyed(self.new_listen_key))
         put("/fapi/v1/listenKey", self._keyed(self.keep_listen_key))
         delete("/fapi/v1/listenKey", self._keyed(self.keep_listen_key))
+        self.add_spot_routes(app)  # Binance spot (/api/v3) on the same port (paper.emulator.binance_spot)
         for path in ("/ws", "/ws/{stream}", "/{category}/ws", "/{category}/ws/{stream}", "/stream",
                      "/{category}/stream"):
             get(path, self.stream)
 
     # -- fault hooks ------------------------------------------------------------------------------
     async def scope_of(self, request: web.Request) -> str:
-        if request.path == "/fapi/v1/order" and request.method == "POST":
+        if request.path in ("/fapi/v1/order", "/api/v3/order") and request.method == "POST":
             return "order"
-        private = request.path.startswith("/fapi/") and request.method != "GET" or "signature" in request.query \
+        private = request.path.startswith(("/fapi/", "/api/v3/")) and request.method != "GET" \
+            or "signature" in request.query \
             or request.path.endswith("listenKey")
         return "private" if private else "public"
 
@@ -115,6 +118,8 @@ class BinanceUsdmDialect(Dialect):
                              status=429)
 
     async def duplicate_response(self, request: web.Request) -> web.Response:
+        if request.path.startswith("/api/v3/"):  # spot: the generic "new order rejected" code
+            return self._refusal(_err(-2010, "Duplicate order sent."))
         return self._refusal(_err(-4116, "ClientOrderId is duplicated."))
 
     def _refusal(self, exc: VenueRefusal) -> web.Response:

@@ -1,4 +1,5 @@
-"""Bybit v5 (category=linear) dialect: REST under /v5/... and streams at /v5/public/linear, /v5/private.
+"""Bybit v5 (category=linear and spot) dialect: REST under /v5/... and streams at /v5/public/linear,
+/v5/public/spot, /v5/private. The spot half lives in ``paper.emulator.bybit_spot``.
 
 Signed REST: headers X-BAPI-API-KEY, X-BAPI-TIMESTAMP, X-BAPI-RECV-WINDOW, X-BAPI-SIGN =
 HMAC-SHA256(secret, timestamp + key + recv_window + (raw query string | raw body)); the timestamp
@@ -20,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.core.domain import OrderRequest, OrderSide, OrderStatus, OrderType, TimeInForce
+from paper.emulator.bybit_spot import BybitSpotRoutes
 from paper.emulator.core import venue_order_number
 from paper.emulator.dialect import Dialect
 from paper.emulator.wire import (
@@ -48,7 +50,7 @@ def _bool(value: Any) -> bool:
     return value is True or str(value).lower() == "true"
 
 
-class BybitDialect(Dialect):
+class BybitDialect(BybitSpotRoutes, Dialect):
     name = "bybit"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -81,6 +83,7 @@ class BybitDialect(Dialect):
         post("/v5/position/switch-isolated", self._private(self.switch_isolated))
         post("/v5/account/set-margin-mode", self._private(self.set_margin_mode))
         get("/v5/public/linear", self.public_stream)
+        get("/v5/public/spot", self.spot_public_stream)
         get("/v5/private", self.private_stream)
 
     # -- fault hooks ------------------------------------------------------------------------------
@@ -159,6 +162,8 @@ class BybitDialect(Dialect):
     async def instruments(self, request: web.Request) -> web.Response:
         category = self._category(request)
         rows = []
+        if category == "spot":
+            rows = self.spot_instrument_rows(request.query.get("symbol"))
         if category == "linear":
             wanted = request.query.get("symbol")
             for symbol in self.core.symbols:
@@ -207,14 +212,14 @@ class BybitDialect(Dialect):
     async def tickers(self, request: web.Request) -> web.Response:
         category = self._category(request)
         rows: list[dict[str, Any]] = []
-        if category == "linear":
+        if category in ("linear", "spot"):
             try:
                 wanted = self._symbol(request.query.get("symbol"), required=False)
             except VenueRefusal as exc:
                 return self._refusal(exc)
             for symbol in self.core.symbols:
                 if wanted is None or symbol == wanted:
-                    row = self._ticker_row(symbol)
+                    row = self._ticker_row(symbol) if category == "linear" else self.spot_ticker_row(symbol)
                     if row is not None:
                         rows.append(row)
         return _ok({"category": category, "list": rows}, self.core.server_time_ms(self.name))
@@ -225,7 +230,8 @@ class BybitDialect(Dialect):
         except VenueRefusal as exc:
             return self._refusal(exc)
         depth = int(request.query.get("limit", "25"))
-        book = self.core.book(self.name, symbol)
+        spot = self._category(request) == "spot"
+        book = self.core.spot_book(self.name, symbol) if spot else self.core.book(self.name, symbol)
         now = self.core.now_ms()
         seq = self.core.book_seq[(self.name, symbol)]
         return _ok({"s": self.core.venue_symbol(self.name, symbol),
@@ -256,17 +262,19 @@ class BybitDialect(Dialect):
             if pos.size_base and quote is not None:
                 upnl += pos.size_base * (quote.mark_price - pos.entry_price)
                 im += abs(pos.size_base) * quote.mark_price / 10
-        equity = bal.balance_usd + upnl
-        coin = {"coin": "USDT", "equity": num(equity), "usdValue": num(equity), "walletBalance": num(bal.balance_usd),
+        spot_rows, spot_usd = self.spot_coin_rows()
+        usdt = bal.balance_usd + self.spot_ledger.wallet.get("USDT", ZERO)  # unified: spot trades move the same USDT
+        equity = usdt + upnl
+        coin = {"coin": "USDT", "equity": num(equity), "usdValue": num(equity), "walletBalance": num(usdt),
                 "free": "", "locked": "0", "spotHedgingQty": "0", "borrowAmount": "0", "availableToWithdraw": "",
                 "accruedInterest": "0", "totalOrderIM": "0", "totalPositionIM": num(im), "totalPositionMM": num(im / 5),
                 "unrealisedPnl": num(upnl), "cumRealisedPnl": num(bal.realized_pnl_usd + bal.funding_usd - bal.fees_usd),
                 "bonus": "0", "marginCollateral": True, "collateralSwitch": True, "availableToBorrow": ""}
         account = {"accountType": "UNIFIED", "accountIMRate": "0", "accountMMRate": "0", "accountLTV": "0",
-                   "totalEquity": num(equity), "totalWalletBalance": num(bal.balance_usd),
-                   "totalMarginBalance": num(equity), "totalAvailableBalance": num(equity - im),
+                   "totalEquity": num(equity + spot_usd), "totalWalletBalance": num(usdt + spot_usd),
+                   "totalMarginBalance": num(equity + spot_usd), "totalAvailableBalance": num(equity - im),
                    "totalPerpUPL": num(upnl), "totalInitialMargin": num(im), "totalMaintenanceMargin": num(im / 5),
-                   "coin": [coin]}
+                   "coin": [coin, *spot_rows]}
         return account
 
     async def account_info(self, request: web.Request) -> web.Response:
@@ -329,14 +337,20 @@ class BybitDialect(Dialect):
     # -- private REST: orders ---------------------------------------------------------------------
     async def create_order(self, request: web.Request) -> web.Response:
         p = await self._params(request)
-        if p.get("category") != "linear":
-            raise VenueRefusal(10001, "params error: category must be linear")
+        category = p.get("category")
+        if category not in ("linear", "spot"):
+            raise VenueRefusal(10001, "params error: category must be linear or spot")
         symbol = self._symbol(p.get("symbol"))
         link = str(p.get("orderLinkId") or "")
         if len(link) > 36:
             raise VenueRefusal(10001, "params error: orderLinkId is longer than 36 characters")
         if not link:
             link = f"auto-{int(time.time() * 1e6)}"
+        if category == "spot":
+            spot_order = self.spot_create(p, symbol, link)
+            self.placed_count += 1
+            self.core.notify_spot_orders(self.name, [link])
+            return _ok({"orderId": spot_order.venue_order_id, "orderLinkId": link}, self.core.server_time_ms(self.name))
         if self.core.executor.stored_order(self.name, link) is not None:
             raise VenueRefusal(110072, "OrderLinkedID is duplicate")
         side = {"Buy": OrderSide.BUY, "Sell": OrderSide.SELL}.get(p.get("side"))
@@ -375,6 +389,14 @@ class BybitDialect(Dialect):
 
     async def cancel_order(self, request: web.Request) -> web.Response:
         p = await self._params(request)
+        if p.get("category") == "spot":
+            found = self.spot_find(p)
+            cancelled = self.spot_ledger.cancel(found.client_order_id) if found is not None else None
+            if cancelled is None:
+                raise VenueRefusal(170213, "Order does not exist.")
+            self.core.notify_spot_orders(self.name, [cancelled.client_order_id])
+            return _ok({"orderId": cancelled.venue_order_id, "orderLinkId": cancelled.client_order_id},
+                       self.core.server_time_ms(self.name))
         order = self._find(p)
         if order is None or order.status.is_terminal:
             raise VenueRefusal(110001, "Order does not exist.")
@@ -386,6 +408,13 @@ class BybitDialect(Dialect):
     async def cancel_all(self, request: web.Request) -> web.Response:
         p = await self._params(request)
         symbol = self._symbol(p.get("symbol"), required=False)
+        if p.get("category") == "spot":
+            ledger = self.spot_ledger
+            done = [c for o in list(ledger.orders.values()) if not o.is_terminal and (symbol is None or o.symbol == symbol)
+                    if (c := ledger.cancel(o.client_order_id)) is not None]
+            self.core.notify_spot_orders(self.name, [o.client_order_id for o in done])
+            return _ok({"list": [{"orderId": o.venue_order_id, "orderLinkId": o.client_order_id} for o in done],
+                        "success": "1"}, self.core.server_time_ms(self.name))
         open_orders = [o for o in self.core.executor.orders(self.name)
                        if not o.status.is_terminal and (symbol is None or o.symbol == symbol)]
         for order in open_orders:
@@ -438,6 +467,10 @@ class BybitDialect(Dialect):
 
     async def open_orders(self, request: web.Request) -> web.Response:
         p = await self._params(request)
+        if p.get("category") == "spot":
+            by_id = bool(p.get("orderLinkId") or p.get("orderId"))
+            rows = self.spot_orders(p, self._symbol(p.get("symbol"), required=False), open_only=not by_id)
+            return _ok({"list": rows, "nextPageCursor": "", "category": "spot"}, self.core.server_time_ms(self.name))
         # realtime: open orders, plus the closed ones of this venue session when looked up by id
         if p.get("orderLinkId") or p.get("orderId"):
             found = self._find(p)
@@ -449,10 +482,15 @@ class BybitDialect(Dialect):
 
     async def order_history(self, request: web.Request) -> web.Response:
         p = await self._params(request)
+        if p.get("category") == "spot":
+            rows = self.spot_orders(p, self._symbol(p.get("symbol"), required=False), open_only=False)
+            return _ok({"list": rows, "nextPageCursor": "", "category": "spot"}, self.core.server_time_ms(self.name))
         return self._order_list(p, open_only=False, closed_only=False)
 
     async def position_list(self, request: web.Request) -> web.Response:
         p = await self._params(request)
+        if p.get("category") not in (None, "", "linear"):
+            raise VenueRefusal(10001, "params error: category only supports linear here (spot has no positions)")
         symbol = self._symbol(p.get("symbol"), required=False)
         if symbol is None and not p.get("settleCoin") and p.get("category") == "linear" and not p.get("baseCoin"):
             raise VenueRefusal(10001, "params error: symbol or settleCoin is required")
@@ -540,6 +578,10 @@ class BybitDialect(Dialect):
         symbol = self._symbol(p.get("symbol"), required=False)
         end = int(p.get("endTime") or self.core.now_ms() + 1)
         start = int(p.get("startTime") or end - 7 * 86_400_000)
+        if p.get("category") == "spot":
+            rows = self.spot_executions(p, symbol, start, end)
+            return _ok({"list": rows[:int(p.get("limit", 50))], "nextPageCursor": "", "category": "spot"},
+                       self.core.server_time_ms(self.name))
         rows = self.execution_rows(p.get("execType"), symbol, p.get("orderId"), p.get("orderLinkId"), start, end)
         limit = int(p.get("limit", 50))
         return _ok({"list": rows[:limit], "nextPageCursor": "", "category": "linear"}, self.core.server_time_ms(self.name))
@@ -548,6 +590,13 @@ class BybitDialect(Dialect):
     async def public_stream(self, request: web.Request) -> web.StreamResponse:
         return await serve_stream(request, lambda ws: StreamConnection(ws, self.name, "public"),
                                   self._on_public_text, self.hub)
+
+    async def spot_public_stream(self, request: web.Request) -> web.StreamResponse:
+        def connection(ws: web.WebSocketResponse) -> StreamConnection:
+            conn = StreamConnection(ws, self.name, "public")
+            conn.state["category"] = "spot"
+            return conn
+        return await serve_stream(request, connection, self._on_public_text, self.hub)
 
     async def private_stream(self, request: web.Request) -> web.StreamResponse:
         return await serve_stream(request, lambda ws: StreamConnection(ws, self.name, "private"),
@@ -566,7 +615,7 @@ class BybitDialect(Dialect):
             self._answer(conn, msg, True, "pong")
         elif op == "subscribe":
             args = [str(a) for a in msg.get("args") or []]
-            bad = [a for a in args if self._public_topic(a) is None]
+            bad = [a for a in args if self._public_topic(a, conn) is None]
             if bad:
                 self._answer(conn, msg, False, f"error:handler not found,topic:{bad[0]}")
                 return
@@ -582,7 +631,7 @@ class BybitDialect(Dialect):
         else:
             self._answer(conn, msg, False, f"error:unknown op {op}")
 
-    def _public_topic(self, topic: str) -> tuple[str, str, int] | None:
+    def _public_topic(self, topic: str, conn: StreamConnection | None = None) -> tuple[str, str, int] | None:
         parts = topic.split(".")
         if len(parts) == 3 and parts[0] == "orderbook" and parts[1].isdigit():
             symbol = self.core.symbol_for(self.name, parts[2])
@@ -593,18 +642,19 @@ class BybitDialect(Dialect):
         return None
 
     def _push_topic(self, conn: StreamConnection, topic: str, *, snapshot: bool) -> None:
-        parsed = self._public_topic(topic)
+        parsed = self._public_topic(topic, conn)
         if parsed is None:
             return
         kind, symbol, depth = parsed
+        spot = conn.state.get("category") == "spot"
         now = self.core.now_ms()
         if kind == "tickers":
-            row = self._ticker_row(symbol)
+            row = self.spot_ticker_row(symbol) if spot else self._ticker_row(symbol)
             if row is not None:
                 conn.send({"topic": topic, "type": "snapshot" if snapshot else "delta", "data": row,
                            "cs": self.core.book_seq[(self.name, symbol)], "ts": now})
             return
-        book = self.core.book(self.name, symbol)
+        book = self.core.spot_book(self.name, symbol) if spot else self.core.book(self.name, symbol)
         if book is None:
             return
         key = (self.name, symbol)
@@ -686,6 +736,26 @@ class BybitDialect(Dialect):
                 conn.send({"id": f"execution-{now}", "topic": "execution", "creationTime": now, "data": exec_rows})
             if "position" in conn.topics:
                 conn.send({"id": f"position-{now}", "topic": "position", "creationTime": now, "data": pos_rows})
+            if "wallet" in conn.topics:
+                conn.send({"id": f"wallet-{now}", "topic": "wallet", "creationTime": now,
+                           "data": [self._wallet_account()]})
+
+    def publish_spot_orders(self, client_order_ids: list[str]) -> None:
+        ledger = self.spot_ledger
+        orders = [o for cid in client_order_ids if (o := ledger.orders.get(cid))]
+        if not orders:
+            return
+        now = self.core.now_ms()
+        order_rows = [dict(self.spot_order_row(o), category="spot") for o in orders]
+        exec_rows = [dict(self.spot_execution_row(f), category="spot")
+                     for o in orders for f in ledger.fills_of(o.client_order_id)]
+        for conn in list(self.hub):
+            if conn.kind != "private" or not conn.authed:
+                continue
+            if "order" in conn.topics:
+                conn.send({"id": f"order-{now}", "topic": "order", "creationTime": now, "data": order_rows})
+            if "execution" in conn.topics and exec_rows:
+                conn.send({"id": f"execution-{now}", "topic": "execution", "creationTime": now, "data": exec_rows})
             if "wallet" in conn.topics:
                 conn.send({"id": f"wallet-{now}", "topic": "wallet", "creationTime": now,
                            "data": [self._wallet_account()]})

@@ -27,12 +27,16 @@ from decimal import Decimal
 from pathlib import Path
 
 from bot.core.domain import (
+    BookLevel,
     FeeSchedule,
     FundingQuote,
     FundingSettlement,
     Instrument,
+    InstrumentKind,
     OrderBook,
+    spot_market,
 )
+from paper.emulator.spot import SpotLedger
 from paper.executor import PaperExecutor
 from paper.sim_market import SimMarketConfig, SimulatedMarket
 from paper.sim_venues import VENUE_PROFILES
@@ -52,13 +56,21 @@ class VenueDialect:
     symbol_format: str  # venue symbol from the canonical base asset
     rate_decimals: int  # funding rates published with this many decimals
     settle_coin: str
+    spot: bool = False  # also serves a spot market (paper.emulator.spot)
+    unified_wallet: bool = True  # spot trades move the perp wallet's quote coin (Bybit UTA); False: own spot wallet
 
 
 DIALECTS: dict[str, VenueDialect] = {
-    "bybit": VenueDialect("bybit", "sim-mixed", "{symbol}USDT", 8, "USDT"),
-    "binanceusdm": VenueDialect("binanceusdm", "sim-8h", "{symbol}USDT", 8, "USDT"),
+    "bybit": VenueDialect("bybit", "sim-mixed", "{symbol}USDT", 8, "USDT", spot=True),
+    "binanceusdm": VenueDialect("binanceusdm", "sim-8h", "{symbol}USDT", 8, "USDT", spot=True, unified_wallet=False),
     "hyperliquid": VenueDialect("hyperliquid", "sim-hourly", "{symbol}", 8, "USDC"),
 }
+# Spot fees (base tier, bps): Bybit spot 0.1 % maker and taker.
+SPOT_FEES: dict[str, FeeSchedule] = {"bybit": FeeSchedule(maker_bps=Decimal(10), taker_bps=Decimal(10)),
+                                     "binanceusdm": FeeSchedule(maker_bps=Decimal(10), taker_bps=Decimal(10))}
+# Spot trades this far below the perp's book (bps): the basis a positive funding rate goes with.
+SPOT_DISCOUNT_BPS = Decimal(2)
+SPOT_LOT_DIVISOR = 1000
 DEFAULT_SYMBOLS = ("BTC", "ETH", "SOL", "XRP", "DOGE", "BNB")
 # Per-symbol intervals that differ from the venue's usual one, as on the real venues.
 DEFAULT_INTERVAL_OVERRIDES: dict[str, dict[str, int]] = {
@@ -171,6 +183,7 @@ class EmulatorCore:
         interval_overrides: dict[str, dict[str, int]] | None = None,
         starting_balance_usd: Decimal = Decimal(100_000),
         wall_ms: Callable[[], int] | None = None,
+        spot_starting_coins: dict[str, dict[str, Decimal]] | None = None,
     ) -> None:
         unknown = [v for v in venues if v not in DIALECTS]
         if unknown or not venues:
@@ -217,6 +230,18 @@ class EmulatorCore:
         self.leverage: dict[tuple[str, str], int] = {}
         self.listeners: list[Callable[[str, object], None]] = []  # (event kind, payload)
         self.skew_ms: dict[str, int] = {}  # injected clock skew of each venue's own clock
+        self._spot_books: dict[tuple[str, str], tuple[OrderBook, OrderBook]] = {}  # perp book -> derived spot book
+        self.spot: dict[str, SpotLedger] = {}
+        for venue, d in self.dialects.items():
+            if d.spot:
+                self.spot[venue] = SpotLedger(
+                    venue, quote_coin=d.settle_coin, fees=SPOT_FEES[venue],
+                    book=lambda symbol, v=venue: self.spot_book(v, symbol),
+                    instrument=lambda symbol, v=venue: self.spot_instrument(v, symbol),
+                    now_ms=self.now_ms,
+                    quote_balance=(lambda v=venue: self.executor.balance_state(v).balance_usd) if d.unified_wallet
+                    else (lambda: starting_balance_usd),  # a separate spot wallet starts with its own USDT
+                    state_path=state_path, starting_coins=(spot_starting_coins or {}).get(venue))
 
     # ------------------------------------------------------------------ clocks
     def now_ms(self) -> int:
@@ -278,6 +303,43 @@ class EmulatorCore:
             next_funding_ts_ms=(now // interval_ms + 1) * interval_ms, mark_price=raw.mark_price, ts_ms=now,
         )
 
+    def spot_instrument(self, venue: str, symbol: str) -> Instrument | None:
+        """The spot market of ``symbol`` on ``venue``: the perp's tick, a quantity step 1000 times finer
+        (as on Bybit: BTC spot 0.000001 against the perp's 0.001), a 5 USDT minimum order value."""
+        if venue not in self.spot or symbol not in self.symbols:
+            return None
+        perp = self.instrument(venue, symbol)
+        lot = perp.lot_size_base / SPOT_LOT_DIVISOR
+        return Instrument(venue=spot_market(venue), symbol=symbol, venue_symbol=perp.venue_symbol,
+                          tick_size=perp.tick_size, lot_size_base=lot, min_size_base=lot,
+                          funding_interval_hours=Decimal(1), min_notional_usd=Decimal(5), kind=InstrumentKind.SPOT)
+
+    def spot_book(self, venue: str, symbol: str) -> OrderBook | None:
+        """The spot book: the perp book moved ``SPOT_DISCOUNT_BPS`` down, onto the tick (bids down, asks
+        up, so it never crosses), same depth. Derived once per perp book."""
+        inst = self.spot_instrument(venue, symbol)
+        perp = self.book(venue, symbol)
+        if inst is None or perp is None:
+            return None
+        cached = self._spot_books.get((venue, symbol))
+        if cached is not None and cached[0] is perp:
+            return cached[1]
+        factor = 1 - SPOT_DISCOUNT_BPS / 10_000
+        tick = inst.tick_size
+
+        def side(levels: tuple[BookLevel, ...], rounding: str) -> tuple[BookLevel, ...]:
+            merged: dict[Decimal, Decimal] = {}
+            for level in levels:
+                price = (level.price * factor / tick).to_integral_value(rounding=rounding) * tick
+                if price > 0:
+                    merged[price] = merged.get(price, Decimal(0)) + level.size_base
+            return tuple(BookLevel(price=p, size_base=q) for p, q in merged.items())
+
+        book = OrderBook(venue=spot_market(venue), symbol=symbol, bids=side(perp.bids, "ROUND_FLOOR"),
+                         asks=side(perp.asks, "ROUND_CEILING"), ts_ms=perp.ts_ms)
+        self._spot_books[(venue, symbol)] = (perp, book)
+        return book
+
     def set_interval(self, venue: str, symbol: str, hours: int) -> None:
         """Change a symbol's funding interval from now on (the "interval change" fault)."""
         if hours not in (1, 2, 4, 8):
@@ -306,6 +368,10 @@ class EmulatorCore:
         if step_no != self._market_step_ts:
             self._market_step_ts = step_no
             self.executor.match_resting()
+            for venue, ledger in self.spot.items():
+                changed = ledger.match_resting()
+                if changed:
+                    self._emit("spot_orders", (venue, changed))
             for key in self.book_seq:
                 self.book_seq[key] += 1
             self._emit("books", None)
@@ -352,7 +418,13 @@ class EmulatorCore:
         """Tell stream listeners that these orders changed (private streams)."""
         self._emit("orders", (venue, client_order_ids))
 
+    def notify_spot_orders(self, venue: str, client_order_ids: list[str]) -> None:
+        """Tell stream listeners that these spot orders changed (private streams)."""
+        self._emit("spot_orders", (venue, client_order_ids))
+
     def close(self) -> None:
+        for ledger in self.spot.values():
+            ledger.close()
         self._persist_clock()
         self.rate_history.close()
         self.store.close()

@@ -48,6 +48,9 @@ class Dialect:
     def publish_orders(self, client_order_ids: list[str]) -> None:
         """Orders changed: push private stream updates."""
 
+    def publish_spot_orders(self, client_order_ids: list[str]) -> None:
+        """Spot orders changed: push private stream updates (venues with a spot market)."""
+
     def publish_funding(self, settlements: list[Any]) -> None:
         """Funding settled: push private stream updates."""
 
@@ -65,6 +68,10 @@ class Dialect:
             venue, cids = payload
             if venue == self.name:
                 self.publish_orders(cids)
+        elif kind == "spot_orders":
+            venue, cids = payload
+            if venue == self.name:
+                self.publish_spot_orders(cids)
         elif kind == "funding":
             mine = [s for s in payload if s.venue == self.name]
             if mine:
