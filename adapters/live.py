@@ -48,6 +48,30 @@ class VenueMarketData(Protocol):
     async def run(self) -> None: ...
 
 
+# A venue's published book whose mid is this far (fraction) from the same venue's mark price is
+# corrupt data, never priced on (a real market moves mark and book together; an absurd payload, or
+# a feed mixing up units, moves one of them by orders of magnitude).
+MAX_BOOK_MARK_DIVERGENCE = Decimal("0.25")
+
+
+def mark_checked_book(part: VenueMarketData, symbol: str) -> OrderBook | None:
+    """``part``'s book of ``symbol``, or None when its mid disagrees with the venue's own mark price
+    by more than ``MAX_BOOK_MARK_DIVERGENCE`` (absurd data: the caller must not price on it)."""
+    book = part.book(symbol)
+    if book is None or not book.bids or not book.asks:
+        return book
+    quote = next((q for q in part.quotes() if q.symbol == symbol), None)
+    if quote is None or quote.mark_price <= 0:
+        return book
+    mid = (book.bids[0].price + book.asks[0].price) / 2
+    if abs(mid / quote.mark_price - 1) > MAX_BOOK_MARK_DIVERGENCE:
+        drop = getattr(part, "_drop", None)
+        if drop is not None:
+            drop(f"{part.venue} {symbol}: book mid {mid} is far from the mark price {quote.mark_price}; not priced on")
+        return None
+    return book
+
+
 class LiveMarketFeed:
     """``MarketFeed`` over live venue parts. ``run()`` keeps every part current until cancelled."""
 
@@ -73,11 +97,12 @@ class LiveMarketFeed:
         return [q for p in self._parts.values() for q in p.quotes()]
 
     def books(self) -> list[OrderBook]:
-        return [b for p in self._parts.values() for b in p.books()]
+        return [b for p in self._parts.values() for b in p.books()
+                if mark_checked_book(p, b.symbol) is not None]
 
     def book(self, venue: str, symbol: str) -> OrderBook | None:
         part = self._parts.get(venue)
-        book = part.book(symbol) if part else None
+        book = mark_checked_book(part, symbol) if part else None
         stale = (book is not None and self._max_book_age_ms is not None and self._now_ms is not None
                  and self._now_ms() - book.ts_ms > self._max_book_age_ms)
         if stale:

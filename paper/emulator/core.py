@@ -27,6 +27,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from bot.core.domain import (
+    BookLevel,
     FeeSchedule,
     FundingQuote,
     FundingSettlement,
@@ -74,7 +75,7 @@ class _Books:
         self._core = core
 
     def book(self, venue: str, symbol: str) -> OrderBook | None:
-        return self._core.book(venue, symbol)
+        return self._core.true_book(venue, symbol)
 
     def instrument(self, venue: str, symbol: str) -> Instrument | None:
         return self._core.instrument(venue, symbol)
@@ -217,6 +218,7 @@ class EmulatorCore:
         self.leverage: dict[tuple[str, str], int] = {}
         self.listeners: list[Callable[[str, object], None]] = []  # (event kind, payload)
         self.skew_ms: dict[str, int] = {}  # injected clock skew of each venue's own clock
+        self.absurd_books: dict[tuple[str, str], Decimal] = {}  # (venue, symbol) -> published price factor
 
     # ------------------------------------------------------------------ clocks
     def now_ms(self) -> int:
@@ -258,10 +260,23 @@ class EmulatorCore:
             funding_interval_hours=Decimal(self.intervals[(venue, symbol)]), min_notional_usd=base.min_notional_usd,
         )
 
-    def book(self, venue: str, symbol: str) -> OrderBook | None:
+    def true_book(self, venue: str, symbol: str) -> OrderBook | None:
+        """The book the venue matches against (never affected by the ``absurd_book`` fault)."""
         if symbol not in self.symbols or venue not in self.dialects:
             return None
         return self.market.book(self.dialects[venue].sim_venue, symbol)
+
+    def book(self, venue: str, symbol: str) -> OrderBook | None:
+        """The book the venue PUBLISHES (REST and streams): the true book, or under the
+        ``absurd_book`` fault every price multiplied by ``absurd_books[(venue, symbol)]`` (a corrupt
+        feed; matching still uses ``true_book``)."""
+        book = self.true_book(venue, symbol)
+        factor = self.absurd_books.get((venue, symbol))
+        if book is None or factor is None:
+            return book
+        return OrderBook(venue=book.venue, symbol=book.symbol, ts_ms=book.ts_ms,
+                         bids=tuple(BookLevel(lv.price * factor, lv.size_base) for lv in book.bids),
+                         asks=tuple(BookLevel(lv.price * factor, lv.size_base) for lv in book.asks))
 
     def quote(self, venue: str, symbol: str) -> FundingQuote | None:
         """The venue's current funding quote at ITS interval (the predicted rate of the next settlement)."""
