@@ -169,15 +169,17 @@ class MultiVenueExecutor:
         return await self._one(venue).get_order(venue, client_order_id)
 
     async def positions(self, venue: str | None = None) -> list[VenuePosition]:
-        out: list[VenuePosition] = []
-        for name, ex in ([(venue, self._one(venue))] if venue else self._executors.items()):
-            out.extend(await ex.positions(name))
-        return out
+        """Every venue's positions, the venues asked concurrently (each is throttled by its own rate
+        limits: asking one after another made a strategy pass wait for the sum)."""
+        pairs = [(venue, self._one(venue))] if venue else list(self._executors.items())
+        results = await _gather([lambda n=name, e=ex: e.positions(n) for name, ex in pairs])
+        return [p for chunk in results for p in chunk]
 
     async def balances_usd(self) -> dict[str, Decimal]:
+        """Every venue's equity, the venues asked concurrently (see ``positions``)."""
         out: dict[str, Decimal] = {}
-        for ex in self._executors.values():
-            out.update(await ex.balances_usd())
+        for chunk in await _gather([ex.balances_usd for ex in self._executors.values()]):
+            out.update(chunk)
         return out
 
     async def fills_since(self, venue: str, since_ts_ms: int) -> list[Fill]:
@@ -185,3 +187,27 @@ class MultiVenueExecutor:
 
     async def funding_payments_since(self, venue: str, since_ts_ms: int) -> list[FundingPayment]:
         return await self._one(venue).funding_payments_since(venue, since_ts_ms)
+
+
+async def _gather(calls: Sequence[Any]) -> list[Any]:
+    """Await every call concurrently; results in order. A failure is raised as itself (the first
+    by call order, never wrapped in an exception group: callers catch our venue error classes),
+    after the other calls have finished, as the sequential loop it replaces raised it."""
+    if len(calls) == 1:
+        return [await calls[0]()]
+    results: list[Any] = [None] * len(calls)
+    errors: list[Exception | None] = [None] * len(calls)
+
+    async def one(i: int) -> None:
+        try:
+            results[i] = await calls[i]()
+        except Exception as exc:  # noqa: BLE001 - re-raised below, unwrapped
+            errors[i] = exc
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(calls)):
+            tg.start_soon(one, i)
+    first = next((e for e in errors if e is not None), None)
+    if first is not None:
+        raise first
+    return results
