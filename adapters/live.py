@@ -80,6 +80,7 @@ class LiveMarketFeed:
         self._parts = {p.venue: p for p in parts}
         self._max_book_age_ms = max_book_age_ms
         self._now_ms = now_ms
+        self._history: list[FundingSettlement] = []
 
     def venues(self) -> list[str]:
         return list(self._parts)
@@ -119,9 +120,40 @@ class LiveMarketFeed:
         return []
 
     def history_settlements(self, hours: int) -> list[FundingSettlement]:
-        """No start-up history is fetched from live venues yet: the forecast starts from zero
-        levels and learns from the live quotes (its levels then persist in the database)."""
-        return []
+        """The settlements of the last ``hours`` that ``load_history`` fetched at start-up (empty
+        when it was not called or the venues gave none: the forecast then starts from zero levels)."""
+        if not self._history:
+            return []
+        now = self._now_ms() if self._now_ms is not None else max(s.ts_ms for s in self._history)
+        return [s for s in self._history if s.ts_ms >= now - hours * 3_600_000]
+
+    async def load_history(self, hours: int, now_ms: int) -> list[str]:
+        """Fetch each venue's settled funding of the last ``hours`` for every symbol (validated at the
+        boundary: adapters/funding_history.py). Never raises for a venue error: a venue or symbol
+        whose history cannot be read is named in the returned lines and left out."""
+        from adapters.errors import VenueError
+
+        lines: list[str] = []
+        since = now_ms - hours * 3_600_000
+        loaded: list[FundingSettlement] = []
+        for venue, part in self._parts.items():
+            fetch = getattr(part, "fetch_funding_history", None)
+            if fetch is None:
+                lines.append(f"{venue}: no funding history reader")
+                continue
+            count = 0
+            for instrument in part.instruments():
+                try:
+                    settlements, dropped = await fetch(instrument.symbol, since)
+                except VenueError as exc:
+                    lines.append(f"{venue} {instrument.symbol}: funding history unavailable ({exc})")
+                    continue
+                lines.extend(f"{venue}: dropped {reason}" for reason in dropped)
+                loaded.extend(settlements)
+                count += len(settlements)
+            lines.append(f"{venue}: {count} settlement(s) of the last {hours} h")
+        self._history = sorted(loaded, key=lambda s: (s.ts_ms, s.venue, s.symbol))
+        return lines
 
     async def run(self) -> None:
         async with anyio.create_task_group() as tg:
