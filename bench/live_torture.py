@@ -15,7 +15,8 @@ SIGKILLed at seeded random moments, then restarted on the same database:
   (the next orders are entries) or once a position is held (the next orders are exits, alternating
   by round), then SIGKILL a seeded 1-6 s later (timeouts: 3-14 s, past the clients' 10 s timeout).
   HTTP faults hit order placement; the stream faults (disconnect, silent, sequence gap), clock skew
-  and an interval change act at once; ``absurd_book`` publishes a book at 1000x the price.
+  and an interval change act at once; ``absurd_book`` makes every venue publish its books at 1000x
+  the price for 6-8 s while a held position's exit comes due.
 
 After EVERY kill the bot's database is audited against the emulator's own records (tests/live_audit.py):
 no venue order the bot did not persist first, no client id twice, nothing filled beyond its size,
@@ -190,7 +191,10 @@ class Round:
 
 
 def arm(emu, kind: str, params: dict, venue: str) -> None:
-    if kind in ("interval_change", "absurd_book"):
+    if kind == "absurd_book":  # every venue's feed: whichever leg the bot prices next is absurd
+        emu.faults.arm(kind, **params)
+        return
+    if kind == "interval_change":
         emu.faults.arm(kind, venue=venue, **params)
         return
     count = 3 if kind in ORDER_FAULTS else 1
@@ -235,6 +239,8 @@ def run_round(emu, rnd: Round, db: Path, settings: Path, workdir: Path, env: dic
                 if until_fired_s is not None:
                     wait_for(lambda: fired_count(emu, kind, before) > 0, until_fired_s, proc)
                 hold = rng.uniform(3.0, 14.0) if kind == "timeout" else rng.uniform(1.0, 6.0)
+                if kind == "absurd_book":  # long enough for the held position's max-hold exit to come due
+                    hold = rng.uniform(6.0, 8.0)
                 wait_for(lambda: proc.poll() is not None, hold)
                 rnd.fault_fired = fired_count(emu, kind, before)
             else:

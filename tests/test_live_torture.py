@@ -1,8 +1,9 @@
 """kill -9 and venue faults on the LIVE path: ``python -m bot --live`` against the local venue emulator.
 
-A small run of bench/live_torture.py: two SIGKILLs at seeded random moments and one fault round
-(``drop_after_execute``: the venue executes the order, then drops the connection with no answer) on
-Bybit (pybit), each lifetime restarted on the same database, then a graceful ``--duration`` run
+A small run of bench/live_torture.py: two SIGKILLs at seeded random moments and two fault rounds
+(``drop_after_execute`` before entries: the venue executes the order, then drops the connection with
+no answer; ``absurd_book`` while a position is held: a venue publishes its books at 1000x the price
+while its exit comes due), each lifetime killed and restarted on the same database, then a graceful ``--duration`` run
 that recovers and flattens. After every kill and at the end, the bot's database is audited against
 the EMULATOR's own records (tests/live_audit.py): no orphan leg, no order twice, no position lost.
 """
@@ -23,14 +24,14 @@ from bench.live_torture import torture  # noqa: E402
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-def test_live_kills_and_a_dropped_order_answer_lose_nothing_and_end_flat(tmp_path: Path) -> None:
+def test_live_kills_a_dropped_order_answer_and_absurd_books_lose_nothing_and_end_flat(tmp_path: Path) -> None:
     summary = torture(tmp_path, kills=2, seed=7, venues=["bybit", "hyperliquid"],
-                      fault_kinds=("drop_after_execute",), until_fired_s=90.0)
+                      fault_kinds=("drop_after_execute", "absurd_book"), until_fired_s=90.0)
     detail = {k: v for k, v in summary.items() if k != "rounds_detail"}
     print(f"\nlive torture: {detail}")
     kinds = [r["kind"] for r in summary["rounds_detail"]]
-    assert kinds.count("fault") == 1 and kinds.count("kill") == 2 and kinds[-1] == "graceful"
-    assert summary["exit_codes"][:-1] == [-9, -9, -9]
+    assert kinds.count("fault") == 2 and kinds.count("kill") == 2 and kinds[-1] == "graceful"
+    assert summary["exit_codes"][:-1] == [-9, -9, -9, -9]
     # The fault really hit an order of the bot (an entry, or a repair/exit after a kill).
     assert summary["faults_injected"]["drop_after_execute"]["fired"] >= 1, detail
     # Exit 0 of the graceful run: the bot verified flat on every venue itself; the emulator agrees.
@@ -43,4 +44,5 @@ def test_live_kills_and_a_dropped_order_answer_lose_nothing_and_end_flat(tmp_pat
     assert summary["orphan_legs"] == 0
     assert summary["duplicate_orders"] == 0
     assert summary["lost_positions"] == 0
+    assert summary["traded_on_absurd_data"] == 0  # no order priced from the 1000x books
     assert summary["ok"] is True
