@@ -1,8 +1,9 @@
 """``python -m bot --live`` RECEIVES funding on a held hedged position, and its reports agree with the venues.
 
-The emulator (Bybit v5 through pybit, Hyperliquid through ccxt) starts its clock 45 s before a UTC
-hour boundary, with BTC and ETH settling hourly on both venues, so the position the bot opens
-across the two dialects is held through one real settlement on each venue. The bot reads the
+The emulator (Bybit v5 through pybit, Hyperliquid through ccxt) settles BTC and ETH hourly on both
+venues; once the bot holds its hedged position across the two dialects, the test moves the venue
+clock (running, speed 1) to just past the next hour boundary, so the position is held through one
+real settlement on each venue however long the bot took to start. The bot reads the
 payments back through the live adapters (its reconciliation), then SIGTERM flattens and it exits 0.
 ``python -m bot report --live --json`` and ``postmortem --live --json`` must then agree with the
 emulator's own records: every fill by trade id (size, price) and every funding payment by payment id
@@ -32,7 +33,7 @@ from live_audit import wire_payment_id, wire_trade_id  # noqa: E402
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 HOUR_MS = 3_600_000
-LEAD_MS = 45_000  # emulator clock starts this long before an hour boundary
+LEAD_MS = 300_000  # the emulator clock starts this long before an hour boundary (none passes during start-up)
 
 
 def _env(keys: dict[str, str]) -> dict[str, str]:
@@ -71,7 +72,7 @@ def emulator(tmp_path: Path):
     from paper.emulator import start_emulator
 
     wall_ms = int(time.time() * 1000)
-    start_ms = ((wall_ms + 60_000) // HOUR_MS + 1) * HOUR_MS - LEAD_MS  # always ahead of the wall clock
+    start_ms = ((wall_ms + LEAD_MS + 60_000) // HOUR_MS + 1) * HOUR_MS - LEAD_MS  # >= 60 s ahead of the wall clock
     hourly = {"BTC": 1, "ETH": 1}
     with start_emulator(["bybit", "hyperliquid"], state_path=tmp_path / "venues.sqlite", seed=3,
                         start_ts_ms=start_ms, interval_overrides={"bybit": hourly, "hyperliquid": hourly}) as emu:
@@ -91,7 +92,9 @@ def test_live_receives_funding_and_report_and_postmortem_agree_with_the_venues(t
     try:
         held = _wait(lambda: bool(_rows(db, "SELECT 1 FROM positions WHERE state = 'monitoring'")), 120, proc)
         assert held, (tmp_path / "bot.out").read_text()[-3000:]
-        # Both venues settle at the boundary; the bot's reconciliation reads the payments back.
+        # Both venues settle at the next boundary; the bot's reconciliation reads the payments back.
+        now_ms = emulator.call(emulator.core.now_ms)
+        emulator.advance_ms((now_ms // HOUR_MS + 1) * HOUR_MS - now_ms + 1_000)
         paid = _wait(lambda: {v for (v,) in _rows(db, "SELECT DISTINCT venue FROM funding_payments")}
                      == {"bybit", "hyperliquid"}, 180, proc)
         assert paid, (tmp_path / "bot.out").read_text()[-3000:]

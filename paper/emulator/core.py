@@ -233,10 +233,15 @@ class EmulatorCore:
         return self._wall_ms() + (self.skew_ms.get(venue, 0) if venue else 0)
 
     def advance_ms(self, ms: int) -> list[FundingSettlement]:
-        """Manual clock only: move the emulator clock forward and run one step."""
-        if not self.manual_clock:
-            raise RuntimeError("advance_ms needs manual_clock=True")
-        self._manual_now_ms += ms
+        """Move the emulator clock forward by ``ms`` and run one step (funding settles at every
+        boundary crossed). A running clock jumps and then keeps running at its speed from there."""
+        if ms < 0:
+            raise ValueError(f"ms must not be negative (the venue clock never goes back), got {ms}")
+        if self.manual_clock:
+            self._manual_now_ms += ms
+        else:
+            self._anchor_sim_ms = self.now_ms() + ms
+            self._anchor_wall_ms = self._wall_ms()
         return self.step()
 
     # ------------------------------------------------------------------ venue data

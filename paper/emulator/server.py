@@ -3,7 +3,7 @@
 Per venue port: the venue's REST paths and its stream paths (same host:port, ``ws://``).
 Control port: ``GET /_emulator/state``, ``POST /_emulator/faults`` (JSON ``{"kind": ..., "venue": ...,
 "count": 1, "scope": ..., ...params}``), ``DELETE /_emulator/faults``, ``POST /_emulator/advance``
-(manual clock: ``{"ms": N}``). The fault middleware sits in front of every venue route.
+(``{"ms": N}``: the venue clock jumps forward, settling funding on the way). The fault middleware sits in front of every venue route.
 """
 
 from __future__ import annotations
