@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from live_torture import keys_env, wait_for  # noqa: E402
+from live_torture import keys_env  # noqa: E402
 
 DEFAULT_OUT = ROOT / "bench" / "results" / "live.json"
 VENUES = ["bybit", "binanceusdm", "hyperliquid"]

@@ -120,9 +120,7 @@ def write_settings(workdir: Path, venues: list[str], base_urls: dict[str, str]) 
 
 
 def keys_env(emu) -> dict[str, str]:
-    """The emulator's test keys under each venue's documented variable names."""
-    from adapters.credentials import load_credentials  # noqa: F401  (the names below are its names)
-
+    """The emulator's test keys under each venue's documented variable names (adapters/credentials.py)."""
     names = {"bybit": ("BYBIT_API_KEY", "BYBIT_API_SECRET"),
              "binanceusdm": ("BINANCEUSDM_API_KEY", "BINANCEUSDM_API_SECRET"),
              "hyperliquid": ("HYPERLIQUID_WALLET_ADDRESS", "HYPERLIQUID_PRIVATE_KEY")}

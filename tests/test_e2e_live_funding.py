@@ -121,7 +121,7 @@ def test_live_receives_funding_and_report_and_postmortem_agree_with_the_venues(t
 
     env = _env({})
     report = subprocess.run(bot_command("report", "--live", "--db", str(db), "--settings", str(settings), "--json"),
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert report.returncode == 0, report.stderr
     doc = json.loads(report.stdout)
     position_ids = [p["position_id"] if "position_id" in p else p["id"] for p in doc["positions"]]
@@ -129,7 +129,7 @@ def test_live_receives_funding_and_report_and_postmortem_agree_with_the_venues(t
     ours_fills, ours_funding = {}, {}
     for pid in position_ids:
         post = subprocess.run(bot_command("postmortem", pid, "--live", "--db", str(db), "--settings", str(settings),
-                                          "--json"), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+                                          "--json"), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
         assert post.returncode == 0, post.stderr
         for entry in json.loads(post.stdout)["timeline"]:
             data = entry["data"]
