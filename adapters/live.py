@@ -48,6 +48,30 @@ class VenueMarketData(Protocol):
     async def run(self) -> None: ...
 
 
+# A venue's published book whose mid is this far (fraction) from the same venue's mark price is
+# corrupt data, never priced on (a real market moves mark and book together; an absurd payload, or
+# a feed mixing up units, moves one of them by orders of magnitude).
+MAX_BOOK_MARK_DIVERGENCE = Decimal("0.25")
+
+
+def mark_checked_book(part: VenueMarketData, symbol: str) -> OrderBook | None:
+    """``part``'s book of ``symbol``, or None when its mid disagrees with the venue's own mark price
+    by more than ``MAX_BOOK_MARK_DIVERGENCE`` (absurd data: the caller must not price on it)."""
+    book = part.book(symbol)
+    if book is None or not book.bids or not book.asks:
+        return book
+    quote = next((q for q in part.quotes() if q.symbol == symbol), None)
+    if quote is None or quote.mark_price <= 0:
+        return book
+    mid = (book.bids[0].price + book.asks[0].price) / 2
+    if abs(mid / quote.mark_price - 1) > MAX_BOOK_MARK_DIVERGENCE:
+        drop = getattr(part, "_drop", None)
+        if drop is not None:
+            drop(f"{part.venue} {symbol}: book mid {mid} is far from the mark price {quote.mark_price}; not priced on")
+        return None
+    return book
+
+
 class LiveMarketFeed:
     """``MarketFeed`` over live venue parts. ``run()`` keeps every part current until cancelled."""
 
@@ -56,6 +80,7 @@ class LiveMarketFeed:
         self._parts = {p.venue: p for p in parts}
         self._max_book_age_ms = max_book_age_ms
         self._now_ms = now_ms
+        self._history: list[FundingSettlement] = []
 
     def venues(self) -> list[str]:
         return list(self._parts)
@@ -73,11 +98,12 @@ class LiveMarketFeed:
         return [q for p in self._parts.values() for q in p.quotes()]
 
     def books(self) -> list[OrderBook]:
-        return [b for p in self._parts.values() for b in p.books()]
+        return [b for p in self._parts.values() for b in p.books()
+                if mark_checked_book(p, b.symbol) is not None]
 
     def book(self, venue: str, symbol: str) -> OrderBook | None:
         part = self._parts.get(venue)
-        book = part.book(symbol) if part else None
+        book = mark_checked_book(part, symbol) if part else None
         stale = (book is not None and self._max_book_age_ms is not None and self._now_ms is not None
                  and self._now_ms() - book.ts_ms > self._max_book_age_ms)
         if stale:
@@ -94,9 +120,40 @@ class LiveMarketFeed:
         return []
 
     def history_settlements(self, hours: int) -> list[FundingSettlement]:
-        """No start-up history is fetched from live venues yet: the forecast starts from zero
-        levels and learns from the live quotes (its levels then persist in the database)."""
-        return []
+        """The settlements of the last ``hours`` that ``load_history`` fetched at start-up (empty
+        when it was not called or the venues gave none: the forecast then starts from zero levels)."""
+        if not self._history:
+            return []
+        now = self._now_ms() if self._now_ms is not None else max(s.ts_ms for s in self._history)
+        return [s for s in self._history if s.ts_ms >= now - hours * 3_600_000]
+
+    async def load_history(self, hours: int, now_ms: int) -> list[str]:
+        """Fetch each venue's settled funding of the last ``hours`` for every symbol (validated at the
+        boundary: adapters/funding_history.py). Never raises for a venue error: a venue or symbol
+        whose history cannot be read is named in the returned lines and left out."""
+        from adapters.errors import VenueError
+
+        lines: list[str] = []
+        since = now_ms - hours * 3_600_000
+        loaded: list[FundingSettlement] = []
+        for venue, part in self._parts.items():
+            fetch = getattr(part, "fetch_funding_history", None)
+            if fetch is None:
+                lines.append(f"{venue}: no funding history reader")
+                continue
+            count = 0
+            for instrument in part.instruments():
+                try:
+                    settlements, dropped = await fetch(instrument.symbol, since)
+                except VenueError as exc:
+                    lines.append(f"{venue} {instrument.symbol}: funding history unavailable ({exc})")
+                    continue
+                lines.extend(f"{venue}: dropped {reason}" for reason in dropped)
+                loaded.extend(settlements)
+                count += len(settlements)
+            lines.append(f"{venue}: {count} settlement(s) of the last {hours} h")
+        self._history = sorted(loaded, key=lambda s: (s.ts_ms, s.venue, s.symbol))
+        return lines
 
     async def run(self) -> None:
         async with anyio.create_task_group() as tg:
@@ -144,15 +201,17 @@ class MultiVenueExecutor:
         return await self._one(venue).get_order(venue, client_order_id)
 
     async def positions(self, venue: str | None = None) -> list[VenuePosition]:
-        out: list[VenuePosition] = []
-        for name, ex in ([(venue, self._one(venue))] if venue else self._executors.items()):
-            out.extend(await ex.positions(name))
-        return out
+        """Every venue's positions, the venues asked concurrently (each is throttled by its own rate
+        limits: asking one after another made a strategy pass wait for the sum)."""
+        pairs = [(venue, self._one(venue))] if venue else list(self._executors.items())
+        results = await _gather([lambda n=name, e=ex: e.positions(n) for name, ex in pairs])
+        return [p for chunk in results for p in chunk]
 
     async def balances_usd(self) -> dict[str, Decimal]:
+        """Every venue's equity, the venues asked concurrently (see ``positions``)."""
         out: dict[str, Decimal] = {}
-        for ex in self._executors.values():
-            out.update(await ex.balances_usd())
+        for chunk in await _gather([ex.balances_usd for ex in self._executors.values()]):
+            out.update(chunk)
         return out
 
     async def fills_since(self, venue: str, since_ts_ms: int) -> list[Fill]:
@@ -168,3 +227,27 @@ class MultiVenueExecutor:
         if read is None:
             raise OrderRejected(market, f"{market!r} is not a spot market this bot can trade")
         return await read(market)
+
+
+async def _gather(calls: Sequence[Any]) -> list[Any]:
+    """Await every call concurrently; results in order. A failure is raised as itself (the first
+    by call order, never wrapped in an exception group: callers catch our venue error classes),
+    after the other calls have finished, as the sequential loop it replaces raised it."""
+    if len(calls) == 1:
+        return [await calls[0]()]
+    results: list[Any] = [None] * len(calls)
+    errors: list[Exception | None] = [None] * len(calls)
+
+    async def one(i: int) -> None:
+        try:
+            results[i] = await calls[i]()
+        except Exception as exc:  # noqa: BLE001 - re-raised below, unwrapped
+            errors[i] = exc
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(calls)):
+            tg.start_soon(one, i)
+    first = next((e for e in errors if e is not None), None)
+    if first is not None:
+        raise first
+    return results

@@ -1,6 +1,7 @@
 """Crash torture: run the real paper bot, SIGKILL it at random moments, restart it on the same files.
 
     python bench/torture.py [--kills 20] [--seed 1] [--speed 3600] [--latency-ms 5] [--json] [--workdir DIR]
+    python bench/torture.py --live [...]   (the live path against the venue emulator: bench/live_torture.py)
 
 Each round starts ``python -m bot --paper --speed X --db DB --settings S`` (settings that make
 entries and exits frequent), waits a seeded random 0.2-3.0 wall seconds and kills it with
@@ -308,6 +309,12 @@ def _maker_counts(db: Path) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--live" in argv:
+        argv.remove("--live")
+        from bench.live_torture import main as live_main
+
+        return live_main(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)

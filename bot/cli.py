@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--paper", action="store_true", help="trade on the built-in simulated market (offline)")
-    mode.add_argument("--live", action="store_true", help="trade on real venues (not available yet: no live venue adapter exists)")
+    mode.add_argument("--live", action="store_true", help="trade on the venues of live.venues (keys from the environment; README: Going live)")
     parser.add_argument("--market", choices=["sim"], default="sim", help="market data source for --paper (default: sim)")
     parser.add_argument("--speed", type=_speed_arg, metavar="X",
                         help="simulated time runs X times faster than the wall clock (default: sim.speed)")

@@ -171,6 +171,10 @@ def run_live(args: argparse.Namespace, settings: Settings) -> int:
             except (LiveConfigError, FatalVenueError) as exc:
                 raise UserInputError(f"venue set-up refused: {exc} (check the keys in the environment and the "
                                      "account's permissions)") from None
+            # The spread forecast's warm-up (used when the database has no saved levels yet).
+            with anyio.move_on_after(60):
+                for line in await session.feed.load_history(settings.forecast.warmup_hours, utc_now_ms()):
+                    print(f"live history: {line}", file=sys.stderr)
             app = Application(settings, live_wiring(settings, session, db_path, ScaledClock(utc_now_ms(), 1.0)))
             supervisor = Supervisor(app=app, duration_wall_s=duration,
                                     deadline_wall_s=settings.shutdown.deadline_seconds)

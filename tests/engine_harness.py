@@ -212,13 +212,15 @@ class FileAudit:
         ) if value}
 
 
-def audit_files(db_path: Path, *, allow_unrecorded_open: bool = True) -> FileAudit:
+def audit_files(db_path: Path, *, allow_unrecorded_open: bool = True, venue_path: Path | None = None) -> FileAudit:
     """Read both SQLite files (read-only) and check the money-safety invariants.
 
     Everything the venues executed must be an order the bot persisted first (orphan flattens
-    included), on the same venue and symbol, never filled beyond its size.
+    included), on the same venue and symbol, never filled beyond its size. ``venue_path``: the
+    venues' file (default: the paper venues' file beside ``db_path``; the live audit passes a
+    copy of the emulator's file translated to our ids, tests/live_audit.py).
     """
-    venue_path = venue_store_path_for(db_path)
+    venue_path = venue_path if venue_path is not None else venue_store_path_for(db_path)
     bot = sqlite3.connect(f"{Path(db_path).resolve().as_uri()}?mode=ro", uri=True)
     ven = sqlite3.connect(f"{venue_path.resolve().as_uri()}?mode=ro", uri=True)
     try:

@@ -164,6 +164,19 @@ class BybitMarketData:
         except VenueError as exc:
             logger.bind(venue=self.venue).warning("REST resync failed: {}", exc)
 
+    async def fetch_funding_history(self, symbol: str, since_ts_ms: int) -> tuple[list[Any], list[str]]:
+        """Settled funding of ``symbol`` since ``since_ts_ms`` (validated; see adapters/funding_history.py)."""
+        from adapters.funding_history import bybit_rows, settlements_from_rows
+
+        market = self._markets[symbol]
+        answer = await self._http.call("get_funding_rate_history", category=config.CATEGORY,
+                                       symbol=market.venue_symbol, startTime=since_ts_ms, endTime=self._now_ms(),
+                                       limit=200)
+        quote = self._quotes.get(market.venue_symbol)
+        return settlements_from_rows(self.venue, symbol, bybit_rows(answer),
+                                     interval_hours=market.instrument.funding_interval_hours,
+                                     mark_price=quote.mark_price if quote else Decimal(0), since_ts_ms=since_ts_ms)
+
     def _topics(self) -> list[str]:
         names = [m.venue_symbol for m in self._markets.values()]
         return [f"tickers.{n}" for n in names] + [f"orderbook.{BOOK_DEPTH}.{n}" for n in names]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from decimal import Decimal
 from typing import Any
 
 import anyio
@@ -113,6 +114,21 @@ class CcxtMarketData:
         for q in quotes:
             if q.symbol in wanted:
                 self._quotes[q.symbol] = q
+
+    async def fetch_funding_history(self, symbol: str, since_ts_ms: int) -> tuple[list[Any], list[str]]:
+        """Settled funding of ``symbol`` since ``since_ts_ms`` through ccxt's ``fetch_funding_rate_history``
+        (validated; see adapters/funding_history.py). ccxt errors are translated to ours."""
+        from adapters.funding_history import ccxt_rows, settlements_from_rows
+
+        market = self._markets[symbol]
+        try:
+            rows = await self._ex.fetch_funding_rate_history(market.ccxt_symbol, since_ts_ms, 500)
+        except Exception as exc:  # noqa: BLE001  (classified and re-raised as ours)
+            raise translate(self.venue, exc) from None
+        quote = self._quotes.get(symbol)
+        return settlements_from_rows(self.venue, symbol, ccxt_rows(self.venue, rows),
+                                     interval_hours=market.instrument.funding_interval_hours,
+                                     mark_price=quote.mark_price if quote else Decimal(0), since_ts_ms=since_ts_ms)
 
     async def resync_book(self, market: VenueMarket) -> None:
         """REST snapshot of one book (after staleness or a stream error)."""

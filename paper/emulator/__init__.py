@@ -15,7 +15,7 @@ Usage (tests, adapters)::
         emu.faults.arm("rate_limit", venue="binanceusdm", count=2)
         emu.faults.arm("clock_skew", venue="bybit", offset_ms=-30_000)
         emu.set_interval("bybit", "SOL", 1)                             # funding interval change
-        emu.advance_ms(3_600_000)                                       # manual_clock=True only
+        emu.advance_ms(3_600_000)                                       # jump the venue clock (settles funding)
         emu.core.executor                                               # the venue's own records
     finally:
         emu.stop()
@@ -141,7 +141,8 @@ class EmulatorHandle:
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=30)
 
     def advance_ms(self, ms: int) -> list:
-        """Manual clock: move the venues' clock forward by ``ms`` (settles funding on the way)."""
+        """Move the venues' clock forward by ``ms`` (settles funding on the way); a running clock
+        then keeps running from there."""
         return self._call(self.core.advance_ms, ms)
 
     def set_interval(self, venue: str, symbol: str, hours: int) -> None:

@@ -86,7 +86,7 @@ class _Books:
         self._core = core
 
     def book(self, venue: str, symbol: str) -> OrderBook | None:
-        return self._core.book(venue, symbol)
+        return self._core.true_book(venue, symbol)
 
     def instrument(self, venue: str, symbol: str) -> Instrument | None:
         return self._core.instrument(venue, symbol)
@@ -242,6 +242,7 @@ class EmulatorCore:
                     quote_balance=(lambda v=venue: self.executor.balance_state(v).balance_usd) if d.unified_wallet
                     else (lambda: starting_balance_usd),  # a separate spot wallet starts with its own USDT
                     state_path=state_path, starting_coins=(spot_starting_coins or {}).get(venue))
+        self.absurd_books: dict[tuple[str, str], Decimal] = {}  # (venue, symbol) -> published price factor
 
     # ------------------------------------------------------------------ clocks
     def now_ms(self) -> int:
@@ -256,10 +257,15 @@ class EmulatorCore:
         return self._wall_ms() + (self.skew_ms.get(venue, 0) if venue else 0)
 
     def advance_ms(self, ms: int) -> list[FundingSettlement]:
-        """Manual clock only: move the emulator clock forward and run one step."""
-        if not self.manual_clock:
-            raise RuntimeError("advance_ms needs manual_clock=True")
-        self._manual_now_ms += ms
+        """Move the emulator clock forward by ``ms`` and run one step (funding settles at every
+        boundary crossed). A running clock jumps and then keeps running at its speed from there."""
+        if ms < 0:
+            raise ValueError(f"ms must not be negative (the venue clock never goes back), got {ms}")
+        if self.manual_clock:
+            self._manual_now_ms += ms
+        else:
+            self._anchor_sim_ms = self.now_ms() + ms
+            self._anchor_wall_ms = self._wall_ms()
         return self.step()
 
     # ------------------------------------------------------------------ venue data
@@ -283,10 +289,23 @@ class EmulatorCore:
             funding_interval_hours=Decimal(self.intervals[(venue, symbol)]), min_notional_usd=base.min_notional_usd,
         )
 
-    def book(self, venue: str, symbol: str) -> OrderBook | None:
+    def true_book(self, venue: str, symbol: str) -> OrderBook | None:
+        """The book the venue matches against (never affected by the ``absurd_book`` fault)."""
         if symbol not in self.symbols or venue not in self.dialects:
             return None
         return self.market.book(self.dialects[venue].sim_venue, symbol)
+
+    def book(self, venue: str, symbol: str) -> OrderBook | None:
+        """The book the venue PUBLISHES (REST and streams): the true book, or under the
+        ``absurd_book`` fault every price multiplied by ``absurd_books[(venue, symbol)]`` (a corrupt
+        feed; matching still uses ``true_book``)."""
+        book = self.true_book(venue, symbol)
+        factor = self.absurd_books.get((venue, symbol))
+        if book is None or factor is None:
+            return book
+        return OrderBook(venue=book.venue, symbol=book.symbol, ts_ms=book.ts_ms,
+                         bids=tuple(BookLevel(lv.price * factor, lv.size_base) for lv in book.bids),
+                         asks=tuple(BookLevel(lv.price * factor, lv.size_base) for lv in book.asks))
 
     def quote(self, venue: str, symbol: str) -> FundingQuote | None:
         """The venue's current funding quote at ITS interval (the predicted rate of the next settlement)."""

@@ -24,6 +24,11 @@ Clock / schedule (applied at once, not per request)
 - ``clock_skew``: the venue's own clock is off by ``offset_ms`` (time endpoints and signature checks).
 - ``interval_change``: ``symbol``'s funding interval becomes ``hours`` (see ``EmulatorCore.set_interval``).
 
+Data
+- ``absurd_book``: the venue publishes (REST and streams) ``symbol``'s book (every symbol when none is
+  given) with every price multiplied by ``factor`` (default 1000) until armed again with factor 1;
+  its matching engine keeps trading at the true prices (a corrupt feed, not a moved market).
+
 ``scope`` limits HTTP faults to ``"order"`` (order placement), ``"private"``, ``"public"`` or ``"all"``;
 the default is ``"order"`` for drop_after_execute / duplicate_client_id and ``"all"`` otherwise.
 Thread-safe: tests arm faults from their own thread while the server runs in another.
@@ -38,7 +43,7 @@ from typing import Any
 
 HTTP_FAULTS = ("drop_after_execute", "timeout", "http_5xx", "non_json_200", "duplicate_client_id", "rate_limit")
 STREAM_FAULTS = ("ws_disconnect", "ws_silent", "ws_sequence_gap")
-IMMEDIATE_FAULTS = ("clock_skew", "interval_change")
+IMMEDIATE_FAULTS = ("clock_skew", "interval_change", "absurd_book")
 FAULT_KINDS = HTTP_FAULTS + STREAM_FAULTS + IMMEDIATE_FAULTS
 SCOPES = ("order", "private", "public", "all")
 _ORDER_DEFAULT = ("drop_after_execute", "duplicate_client_id")
@@ -116,6 +121,10 @@ class FaultSwitchboard:
         number("status", 500, 599)
         number("skip", 1, 1000)
         number("offset_ms", -30 * 86_400_000, 30 * 86_400_000)
+        number("factor", 1e-6, 1e6)
+        if kind == "absurd_book" and params.get("symbol") is not None and self.symbols \
+                and params["symbol"] not in self.symbols:
+            raise FaultError(f"symbol: {params.get('symbol')!r} is not listed; listed: {', '.join(self.symbols)}")
         if kind == "interval_change":
             if self.symbols and params.get("symbol") not in self.symbols:
                 raise FaultError(f"symbol: {params.get('symbol')!r} is not listed; listed: {', '.join(self.symbols)}")

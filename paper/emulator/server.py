@@ -3,7 +3,7 @@
 Per venue port: the venue's REST paths and its stream paths (same host:port, ``ws://``).
 Control port: ``GET /_emulator/state``, ``POST /_emulator/faults`` (JSON ``{"kind": ..., "venue": ...,
 "count": 1, "scope": ..., ...params}``), ``DELETE /_emulator/faults``, ``POST /_emulator/advance``
-(manual clock: ``{"ms": N}``). The fault middleware sits in front of every venue route.
+(``{"ms": N}``: the venue clock jumps forward, settling funding on the way). The fault middleware sits in front of every venue route.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
@@ -139,6 +140,15 @@ class RunningEmulator:
         elif kind == "interval_change":
             for v in venues:
                 self.core.set_interval(v, str(params["symbol"]), int(params["hours"]))
+        elif kind == "absurd_book":
+            factor = Decimal(str(params.get("factor", 1000)))
+            symbols = [str(params["symbol"])] if params.get("symbol") is not None else list(self.core.symbols)
+            for v in venues:
+                for symbol in symbols:
+                    if factor == 1:
+                        self.core.absurd_books.pop((v, symbol), None)
+                    else:
+                        self.core.absurd_books[(v, symbol)] = factor
         elif kind == "ws_disconnect":
             for v in venues:
                 asyncio.ensure_future(self.dialects[v].close_streams())

@@ -1,0 +1,109 @@
+"""adapters/live.py composition: absurd books never priced on; venues asked concurrently.
+
+A live venue book whose mid is far from the same venue's mark price is never priced on.
+
+Found by the live torture (bench/live_torture.py, ``absurd_book`` fault): a Hyperliquid book published
+at 1000x the price was well formed, passed the boundary checks, and an exit order went out priced
+from it. ``LiveMarketFeed.book`` (the engine's source) and the executors' price bound now refuse it.
+
+``MultiVenueExecutor`` asks the venues for balances and positions concurrently (bench/live.py: asked
+one after another, a strategy pass waited for the sum of every venue's rate-limited reads).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from adapters.live import LiveMarketFeed, mark_checked_book
+from bot.core.domain import BookLevel, FundingQuote, OrderBook
+
+D = Decimal
+
+
+class FakePart:
+    """A venue market-data part with one book and one quote."""
+
+    venue = "hyperliquid"
+
+    def __init__(self, mid: Decimal, mark: Decimal) -> None:
+        self.dropped: list[str] = []
+        self._book = OrderBook("hyperliquid", "BTC", (BookLevel(mid - 1, D(1)),), (BookLevel(mid + 1, D(1)),), 1)
+        self._quote = FundingQuote("hyperliquid", "BTC", D("0.0001"), D(1), 3_600_000, mark, 1)
+
+    def _drop(self, reason: str) -> None:
+        self.dropped.append(reason)
+
+    def book(self, symbol: str):
+        return self._book if symbol == "BTC" else None
+
+    def books(self):
+        return [self._book]
+
+    def quotes(self):
+        return [self._quote]
+
+
+def test_a_book_near_the_mark_is_served() -> None:
+    part = FakePart(D(100_000), D(100_050))
+    feed = LiveMarketFeed([part])
+    assert feed.book("hyperliquid", "BTC") is part._book
+    assert mark_checked_book(part, "BTC") is part._book
+    assert feed.books() == [part._book]
+    assert part.dropped == []
+
+
+def test_a_book_at_1000x_the_mark_is_refused_and_named() -> None:
+    part = FakePart(D(100_000_000), D(100_000))
+    feed = LiveMarketFeed([part])
+    assert feed.book("hyperliquid", "BTC") is None
+    assert mark_checked_book(part, "BTC") is None
+    assert feed.books() == []
+    assert part.dropped and "far from the mark price" in part.dropped[0]
+
+
+class SlowVenue:
+    """An executor whose reads take a while (a venue's rate limit) or fail."""
+
+    def __init__(self, name: str, fail: Exception | None = None) -> None:
+        self.name = name
+        self.fail = fail
+        self.active = 0
+        self.peak = 0
+
+    async def _read(self, value):
+        import anyio
+
+        self.active += 1
+        SlowVenue.together = max(getattr(SlowVenue, "together", 0), sum(v.active for v in VENUES_SEEN))
+        await anyio.sleep(0.05)
+        self.active -= 1
+        if self.fail is not None:
+            raise self.fail
+        return value
+
+    async def balances_usd(self):
+        return await self._read({self.name: D(100)})
+
+    async def positions(self, venue):
+        return await self._read([])
+
+
+VENUES_SEEN: list[SlowVenue] = []
+
+
+@pytest.mark.anyio
+async def test_venues_are_asked_concurrently_and_a_failure_is_raised_as_itself() -> None:
+    from adapters.errors import TemporaryVenueError
+    from adapters.live import MultiVenueExecutor
+
+    VENUES_SEEN[:] = [SlowVenue("a"), SlowVenue("b"), SlowVenue("c")]
+    SlowVenue.together = 0
+    ex = MultiVenueExecutor({v.name: v for v in VENUES_SEEN})
+    assert await ex.balances_usd() == {"a": D(100), "b": D(100), "c": D(100)}
+    assert SlowVenue.together == 3  # all three in flight at once (a pass waits for the slowest, not the sum)
+    assert await ex.positions(None) == []
+    VENUES_SEEN[1].fail = TemporaryVenueError("b", "rate limited")
+    with pytest.raises(TemporaryVenueError):  # the venue error class itself, never an exception group
+        await ex.balances_usd()
