@@ -11,14 +11,15 @@ import pytest
 from tests.helpers_cli import assert_usage_error, bot_command, bot_env
 
 
-def _run(tmp_path: Path, toml: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _run(tmp_path: Path, toml: str, env: dict[str, str] | None = None,
+         duration_s: int = 1) -> subprocess.CompletedProcess[str]:
     settings = tmp_path / "s.toml"
     settings.write_text(toml)
     full_env = bot_env()
     full_env.pop("FUNDING_ARB_WEB_TOKEN", None)
     full_env.pop("FUNDING_ARB_NOTIFY_URLS", None)
     full_env.update(env or {})
-    return subprocess.run(bot_command("--paper", "--duration", "1", "--settings", settings, "--db",
+    return subprocess.run(bot_command("--paper", "--duration", str(duration_s), "--settings", settings, "--db",
                                       tmp_path / "p.sqlite"),
                           cwd=tmp_path, env=full_env, capture_output=True, text=True, timeout=60, check=False)
 
@@ -37,7 +38,8 @@ def test_bad_operator_settings_exit_2_with_one_line(tmp_path: Path, toml: str, e
 
 
 def test_a_generated_token_is_printed_once_and_never_logged(tmp_path: Path) -> None:
-    proc = _run(tmp_path, '[web]\nenabled = true\nport = 0\n[bot]\nlog_path = "log.jsonl"\n')
+    # --duration counts from launch: 6 s leave the dashboard time to start on a loaded machine.
+    proc = _run(tmp_path, '[web]\nenabled = true\nport = 0\n[bot]\nlog_path = "log.jsonl"\n', duration_s=6)
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith("dashboard: ")]
     assert len(lines) == 1 and "?token=" in lines[0]

@@ -6,7 +6,6 @@ import re
 import sqlite3
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -768,20 +767,21 @@ def test_a_transaction_that_reads_first_still_writes_when_another_connection_com
     the repository's transactions take the write lock up front and wait instead."""
     bot = Storage.open(db_path)
     surface = Storage.open(db_path)
+    other = threading.Thread(target=lambda: surface.set_kv("control_halt", "manual: test", T0))
     try:
         def write(s: Storage) -> None:
             s.list_transitions()  # a read inside the transaction
-            other = threading.Thread(target=lambda: surface.set_kv("control_halt", "manual: test", T0))
             other.start()
             other.join(0.3)  # the surface waits for our write lock (it cannot slip in between)
             s.record_transition(TransitionRecord(T0, MachineKind.BOT, "bot", "scanning", "opening", "open"))
 
         bot.run(write)
         assert [t.trigger for t in bot.list_transitions()] == ["open"]
-        deadline = time.monotonic() + 5
-        while surface.get_kv("control_halt") is None and time.monotonic() < deadline:
-            time.sleep(0.01)
+        other.join(30)  # its busy timeout is 5 s: it ends, written or raising, well within this
+        assert not other.is_alive()
         assert surface.get_kv("control_halt") == "manual: test"
     finally:
+        if other.is_alive():
+            other.join()  # never close a connection another thread is still using
         bot.close()
         surface.close()
