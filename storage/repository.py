@@ -629,6 +629,19 @@ class Storage:
         )
         return [_funding_from_row(row) for row in rows]
 
+    def position_holding_at(self, venue: str, symbol: str, ts_ms: int) -> tuple[str, LegSide] | None:
+        """The position (id, leg) that held ``symbol`` on ``venue`` at ``ts_ms``, closed ones included:
+        created at or before ``ts_ms`` and not closed before it (the newest such position)."""
+        row = self._db.execute(
+            "SELECT id, long_venue FROM positions WHERE symbol = ? AND (long_venue = ? OR short_venue = ?)"
+            " AND created_at_ts_ms <= ? AND (closed_at_ts_ms IS NULL OR closed_at_ts_ms >= ?)"
+            " ORDER BY created_at_ts_ms DESC, id DESC LIMIT 1",
+            [symbol, venue, venue, ts_ms, ts_ms],
+        ).fetchone()
+        if row is None:
+            return None
+        return row[0], LegSide.LONG if row[1] == venue else LegSide.SHORT
+
     def latest_funding_ts_ms(self, venue: str) -> int | None:
         """Timestamp of the newest stored funding payment on ``venue``."""
         row = self._db.execute(

@@ -31,28 +31,36 @@ class RestoreMixin(SpotMixin, EngineCore):
     async def record_funding(self, payments: Iterable[FundingPayment]) -> int:
         """Persist funding payments against the position that owns each (venue, symbol).
 
-        Deduplicated by payment id; returns how many were new."""
-        rows = []
+        Deduplicated by payment id; returns how many were new. A payment read after its position
+        closed (the venue settled between the last funding read and the close; a live venue's
+        history is read later) belongs to the position that held the leg at the payment's time."""
+        rows: list[tuple[FundingPayment, LegSide | None, str | None]] = []
         for payment in payments:
             owner = self.owner_of(payment.venue, payment.symbol)
-            rows.append((payment, owner, owner[0].position_id if owner else None))
+            if owner is not None:
+                rows.append((payment, owner[1], owner[0].position_id))
+                continue
+            held = await self.store.position_holding_at(payment.venue, payment.symbol, payment.ts_ms)
+            rows.append((payment, held[1] if held else None, held[0] if held else None))
         if not rows:
             return 0
 
         def write(s: Any) -> list[bool]:
             # One transaction for the whole batch (one settlement instant pays many legs at once).
             with s.transaction():
-                return [s.record_funding_payment(p, pid, owner[1].value if owner else None) for p, owner, pid in rows]
+                return [s.record_funding_payment(p, pid, leg.value if leg else None) for p, leg, pid in rows]
 
         recorded = await self.store.run(write)
         new = 0
-        for (payment, owner, position_id), is_new in zip(rows, recorded):
+        for (payment, _leg, position_id), is_new in zip(rows, recorded):
             if not is_new:
                 continue
             new += 1
-            if position_id is not None:
+            if position_id is not None and position_id in self.positions:
                 self.funding_usd[position_id] = self.funding_usd.get(position_id, ZERO) + payment.amount_usd
-            if owner is None:
+            elif position_id is not None:  # a position already retired from memory
+                self.retired_funding_usd += payment.amount_usd
+            if position_id is None:
                 await self._event("funding_unowned", None, "warning",
                                   f"funding on {payment.venue} {payment.symbol} with no owning position")
         return new
