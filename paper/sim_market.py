@@ -17,8 +17,9 @@ to the venue's decimals):
 
 Time moves only through ``advance_to``, in fixed steps on an absolute grid (multiples of
 ``step_seconds`` since the epoch, so every hour boundary is a step). Everything is a function
-of the seed and the ``advance_to`` calls: the market's random numbers come from one
-``random.Random(seed)`` drawn in a fixed order each step; faults draw from a second generator,
+of the seed and the ``advance_to`` calls: the market's random numbers come from one numpy
+generator (``PCG64(seed)``) drawn in a fixed order each step, every process of every key updated at
+once as arrays (a step of 5,000 keys costs well under a millisecond); faults draw from a second generator,
 so enabling them does not change the prices or rates; books use a hash, not a generator, so
 asking for them never changes what comes next.
 
