@@ -552,7 +552,7 @@ def _close_look(
 
 # Close looks of recent legs by quote identity (entries keep the objects they were computed from).
 _LEG_CACHE: dict[int, tuple] = {}
-_LEG_CACHE_SIZE = 2048
+_LEG_CACHE_SIZE = 256
 
 
 def _common_size(
@@ -611,7 +611,7 @@ def _sized(snapshot: MarketSnapshot, symbol: str, long_leg: _Leg, short_leg: _Le
 
 # Sizings of recent pairs, by the legs' quote identity (entries keep the objects they came from).
 _SIZED_CACHE: dict[tuple, tuple] = {}
-_PAIR_CACHE_SIZE = 1024
+_PAIR_CACHE_SIZE = 128
 
 
 def _size_pair(long_leg: _Leg, short_leg: _Leg, long_inst: Instrument | None, short_inst: Instrument | None,
@@ -734,7 +734,7 @@ def _evaluate_now(symbol: str, long_leg: _Leg, short_leg: _Leg, sized: _Sized, p
 # objects it was computed from and is used only when the very same objects come again (an id alone
 # could be reused by a new object once the old one is gone). Bounded: cleared when full.
 _BOOK_COSTS_CACHE: dict[tuple, tuple] = {}
-_BOOK_COSTS_CACHE_SIZE = 512
+_BOOK_COSTS_CACHE_SIZE = 64
 
 
 def _book_costs_memo(long_book, short_book, long_fees: FeeSchedule, short_fees: FeeSchedule, size: Decimal,
