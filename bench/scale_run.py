@@ -76,7 +76,12 @@ async def run(symbols: int, venues: int, speed: float, wall_seconds: float, warm
         counts = {k: v - warm[k] for k, v in counts.items()}
         sim_hours = (clock.now_ms() - sim_start) / 3_600_000
         lag = app.lag_report() if hasattr(app, "lag_report") else None
-        status = await app.status_line()
+        if hasattr(app, "status_line"):  # the reference tree
+            status = await app.status_line()
+        else:
+            from bot.ops.terminal import status_line
+
+            status = status_line(app)
         events = await app.store.list_events(kind="loop_behind") if hasattr(app, "lag_report") else []
         await app.close()
     out = {

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 CONTROL_HALT_KEY = "control.halt"
 CONTROL_FLATTEN_KEY = "control.flatten"
 FORECAST_LEVELS_KEY = "forecast.levels"
+FORECAST_SAVE_INTERVAL_MS = 15 * 60_000  # reconciliation saves the forecast levels at most this often (clock time)
 MS_PER_HOUR = 3_600_000
 
 
@@ -77,10 +78,12 @@ class Application:
         self.catch_up = MarketCatchUp(settings.sim.step_seconds)
         self.status_view: StatusView | None = None
         self._said_behind = False
+        self._forecast_saved_ms: int | None = None
         self.ranking = RankingSource(RankSettings(
             notional_usd=self.params.notional_usd, horizon_hours=self.params.horizon_hours,
             max_quote_age_ms=self.params.max_quote_age_ms, estimated_slippage_bps=self.params.estimated_slippage_bps,
-            execution=self.params.execution, pair_kinds=self.params.pair_kinds))
+            execution=self.params.execution, pair_kinds=self.params.pair_kinds,
+            min_expected_net_usd=self.params.entry.min_expected_net_usd))
         self.pacers = {
             "feed": self._pacer("feed", settings.sim.step_seconds),
             "strategy": self._pacer("strategy", settings.strategy.loop_interval_seconds, first_delay_s=0.0),
@@ -150,10 +153,17 @@ class Application:
                              f"spread forecast warmed up on {len(settlements)} settlement(s) of the last "
                              f"{self.settings.forecast.warmup_hours} h")
 
-    async def save_forecast(self) -> None:
-        """Persist the forecast's levels (kv), so a restart continues from them."""
-        if self.store is not None:
-            await self.store.set_kv(FORECAST_LEVELS_KEY, self.forecaster.to_text(), self.clock.now_ms())
+    async def save_forecast(self, *, at_most_every_ms: int = 0) -> None:
+        """Persist the forecast's levels (kv), so a restart continues from them. With
+        ``at_most_every_ms`` a save within that much clock time of the previous one is skipped
+        (the text holds every leg: thousands of lines with a large universe)."""
+        if self.store is None:
+            return
+        now = self.clock.now_ms()
+        if at_most_every_ms and self._forecast_saved_ms is not None and now - self._forecast_saved_ms < at_most_every_ms:
+            return
+        await self.store.set_kv(FORECAST_LEVELS_KEY, self.forecaster.to_text(), now)
+        self._forecast_saved_ms = now
 
     async def close(self) -> None:
         if self.store is not None:
@@ -212,10 +222,15 @@ class Application:
 
     def _record_quotes(self, now_ms: int) -> None:
         # Only each venue's freshest quote matters to its stale-data breaker: one update per venue.
-        latest: dict[str, int] = {}
-        for quote in self.market.quotes():
-            if quote.ts_ms > latest.get(quote.venue, -1):
-                latest[quote.venue] = quote.ts_ms
+        # A feed that can tell it without building every quote (the simulated market) is asked so.
+        per_venue = getattr(self.market, "latest_quote_ts_by_venue", None)
+        if callable(per_venue):
+            latest: dict[str, int] = per_venue()
+        else:
+            latest = {}
+            for quote in self.market.quotes():
+                if quote.ts_ms > latest.get(quote.venue, -1):
+                    latest[quote.venue] = quote.ts_ms
         for venue, ts_ms in latest.items():
             self._apply_board(self.board.record_quote(venue, ts_ms, now_ms))
 
@@ -284,7 +299,8 @@ class Application:
 
     async def reconcile_step(self) -> None:
         assert self.engine is not None
-        await self.save_forecast()
+        # A level's half-life is weeks: a restart after a crash loses at most minutes of it.
+        await self.save_forecast(at_most_every_ms=FORECAST_SAVE_INTERVAL_MS)
         findings = await self.engine.reconcile()
         for finding in findings:
             await self.event(f"reconcile_{finding.kind}", "warning",

@@ -86,6 +86,12 @@ class SpreadForecaster:
 
     params: ForecastParams = field(default_factory=ForecastParams)
     legs: dict[tuple[str, str], LegLevel] = field(default_factory=dict)
+    # key -> (source quote, level it was forecast at, forecast quote): an unchanged quote of a leg
+    # whose level did not move keeps its forecast quote object, so an incremental ranking sees
+    # only the keys that really changed (``bot.incremental.changed_keys`` compares identity).
+    _issued: dict[tuple[str, str], tuple[FundingQuote, Decimal, FundingQuote]] = field(default_factory=dict)
+    # key -> the quote object last observed: the same object again carries nothing new
+    _observed: dict[tuple[str, str], FundingQuote] = field(default_factory=dict)
 
     def observe(self, venue: str, symbol: str, ts_ms: int, hourly_rate: Decimal) -> None:
         leg = self.legs.get((venue, symbol))
@@ -94,8 +100,17 @@ class SpreadForecaster:
         leg.observe(ts_ms, hourly_rate, self.params.level_half_life_hours)
 
     def observe_quotes(self, quotes: dict[tuple[str, str], FundingQuote] | list[FundingQuote], now_ms: int) -> None:
-        """Every usable quote's current hourly rate, as of ``now_ms``."""
+        """Every usable quote's current hourly rate, as of ``now_ms``. A quote object already
+        observed (a feed that did not update the key) is skipped: its rate held since, and the
+        time it held is folded into the level at the leg's next update (the same level in exact
+        arithmetic; a market that issues new quote objects each step, like the simulated market
+        and the replay, is observed exactly as before)."""
+        observed = self._observed
         for q in quotes.values() if isinstance(quotes, dict) else quotes:
+            key = (q.venue, q.symbol)
+            if observed.get(key) is q:
+                continue
+            observed[key] = q
             hourly = q.hourly_rate_or_none
             if hourly is not None and not is_spot(q.venue):  # spot funding is 0 by definition
                 self.observe(q.venue, q.symbol, now_ms, hourly)
@@ -117,14 +132,28 @@ class SpreadForecaster:
         if self.params.mode == "persistent":
             return snapshot
         quotes = {}
+        issued, legs = self._issued, self.legs
+        fresh: dict[tuple[str, str], tuple[FundingQuote, Decimal, FundingQuote]] = {}
         for key, q in snapshot.quotes.items():
             hourly = q.hourly_rate_or_none
-            quotes[key] = q if hourly is None else FundingQuote(
-                venue=q.venue, symbol=q.symbol, rate_per_interval=q.rate_per_interval,
-                interval_hours=q.interval_hours, next_funding_ts_ms=q.next_funding_ts_ms,
-                mark_price=q.mark_price, ts_ms=q.ts_ms, mark_is_reference=q.mark_is_reference,
-                # A spot leg pays no funding: its forecast is exactly 0 (never a fitted level).
-                forecast_hourly_rate=ZERO if is_spot(q.venue) else self.leg_forecast(q.venue, q.symbol, hourly))
+            if hourly is None:
+                quotes[key] = q
+                continue
+            leg = legs.get((q.venue, q.symbol))
+            level = leg.level if leg is not None else ZERO
+            previous = issued.get(key)
+            if previous is not None and previous[0] is q and previous[1] == level:
+                out = previous[2]  # same quote, same level: the very same forecast
+            else:
+                out = FundingQuote(
+                    venue=q.venue, symbol=q.symbol, rate_per_interval=q.rate_per_interval,
+                    interval_hours=q.interval_hours, next_funding_ts_ms=q.next_funding_ts_ms,
+                    mark_price=q.mark_price, ts_ms=q.ts_ms, mark_is_reference=q.mark_is_reference,
+                    # A spot leg pays no funding: its forecast is exactly 0 (never a fitted level).
+                    forecast_hourly_rate=ZERO if is_spot(q.venue) else self.params.leg_forecast(level, hourly))
+            quotes[key] = out
+            fresh[key] = (q, level, out)
+        self._issued = fresh
         return replace(snapshot, quotes=quotes)
 
     # -- persistence (the levels survive a restart through the database's kv table) ----------

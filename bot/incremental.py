@@ -4,9 +4,13 @@ The scanner ranks a whole snapshot. With thousands of (venue, symbol) keys and a
 a few of them at a time, re-ranking everything per change is wasted work. ``IncrementalRanker``
 keeps, per symbol, the scanner's own best pair for that symbol alone (``rank_opportunities`` on a
 one-symbol view of the snapshot, limit 1, so the scoring stays the scanner's, whatever it is) in
-one sorted list of symbols. A change to a (venue, symbol) key re-ranks that symbol only and
-re-files it. ``top(n)`` takes the ``n`` best symbols of that list, ranks each of them ``n`` deep
-(cached until the symbol changes) and returns the first ``n`` of their pairs.
+one sorted list of symbols. A change to a (venue, symbol) key does not rank anything: the symbol
+leaves the list and is filed as pending under the scanner's cheap first bound of its best net
+(``symbol_bound_usd``: rates and fees only, no book). ``top(n)`` first ranks the pending symbols
+whose bound reaches the ``n``-th listed net (best bound first; a symbol below it cannot enter the
+first ``n``, so most changes never cost a ranking), then takes the ``n`` best symbols of the list,
+ranks each of them ``n`` deep (cached until the symbol changes) and returns the first ``n`` of
+their pairs (kept until one of the head symbols changes).
 
 Why that is exact: if a symbol's pair is k-th (k <= n) in one full ranking, at most k - 1 pairs,
 so at most k - 1 other symbols' best pairs, rank above it; its symbol is among the ``n`` best
@@ -27,7 +31,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from bot.core.domain import ExecutionMode, MarketSnapshot, Opportunity, PairKind
-from bot.scanner import DEFAULT_ESTIMATED_SLIPPAGE_BPS, rank_opportunities, ranking_key
+from bot.scanner import DEFAULT_ESTIMATED_SLIPPAGE_BPS, rank_opportunities, ranking_key, symbol_bound_usd
 
 Key = tuple[str, str]
 
@@ -42,6 +46,10 @@ class RankSettings:
     estimated_slippage_bps: Decimal = DEFAULT_ESTIMATED_SLIPPAGE_BPS
     execution: ExecutionMode = ExecutionMode.TAKER
     pair_kinds: frozenset[PairKind] = frozenset({PairKind.PERP_PERP})
+    # Only opportunities with at least this expected net are ranked (None: all). The strategy asks
+    # for its entry minimum: nothing below it can be entered, and without a floor a market where
+    # nothing pays (the usual case with hundreds of symbols) makes the search cost every pair.
+    min_expected_net_usd: Decimal | None = None
 
 
 def full_rank(snapshot: MarketSnapshot, settings: RankSettings, limit: int | None) -> list[Opportunity]:
@@ -49,7 +57,7 @@ def full_rank(snapshot: MarketSnapshot, settings: RankSettings, limit: int | Non
     return rank_opportunities(snapshot, notional_usd=settings.notional_usd, horizon_hours=settings.horizon_hours,
                               max_quote_age_ms=settings.max_quote_age_ms, limit=limit,
                               estimated_slippage_bps=settings.estimated_slippage_bps, execution=settings.execution,
-                              pair_kinds=settings.pair_kinds)
+                              pair_kinds=settings.pair_kinds, min_expected_net_usd=settings.min_expected_net_usd)
 
 
 class IncrementalRanker:
@@ -66,6 +74,9 @@ class IncrementalRanker:
         self._expiry: list[tuple[int, int, str]] = []  # heap of (expires_ts_ms, version, symbol)
         self._version: dict[str, int] = {}
         self._deep: dict[str, list[Opportunity]] = {}  # symbol -> its per_symbol best pairs (lazy)
+        self._dirty: dict[str, tuple[int, Decimal]] = {}  # symbol -> (version, bound): changed, not re-ranked yet
+        self._dirty_heap: list[tuple[Decimal, int, str]] = []  # (-bound, version, symbol)
+        self._top: dict[int, list[Opportunity]] = {}  # n -> last top(n), until a head symbol changes
         self.reranked = 0  # symbols re-ranked so far (for benchmarks)
 
     # ------------------------------------------------------------------ building
@@ -77,10 +88,13 @@ class IncrementalRanker:
         self._expiry.clear()
         self._version.clear()
         self._deep.clear()
+        self._top.clear()
+        self._dirty.clear()
+        self._dirty_heap.clear()
         for venue, symbol in snapshot.quotes:
             self._venues_of.setdefault(symbol, set()).add(venue)
         for symbol in list(self._venues_of):
-            self._rerank(snapshot, symbol)
+            self._mark_dirty(snapshot, symbol)
 
     def apply(self, snapshot: MarketSnapshot, changed: Iterable[Key]) -> set[str]:
         """``changed`` keys now hold new (or no) quotes/books in ``snapshot``: re-rank their symbols
@@ -94,7 +108,7 @@ class IncrementalRanker:
                 venues.discard(venue)
             symbols.add(symbol)
         for symbol in symbols:
-            self._rerank(snapshot, symbol)
+            self._mark_dirty(snapshot, symbol)
         return symbols
 
     def top(self, snapshot: MarketSnapshot, n: int) -> list[Opportunity]:
@@ -108,11 +122,16 @@ class IncrementalRanker:
             _, ver, symbol = heapq.heappop(expiry)
             if version.get(symbol) == ver:
                 self._rerank(snapshot, symbol)
+        self._resolve_dirty(snapshot, n)
+        cached = self._top.get(n)
+        if cached is not None:
+            return list(cached)
         candidates: list[Opportunity] = []
         for _, best in self._merged[:n]:
             candidates.extend(self._deep_list(snapshot, best.symbol, n))
         candidates.sort(key=ranking_key)
-        return candidates[:n]
+        self._top[n] = candidates = candidates[:n]
+        return list(candidates)
 
     def cross_check(self, snapshot: MarketSnapshot, n: int) -> list[tuple[Opportunity | None, Opportunity | None]]:
         """Differences between ``top(n)`` and a full ranking ([] when equal)."""
@@ -123,6 +142,11 @@ class IncrementalRanker:
         mine = mine + [None] * (width - len(mine))
         full = full + [None] * (width - len(full))
         return [(a, b) for a, b in zip(mine, full) if a != b]
+
+    @property
+    def pending_symbols(self) -> frozenset[str]:
+        """Symbols changed since they were last ranked (filed under their bound only)."""
+        return frozenset(self._dirty)
 
     @property
     def symbols(self) -> int:
@@ -167,27 +191,94 @@ class IncrementalRanker:
                 heapq.heappush(self._expiry, (oldest + self.settings.max_quote_age_ms, self._version[symbol], symbol))
         return deep[:n]
 
-    def _rerank(self, snapshot: MarketSnapshot, symbol: str) -> None:
-        self.reranked += 1
+    def _mark_dirty(self, snapshot: MarketSnapshot, symbol: str) -> None:
+        """The symbol changed: drop its ranked pair and file it under an upper bound of its best net
+        (no book read). ``top`` re-ranks it only if that bound could reach the top."""
         self._deep.pop(symbol, None)
+        self._remove_entries(symbol)
+        venues = self._venues_of.get(symbol)
+        if not venues:
+            self._venues_of.pop(symbol, None)
+            self._version.pop(symbol, None)
+            self._dirty.pop(symbol, None)
+            return
+        ver = self._version.get(symbol, 0) + 1
+        self._version[symbol] = ver  # its pending expiry entries are void now
+        get = snapshot.quotes.get
+        quotes = [q for venue in venues if (q := get((venue, symbol))) is not None]
+        s = self.settings
+        bound = symbol_bound_usd(snapshot, quotes, notional_usd=s.notional_usd, horizon_hours=s.horizon_hours,
+                                 max_quote_age_ms=s.max_quote_age_ms, estimated_slippage_bps=s.estimated_slippage_bps,
+                                 execution=s.execution)
+        floor = s.min_expected_net_usd
+        if bound is None or (floor is not None and bound < floor):
+            # fewer than two usable quotes, or nothing that can reach the floor: no pair now, and
+            # time only makes quotes stale (the bound only falls)
+            self._dirty.pop(symbol, None)
+            return
+        self._dirty[symbol] = (ver, bound)
+        heapq.heappush(self._dirty_heap, (-bound, ver, symbol))
+        if len(self._dirty_heap) > 4 * len(self._dirty) + 64:  # drop the void entries
+            self._dirty_heap = [(-b, v, sym) for sym, (v, b) in self._dirty.items()]
+            heapq.heapify(self._dirty_heap)
+
+    def _resolve_dirty(self, snapshot: MarketSnapshot, n: int) -> None:
+        """Re-rank the changed symbols whose bound reaches the ``n``-th ranked pair's net (ties
+        included), best bound first; the others cannot enter the first ``n`` and stay pending."""
+        heap, dirty, merged = self._dirty_heap, self._dirty, self._merged
+        while heap:
+            neg_bound, ver, symbol = heap[0]
+            pending = dirty.get(symbol)
+            if pending is None or pending[0] != ver:
+                heapq.heappop(heap)
+                continue
+            if len(merged) >= n and -neg_bound < -merged[n - 1][0][0]:
+                return
+            heapq.heappop(heap)
+            del dirty[symbol]
+            self._rerank(snapshot, symbol, deep=True)
+
+    def _remove_entries(self, symbol: str) -> None:
         merged = self._merged
+        # The cached top lists hold only the head symbols' pairs: they stay valid while this symbol
+        # neither was nor becomes one of the first ``per_symbol`` (>= any n asked) symbols.
+        head = self.per_symbol
         for entry in self._pairs_of.pop(symbol, ()):
             i = bisect.bisect_left(merged, entry)
             if i < len(merged) and merged[i] is entry:
                 del merged[i]
             else:  # equal keys can only be this very entry; fall back to a scan
-                merged.remove(entry)
+                i = merged.index(entry)
+                del merged[i]
+            if i < head:
+                self._top.clear()
+
+    def _rerank(self, snapshot: MarketSnapshot, symbol: str, *, deep: bool = False) -> None:
+        """Rank the symbol alone: its best pair is filed in the list; with ``deep`` (a symbol likely
+        to reach the head) ``per_symbol`` deep at once, kept as its deep list (one ranking, not two:
+        a ranking's first pair is the ranking with limit 1)."""
+        self.reranked += 1
+        self._deep.pop(symbol, None)
+        self._dirty.pop(symbol, None)
+        self._remove_entries(symbol)
+        merged = self._merged
+        head = self.per_symbol
         venues = self._venues_of.get(symbol)
         if not venues:
             self._venues_of.pop(symbol, None)
             self._version.pop(symbol, None)
             return
         view, oldest = self._view(snapshot, symbol)
-        ranked = full_rank(view, self.settings, 1)
+        ranked = full_rank(view, self.settings, self.per_symbol if deep else 1)
+        if deep:
+            self._deep[symbol] = ranked
         entries = []
-        for opp in ranked:
+        for opp in ranked[:1]:
             entry = (ranking_key(opp), opp)
-            bisect.insort(merged, entry)
+            i = bisect.bisect_right(merged, entry)
+            merged.insert(i, entry)
+            if i < head:
+                self._top.clear()
             entries.append(entry)
         oldest = self._oldest_book(snapshot, symbol, ranked, oldest)
         if entries:

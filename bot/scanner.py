@@ -234,6 +234,38 @@ def rank_opportunities(
     return results
 
 
+def symbol_bound_usd(
+    snapshot: MarketSnapshot,
+    quotes: Collection[FundingQuote],
+    *,
+    notional_usd: Decimal,
+    horizon_hours: Decimal,
+    max_quote_age_ms: int,
+    liquidity: Liquidity = Liquidity.TAKER,
+    estimated_slippage_bps: Decimal = DEFAULT_ESTIMATED_SLIPPAGE_BPS,
+    max_price_divergence: Decimal = DEFAULT_MAX_PRICE_DIVERGENCE,
+    execution: ExecutionMode = ExecutionMode.TAKER,
+) -> Decimal | None:
+    """An upper bound of the expected net of every pair ``rank_opportunities`` could rank from
+    ``quotes`` (one symbol's), the ranking's own first bound; None when fewer than two of them are
+    usable, i.e. the symbol has no pair. Cheap: no book is read. As time passes quotes only turn
+    stale, so a bound computed now stays a bound later."""
+    params = _params(snapshot, notional_usd, horizon_hours, max_quote_age_ms, liquidity, estimated_slippage_bps,
+                     max_price_divergence, execution)
+    fee_terms = _fee_terms(snapshot, params)
+    scale = horizon_hours * notional_usd
+    slack = (scale + notional_usd) * _BOUND_SLACK
+    groups = _first_pass(MarketSnapshot(now_ts_ms=snapshot.now_ts_ms, quotes={(q.venue, q.symbol): q for q in quotes},
+                                        books={}, instruments={}, fees={}), params, fee_terms, None)
+    best: Decimal | None = None
+    for group in groups.values():
+        if len(group) > 3:
+            score = group[0] - group[1]
+            bound = score * scale + slack if score > ZERO else slack
+            best = bound if best is None or bound > best else best
+    return best
+
+
 def evaluate_pair(
     snapshot: MarketSnapshot,
     symbol: str,
@@ -307,9 +339,30 @@ def _params(
     )
 
 
+# The last fee terms computed per parameter set, with the fee items they came from: an incremental
+# ranker re-ranks one symbol at a time against the same fee schedules (compared item by item; the
+# schedule objects are usually the very same, so the comparison is an identity check).
+_FEE_TERMS_CACHE: dict[tuple, tuple[tuple, dict[str, tuple[Decimal, FeeSchedule]]]] = {}
+
+
 def _fee_terms(snapshot: MarketSnapshot, params: _Params) -> dict[str, tuple[Decimal, FeeSchedule]]:
     """Per venue: (lower bound of a leg's round-trip fee + estimated slippage per hour and unit of
-    notional, ``2 f (1 -/+ d/2) / horizon`` with the sign of ``f`` picking the side; the schedule)."""
+    notional, ``2 f (1 -/+ d/2) / horizon`` with the sign of ``f`` picking the side; the schedule).
+    The result is shared between calls with equal inputs: callers never modify it."""
+    items = tuple(snapshot.fees.items())
+    key = (params.execution, params.liquidity, params.estimated, params.estimated_slippage_bps,
+           params.max_price_divergence, params.horizon_hours)
+    cached = _FEE_TERMS_CACHE.get(key)
+    if cached is not None and cached[0] == items:
+        return cached[1]
+    terms = _compute_fee_terms(snapshot, params)
+    if len(_FEE_TERMS_CACHE) >= 64:
+        _FEE_TERMS_CACHE.clear()
+    _FEE_TERMS_CACHE[key] = (items, terms)
+    return terms
+
+
+def _compute_fee_terms(snapshot: MarketSnapshot, params: _Params) -> dict[str, tuple[Decimal, FeeSchedule]]:
     half_divergence = params.max_price_divergence / _TWO
     extra = params.estimated_slippage_bps * BPS if params.estimated else ZERO
     terms: dict[str, tuple[Decimal, FeeSchedule]] = {}
@@ -488,7 +541,8 @@ def _close_look(
     (its ``hourly_rate_or_none`` is not None; checked when the quote was built) and on a venue
     with fees. Its instrument is checked when a pair is sized (``_sized``)."""
     hourly, venue = quote.rank_hourly_rate_or_none, quote.venue
-    c, fees = fee_terms[venue]
+    term = fee_terms[venue]
+    c, fees = term
     book = None
     if params.estimated:
         mid = quote.mark_price
@@ -498,12 +552,25 @@ def _close_look(
         book = snapshot.books.get((venue, symbol))
         if book is None or not book.bids or not book.asks or book.ts_ms < params.min_ts_ms:
             return None  # live: never size an order without a fresh book
+        # The rest depends only on (quote, book, fee term, spread factor): reused while they are the
+        # same objects (an incremental re-rank looks again at the legs that did not change).
+        hit = _LEG_CACHE.get(id(quote))
+        if hit is not None and hit[0] is quote and hit[1] is book and hit[2] is term and hit[3] == params.spread_factor:
+            return hit[4]
         bid, ask = book.bids[0].price, book.asks[0].price
         if not (bid.is_finite() and ask.is_finite() and ZERO < bid <= ask):
             return None
         mid = (bid + ask) / _TWO
         c += (ask - bid) / mid * params.spread_factor
+        leg = (venue, quote, hourly, hourly - c, hourly + c, fees, book, mid)
+        _remember(_LEG_CACHE, _LEG_CACHE_SIZE, id(quote), (quote, book, term, params.spread_factor, leg))
+        return leg
     return (venue, quote, hourly, hourly - c, hourly + c, fees, book, mid)
+
+
+# Close looks of recent legs by quote identity (entries keep the objects they were computed from).
+_LEG_CACHE: dict[int, tuple] = {}
+_LEG_CACHE_SIZE = 256
 
 
 def _common_size(
@@ -548,6 +615,25 @@ def _sized(snapshot: MarketSnapshot, symbol: str, long_leg: _Leg, short_leg: _Le
     long_inst, short_inst = instruments.get(long_key), instruments.get(short_key)
     if not params.estimated and (long_inst is None or short_inst is None):
         return None  # live: never size an order without the venue's lot rules
+    long_quote, short_quote = long_leg[_QUOTE], short_leg[_QUOTE]
+    memo_key = (id(long_quote), id(short_quote), params.notional_usd, params.max_price_divergence, params.estimated)
+    hit = _SIZED_CACHE.get(memo_key)
+    if (hit is not None and hit[0] is long_quote and hit[1] is short_quote and hit[2] is long_leg[_BOOK]
+            and hit[3] is short_leg[_BOOK] and hit[4] is long_inst and hit[5] is short_inst):
+        return hit[6]
+    sized = _size_pair(long_leg, short_leg, long_inst, short_inst, params)
+    _remember(_SIZED_CACHE, _PAIR_CACHE_SIZE, memo_key,
+              (long_quote, short_quote, long_leg[_BOOK], short_leg[_BOOK], long_inst, short_inst, sized))
+    return sized
+
+
+# Sizings of recent pairs, by the legs' quote identity (entries keep the objects they came from).
+_SIZED_CACHE: dict[tuple, tuple] = {}
+_PAIR_CACHE_SIZE = 128
+
+
+def _size_pair(long_leg: _Leg, short_leg: _Leg, long_inst: Instrument | None, short_inst: Instrument | None,
+               params: _Params) -> _Sized | None:
     long_mid, short_mid = long_leg[_MID], short_leg[_MID]
     if long_leg[_QUOTE].mark_is_reference and long_leg[_BOOK] is None:
         long_mid = None  # a borrowed reference price is no price of this venue: no basis against it
@@ -573,7 +659,23 @@ def _pair_execution(long_leg: _Leg, params: _Params) -> ExecutionMode:
 
 def _touch_net(long_leg: _Leg, short_leg: _Leg, sized: _Sized, params: _Params) -> Decimal:
     """Upper bound of the exact net: fees, bid-ask spread and basis as in ``book_costs``, but every
-    fill priced at the touch (walking deeper only costs more)."""
+    fill priced at the touch (walking deeper only costs more). Memoised like ``_evaluate``."""
+    long_quote, short_quote = long_leg[_QUOTE], short_leg[_QUOTE]
+    key = (id(long_quote), id(short_quote), sized, params.horizon_hours, params.liquidity, params.execution)
+    hit = _TOUCH_CACHE.get(key)
+    if (hit is not None and hit[0] is long_quote and hit[1] is short_quote and hit[2] is long_leg[_BOOK]
+            and hit[3] is short_leg[_BOOK] and hit[4] is long_leg[_FEES] and hit[5] is short_leg[_FEES]):
+        return hit[6]
+    net = _touch_net_now(long_leg, short_leg, sized, params)
+    _remember(_TOUCH_CACHE, _PAIR_CACHE_SIZE, key,
+              (long_quote, short_quote, long_leg[_BOOK], short_leg[_BOOK], long_leg[_FEES], short_leg[_FEES], net))
+    return net
+
+
+_TOUCH_CACHE: dict[tuple, tuple] = {}
+
+
+def _touch_net_now(long_leg: _Leg, short_leg: _Leg, sized: _Sized, params: _Params) -> Decimal:
     ref_price, size, long_mid, short_mid = sized
     long_book, short_book = long_leg[_BOOK], short_leg[_BOOK]
     rates = leg_fee_rates(long_leg[_FEES], short_leg[_FEES], _pair_execution(long_leg, params), params.liquidity)
@@ -589,12 +691,33 @@ def _touch_net(long_leg: _Leg, short_leg: _Leg, sized: _Sized, params: _Params) 
 
 
 def _evaluate(symbol: str, long_leg: _Leg, short_leg: _Leg, sized: _Sized, params: _Params) -> Opportunity | None:
+    """The exact opportunity of a sized pair. Memoised on the legs' objects (quotes, books, fee
+    schedules) and the sizing: an incremental re-rank evaluates again the pairs that did not change."""
+    long_quote, short_quote = long_leg[_QUOTE], short_leg[_QUOTE]
+    key = (id(long_quote), id(short_quote), sized, params.horizon_hours, params.notional_usd, params.liquidity,
+           params.execution, params.estimated, params.estimated_slippage_bps)
+    hit = _EVALUATE_CACHE.get(key)
+    if (hit is not None and hit[0] is long_quote and hit[1] is short_quote and hit[2] is long_leg[_BOOK]
+            and hit[3] is short_leg[_BOOK] and hit[4] is long_leg[_FEES] and hit[5] is short_leg[_FEES]
+            and hit[6] == symbol):
+        return hit[7]
+    opp = _evaluate_now(symbol, long_leg, short_leg, sized, params)
+    _remember(_EVALUATE_CACHE, _EVALUATE_CACHE_SIZE, key,
+              (long_quote, short_quote, long_leg[_BOOK], short_leg[_BOOK], long_leg[_FEES], short_leg[_FEES], symbol, opp))
+    return opp
+
+
+_EVALUATE_CACHE: dict[tuple, tuple] = {}
+_EVALUATE_CACHE_SIZE = _PAIR_CACHE_SIZE
+
+
+def _evaluate_now(symbol: str, long_leg: _Leg, short_leg: _Leg, sized: _Sized, params: _Params) -> Opportunity | None:
     ref_price, size, long_mid, short_mid = sized
     long_book, short_book = long_leg[_BOOK], short_leg[_BOOK]
     if long_book is not None and short_book is not None:
         try:
-            costs = book_costs(long_book, short_book, long_leg[_FEES], short_leg[_FEES], size, params.liquidity,
-                               _pair_execution(long_leg, params))
+            costs = _book_costs_memo(long_book, short_book, long_leg[_FEES], short_leg[_FEES], size, params,
+                                     _pair_execution(long_leg, params))
         except ArithmeticError:  # NaN/infinite levels deep in a book: bad data, skip the pair
             return None
         if costs is None:
@@ -630,3 +753,32 @@ def _evaluate(symbol: str, long_leg: _Leg, short_leg: _Leg, sized: _Sized, param
         size_base=size,
         current_spread_hourly=short_quote.hourly_rate_or_none - long_quote.hourly_rate_or_none,
     )
+
+
+# Book walks of recent (book, book, fees, size) combinations. Books and fee schedules are immutable,
+# so a pair re-ranked after a funding-rate change (same books) reuses its walk: the entry keeps the
+# objects it was computed from and is used only when the very same objects come again (an id alone
+# could be reused by a new object once the old one is gone). Bounded: cleared when full.
+_BOOK_COSTS_CACHE: dict[tuple, tuple] = {}
+_BOOK_COSTS_CACHE_SIZE = 64
+
+
+def _book_costs_memo(long_book, short_book, long_fees: FeeSchedule, short_fees: FeeSchedule, size: Decimal,
+                     params: _Params, execution: ExecutionMode):
+    key = (id(long_book), id(short_book), id(long_fees), id(short_fees), size, params.liquidity, execution)
+    hit = _BOOK_COSTS_CACHE.get(key)
+    if hit is not None and hit[0] is long_book and hit[1] is short_book and hit[2] is long_fees \
+            and hit[3] is short_fees:
+        return hit[4]
+    costs = book_costs(long_book, short_book, long_fees, short_fees, size, params.liquidity, execution)
+    _remember(_BOOK_COSTS_CACHE, _BOOK_COSTS_CACHE_SIZE, key, (long_book, short_book, long_fees, short_fees, costs))
+    return costs
+
+
+def _remember(cache: dict, size: int, key, value) -> None:
+    """Store ``value`` in a bounded memo; when full, the older half (insertion order) is dropped,
+    so a burst of one-off entries (a full ranking) does not flush what incremental re-ranks reuse."""
+    if len(cache) >= size:
+        for old in list(itertools.islice(cache, size // 2)):
+            del cache[old]
+    cache[key] = value

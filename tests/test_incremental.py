@@ -37,6 +37,7 @@ def test_rebuild_equals_a_full_ranking() -> None:
     assert full, "the simulated market offers opportunities"
     assert ranker.top(snapshot, 5) == full
     assert ranker.cross_check(snapshot, 5) == []
+    assert ranker.reranked < ranker.symbols, "start-up ranks only the symbols whose bound can reach the top"
 
 
 def test_single_key_updates_re_rank_one_symbol_and_stay_equal_to_a_full_ranking() -> None:
@@ -62,9 +63,14 @@ def test_single_key_updates_re_rank_one_symbol_and_stay_equal_to_a_full_ranking(
         assert changed == {key}
         before = ranker.reranked
         assert ranker.apply(new, changed) == {symbol}
-        assert ranker.reranked == before + 1, "only the changed symbol is re-ranked"
+        assert ranker.reranked == before, "a change only files the symbol under its bound"
+        pending = ranker.pending_symbols
+        assert symbol in pending or key not in quotes  # (a symbol left with one quote has no pair)
         snapshot = new
         assert ranker.top(snapshot, 5) == full_rank(snapshot, SETTINGS, 5)
+        # only pending (changed, not yet ranked) symbols are ranked, and only those that could reach the top
+        assert ranker.reranked - before <= len(pending)
+        assert ranker.reranked - before < 25, "most changed symbols stay pending below the top's bound"
 
 
 def test_results_expire_when_their_quotes_turn_stale() -> None:
@@ -110,3 +116,60 @@ def test_ranking_source_is_incremental_when_quiet_and_full_when_busy() -> None:
     full_before = source.full_passes
     assert source.ranked(busy) == full_rank(busy, SETTINGS, 5)
     assert source.full_passes == full_before + 1
+
+
+@pytest.mark.parametrize("floor_rank", [0, 2, 6])
+def test_a_net_floor_ranks_only_what_can_reach_it_and_equals_a_full_ranking_with_it(floor_rank: int) -> None:
+    """With the strategy's entry minimum as a floor, changed symbols whose bound is below it are
+    never ranked, and the result is still the full ranking's (floored) first n."""
+    rng = random.Random(floor_rank)
+    snapshot = take_snapshot(_market(), START_MS + 60_000)
+    unfloored = full_rank(snapshot, SETTINGS, 8)
+    assert len(unfloored) == 8
+    floor = unfloored[floor_rank].expected_net if floor_rank < 8 else Decimal(10**9)
+    settings = dataclasses.replace(SETTINGS, min_expected_net_usd=floor)
+    ranker = IncrementalRanker(settings, per_symbol=5)
+    ranker.rebuild(snapshot)
+    assert ranker.top(snapshot, 5) == full_rank(snapshot, settings, 5) == [o for o in unfloored[:5] if o.expected_net >= floor]
+    keys = sorted(snapshot.quotes)
+    for _ in range(60):
+        key = rng.choice(keys)
+        quotes = dict(snapshot.quotes)
+        old = quotes[key]
+        quotes[key] = dataclasses.replace(
+            old, rate_per_interval=old.rate_per_interval + Decimal(rng.randint(-400, 400)) * Decimal("0.000001"))
+        snapshot = _with_quotes(snapshot, quotes)
+        ranker.apply(snapshot, {key})
+        assert ranker.top(snapshot, 5) == full_rank(snapshot, settings, 5)
+        assert all(o.expected_net >= floor for o in ranker.top(snapshot, 5))
+    assert ranker.reranked < 40, "symbols that cannot reach the floor are never ranked"
+
+
+def test_with_the_spread_forecast_a_quiet_feed_takes_the_incremental_path() -> None:
+    """Forecast quotes keep their identity while the source quote and the leg's level do not
+    change, so only the keys a feed moved are re-forecast and re-ranked (and the result still
+    equals a full ranking of the forecast snapshot)."""
+    from bot.forecast import SpreadForecaster
+    from bot.incremental import RankingSource
+
+    rng = random.Random(3)
+    snapshot = take_snapshot(_market(symbols=60, venues=5), START_MS + 60_000)
+    forecaster = SpreadForecaster()
+    source = RankingSource(SETTINGS, 5, cross_check_every=5)
+    forecaster.observe_quotes(snapshot.quotes, snapshot.now_ts_ms)
+    previous = forecaster.forecast_snapshot(snapshot)
+    assert source.ranked(previous) == full_rank(previous, SETTINGS, 5)
+    keys = sorted(snapshot.quotes)
+    for n in range(1, 21):
+        quotes = dict(snapshot.quotes)
+        moved = set(rng.sample(keys, 2))
+        for key in moved:
+            old = quotes[key]
+            quotes[key] = dataclasses.replace(old, rate_per_interval=old.rate_per_interval * Decimal("1.5"))
+        snapshot = _with_quotes(snapshot, quotes, START_MS + 60_000 + n * 1_000)
+        forecaster.observe_quotes(snapshot.quotes, snapshot.now_ts_ms)
+        forecast = forecaster.forecast_snapshot(snapshot)
+        assert changed_keys(dict(previous.quotes), dict(forecast.quotes)) == moved
+        assert source.ranked(forecast) == full_rank(forecast, SETTINGS, 5)
+        previous = forecast
+    assert source.incremental_passes >= 19 and source.cross_check_failures == 0

@@ -397,3 +397,15 @@ def test_funding_stats_on_a_hand_made_series() -> None:
     assert s.mean_hourly == Decimal("0.00000875")  # (12.5 + 20 - 10 + 12.5) / 4 micro
     assert s.spike_freq == 0
     assert s.cadence_hours == Decimal(8)
+
+
+def test_latest_quote_time_per_venue_equals_the_freshest_quote_of_each_venue() -> None:
+    """The stale-data breakers' cheap read agrees with scanning every quote, faults included."""
+    faults = SimFaults(stale_quote_prob=0.3, absurd_quote_prob=0.2, outage_prob=0.2)
+    m = market(seed=4, symbol_count=6, faults=faults)
+    for step in range(1, 40):
+        m.advance_to(START + step * 60_000)
+        expected: dict[str, int] = {}
+        for q in m.quotes():
+            expected[q.venue] = max(expected.get(q.venue, -1), q.ts_ms)
+        assert m.latest_quote_ts_by_venue() == expected
