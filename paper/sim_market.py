@@ -236,6 +236,17 @@ class SimulatedMarket:
                 best = max(best, quote.ts_ms)
             if best >= 0:
                 out[profile.name] = best
+        n_t = len(self._traits)
+        for m, market in enumerate(self._spot_names):  # spot markets: their own quotes, same rule
+            best = -1
+            for j in range(m * n_t, (m + 1) * n_t):
+                quote = self._spot_quote(j)
+                if quote is not None:
+                    best = max(best, quote.ts_ms)
+                    if quote.ts_ms >= step_ts:
+                        break
+            if best >= 0:
+                out[market] = best
         return out
 
     def raw_quotes(self) -> list[FundingQuote]:

@@ -399,10 +399,12 @@ def test_funding_stats_on_a_hand_made_series() -> None:
     assert s.cadence_hours == Decimal(8)
 
 
-def test_latest_quote_time_per_venue_equals_the_freshest_quote_of_each_venue() -> None:
-    """The stale-data breakers' cheap read agrees with scanning every quote, faults included."""
+@pytest.mark.parametrize("spot_venues", [(), ("sim-8h",)], ids=["perps", "with_a_spot_market"])
+def test_latest_quote_time_per_venue_equals_the_freshest_quote_of_each_venue(spot_venues) -> None:
+    """The stale-data breakers' cheap read agrees with scanning every quote, faults included (spot
+    markets too: a spot market missing from it would look stale and block every carry entry)."""
     faults = SimFaults(stale_quote_prob=0.3, absurd_quote_prob=0.2, outage_prob=0.2)
-    m = market(seed=4, symbol_count=6, faults=faults)
+    m = market(seed=4, symbol_count=6, faults=faults, spot_venues=spot_venues)
     for step in range(1, 40):
         m.advance_to(START + step * 60_000)
         expected: dict[str, int] = {}
