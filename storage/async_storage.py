@@ -174,8 +174,9 @@ class AsyncStorage:
     async def list_funding_payments(self, position_id: str) -> list[FundingPayment]:
         return await self._call(self._storage.list_funding_payments, position_id)
 
-    async def position_holding_at(self, venue: str, symbol: str, ts_ms: int) -> tuple[str, LegSide] | None:
-        return await self._call(self._storage.position_holding_at, venue, symbol, ts_ms)
+    async def position_holding_at(self, venue: str, symbol: str, ts_ms: int,
+                                  clock_slack_ms: int = 0) -> tuple[str, LegSide] | None:
+        return await self._call(self._storage.position_holding_at, venue, symbol, ts_ms, clock_slack_ms)
 
     async def latest_funding_ts_ms(self, venue: str) -> int | None:
         return await self._call(self._storage.latest_funding_ts_ms, venue)

@@ -629,14 +629,16 @@ class Storage:
         )
         return [_funding_from_row(row) for row in rows]
 
-    def position_holding_at(self, venue: str, symbol: str, ts_ms: int) -> tuple[str, LegSide] | None:
+    def position_holding_at(self, venue: str, symbol: str, ts_ms: int,
+                            clock_slack_ms: int = 0) -> tuple[str, LegSide] | None:
         """The position (id, leg) that held ``symbol`` on ``venue`` at ``ts_ms``, closed ones included:
-        created at or before ``ts_ms`` and not closed before it (the newest such position)."""
+        created at or before ``ts_ms + clock_slack_ms`` and not closed before ``ts_ms - clock_slack_ms``
+        (the newest such position). The slack absorbs the venue's clock being off ours."""
         row = self._db.execute(
             "SELECT id, long_venue FROM positions WHERE symbol = ? AND (long_venue = ? OR short_venue = ?)"
             " AND created_at_ts_ms <= ? AND (closed_at_ts_ms IS NULL OR closed_at_ts_ms >= ?)"
             " ORDER BY created_at_ts_ms DESC, id DESC LIMIT 1",
-            [symbol, venue, venue, ts_ms, ts_ms],
+            [symbol, venue, venue, ts_ms + clock_slack_ms, ts_ms - clock_slack_ms],
         ).fetchone()
         if row is None:
             return None

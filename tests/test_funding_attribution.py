@@ -68,3 +68,20 @@ async def test_funding_on_a_symbol_no_position_held_at_that_time_stays_unowned(t
         assert len(await h.store.list_events(kind="funding_unowned")) == 1
     finally:
         await h.aclose()
+
+
+async def test_a_payment_stamped_just_after_the_close_by_a_venue_clock_ahead_of_ours_is_still_owned(tmp_path):
+    h = await make_harness(tmp_path)
+    try:
+        pos = await h.engine.open_position(opportunity("AAA"), D(1), "test")
+        h.clock.advance(3600)
+        assert await h.engine.close_position(pos, "test_exit")
+        # The venue's clock runs 2 s ahead of ours: its settlement stamp is after our recorded close.
+        stamped = h.clock.now_ms() + 2_000
+        payment = FundingPayment(venue="beta", symbol="AAA", payment_id=f"beta:AAA:{stamped}", ts_ms=stamped,
+                                 rate=D("0.0001"), position_size_base=D(-1), mark_price=D(100), amount_usd=D("0.01"))
+        assert await h.engine.record_funding([payment]) == 1
+        assert [p.payment_id for p in await h.store.list_funding_payments(pos.position_id)] == [payment.payment_id]
+        assert await h.store.list_events(kind="funding_unowned") == []
+    finally:
+        await h.aclose()

@@ -23,6 +23,10 @@ from bot.engine.core import (
 from bot.engine.spot import SpotMixin
 from machines.position import PositionFsm, PositionState
 
+# A venue stamps a payment on its own clock (start-up refuses one more than 1 s off ours): a payment
+# stamped up to this long after a position's close (or before its creation) is still that position's.
+FUNDING_CLOCK_SLACK_MS = 5_000
+
 
 class RestoreMixin(SpotMixin, EngineCore):
     """Reloads state and records funding."""
@@ -40,7 +44,8 @@ class RestoreMixin(SpotMixin, EngineCore):
             if owner is not None:
                 rows.append((payment, owner[1], owner[0].position_id))
                 continue
-            held = await self.store.position_holding_at(payment.venue, payment.symbol, payment.ts_ms)
+            held = await self.store.position_holding_at(payment.venue, payment.symbol, payment.ts_ms,
+                                                        FUNDING_CLOCK_SLACK_MS)
             rows.append((payment, held[1] if held else None, held[0] if held else None))
         if not rows:
             return 0
