@@ -9,6 +9,7 @@ reads the mode's own database.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -117,6 +118,7 @@ def test_paper_on_live_data_opens_hedged_on_paper_sends_nothing_and_flattens(tmp
     assert {(lv, sv) for _i, lv, sv, _s in positions} <= {("bybit", "hyperliquid"), ("hyperliquid", "bybit")}
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     fills = conn.execute("SELECT venue, price FROM fills").fetchall()
+    filled_ids = {row[0] for row in conn.execute("SELECT DISTINCT position_id FROM fills")}
     conn.close()
     assert {v for v, _p in fills} == {"bybit", "hyperliquid"}  # both legs filled, on paper
     # Nothing reached the emulator: no order, no fill, no position in its own records.
@@ -126,10 +128,16 @@ def test_paper_on_live_data_opens_hedged_on_paper_sends_nothing_and_flattens(tmp
     assert emulator.call(lambda: [p for p in emulator.core.executor._positions.values() if p.size_base != 0]) == []
     # The mode's own database; the paper and live defaults were never created.
     assert not (tmp_path / "data").exists()
-    report = subprocess.run(bot_command("report", "--db", db, "--settings", settings), cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=120)
+    report = subprocess.run(bot_command("report", "--db", db, "--json", "--settings", settings), cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=120)
     assert report.returncode == 0, report.stderr[-2000:]
-    assert positions[0][0] in report.stdout or "closed" in report.stdout
+    data = json.loads(report.stdout)
+    assert data["totals"]["open_positions"] == 0
+    assert {p["id"] for p in data["positions"] if p["filled"]} == filled_ids
+    post = subprocess.run(bot_command("postmortem", positions[0][0], "--db", db, "--json", "--settings", settings),
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert post.returncode == 0, post.stderr[-2000:]
+    assert positions[0][0] in post.stdout
 
 
 @pytest.mark.parametrize("args", [["--market", "live"], ["--live", "--market", "live"]])
@@ -137,3 +145,39 @@ def test_market_live_without_paper_is_one_line(tmp_path: Path, args: list[str]) 
     proc = subprocess.run(bot_command(*args), cwd=tmp_path, env=_keyless_env(), capture_output=True, text=True,
                           timeout=120)
     assert_usage_error(proc, "--paper --market live")
+
+
+def test_the_public_session_reads_no_key_and_builds_no_executor(emulator, monkeypatch) -> None:
+    import anyio
+
+    import adapters.credentials
+    import adapters.registry as registry
+
+    def no_keys(*_a, **_k):
+        raise AssertionError("a key was looked up in --paper --market live")
+
+    monkeypatch.setattr(registry, "load_credentials", no_keys)
+    monkeypatch.setattr(adapters.credentials, "load_credentials", no_keys)
+    for name in [k for k in os.environ if any(h in k.upper() for h in KEY_HINTS)]:
+        monkeypatch.delenv(name)
+    configs = {v: registry.LiveVenueConfig(base_url=emulator.base_urls[v]) for v in ("bybit", "hyperliquid")}
+
+    async def main() -> tuple[set[str], set[str], list[object]]:
+        session = await registry.build_public_session(configs, symbols=["BTC", "ETH"])
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(session.feed.run)
+                with anyio.move_on_after(90):
+                    while not ({q.venue for q in session.feed.quotes()} == {"bybit", "hyperliquid"}
+                               and {b.venue for b in session.feed.books()} == {"bybit", "hyperliquid"}):
+                        await anyio.sleep(0.2)
+                tg.cancel_scope.cancel()
+            return ({q.venue for q in session.feed.quotes()}, {b.venue for b in session.feed.books()},
+                    [v.executor for v in session.venues])
+        finally:
+            await session.close()
+
+    quotes, books, executors = anyio.run(main)
+    assert quotes == {"bybit", "hyperliquid"} and books == {"bybit", "hyperliquid"}
+    assert executors == [None, None]
+    assert emulator.call(lambda: dict(emulator.core.executor._orders)) == {}
