@@ -140,11 +140,25 @@ def test_paper_on_live_data_opens_hedged_on_paper_sends_nothing_and_flattens(tmp
     assert positions[0][0] in post.stdout
 
 
-@pytest.mark.parametrize("args", [["--market", "live"], ["--live", "--market", "live"]])
-def test_market_live_without_paper_is_one_line(tmp_path: Path, args: list[str]) -> None:
+@pytest.mark.parametrize(("args", "named"), [
+    (["--market", "live"], "--paper --market live"),
+    (["--live", "--market", "live"], "--paper --market live"),
+    (["--paper", "--market", "live", "--speed", "10"], "--speed"),
+    (["--paper", "--market", "live"], "live.venues"),  # the shipped default lists no venue
+])
+def test_bad_market_live_combinations_are_one_line(tmp_path: Path, args: list[str], named: str) -> None:
     proc = subprocess.run(bot_command(*args), cwd=tmp_path, env=_keyless_env(), capture_output=True, text=True,
                           timeout=120)
-    assert_usage_error(proc, "--paper --market live")
+    assert_usage_error(proc, named)
+
+
+def test_paper_live_refuses_the_paper_or_live_database(tmp_path: Path) -> None:
+    settings = tmp_path / "s.toml"
+    settings.write_text('[live]\nvenues = ["bybit", "hyperliquid"]\n')
+    for db in ("data/paper.sqlite", "data/live.sqlite"):
+        proc = subprocess.run(bot_command("--paper", "--market", "live", "--settings", settings, "--db", db),
+                              cwd=tmp_path, env=_keyless_env(), capture_output=True, text=True, timeout=120)
+        assert_usage_error(proc, "bot.paper_live_db_path")
 
 
 def test_the_public_session_reads_no_key_and_builds_no_executor(emulator, monkeypatch) -> None:
