@@ -217,8 +217,6 @@ def run_paper_live(args: argparse.Namespace, settings: Settings) -> int:
         if db_path.resolve() == other.resolve():
             raise UserInputError(f"paper-on-live database {db_path} is the {key} database; use another file "
                                  "(--db or bot.paper_live_db_path)")
-    lock = claim_database(db_path)
-    _check_writable(db_path)
     configs = {}
     for name in venues:
         own = settings.venues.get(name)
@@ -230,6 +228,8 @@ def run_paper_live(args: argparse.Namespace, settings: Settings) -> int:
             fees=venue_costs_for(settings, name).fees,
         )
     surface = OperatorSurface(settings)
+    lock = claim_database(db_path)  # one bot per database, our own healthy file (else exit 2)
+    _check_writable(db_path)
     configure_logging(settings.bot.log_path)
     duration = float(args.duration) if args.duration is not None else None
 
