@@ -375,3 +375,100 @@ async def build_live_session(configs: Mapping[str, LiveVenueConfig], env: Mappin
     feed = LiveMarketFeed([v.market for v in venues], max_book_age_ms=max_book_age_ms, now_ms=now_ms)
     executor = MultiVenueExecutor({v.name: v.executor for v in venues})
     return LiveSession(venues, feed, executor)
+
+
+# --- public data only (``--paper --market live``): no keys, no executor -------------------------
+
+@dataclass
+class PublicSession:
+    """The configured venues' public market data composed into one feed (no keys, no orders)."""
+
+    venues: list[LiveVenue]
+    feed: Any  # adapters.live.LiveMarketFeed
+
+    def banner(self) -> list[str]:
+        return [v.description for v in self.venues]
+
+    async def close(self) -> None:
+        for v in self.venues:
+            await v.close()
+
+
+async def build_public_venue(name: str, config: LiveVenueConfig, *, symbols: Iterable[str],
+                             now_ms: Callable[[], int] = _wall_ms) -> LiveVenue:
+    """Venue ``name``'s public market data (books, funding quotes, instruments) without keys: no
+    credential is read and no private stream or executor is built. ``LiveVenue.executor`` is None."""
+    if name not in LIVE_VENUES:
+        raise LiveConfigError(f"venue {name!r} has no public perpetual feed for paper on live data; use one of: "
+                              f"{', '.join(LIVE_VENUES)}")
+    base_url, ws_url = _urls(name, config)
+    symbols = sorted(set(symbols))
+    fees = config.fees or DEFAULT_FEES[name]
+    target = base_url or ("testnet" if config.testnet else "mainnet")
+    if name == "bybit":
+        from adapters.bybit import config as bybit_config
+        from adapters.bybit.http import BybitHttp
+        from adapters.bybit.market_data import BybitMarketData
+        from adapters.bybit.setup import load_markets
+
+        http = BybitHttp(credentials=None, testnet=config.testnet, base_url=base_url)
+        markets, skipped = await load_markets(http, symbols)
+        _require_symbols("bybit", symbols, markets)
+        stream = ws_url or (bybit_config.TESTNET_WS if config.testnet else bybit_config.MAINNET_WS)
+        market = BybitMarketData(http, markets, ws_url=stream, fees=fees, stale_after_s=config.stale_after_s,
+                                 now_ms=now_ms)
+
+        async def close_bybit() -> None:
+            return None
+
+        return LiveVenue("bybit", market, None, _no_setup, close_bybit,  # type: ignore[arg-type]
+                         f"bybit public data via pybit on {target}, no keys ({', '.join(sorted(markets))})", skipped)
+    import importlib
+
+    from adapters.ccxt_common.client import build_exchange
+    from adapters.ccxt_common.errors import translate
+    from adapters.ccxt_common.market_data import CcxtMarketData
+
+    module = importlib.import_module(_CCXT_MODULES[name])
+    exchange = build_exchange(name, credentials=None, testnet=config.testnet, base_url=base_url, ws_url=ws_url)
+    try:
+        markets, skipped = await module.load_markets(exchange, symbols)
+        _require_symbols(name, symbols, markets)
+    except FatalVenueError:
+        await exchange.close()
+        raise
+    except Exception as exc:  # noqa: BLE001  (classified and re-raised as ours)
+        await exchange.close()
+        raise translate(name, exc) from None
+    market = CcxtMarketData(exchange, venue=name, markets=markets, fees=fees, fetch_quotes=module.fetch_quotes,
+                            quote_every_s=config.quote_every_s, stale_after_s=config.stale_after_s, now_ms=now_ms)
+
+    async def close() -> None:
+        await exchange.close()
+
+    return LiveVenue(name, market, None, _no_setup, close,  # type: ignore[arg-type]
+                     f"{name} public data via ccxt on {target}, no keys ({', '.join(sorted(markets))})", skipped)
+
+
+async def _no_setup() -> list[str]:
+    return []
+
+
+async def build_public_session(configs: Mapping[str, LiveVenueConfig], *, symbols: Iterable[str],
+                               now_ms: Callable[[], int] = _wall_ms,
+                               max_book_age_ms: int | None = 10_000) -> PublicSession:
+    """Every venue of ``configs``'s public data composed into one ``LiveMarketFeed`` (no keys read);
+    on a failure the venues already built are closed before the error propagates."""
+    from adapters.live import LiveMarketFeed
+
+    symbols = list(symbols)
+    venues: list[LiveVenue] = []
+    try:
+        for name, config in configs.items():
+            venues.append(await build_public_venue(name, config, symbols=symbols, now_ms=now_ms))
+    except BaseException:
+        for v in venues:
+            await v.close()
+        raise
+    feed = LiveMarketFeed([v.market for v in venues], max_book_age_ms=max_book_age_ms, now_ms=now_ms)
+    return PublicSession(venues, feed)

@@ -21,6 +21,7 @@ Delta-neutral funding-rate arbitrage: long the venue paying less funding, short 
 
 run the bot:
   python -m bot --paper [--speed X] [--duration S] [--seed N] [--db PATH] [--settings PATH]
+  python -m bot --paper --market live [--duration S] [--db PATH] [--settings PATH]   (dry run on live data, no keys)
   python -m bot --live  [--db PATH] [--settings PATH]
 replay history through the same application, and fit the spread forecast on it:
   python -m bot backtest --data DIR [--from ISO] [--to ISO] [--db PATH] [--json] [--plot PATH]
@@ -108,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--paper", action="store_true", help="trade on the built-in simulated market (offline)")
     mode.add_argument("--live", action="store_true", help="trade on the venues of live.venues (keys from the environment; README: Going live)")
-    parser.add_argument("--market", choices=["sim"], default="sim", help="market data source for --paper (default: sim)")
+    parser.add_argument("--market", choices=["sim", "live"], default="sim",
+                        help="market data for --paper: sim (built-in, default) or live (the venues of live.venues, public data, no keys: a dry run)")
     parser.add_argument("--speed", type=_speed_arg, metavar="X",
                         help="simulated time runs X times faster than the wall clock (default: sim.speed)")
     parser.add_argument("--duration", type=_decimal_arg, metavar="SECONDS",
@@ -227,10 +229,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         from bot.control import run_control
 
         return run_control(args, settings)
+    if args.market == "live" and not args.paper:
+        raise UserInputError("--market live is a paper mode: use --paper --market live (a dry run on live data); "
+                             "--live trades real money and needs no --market")
     if args.live:
         from bot.runner import run_live
 
         return run_live(args, settings)
+    if args.paper and args.market == "live":
+        from bot.runner import run_paper_live
+
+        return run_paper_live(args, settings)
     if args.paper:
         from bot.runner import run_paper
 

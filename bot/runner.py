@@ -184,3 +184,83 @@ def run_live(args: argparse.Namespace, settings: Settings) -> int:
                 await session.close()
 
     return anyio.run(main)
+
+
+def run_paper_live(args: argparse.Namespace, settings: Settings) -> int:
+    """``--paper --market live``: paper trading on the live venues' public data (a dry run). No key
+    is read, no order reaches a venue: the paper venues match against the live books and pay
+    funding at each venue's real settlement instant from its live quote."""
+    from adapters.errors import FatalVenueError, VenueError
+    from adapters.registry import LIVE_VENUES, LiveConfigError, LiveVenueConfig, build_public_session
+    from bot.app import Application
+    from bot.core.clock import ScaledClock
+    from bot.ops.surface import OperatorSurface
+    from bot.settings import venue_costs_for
+    from bot.supervisor import Supervisor
+    from bot.wiring import paper_live_wiring
+
+    if args.speed is not None or args.seed is not None:
+        raise UserInputError("--speed and --seed are for the simulated market; live data runs at the wall clock "
+                             "(drop them, or use --market sim)")
+    venues = list(settings.live.venues)
+    if not venues:
+        raise UserInputError("live.venues is empty: list the venues whose live data to paper-trade on in "
+                             f"[live] venues = [...] (supported: {', '.join(LIVE_VENUES)})")
+    unknown = [v for v in venues if v not in LIVE_VENUES]
+    if unknown:
+        raise UserInputError(f"setting 'live.venues': {unknown[0]!r} has no public perpetual feed for "
+                             f"--paper --market live (supported: {', '.join(LIVE_VENUES)})")
+    if len(venues) < 2:
+        raise UserInputError("setting 'live.venues': a hedged position needs two venues; list at least two")
+    db_path = Path(args.db) if args.db is not None else settings.bot.paper_live_db_path
+    for other, key in ((settings.bot.paper_db_path, "bot.paper_db_path"), (settings.bot.live_db_path, "bot.live_db_path")):
+        if db_path.resolve() == other.resolve():
+            raise UserInputError(f"paper-on-live database {db_path} is the {key} database; use another file "
+                                 "(--db or bot.paper_live_db_path)")
+    configs = {}
+    for name in venues:
+        own = settings.venues.get(name)
+        configs[name] = LiveVenueConfig(
+            testnet=own.testnet if own else False,
+            base_url=own.base_url if own else None,
+            ws_url=own.ws_url if own else None,
+            allow_remote_base_url=own.allow_remote_base_url if own else False,
+            fees=venue_costs_for(settings, name).fees,
+        )
+    surface = OperatorSurface(settings)
+    lock = claim_database(db_path)  # one bot per database, our own healthy file (else exit 2)
+    _check_writable(db_path)
+    configure_logging(settings.bot.log_path)
+    duration = float(args.duration) if args.duration is not None else None
+
+    async def main() -> int:
+        try:
+            session = await build_public_session(configs, symbols=settings.live.symbols)
+        except (LiveConfigError, FatalVenueError) as exc:
+            raise UserInputError(str(exc)) from None
+        except VenueError as exc:
+            raise UserInputError(f"cannot read the venues' public data: {exc} (check [venues.NAME] base_url and "
+                                 "the network)") from None
+        try:
+            for line in session.banner():
+                print(f"paper on live data: {line}", file=sys.stderr)
+            with anyio.move_on_after(60):
+                for line in await session.feed.load_history(settings.forecast.warmup_hours, utc_now_ms()):
+                    print(f"paper on live data history: {line}", file=sys.stderr)
+            wiring = paper_live_wiring(settings, session.feed, db_path, ScaledClock(utc_now_ms(), 1.0))
+            app = Application(settings, surface.wrap(wiring))
+            surface.attach(app)
+            supervisor = Supervisor(app=app, duration_wall_s=duration,
+                                    deadline_wall_s=settings.shutdown.deadline_seconds,
+                                    on_signal=settings.shutdown.on_signal, surface=surface)
+            print(f"paper trading on live market data (no keys read, no order sent to any venue); database "
+                  f"{db_path}; logs {settings.bot.log_path}. Ctrl-C or SIGTERM "
+                  + ("flattens the paper positions and stops." if settings.shutdown.on_signal == "flatten"
+                     else "stops, keeping paper positions open (shutdown.on_signal = keep)."), file=sys.stderr)
+            return await supervisor.run()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await session.close()
+
+    with lock:
+        return anyio.run(main)

@@ -94,6 +94,7 @@ class _Section(BaseModel):
 class BotSection(_Section):
     paper_db_path: Path = Path("data/paper.sqlite")
     live_db_path: Path = Path("data/live.sqlite")
+    paper_live_db_path: Path = Path("data/paper-live.sqlite")
     backtest_db_path: Path = Path("data/backtest.sqlite")
     log_path: Path = Path("data/bot.log.jsonl")
     status_interval_seconds: float = Field(default=1.0, gt=0)

@@ -133,3 +133,22 @@ def live_wiring(settings: Settings, session: object, db_path: Path, clock: Clock
         description="live on " + ", ".join(feed.venues()),
         background=(feed.run,),
     )
+
+
+def paper_live_wiring(settings: Settings, feed: MarketFeed, db_path: Path, clock: Clock) -> Wiring:
+    """``--paper --market live``: the venues' live public data (``feed``, built without keys) with
+    the paper venues matching against it; funding paid on the paper legs at each venue's real
+    settlement instant from the live quotes (``paper.live_funding``). Nothing reaches a venue."""
+    from paper.live_funding import PaperLiveFeed
+    from paper.venue_store import venue_store_path_for
+
+    return Wiring(
+        mode="paper",
+        market=PaperLiveFeed(feed),  # type: ignore[arg-type]
+        clock=clock,
+        db_path=db_path,
+        # A dry run meets the venues' own reality: no synthetic rejects or outages on top of it.
+        open_executor=paper_executor_factory(settings, venue_store_path_for(db_path), faults=False),
+        description="paper on live market data from " + ", ".join(feed.venues()) + " (no keys, no orders sent)",
+        background=(feed.run,),  # type: ignore[attr-defined]
+    )
