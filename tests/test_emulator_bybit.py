@@ -125,6 +125,14 @@ def test_pybit_http_orders_positions_and_refusals(emu) -> None:
     assert sign.value.status_code == 10004
 
 
+def _connected(ws, name: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not ws.is_connected():
+        if time.monotonic() > deadline:
+            pytest.fail(f"pybit's {name} websocket to the emulator is not connected after {timeout_s} s")
+        time.sleep(0.05)
+
+
 def test_pybit_websocket_book_ticker_and_private_order_topics(emu) -> None:
     got: list[dict] = []
     lock = threading.Lock()
@@ -136,9 +144,14 @@ def test_pybit_websocket_book_ticker_and_private_order_topics(emu) -> None:
     public = pybit_websocket(emu, "linear")
     private = pybit_websocket(emu, "private")
     try:
+        # pybit's subscribe waits forever for a dropped connection: fail with a message instead of hanging.
+        _connected(public, "public")
         public.orderbook_stream(50, "BTCUSDT", keep)
+        _connected(public, "public")
         public.ticker_stream("BTCUSDT", keep)
+        _connected(private, "private")
         private.order_stream(keep)
+        _connected(private, "private")
         private.wallet_stream(keep)
         session = pybit_http(emu)
         deadline = time.monotonic() + 10
