@@ -1,37 +1,72 @@
-"""Incremental ranking: a market change re-ranks only its own symbol (a layer over ``bot.scanner``).
+"""Incremental ranking: a market change re-evaluates only the pairs it touched (a layer over ``bot.scanner``).
 
-The scanner ranks a whole snapshot. With thousands of (venue, symbol) keys and a feed that moves
-a few of them at a time, re-ranking everything per change is wasted work. ``IncrementalRanker``
-keeps, per symbol, the scanner's own best pair for that symbol alone (``rank_opportunities`` on a
-one-symbol view of the snapshot, limit 1, so the scoring stays the scanner's, whatever it is) in
-one sorted list of symbols. A change to a (venue, symbol) key does not rank anything: the symbol
-leaves the list and is filed as pending under the scanner's cheap first bound of its best net
-(``symbol_bound_usd``: rates and fees only, no book). ``top(n)`` first ranks the pending symbols
-whose bound reaches the ``n``-th listed net (best bound first; a symbol below it cannot enter the
-first ``n``, so most changes never cost a ranking), then takes the ``n`` best symbols of the list,
-ranks each of them ``n`` deep (cached until the symbol changes) and returns the first ``n`` of
-their pairs (kept until one of the head symbols changes).
+The scanner ranks a whole snapshot by a best-first search over upper bounds. ``IncrementalRanker``
+keeps that search alive between snapshots: one max-heap of bounds not resolved yet and one sorted
+list of every pair evaluated exactly (``ranking_key`` order), both kept across market changes.
 
-Why that is exact: if a symbol's pair is k-th (k <= n) in one full ranking, at most k - 1 pairs,
-so at most k - 1 other symbols' best pairs, rank above it; its symbol is among the ``n`` best
-symbols, and the pair among its symbol's ``n`` best. So the first ``n`` of those few symbols'
-``n``-deep lists equal the first ``n`` of a full ranking (ties included: ``ranking_key`` is one
-total order). A symbol's result
-depends on time only through quote and book freshness: each is kept until its oldest input would
-turn stale (``expires_ts_ms``) and re-ranked then. ``cross_check`` compares with a full ranking
-(start-up and periodically; tests hold them equal).
+- A symbol's legs are first known by their quotes only (``h - c`` and ``h + c``: rate per hour and
+  the venue's fee floor, no book read). While some of its legs have not been looked at, the symbol
+  has one entry in the heap: an upper bound of every pair with such a leg.
+- When that entry reaches the top, the changed legs are looked at closely (the scanner's
+  ``_close_look``: book fresh and sane, spread) and each new pair (a changed leg with any usable
+  leg, in its profitable direction and an allowed kind) enters the heap under its own bound.
+- When a pair reaches the top it is evaluated exactly (the scanner's sizing, book walk and
+  ``Opportunity``; with books, the sizing and the walk are kept per pair and reused while its
+  books and instruments are the same objects) and filed in the exact list.
+- ``top(n)`` resolves entries until the best remaining bound is below the ``n``-th exact net
+  (a bound equal to it is resolved: a tie may rank first by name) and returns the first ``n`` of
+  the exact list.
+- ``apply`` of a changed (venue, symbol) key drops that leg's pairs (their exact results and
+  bounds) and files the symbol again under the bound of its changed legs. The other legs' pairs
+  stay as they are: a quote change re-evaluates at most the changed leg's pairs, and only those
+  whose bound can still reach the top ``n``; everything else costs a few comparisons.
+
+Why that is exact: every valid pair (both legs usable, sized, costed, net at least the floor) is
+always either in the exact list with its current result or covered by a live heap entry whose
+bound is at least its net (the scanner's bounds: ``symbol_bound``/pair bounds, proven there). When
+``top`` stops, every covered pair's net is below the ``n``-th exact net, so the first ``n`` exact
+entries are the first ``n`` of a full ranking, ties included (``ranking_key`` is one total order).
+Time enters only through freshness: a symbol is read again from the snapshot when its first
+looked-at quote or book turns stale (a stale input never turns fresh again; quote-only bounds
+only fall as quotes age). A change of fee schedules or costing mode (books or none), or a clock
+going back, rebuilds. ``cross_check`` compares with a full ranking (start-up and periodically;
+tests hold them equal after every update).
+
+Contract: ``apply`` is told every key whose quote, book or instrument changed (a feed issues a new
+quote object whenever a key's quote or book changes: ``changed_keys`` compares identity).
 """
 
 from __future__ import annotations
 
 import bisect
 import heapq
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from bot.core.domain import ExecutionMode, MarketSnapshot, Opportunity, PairKind
-from bot.scanner import DEFAULT_ESTIMATED_SLIPPAGE_BPS, rank_opportunities, ranking_key, symbol_bound_usd
+from bot.core.domain import ZERO, ExecutionMode, Liquidity, MarketSnapshot, Opportunity, PairKind, is_spot, pair_kind
+from bot.scanner import (
+    _BOOK,
+    _HOURLY,
+    _BOUND_SLACK,
+    _LONG_COST,
+    _SHORT_SCORE,
+    _UNSEEN,
+    DEFAULT_ESTIMATED_SLIPPAGE_BPS,
+    DEFAULT_MAX_PRICE_DIVERGENCE,
+    _close_look,
+    _evaluate,
+    _fee_terms,
+    _opportunity,
+    _pair_book_costs,
+    _Params,
+    _params,
+    _size_pair,
+    _sized,
+    rank_opportunities,
+    ranking_key,
+)
 
 Key = tuple[str, str]
 
@@ -61,77 +96,68 @@ def full_rank(snapshot: MarketSnapshot, settings: RankSettings, limit: int | Non
 
 
 class IncrementalRanker:
-    """Per-symbol cache of the scanner's results with a merged top list (see the module docstring)."""
+    """A persistent best-first search over every pair (see the module docstring)."""
 
     def __init__(self, settings: RankSettings, per_symbol: int = 5) -> None:
         if per_symbol < 1:
             raise ValueError("per_symbol must be at least 1")
         self.settings = settings
         self.per_symbol = per_symbol
-        self._venues_of: dict[str, set[str]] = {}  # symbol -> venues quoted
-        self._pairs_of: dict[str, list[tuple]] = {}  # symbol -> its entries in _merged
-        self._merged: list[tuple] = []  # (ranking_key, Opportunity), sorted
-        self._expiry: list[tuple[int, int, str]] = []  # heap of (expires_ts_ms, version, symbol)
-        self._version: dict[str, int] = {}
-        self._deep: dict[str, list[Opportunity]] = {}  # symbol -> its per_symbol best pairs (lazy)
-        self._dirty: dict[str, tuple[int, Decimal]] = {}  # symbol -> (version, bound): changed, not re-ranked yet
-        self._dirty_heap: list[tuple[Decimal, int, str]] = []  # (-bound, version, symbol)
-        self._top: dict[int, list[Opportunity]] = {}  # n -> last top(n), until a head symbol changes
-        self.reranked = 0  # symbols re-ranked so far (for benchmarks)
+        self._symbols: dict[str, _Symbol] = {}
+        self._heap: list[tuple] = []  # (-bound, seq, kind, symbol state, a, b): bounds not yet resolved
+        self._heap_mark = 0  # heap size after the last sweep of void entries
+        self._exact: list[tuple] = []  # (ranking_key, Opportunity), sorted: every evaluated valid pair
+        self._expiry: list[tuple] = []  # (expires_ts_ms, seq, symbol state)
+        self._seq = itertools.count()
+        self._params: _Params | None = None
+        self._fee_terms: dict | None = None
+        self._fees: object = None  # the fee mapping the fee terms were computed from
+        self._estimated: bool | None = None
+        self._now = -1
+        self._scale = settings.horizon_hours * settings.notional_usd
+        self._slack = (self._scale + settings.notional_usd) * _BOUND_SLACK
+        self.reranked = 0  # symbols whose changed legs were looked at (for tests and benchmarks)
+        self.evaluated = 0  # pairs evaluated exactly (memoised costs included)
 
-    # ------------------------------------------------------------------ building
+    # ------------------------------------------------------------------ public
     def rebuild(self, snapshot: MarketSnapshot) -> None:
-        """Rank every symbol of ``snapshot`` (start-up, or after the cache was dropped)."""
-        self._venues_of.clear()
-        self._pairs_of.clear()
-        self._merged.clear()
+        """Drop everything and file every symbol of ``snapshot`` under its quote-only bound
+        (start-up, or after the cache was dropped). No book is read until ``top``."""
+        self._symbols.clear()
+        self._heap.clear()
+        self._heap_mark = 0
+        self._exact.clear()
         self._expiry.clear()
-        self._version.clear()
-        self._deep.clear()
-        self._top.clear()
-        self._dirty.clear()
-        self._dirty_heap.clear()
+        self._params = self._fee_terms = self._fees = self._estimated = None
+        self._now = -1
+        self._sync(snapshot)
+        venues_of: dict[str, list[str]] = {}
         for venue, symbol in snapshot.quotes:
-            self._venues_of.setdefault(symbol, set()).add(venue)
-        for symbol in list(self._venues_of):
-            self._mark_dirty(snapshot, symbol)
+            venues_of.setdefault(symbol, []).append(venue)
+        for symbol, venues in venues_of.items():
+            self._update(snapshot, symbol, venues)
 
     def apply(self, snapshot: MarketSnapshot, changed: Iterable[Key]) -> set[str]:
-        """``changed`` keys now hold new (or no) quotes/books in ``snapshot``: re-rank their symbols
-        only. Returns the symbols re-ranked."""
-        symbols = set()
-        for venue, symbol in changed:
-            venues = self._venues_of.setdefault(symbol, set())
-            if (venue, symbol) in snapshot.quotes:
-                venues.add(venue)
-            else:
-                venues.discard(venue)
-            symbols.add(symbol)
-        for symbol in symbols:
-            self._mark_dirty(snapshot, symbol)
-        return symbols
+        """``changed`` keys now hold new (or no) quotes, books or instruments in ``snapshot``.
+        Their legs' pairs are dropped and the symbols filed under a bound of the pairs with a
+        changed leg (no book read, nothing evaluated). Returns the symbols touched."""
+        if not self._sync(snapshot):
+            by_symbol: dict[str, list[str]] = {}
+            for venue, symbol in changed:
+                by_symbol.setdefault(symbol, []).append(venue)
+            for symbol, venues in by_symbol.items():
+                self._update(snapshot, symbol, venues)
+            return set(by_symbol)
+        return {symbol for _, symbol in changed}
 
     def top(self, snapshot: MarketSnapshot, n: int) -> list[Opportunity]:
-        """The first ``n`` opportunities, as a full ranking of ``snapshot`` would give them.
-        Symbols whose inputs turned stale since they were ranked are re-ranked first."""
+        """The first ``n`` opportunities, as a full ranking of ``snapshot`` would give them."""
         if n > self.per_symbol:
             raise ValueError(f"top({n}) needs per_symbol >= {n} (it is {self.per_symbol})")
-        now = snapshot.now_ts_ms
-        expiry, version = self._expiry, self._version
-        while expiry and expiry[0][0] < now:
-            _, ver, symbol = heapq.heappop(expiry)
-            if version.get(symbol) == ver:
-                self._rerank(snapshot, symbol)
-        self._resolve_dirty(snapshot, n)
-        cached = self._top.get(n)
-        if cached is not None:
-            return list(cached)
-        candidates: list[Opportunity] = []
-        for _, best in self._merged[:n]:
-            candidates.extend(self._deep_list(snapshot, best.symbol, n))
-        candidates.sort(key=ranking_key)
-        self._top[n] = candidates = candidates[:n]
-        return list(candidates)
+        self._sync(snapshot)
+        self._expire(snapshot)
+        self._resolve(snapshot, n)
+        return [entry[1] for entry in self._exact[:n]]
 
     def cross_check(self, snapshot: MarketSnapshot, n: int) -> list[tuple[Opportunity | None, Opportunity | None]]:
         """Differences between ``top(n)`` and a full ranking ([] when equal)."""
@@ -145,155 +171,334 @@ class IncrementalRanker:
 
     @property
     def pending_symbols(self) -> frozenset[str]:
-        """Symbols changed since they were last ranked (filed under their bound only)."""
-        return frozenset(self._dirty)
+        """Symbols with changed legs not looked at yet (filed under their bound only)."""
+        return frozenset(name for name, state in self._symbols.items() if state.pending is not None)
 
     @property
     def symbols(self) -> int:
-        return len(self._venues_of)
+        return len(self._symbols)
 
     # ------------------------------------------------------------------ internals
-    def _view(self, snapshot: MarketSnapshot, symbol: str) -> tuple[MarketSnapshot, int | None]:
-        """The one-symbol snapshot the scanner ranks, and the oldest fresh quote time in it."""
-        view_quotes = {}
-        oldest: int | None = None
-        min_age_ts = snapshot.now_ts_ms - self.settings.max_quote_age_ms
-        get = snapshot.quotes.get
-        for venue in self._venues_of.get(symbol, ()):
-            quote = get((venue, symbol))
-            if quote is None:
-                continue
-            view_quotes[(venue, symbol)] = quote
-            if quote.ts_ms >= min_age_ts and (oldest is None or quote.ts_ms < oldest):
-                oldest = quote.ts_ms
-        view = MarketSnapshot(now_ts_ms=snapshot.now_ts_ms, quotes=view_quotes, books=snapshot.books,
-                              instruments=snapshot.instruments, fees=snapshot.fees)
-        return view, oldest
-
-    def _oldest_book(self, snapshot: MarketSnapshot, symbol: str, ranked: list[Opportunity],
-                     oldest: int | None) -> int | None:
-        min_age_ts = snapshot.now_ts_ms - self.settings.max_quote_age_ms
-        for opp in ranked:
-            for venue in (opp.long_venue, opp.short_venue):
-                book = _peek(snapshot.books, (venue, symbol))
-                if book is not None and book.ts_ms >= min_age_ts and (oldest is None or book.ts_ms < oldest):
-                    oldest = book.ts_ms
-        return oldest
-
-    def _deep_list(self, snapshot: MarketSnapshot, symbol: str, n: int) -> list[Opportunity]:
-        """The symbol's ``n`` best pairs (ranked on first need after each change of the symbol)."""
-        deep = self._deep.get(symbol)
-        if deep is None:
-            view, oldest = self._view(snapshot, symbol)
-            deep = self._deep[symbol] = full_rank(view, self.settings, self.per_symbol)
-            oldest = self._oldest_book(snapshot, symbol, deep, oldest)
-            if oldest is not None:
-                heapq.heappush(self._expiry, (oldest + self.settings.max_quote_age_ms, self._version[symbol], symbol))
-        return deep[:n]
-
-    def _mark_dirty(self, snapshot: MarketSnapshot, symbol: str) -> None:
-        """The symbol changed: drop its ranked pair and file it under an upper bound of its best net
-        (no book read). ``top`` re-ranks it only if that bound could reach the top."""
-        self._deep.pop(symbol, None)
-        self._remove_entries(symbol)
-        venues = self._venues_of.get(symbol)
-        if not venues:
-            self._venues_of.pop(symbol, None)
-            self._version.pop(symbol, None)
-            self._dirty.pop(symbol, None)
-            return
-        ver = self._version.get(symbol, 0) + 1
-        self._version[symbol] = ver  # its pending expiry entries are void now
-        get = snapshot.quotes.get
-        quotes = [q for venue in venues if (q := get((venue, symbol))) is not None]
+    def _sync(self, snapshot: MarketSnapshot) -> bool:
+        """Parameters for the snapshot's time. A change of the fee schedules, of the costing mode
+        (books or none) or a clock going back invalidates everything: rebuilt (True)."""
+        now = snapshot.now_ts_ms
+        fees = snapshot.fees
+        if self._params is not None and now == self._now and fees is self._fees:
+            return False
+        estimated = not snapshot.books
         s = self.settings
-        bound = symbol_bound_usd(snapshot, quotes, notional_usd=s.notional_usd, horizon_hours=s.horizon_hours,
-                                 max_quote_age_ms=s.max_quote_age_ms, estimated_slippage_bps=s.estimated_slippage_bps,
-                                 execution=s.execution)
-        floor = s.min_expected_net_usd
-        if bound is None or (floor is not None and bound < floor):
-            # fewer than two usable quotes, or nothing that can reach the floor: no pair now, and
-            # time only makes quotes stale (the bound only falls)
-            self._dirty.pop(symbol, None)
-            return
-        self._dirty[symbol] = (ver, bound)
-        heapq.heappush(self._dirty_heap, (-bound, ver, symbol))
-        if len(self._dirty_heap) > 4 * len(self._dirty) + 64:  # drop the void entries
-            self._dirty_heap = [(-b, v, sym) for sym, (v, b) in self._dirty.items()]
-            heapq.heapify(self._dirty_heap)
+        rebuild = self._params is not None and (now < self._now or estimated != self._estimated
+                                                or (fees is not self._fees and fees != self._fees))
+        params = _params(snapshot, s.notional_usd, s.horizon_hours, s.max_quote_age_ms, Liquidity.TAKER,
+                         s.estimated_slippage_bps, DEFAULT_MAX_PRICE_DIVERGENCE, s.execution, s.pair_kinds)
+        if rebuild:
+            self.rebuild(snapshot)
+            return True
+        self._params, self._now, self._fees, self._estimated = params, now, fees, estimated
+        self._fee_terms = _fee_terms(snapshot, params)
+        return False
 
-    def _resolve_dirty(self, snapshot: MarketSnapshot, n: int) -> None:
-        """Re-rank the changed symbols whose bound reaches the ``n``-th ranked pair's net (ties
-        included), best bound first; the others cannot enter the first ``n`` and stay pending."""
-        heap, dirty, merged = self._dirty_heap, self._dirty, self._merged
+    def _update(self, snapshot: MarketSnapshot, symbol: str, venues: Iterable[str]) -> None:
+        """New quotes (or none) on ``venues`` of ``symbol``: replace their legs, drop their pairs,
+        file the symbol under the bound of the pairs with a leg not looked at."""
+        state = self._symbols.get(symbol)
+        if state is None:
+            state = self._symbols[symbol] = _Symbol(symbol)
+        params, fee_terms = self._params, self._fee_terms
+        min_ts, kinds = params.min_ts_ms, params.pair_kinds
+        spot_ok = PairKind.SPOT_PERP in kinds
+        get_quote = snapshot.quotes.get
+        for venue in venues:
+            if venue in state.legs:
+                self._drop_leg(state, venue)
+            quote = get_quote((venue, symbol))
+            if quote is None:
+                state.venues.discard(venue)
+                continue
+            state.venues.add(venue)
+            hourly = quote.rank_hourly_rate_or_none
+            term = fee_terms.get(venue)
+            if (hourly is None or term is None or quote.ts_ms < min_ts or quote.venue != venue
+                    or quote.symbol != symbol or (not spot_ok and is_spot(venue))):
+                continue  # no leg (stale quotes never turn fresh again)
+            c = term[0]
+            state.legs[venue] = _LegRecord(venue, quote, hourly - c, hourly + c)
+            state.unlooked.add(venue)
+        if not state.venues:
+            self._forget(state)
+            return
+        self._file_pending(state)
+
+    def _drop_leg(self, state: _Symbol, venue: str) -> None:
+        del state.legs[venue]
+        state.unlooked.discard(venue)
+        exact = state.exact
+        for pair in [pair for pair in exact if venue in pair]:
+            self._remove_exact(exact.pop(pair))
+
+    def _remove_exact(self, entry: tuple) -> None:
+        merged = self._exact
+        i = bisect.bisect_left(merged, entry)
+        if merged[i] is not entry:  # keys are unique (symbol, long, short): never reached
+            i = merged.index(entry)
+        del merged[i]
+
+    def _forget(self, state: _Symbol) -> None:
+        for entry in state.exact.values():
+            self._remove_exact(entry)
+        state.exact.clear()
+        state.pending = None
+        del self._symbols[state.name]
+
+    def _file_pending(self, state: _Symbol) -> None:
+        """File the symbol under an upper bound of every pair with a leg not looked at yet:
+        ``max(s_u - l_all, s_all - l_u)`` (``s`` = h - c, ``l`` = h + c; the raw quote-only term for
+        a leg not looked at, the looked-at one otherwise), or nothing when no such pair can exist
+        or reach the floor."""
+        state.pending = None
+        if not state.unlooked:
+            return
+        legs = state.legs
+        short_u = long_u = short_all = long_all = None
+        usable = 0
+        for venue, rec in legs.items():
+            if venue in state.unlooked:
+                s_score, l_cost = rec.short_raw, rec.long_raw
+                if short_u is None or s_score > short_u:
+                    short_u = s_score
+                if long_u is None or l_cost < long_u:
+                    long_u = l_cost
+            else:
+                leg = rec.looked
+                if leg is None:
+                    continue
+                s_score, l_cost = leg[_SHORT_SCORE], leg[_LONG_COST]
+            usable += 1
+            if short_all is None or s_score > short_all:
+                short_all = s_score
+            if long_all is None or l_cost < long_all:
+                long_all = l_cost
+        if usable < 2:
+            return
+        score = max(short_u - long_all, short_all - long_u)
+        bound = self._usd_bound(score)
+        floor = self.settings.min_expected_net_usd
+        if floor is not None and bound < floor:
+            return
+        state.pending = token = next(self._seq)
+        self._push((-bound, token, _PENDING, state, token, None))
+
+    def _usd_bound(self, score: Decimal) -> Decimal:
+        # The scanner's ``usd_bound``: a non-positive score bounds the net by the slack.
+        return score * self._scale + self._slack if score > ZERO else self._slack
+
+    def _push(self, entry: tuple) -> None:
+        heap = self._heap
+        heapq.heappush(heap, entry)
+        if len(heap) > 2 * self._heap_mark + 256:  # sweep the void entries
+            symbols = self._symbols
+            heap[:] = [e for e in heap if symbols.get(e[3].name) is e[3]
+                       and (e[3].pending if e[2] == _PENDING else e[3].pairs_token) == e[4]]
+            heapq.heapify(heap)
+            self._heap_mark = len(heap)
+
+    def _live(self, entry: tuple) -> bool:
+        state = entry[3]
+        if self._symbols.get(state.name) is not state:
+            return False
+        return (state.pending if entry[2] == _PENDING else state.pairs_token) == entry[4]
+
+    def _push_pairs_head(self, state: _Symbol) -> None:
+        """File the symbol's best pair not evaluated yet (skipping pairs of changed legs) in the heap."""
+        pairs, pos, legs = state.pairs, state.pos, state.legs
+        while pos < len(pairs):
+            _, _, long_rec, short_rec = pairs[pos]
+            if legs.get(long_rec.venue) is long_rec and legs.get(short_rec.venue) is short_rec:
+                break
+            pos += 1
+        state.pos = pos
+        if pos < len(pairs):
+            state.pairs_token = token = next(self._seq)
+            self._push((pairs[pos][0], token, _PAIRS, state, token, None))
+        else:
+            state.pairs_token = None
+
+    def _expire(self, snapshot: MarketSnapshot) -> None:
+        """Symbols whose looked-at inputs turned stale: every leg is read again from the snapshot."""
+        expiry, now = self._expiry, snapshot.now_ts_ms
+        while expiry and expiry[0][0] < now:
+            ts, _, state = heapq.heappop(expiry)
+            if self._symbols.get(state.name) is state and state.expires_ts_ms == ts:
+                state.expires_ts_ms = None
+                self._update(snapshot, state.name, list(state.venues))
+
+    def _resolve(self, snapshot: MarketSnapshot, n: int) -> None:
+        """Pop bounds while one reaches the ``n``-th exact net (ties included) or there are fewer
+        than ``n`` exact results: look at a symbol's changed legs, or evaluate a pair exactly."""
+        heap, merged = self._heap, self._exact
+        floor = self.settings.min_expected_net_usd
+        live = self._live
         while heap:
-            neg_bound, ver, symbol = heap[0]
-            pending = dirty.get(symbol)
-            if pending is None or pending[0] != ver:
+            entry = heap[0]
+            if not live(entry):
                 heapq.heappop(heap)
                 continue
-            if len(merged) >= n and -neg_bound < -merged[n - 1][0][0]:
+            bound = -entry[0]
+            if floor is not None and bound < floor:
+                return  # every remaining bound is at most this one
+            if len(merged) >= n and bound < merged[n - 1][1].expected_net:
                 return
             heapq.heappop(heap)
-            del dirty[symbol]
-            self._rerank(snapshot, symbol, deep=True)
+            state = entry[3]
+            if entry[2] == _PENDING:
+                self._look(snapshot, state)
+                continue
+            _, _, long_rec, short_rec = state.pairs[state.pos]
+            legs = state.legs
+            if legs.get(long_rec.venue) is not long_rec or legs.get(short_rec.venue) is not short_rec:
+                self._push_pairs_head(state)  # a changed leg's pair: file the next one instead
+                continue
+            state.pos += 1
+            self._push_pairs_head(state)
+            self._evaluate_pair(snapshot, state, long_rec, short_rec)
 
-    def _remove_entries(self, symbol: str) -> None:
-        merged = self._merged
-        # The cached top lists hold only the head symbols' pairs: they stay valid while this symbol
-        # neither was nor becomes one of the first ``per_symbol`` (>= any n asked) symbols.
-        head = self.per_symbol
-        for entry in self._pairs_of.pop(symbol, ()):
-            i = bisect.bisect_left(merged, entry)
-            if i < len(merged) and merged[i] is entry:
-                del merged[i]
-            else:  # equal keys can only be this very entry; fall back to a scan
-                i = merged.index(entry)
-                del merged[i]
-            if i < head:
-                self._top.clear()
-
-    def _rerank(self, snapshot: MarketSnapshot, symbol: str, *, deep: bool = False) -> None:
-        """Rank the symbol alone: its best pair is filed in the list; with ``deep`` (a symbol likely
-        to reach the head) ``per_symbol`` deep at once, kept as its deep list (one ranking, not two:
-        a ranking's first pair is the ranking with limit 1)."""
+    def _look(self, snapshot: MarketSnapshot, state: _Symbol) -> None:
+        """Look closely at the symbol's changed legs (book, spread) and file each new pair under
+        its own bound."""
         self.reranked += 1
-        self._deep.pop(symbol, None)
-        self._dirty.pop(symbol, None)
-        self._remove_entries(symbol)
-        merged = self._merged
-        head = self.per_symbol
-        venues = self._venues_of.get(symbol)
-        if not venues:
-            self._venues_of.pop(symbol, None)
-            self._version.pop(symbol, None)
+        state.pending = None
+        params, fee_terms = self._params, self._fee_terms
+        min_ts, kinds = params.min_ts_ms, params.pair_kinds
+        symbol, legs = state.name, state.legs
+        unlooked = state.unlooked
+        old = [rec for venue, rec in legs.items() if venue not in unlooked and rec.looked is not None]
+        fresh: list[_LegRecord] = []
+        expires = state.expires_ts_ms
+        max_age = self.settings.max_quote_age_ms
+        for venue in state.unlooked:
+            rec = legs[venue]
+            leg = None
+            if rec.quote.ts_ms >= min_ts:
+                leg = _close_look(snapshot, symbol, rec.quote, fee_terms, params)
+            rec.looked = leg
+            if leg is not None:
+                fresh.append(rec)
+                oldest = rec.quote.ts_ms
+                book = leg[_BOOK]
+                if book is not None and book.ts_ms < oldest:
+                    oldest = book.ts_ms
+                if expires is None or oldest + max_age < expires:
+                    expires = oldest + max_age
+        state.unlooked.clear()
+        if expires is not None and expires != state.expires_ts_ms:
+            state.expires_ts_ms = expires
+            heapq.heappush(self._expiry, (expires, next(self._seq), state))
+        if not fresh:
             return
-        view, oldest = self._view(snapshot, symbol)
-        ranked = full_rank(view, self.settings, self.per_symbol if deep else 1)
-        if deep:
-            self._deep[symbol] = ranked
-        entries = []
-        for opp in ranked[:1]:
-            entry = (ranking_key(opp), opp)
-            i = bisect.bisect_right(merged, entry)
-            merged.insert(i, entry)
-            if i < head:
-                self._top.clear()
-            entries.append(entry)
-        oldest = self._oldest_book(snapshot, symbol, ranked, oldest)
-        if entries:
-            self._pairs_of[symbol] = entries
-        ver = self._version.get(symbol, 0) + 1
-        self._version[symbol] = ver
-        if oldest is not None:
-            # Fresh while ts >= now - max_age: the result holds until now passes oldest + max_age.
-            heapq.heappush(self._expiry, (oldest + self.settings.max_quote_age_ms, ver, symbol))
+        floor = self.settings.min_expected_net_usd
+        pairs = [p for p in itertools.islice(state.pairs, state.pos, None)
+                 if legs.get(p[2].venue) is p[2] and legs.get(p[3].venue) is p[3]]
+        seq, scale, slack = self._seq, self._scale, self._slack
+        check_kind = PairKind.SPOT_PERP in kinds  # else every leg is a perp: every pair is perp-perp
+        append = pairs.append
+        for i, rec in enumerate(fresh):
+            a = rec.looked
+            a_hourly, a_venue = a[_HOURLY], rec.venue
+            for other in itertools.chain(old, fresh[i + 1:]):
+                b = other.looked
+                b_hourly = b[_HOURLY]
+                # The profitable direction (the scanner's ``_is_long_side``): long the lower rate,
+                # on equal rates the venue named first.
+                if a_hourly < b_hourly or (a_hourly == b_hourly and a_venue < other.venue):
+                    long_rec, short_rec, score = rec, other, b[_SHORT_SCORE] - a[_LONG_COST]
+                else:
+                    long_rec, short_rec, score = other, rec, a[_SHORT_SCORE] - b[_LONG_COST]
+                if check_kind and pair_kind(long_rec.venue, short_rec.venue) not in kinds:
+                    continue
+                bound = score * scale + slack if score > ZERO else slack  # the scanner's ``usd_bound``
+                if floor is not None and bound < floor:
+                    continue
+                append((-bound, next(seq), long_rec, short_rec))
+        pairs.sort()
+        state.pairs, state.pos = pairs, 0
+        self._push_pairs_head(state)
+
+    def _evaluate_pair(self, snapshot: MarketSnapshot, state: _Symbol, long_rec: _LegRecord,
+                       short_rec: _LegRecord) -> None:
+        """The pair's exact opportunity (the scanner's own evaluation), filed in the exact list.
+        With books, the sizing and book walk are kept per pair and reused while the two books and
+        instruments are the same objects (a funding-rate change re-evaluates only the funding)."""
+        self.evaluated += 1
+        params, symbol = self._params, state.name
+        long_leg, short_leg = long_rec.looked, short_rec.looked
+        long_book, short_book = long_leg[_BOOK], short_leg[_BOOK]
+        pair = (long_rec.venue, short_rec.venue)
+        if long_book is not None and short_book is not None:
+            instruments = snapshot.instruments
+            long_inst, short_inst = instruments.get((pair[0], symbol)), instruments.get((pair[1], symbol))
+            memo = state.memo.get(pair)
+            if (memo is not None and memo[0] is long_book and memo[1] is short_book and memo[2] is long_inst
+                    and memo[3] is short_inst):
+                sized, costs = memo[4], memo[5]
+            else:
+                sized = costs = None
+                if long_inst is not None and short_inst is not None:
+                    sized = _size_pair(long_leg, short_leg, long_inst, short_inst, params)
+                    if sized is not None:
+                        costs = _pair_book_costs(long_leg, short_leg, sized[1], params)
+                state.memo[pair] = (long_book, short_book, long_inst, short_inst, sized, costs)
+            opp = None if costs is None else _opportunity(symbol, long_leg, short_leg, sized, costs, params)
+        else:
+            sized = _sized(snapshot, symbol, long_leg, short_leg, params)
+            opp = None if sized is None else _evaluate(symbol, long_leg, short_leg, sized, params)
+        if opp is None:
+            return
+        floor = self.settings.min_expected_net_usd
+        if floor is not None and opp.expected_net < floor:
+            return
+        entry = (ranking_key(opp), opp)
+        bisect.insort(self._exact, entry)
+        state.exact[pair] = entry
 
 
-def _peek(books, key: Key):
-    """A book the ranker has already read (never builds one)."""
-    peek = getattr(books, "peek", None)
-    return peek(key) if peek is not None else books.get(key)
+_PENDING, _PAIRS = 0, 1  # heap entry kinds: a symbol's changed legs, its next pair
+
+
+class _LegRecord:
+    """One (venue, symbol) quote as a leg; a new record per change (pair entries hold the records
+    they were computed from, so a changed leg voids them by identity)."""
+
+    __slots__ = ("venue", "quote", "short_raw", "long_raw", "looked")
+
+    def __init__(self, venue: str, quote, short_raw: Decimal, long_raw: Decimal) -> None:
+        self.venue = venue
+        self.quote = quote
+        self.short_raw = short_raw  # h - c with the quote-only fee term (no book read)
+        self.long_raw = long_raw  # h + c
+        self.looked = _UNSEEN  # the scanner's close look once done (None: not a usable leg)
+
+
+class _Symbol:
+    """The ranker's state of one symbol."""
+
+    __slots__ = ("name", "venues", "legs", "unlooked", "exact", "memo", "pending", "expires_ts_ms", "pairs", "pos",
+                 "pairs_token")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.venues: set[str] = set()  # venues quoting it (usable or not)
+        self.legs: dict[str, _LegRecord] = {}  # venue -> usable leg
+        self.unlooked: set[str] = set()  # legs changed and not looked at yet
+        self.exact: dict[tuple[str, str], tuple] = {}  # (long, short) -> its entry in the exact list
+        self.memo: dict[tuple[str, str], tuple] = {}  # (long, short) -> (books, instruments, sizing, costs)
+        self.pending: int | None = None  # token of its live pending bound entry
+        self.expires_ts_ms: int | None = None  # when the first looked-at input turns stale
+        # Its pairs not evaluated yet, best bound first: (-bound, seq, long leg, short leg); the
+        # heap holds the one at ``pos`` (token ``pairs_token``), the next enters when it pops.
+        self.pairs: list[tuple] = []
+        self.pos = 0
+        self.pairs_token: int | None = None
 
 
 def changed_keys(previous: dict[Key, object] | None, current: dict[Key, object]) -> set[Key] | None:

@@ -59,6 +59,7 @@ from bot.core.domain import (
     pair_kind,
 )
 from bot.core.funding_math import (
+    CostBreakdown,
     adverse_basis_usd,
     apr_from_hourly,
     book_costs,
@@ -712,19 +713,32 @@ _EVALUATE_CACHE_SIZE = _PAIR_CACHE_SIZE
 
 
 def _evaluate_now(symbol: str, long_leg: _Leg, short_leg: _Leg, sized: _Sized, params: _Params) -> Opportunity | None:
-    ref_price, size, long_mid, short_mid = sized
     long_book, short_book = long_leg[_BOOK], short_leg[_BOOK]
     if long_book is not None and short_book is not None:
-        try:
-            costs = _book_costs_memo(long_book, short_book, long_leg[_FEES], short_leg[_FEES], size, params,
-                                     _pair_execution(long_leg, params))
-        except ArithmeticError:  # NaN/infinite levels deep in a book: bad data, skip the pair
-            return None
-        if costs is None:
-            return None  # insufficient or inconsistent depth for the entry or the exit
+        costs = _book_costs_memo(long_book, short_book, long_leg[_FEES], short_leg[_FEES], sized[1], params,
+                                 _pair_execution(long_leg, params))
     else:
+        ref_price, size, long_mid, short_mid = sized
         costs = estimated_costs(long_mid, short_mid, size, long_leg[_FEES], short_leg[_FEES], params.liquidity,
                                 params.estimated_slippage_bps, _pair_execution(long_leg, params))
+    return None if costs is None else _opportunity(symbol, long_leg, short_leg, sized, costs, params)
+
+
+def _pair_book_costs(long_leg: _Leg, short_leg: _Leg, size: Decimal, params: _Params) -> CostBreakdown | None:
+    """``book_costs`` of a sized pair with books; None for insufficient or inconsistent depth for
+    the entry or the exit, or NaN/infinite levels deep in a book (bad data: the pair is skipped).
+    Depends only on the legs' books and fee schedules, the size and the parameters."""
+    try:
+        return book_costs(long_leg[_BOOK], short_leg[_BOOK], long_leg[_FEES], short_leg[_FEES], size,
+                          params.liquidity, _pair_execution(long_leg, params))
+    except ArithmeticError:
+        return None
+
+
+def _opportunity(symbol: str, long_leg: _Leg, short_leg: _Leg, sized: _Sized, costs: CostBreakdown,
+                 params: _Params) -> Opportunity:
+    """The opportunity of a sized and costed pair (the funding side is the legs' quotes)."""
+    ref_price, size = sized[0], sized[1]
     notional = size * ref_price
     spread = short_leg[_HOURLY] - long_leg[_HOURLY]
     total = costs.total_usd
@@ -764,13 +778,17 @@ _BOOK_COSTS_CACHE_SIZE = 64
 
 
 def _book_costs_memo(long_book, short_book, long_fees: FeeSchedule, short_fees: FeeSchedule, size: Decimal,
-                     params: _Params, execution: ExecutionMode):
+                     params: _Params, execution: ExecutionMode) -> CostBreakdown | None:
+    """``book_costs`` (None also for NaN/infinite levels deep in a book), memoised."""
     key = (id(long_book), id(short_book), id(long_fees), id(short_fees), size, params.liquidity, execution)
     hit = _BOOK_COSTS_CACHE.get(key)
     if hit is not None and hit[0] is long_book and hit[1] is short_book and hit[2] is long_fees \
             and hit[3] is short_fees:
         return hit[4]
-    costs = book_costs(long_book, short_book, long_fees, short_fees, size, params.liquidity, execution)
+    try:
+        costs = book_costs(long_book, short_book, long_fees, short_fees, size, params.liquidity, execution)
+    except ArithmeticError:  # NaN/infinite levels deep in a book: bad data, skip the pair
+        costs = None
     _remember(_BOOK_COSTS_CACHE, _BOOK_COSTS_CACHE_SIZE, key, (long_book, short_book, long_fees, short_fees, costs))
     return costs
 
