@@ -104,7 +104,9 @@ class IncrementalRanker:
         self.settings = settings
         self.per_symbol = per_symbol
         self._symbols: dict[str, _Symbol] = {}
-        self._heap: list[tuple] = []  # (-bound, seq, kind, symbol state, a, b): bounds not yet resolved
+        # Bounds not resolved yet: [-bound, seq, kind, symbol state, live]; an entry replaced by a
+        # newer one is marked void (live False) and dropped when it surfaces or at a sweep.
+        self._heap: list[list] = []
         self._heap_mark = 0  # heap size after the last sweep of void entries
         self._exact: list[tuple] = []  # (ranking_key, Opportunity), sorted: every evaluated valid pair
         self._expiry: list[tuple] = []  # (expires_ts_ms, seq, symbol state)
@@ -248,16 +250,20 @@ class IncrementalRanker:
         for entry in state.exact.values():
             self._remove_exact(entry)
         state.exact.clear()
-        state.pending = None
+        for entry in (state.pending, state.pairs_entry):
+            if entry is not None:
+                entry[4] = False
+        state.pending = state.pairs_entry = None
         del self._symbols[state.name]
 
     def _file_pending(self, state: _Symbol) -> None:
         """File the symbol under an upper bound of every pair with a leg not looked at yet:
         ``max(s_u - l_all, s_all - l_u)`` (``s`` = h - c, ``l`` = h + c; the raw quote-only term for
         a leg not looked at, the looked-at one otherwise), or nothing when no such pair can exist
-        or reach the floor."""
-        state.pending = None
+        or reach the floor. A live entry with a bound at least the new one is kept (still a bound;
+        ``_resolve`` files it under the exact one when it surfaces): fewer void entries."""
         if not state.unlooked:
+            self._drop_pending(state)
             return
         legs = state.legs
         short_u = long_u = short_all = long_all = None
@@ -280,34 +286,42 @@ class IncrementalRanker:
             if long_all is None or l_cost < long_all:
                 long_all = l_cost
         if usable < 2:
+            self._drop_pending(state)
             return
         score = max(short_u - long_all, short_all - long_u)
         bound = self._usd_bound(score)
         floor = self.settings.min_expected_net_usd
         if floor is not None and bound < floor:
+            self._drop_pending(state)
             return
-        state.pending = token = next(self._seq)
-        self._push((-bound, token, _PENDING, state, token, None))
+        state.pending_bound = bound
+        if state.pending is not None and -state.pending[0] >= bound:
+            return
+        self._drop_pending(state)
+        state.pending = entry = [-bound, next(self._seq), _PENDING, state, True]
+        self._push(entry)
+
+    @staticmethod
+    def _drop_pending(state: _Symbol) -> None:
+        if state.pending is not None:
+            state.pending[4] = False
+            state.pending = None
 
     def _usd_bound(self, score: Decimal) -> Decimal:
         # The scanner's ``usd_bound``: a non-positive score bounds the net by the slack.
         return score * self._scale + self._slack if score > ZERO else self._slack
 
-    def _push(self, entry: tuple) -> None:
+    def _push(self, entry: list) -> None:
         heap = self._heap
         heapq.heappush(heap, entry)
         if len(heap) > 2 * self._heap_mark + 256:  # sweep the void entries
-            symbols = self._symbols
-            heap[:] = [e for e in heap if symbols.get(e[3].name) is e[3]
-                       and (e[3].pending if e[2] == _PENDING else e[3].pairs_token) == e[4]]
+            heap[:] = [e for e in heap if e[4]]
             heapq.heapify(heap)
             self._heap_mark = len(heap)
 
-    def _live(self, entry: tuple) -> bool:
-        state = entry[3]
-        if self._symbols.get(state.name) is not state:
-            return False
-        return (state.pending if entry[2] == _PENDING else state.pairs_token) == entry[4]
+    @staticmethod
+    def _live(entry: list) -> bool:
+        return entry[4]
 
     def _push_pairs_head(self, state: _Symbol) -> None:
         """File the symbol's best pair not evaluated yet (skipping pairs of changed legs) in the heap."""
@@ -318,11 +332,12 @@ class IncrementalRanker:
                 break
             pos += 1
         state.pos = pos
+        if state.pairs_entry is not None:
+            state.pairs_entry[4] = False
+            state.pairs_entry = None
         if pos < len(pairs):
-            state.pairs_token = token = next(self._seq)
-            self._push((pairs[pos][0], token, _PAIRS, state, token, None))
-        else:
-            state.pairs_token = None
+            state.pairs_entry = entry = [pairs[pos][0], next(self._seq), _PAIRS, state, True]
+            self._push(entry)
 
     def _expire(self, snapshot: MarketSnapshot) -> None:
         """Symbols whose looked-at inputs turned stale: every leg is read again from the snapshot."""
@@ -338,10 +353,9 @@ class IncrementalRanker:
         than ``n`` exact results: look at a symbol's changed legs, or evaluate a pair exactly."""
         heap, merged = self._heap, self._exact
         floor = self.settings.min_expected_net_usd
-        live = self._live
         while heap:
             entry = heap[0]
-            if not live(entry):
+            if not entry[4]:
                 heapq.heappop(heap)
                 continue
             bound = -entry[0]
@@ -352,7 +366,11 @@ class IncrementalRanker:
             heapq.heappop(heap)
             state = entry[3]
             if entry[2] == _PENDING:
-                self._look(snapshot, state)
+                if bound > state.pending_bound:  # a looser bound kept by _file_pending: file the exact one
+                    state.pending = entry = [-state.pending_bound, next(self._seq), _PENDING, state, True]
+                    self._push(entry)
+                else:
+                    self._look(snapshot, state, n)
                 continue
             _, _, long_rec, short_rec = state.pairs[state.pos]
             legs = state.legs
@@ -363,11 +381,11 @@ class IncrementalRanker:
             self._push_pairs_head(state)
             self._evaluate_pair(snapshot, state, long_rec, short_rec)
 
-    def _look(self, snapshot: MarketSnapshot, state: _Symbol) -> None:
+    def _look(self, snapshot: MarketSnapshot, state: _Symbol, n: int) -> None:
         """Look closely at the symbol's changed legs (book, spread) and file each new pair under
         its own bound."""
         self.reranked += 1
-        state.pending = None
+        self._drop_pending(state)
         params, fee_terms = self._params, self._fee_terms
         min_ts, kinds = params.min_ts_ms, params.pair_kinds
         symbol, legs = state.name, state.legs
@@ -482,8 +500,8 @@ class _LegRecord:
 class _Symbol:
     """The ranker's state of one symbol."""
 
-    __slots__ = ("name", "venues", "legs", "unlooked", "exact", "memo", "pending", "expires_ts_ms", "pairs", "pos",
-                 "pairs_token")
+    __slots__ = ("name", "venues", "legs", "unlooked", "exact", "memo", "pending", "pending_bound", "expires_ts_ms",
+                 "pairs", "pos", "pairs_entry")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -492,13 +510,14 @@ class _Symbol:
         self.unlooked: set[str] = set()  # legs changed and not looked at yet
         self.exact: dict[tuple[str, str], tuple] = {}  # (long, short) -> its entry in the exact list
         self.memo: dict[tuple[str, str], tuple] = {}  # (long, short) -> (books, instruments, sizing, costs)
-        self.pending: int | None = None  # token of its live pending bound entry
+        self.pending: list | None = None  # its live heap entry for the legs not looked at
+        self.pending_bound: Decimal = ZERO  # that entry's exact bound (the entry's may be looser)
         self.expires_ts_ms: int | None = None  # when the first looked-at input turns stale
         # Its pairs not evaluated yet, best bound first: (-bound, seq, long leg, short leg); the
-        # heap holds the one at ``pos`` (token ``pairs_token``), the next enters when it pops.
+        # heap holds the one at ``pos`` (entry ``pairs_entry``), the next enters when it pops.
         self.pairs: list[tuple] = []
         self.pos = 0
-        self.pairs_token: int | None = None
+        self.pairs_entry: list | None = None
 
 
 def changed_keys(previous: dict[Key, object] | None, current: dict[Key, object]) -> set[Key] | None:
