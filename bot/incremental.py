@@ -262,33 +262,11 @@ class IncrementalRanker:
         a leg not looked at, the looked-at one otherwise), or nothing when no such pair can exist
         or reach the floor. A live entry with a bound at least the new one is kept (still a bound;
         ``_resolve`` files it under the exact one when it surfaces): fewer void entries."""
-        if not state.unlooked:
+        pick = self._pending_score(state) if state.unlooked else None
+        if pick is None:
             self._drop_pending(state)
             return
-        legs = state.legs
-        short_u = long_u = short_all = long_all = None
-        usable = 0
-        for venue, rec in legs.items():
-            if venue in state.unlooked:
-                s_score, l_cost = rec.short_raw, rec.long_raw
-                if short_u is None or s_score > short_u:
-                    short_u = s_score
-                if long_u is None or l_cost < long_u:
-                    long_u = l_cost
-            else:
-                leg = rec.looked
-                if leg is None:
-                    continue
-                s_score, l_cost = leg[_SHORT_SCORE], leg[_LONG_COST]
-            usable += 1
-            if short_all is None or s_score > short_all:
-                short_all = s_score
-            if long_all is None or l_cost < long_all:
-                long_all = l_cost
-        if usable < 2:
-            self._drop_pending(state)
-            return
-        score = max(short_u - long_all, short_all - long_u)
+        score = pick[0]
         bound = self._usd_bound(score)
         floor = self.settings.min_expected_net_usd
         if floor is not None and bound < floor:
@@ -382,65 +360,106 @@ class IncrementalRanker:
             self._evaluate_pair(snapshot, state, long_rec, short_rec)
 
     def _look(self, snapshot: MarketSnapshot, state: _Symbol, n: int) -> None:
-        """Look closely at the symbol's changed legs (book, spread) and file each new pair under
-        its own bound."""
+        """Look closely at the symbol's changed legs (book, spread), most promising first, and file
+        each new pair under its own bound; stop when the pairs left with a leg not looked at cannot
+        reach the ``n``-th exact net (or the floor): those legs stay filed under their bound."""
         self.reranked += 1
         self._drop_pending(state)
+        merged, floor = self._exact, self.settings.min_expected_net_usd
+        bar = merged[n - 1][1].expected_net if len(merged) >= n else None
+        if floor is not None and (bar is None or floor > bar):
+            bar = floor
         params, fee_terms = self._params, self._fee_terms
         min_ts, kinds = params.min_ts_ms, params.pair_kinds
-        symbol, legs = state.name, state.legs
-        unlooked = state.unlooked
-        old = [rec for venue, rec in legs.items() if venue not in unlooked and rec.looked is not None]
-        fresh: list[_LegRecord] = []
-        expires = state.expires_ts_ms
-        max_age = self.settings.max_quote_age_ms
-        for venue in state.unlooked:
-            rec = legs[venue]
-            leg = None
-            if rec.quote.ts_ms >= min_ts:
-                leg = _close_look(snapshot, symbol, rec.quote, fee_terms, params)
-            rec.looked = leg
-            if leg is not None:
-                fresh.append(rec)
-                oldest = rec.quote.ts_ms
-                book = leg[_BOOK]
-                if book is not None and book.ts_ms < oldest:
-                    oldest = book.ts_ms
-                if expires is None or oldest + max_age < expires:
-                    expires = oldest + max_age
-        state.unlooked.clear()
-        if expires is not None and expires != state.expires_ts_ms:
-            state.expires_ts_ms = expires
-            heapq.heappush(self._expiry, (expires, next(self._seq), state))
-        if not fresh:
-            return
-        floor = self.settings.min_expected_net_usd
+        symbol, legs, unlooked = state.name, state.legs, state.unlooked
+        looked = [rec for venue, rec in legs.items() if venue not in unlooked and rec.looked is not None]
         pairs = [p for p in itertools.islice(state.pairs, state.pos, None)
                  if legs.get(p[2].venue) is p[2] and legs.get(p[3].venue) is p[3]]
         seq, scale, slack = self._seq, self._scale, self._slack
         check_kind = PairKind.SPOT_PERP in kinds  # else every leg is a perp: every pair is perp-perp
         append = pairs.append
-        for i, rec in enumerate(fresh):
-            a = rec.looked
-            a_hourly, a_venue = a[_HOURLY], rec.venue
-            for other in itertools.chain(old, fresh[i + 1:]):
+        expires, max_age = state.expires_ts_ms, self.settings.max_quote_age_ms
+        new_pairs = False
+        while unlooked:
+            pick = self._pending_score(state)
+            if pick is None:
+                break  # fewer than two usable legs: no pair
+            score, venue = pick
+            if bar is not None and self._usd_bound(score) < bar:
+                break
+            unlooked.discard(venue)
+            rec = legs[venue]
+            a = None
+            if rec.quote.ts_ms >= min_ts:
+                a = _close_look(snapshot, symbol, rec.quote, fee_terms, params)
+            rec.looked = a
+            if a is None:
+                continue
+            oldest = rec.quote.ts_ms
+            book = a[_BOOK]
+            if book is not None and book.ts_ms < oldest:
+                oldest = book.ts_ms
+            if expires is None or oldest + max_age < expires:
+                expires = oldest + max_age
+            a_hourly = a[_HOURLY]
+            for other in looked:
                 b = other.looked
                 b_hourly = b[_HOURLY]
                 # The profitable direction (the scanner's ``_is_long_side``): long the lower rate,
                 # on equal rates the venue named first.
-                if a_hourly < b_hourly or (a_hourly == b_hourly and a_venue < other.venue):
-                    long_rec, short_rec, score = rec, other, b[_SHORT_SCORE] - a[_LONG_COST]
+                if a_hourly < b_hourly or (a_hourly == b_hourly and venue < other.venue):
+                    long_rec, short_rec, pair_score = rec, other, b[_SHORT_SCORE] - a[_LONG_COST]
                 else:
-                    long_rec, short_rec, score = other, rec, a[_SHORT_SCORE] - b[_LONG_COST]
+                    long_rec, short_rec, pair_score = other, rec, a[_SHORT_SCORE] - b[_LONG_COST]
                 if check_kind and pair_kind(long_rec.venue, short_rec.venue) not in kinds:
                     continue
-                bound = score * scale + slack if score > ZERO else slack  # the scanner's ``usd_bound``
+                # the scanner's ``usd_bound``
+                bound = pair_score * scale + slack if pair_score > ZERO else slack
                 if floor is not None and bound < floor:
                     continue
                 append((-bound, next(seq), long_rec, short_rec))
-        pairs.sort()
-        state.pairs, state.pos = pairs, 0
-        self._push_pairs_head(state)
+                new_pairs = True
+            looked.append(rec)
+        if expires is not None and expires != state.expires_ts_ms:
+            state.expires_ts_ms = expires
+            heapq.heappush(self._expiry, (expires, next(seq), state))
+        if new_pairs:
+            pairs.sort()
+            state.pairs, state.pos = pairs, 0
+            self._push_pairs_head(state)
+        self._file_pending(state)
+
+    @staticmethod
+    def _pending_score(state: _Symbol) -> tuple[Decimal, str] | None:
+        """``max(s_u - l_all, s_all - l_u)`` over the symbol's usable legs (``s`` = h - c, ``l`` =
+        h + c: the raw quote-only terms for a leg not looked at, the looked-at ones otherwise), an
+        upper bound of the score of every pair with a leg not looked at, and the leg not looked at
+        that attains it (the one to look at first); None with fewer than two usable legs."""
+        unlooked = state.unlooked
+        short_u = long_u = short_all = long_all = None
+        best_short = best_long = ""
+        usable = 0
+        for venue, rec in state.legs.items():
+            if venue in unlooked:
+                s_score, l_cost = rec.short_raw, rec.long_raw
+                if short_u is None or s_score > short_u:
+                    short_u, best_short = s_score, venue
+                if long_u is None or l_cost < long_u:
+                    long_u, best_long = l_cost, venue
+            else:
+                leg = rec.looked
+                if leg is None:
+                    continue
+                s_score, l_cost = leg[_SHORT_SCORE], leg[_LONG_COST]
+            usable += 1
+            if short_all is None or s_score > short_all:
+                short_all = s_score
+            if long_all is None or l_cost < long_all:
+                long_all = l_cost
+        if usable < 2 or short_u is None:
+            return None
+        as_short, as_long = short_u - long_all, short_all - long_u
+        return (as_short, best_short) if as_short >= as_long else (as_long, best_long)
 
     def _evaluate_pair(self, snapshot: MarketSnapshot, state: _Symbol, long_rec: _LegRecord,
                        short_rec: _LegRecord) -> None:
