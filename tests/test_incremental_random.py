@@ -278,7 +278,7 @@ class _NoThreshold(IncrementalRanker):
                 continue
             state = entry[3]
             if entry[2] == 0:
-                self._look(snapshot, state)
+                self._look(snapshot, state, n)
                 continue
             _, _, long_rec, short_rec = state.pairs[state.pos]
             state.pos += 1
