@@ -43,8 +43,9 @@ class Market:
     """A mutable synthetic market; ``snapshot()`` freezes it (new dicts: one consistent view)."""
 
     def __init__(self, rng: random.Random, n_symbols: int, venues: tuple[str, ...], *, books: bool = True,
-                 spot: bool = False) -> None:
+                 spot: bool = False, bad_quotes: bool = True) -> None:
         self.rng = rng
+        self.bad_quotes = bad_quotes  # NaN rates and zero intervals (the adapters reject them before a strategy)
         self.now = START_MS
         self.with_books = books
         self.venues = list(venues) + (["alpha:spot", "bravo:spot"] if spot else [])
@@ -160,6 +161,8 @@ class Market:
                 self.books[key] = dataclasses.replace(self.books[key], ts_ms=self.now - MAX_AGE_MS - 1)
             self.quotes[key] = dataclasses.replace(quote, ts_ms=self.now)
         elif action < 0.87:  # an unusable rate (NaN) or a non-positive interval
+            if not self.bad_quotes:
+                return set()
             bad = rng.choice([dict(rate_per_interval=Decimal("NaN")), dict(interval_hours=Decimal(0))])
             self.quotes[key] = dataclasses.replace(quote, ts_ms=self.now, **bad)
         elif action < 0.89:  # a quote filed under another venue's key (never a leg)
