@@ -18,9 +18,10 @@ Four parts, each against a reference measured in the same run:
 2. ``decision``: cost of one market update at 500 x 8 (``bench/scan.py``'s synthetic universe):
    a random (venue, symbol) funding rate changes, then the incremental ranker re-evaluates what
    that can change and reads the top 5 (``IncrementalRanker.apply`` + ``top``) and the exit rules
-   run for the held positions on that symbol (all of them when the best opportunity changed), vs a
+   run (``ExitWatch``: positions on that symbol re-priced, all re-decided if the best changed), vs a
    full re-rank (``rank_opportunities``, limit 5) of the same snapshot every ``--compare-every``
-   updates, which is also compared with the incremental top 5 (must be equal). Wall and thread-CPU
+   updates, which is also compared with the incremental top 5 and the exit plan with ``plan_exits``
+   of every held position (must be equal). Wall and thread-CPU
    p50/p90/p99/p99.9/max in ms over ``--updates`` updates, the load average before and after.
 3. ``startup``: ``python -m bot scan`` wall time in this tree vs the reference tree (which
    re-fits the calibration at every start), and the fit itself.
@@ -52,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.scan import NOW_TS_MS, VENUES, build_universe
 from bot.core.domain import MarketSnapshot
+from bot.exit_watch import ExitWatch
 from bot.incremental import IncrementalRanker, RankSettings, full_rank
 from bot.market_view import LazyMapping  # noqa: F401
 from bot.strategy import HeldView, plan_exits
@@ -154,16 +156,17 @@ def _decision_loop(snapshot, quotes, ranker, settings, updates, seed, compare_ev
     rng = random.Random(seed + 1)
     keys = sorted(quotes)
     held = _held(snapshot, first)
-    held_by_symbol: dict[str, list[HeldView]] = {}
-    for view in held:
-        held_by_symbol.setdefault(view.symbol, []).append(view)
+    held_symbols = {view.symbol for view in held}
+    watch = ExitWatch(params, held)
+    watch.plan(snapshot, first[0] if first else None)
+    repriced_before = watch.repriced
     wall_ms: list[float] = []
     cpu_ms: list[float] = []  # this thread's CPU time: excludes time the OS gave other processes
     hot_wall: list[float] = []  # updates of a symbol held or among the current top 5
     hot_cpu: list[float] = []
     full_wall: list[float] = []
     full_cpu: list[float] = []
-    mismatches = compared = best_changes = 0
+    mismatches = compared = best_changes = exit_mismatches = 0
     looks_before, evaluated_before = ranker.reranked, ranker.evaluated
     top = first
     gc.collect()
@@ -171,7 +174,7 @@ def _decision_loop(snapshot, quotes, ranker, settings, updates, seed, compare_ev
     try:
         for n in range(updates):
             key = keys[rng.randrange(len(keys))]  # every key equally likely, as a live feed's updates
-            hot = key[1] in held_by_symbol or any(o.symbol == key[1] for o in top)
+            hot = key[1] in held_symbols or any(o.symbol == key[1] for o in top)
             old = quotes[key]
             shift = Decimal(rng.randint(-300, 300)).scaleb(-7)
             quotes[key] = replace(old, rate_per_interval=old.rate_per_interval + shift)
@@ -180,12 +183,9 @@ def _decision_loop(snapshot, quotes, ranker, settings, updates, seed, compare_ev
             ranker.apply(snapshot, (key,))
             top = ranker.top(snapshot, 5)
             best = top[0] if top else None
-            # The exit rules: the positions holding the changed symbol; all of them when the best
-            # alternative (the rotate rule's input) changed.
-            if best != best_before:
-                exits = plan_exits(snapshot, held, params, best)
-            else:
-                exits = plan_exits(snapshot, held_by_symbol.get(key[1], []), params, best)
+            # The exit rules (ExitWatch): the positions holding the changed symbol are priced again;
+            # every position is decided again only when the best alternative (rotate rule) changed.
+            exits = watch.plan(snapshot, best, (key[1],))
             wall = (time.perf_counter_ns() - start) / 1e6
             cpu = (time.thread_time_ns() - cpu_start) / 1e6
             wall_ms.append(wall)
@@ -194,7 +194,6 @@ def _decision_loop(snapshot, quotes, ranker, settings, updates, seed, compare_ev
             if hot:
                 hot_wall.append(wall)
                 hot_cpu.append(cpu)
-            del exits
             if n % compare_every == 0:  # the full re-rank is ~100x slower: timed on every 10th update
                 start, cpu_start = time.perf_counter_ns(), time.thread_time_ns()
                 full = full_rank(snapshot, settings, 5)
@@ -202,6 +201,7 @@ def _decision_loop(snapshot, quotes, ranker, settings, updates, seed, compare_ev
                 full_cpu.append((time.thread_time_ns() - cpu_start) / 1e6)
                 compared += 1
                 mismatches += full != top
+                exit_mismatches += exits != plan_exits(snapshot, held, params, full[0] if full else None)
     finally:
         gc.enable()
     p99_wall, p99_cpu = _pct(wall_ms, 0.99), _pct(cpu_ms, 0.99)
@@ -218,11 +218,13 @@ def _decision_loop(snapshot, quotes, ranker, settings, updates, seed, compare_ev
         "target_p99_ms": 0.2,
         "p99_meets_target": {"wall": p99_wall < 0.2, "cpu": p99_cpu < 0.2},
         "equal_to_full_rerank": {"compared": compared, "mismatches": mismatches,
+                                 "exit_plan_mismatches_vs_plan_exits_of_all_held": exit_mismatches,
                                  "note": f"every {compare_every}th update, the whole top 5 (every field)"},
         "work": {"symbols_looked_at": ranker.reranked - looks_before,
-                 "pairs_evaluated": ranker.evaluated - evaluated_before, "best_changes": best_changes},
-        "includes": "apply(one key) + top(5) + exit rules of the positions holding the symbol (all 3 held "
-                    "positions when the best opportunity changed: the rotate rule's alternative)",
+                 "pairs_evaluated": ranker.evaluated - evaluated_before, "best_changes": best_changes,
+                 "positions_repriced": watch.repriced - repriced_before},
+        "includes": "apply(one key) + top(5) + ExitWatch.plan: the positions holding the symbol priced again, "
+                    "all 3 held positions decided again when the best opportunity changed (rotate rule)",
         "gc": "disabled during the loop (both sides)",
     }
 
