@@ -8,8 +8,11 @@ list of every pair evaluated exactly (``ranking_key`` order), both kept across m
   the venue's fee floor, no book read). While some of its legs have not been looked at, the symbol
   has one entry in the heap: an upper bound of every pair with such a leg.
 - When that entry reaches the top, the changed legs are looked at closely (the scanner's
-  ``_close_look``: book fresh and sane, spread) and each new pair (a changed leg with any usable
-  leg, in its profitable direction and an allowed kind) enters the heap under its own bound.
+  ``_close_look``: book fresh and sane, spread), most promising first, until the pairs left with a
+  leg not looked at cannot reach the ``n``-th exact net (those stay filed under their bound). Each
+  new pair (a looked-at leg with any usable leg, in its profitable direction and an allowed kind)
+  joins the symbol's list of pairs sorted by bound; the best of it is in the heap (the next enters
+  when it pops, as in the scanner).
 - When a pair reaches the top it is evaluated exactly (the scanner's sizing, book walk and
   ``Opportunity``; with books, the sizing and the walk are kept per pair and reused while its
   books and instruments are the same objects) and filed in the exact list.
@@ -23,7 +26,7 @@ list of every pair evaluated exactly (``ranking_key`` order), both kept across m
 
 Why that is exact: every valid pair (both legs usable, sized, costed, net at least the floor) is
 always either in the exact list with its current result or covered by a live heap entry whose
-bound is at least its net (the scanner's bounds: ``symbol_bound``/pair bounds, proven there). When
+bound is at least its net (the scanner's bounds, proven in ``bot.scanner``'s docstring). When
 ``top`` stops, every covered pair's net is below the ``n``-th exact net, so the first ``n`` exact
 entries are the first ``n`` of a full ranking, ties included (``ranking_key`` is one total order).
 Time enters only through freshness: a symbol is read again from the snapshot when its first
