@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 import anyio
 from loguru import logger
 
+from bot.array_pass import MarketPass
 from bot.core.domain import ZERO, ExecutionMode, MarketSnapshot, Opportunity
 from bot.core.ports import Clock, Executor, MarketFeed
 from bot.engine import EngineConfig, TradingEngine
@@ -22,7 +23,6 @@ from bot.forecast import SpreadForecaster
 from bot.incremental import RankingSource, RankSettings
 from bot.logging_setup import log_event
 from bot.market_catch_up import MarketCatchUp
-from bot.market_view import take_snapshot
 from bot.pacing import Pacer
 from bot.params import breaker_settings, forecast_params, strategy_params
 from bot.settings import Settings
@@ -84,6 +84,7 @@ class Application:
             max_quote_age_ms=self.params.max_quote_age_ms, estimated_slippage_bps=self.params.estimated_slippage_bps,
             execution=self.params.execution, pair_kinds=self.params.pair_kinds,
             min_expected_net_usd=self.params.entry.min_expected_net_usd))
+        self.market_pass = MarketPass(self.market, self.forecaster, self.ranking)
         self.pacers = {
             "feed": self._pacer("feed", settings.sim.step_seconds),
             "strategy": self._pacer("strategy", settings.strategy.loop_interval_seconds, first_delay_s=0.0),
@@ -243,14 +244,12 @@ class Application:
     async def strategy_step(self) -> None:
         """One pass: exits first (they free capacity and reduce risk), then at most one entry."""
         assert self.engine is not None and self.executor is not None
-        market_snapshot = take_snapshot(self.market, self.clock.now_ms())
-        self._apply_board(self.board.tick(market_snapshot.now_ts_ms))
-        await self._record_equity(market_snapshot)
-        self.forecaster.observe_quotes(market_snapshot.quotes, market_snapshot.now_ts_ms)
         # Ranking and exits read each quote's forecast rate; the venues' current rates stay as they are.
-        snapshot = self.forecaster.forecast_snapshot(market_snapshot)
+        snapshot = self.market_pass.snapshot(self.clock.now_ms())  # bot.array_pass: lazy with a large universe
+        self._apply_board(self.board.tick(snapshot.now_ts_ms))
+        await self._record_equity(snapshot)
         held = self.held_views(venue_sizes=await self._venue_sizes())
-        ranked = self.ranking.ranked(snapshot)  # one ranking per pass, incremental when the market is quiet
+        ranked = self.market_pass.ranked(snapshot)  # one ranking per pass (screened, or incremental when quiet)
         best = ranked[0] if ranked else None
         for planned in plan_exits(snapshot, held, self.params, best):
             pos = self.engine.positions[planned.position_id]

@@ -39,6 +39,7 @@ before ``quotes``/``books``), venue feed outages and funding-interval changes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import random
 
@@ -47,6 +48,7 @@ from dataclasses import replace, dataclass, field
 from decimal import Decimal
 
 from adapters.errors import AbsurdVenueData
+from bot.quote_table import QuoteTable
 from adapters.validation import DEFAULT_MAX_ABS_RATE_PER_HOUR, validate_book, validate_quote
 from bot.core.domain import (
     BookLevel,
@@ -176,6 +178,11 @@ class SimulatedMarket:
         self._init_processes()
         self._init_spot(seed)
         self._init_faults()
+        self._table_keys: list[tuple[str, str]] | None = None
+        n_s = self._n_symbols
+        self._key_rate_scale = np.repeat([p.rate_scale for p in self._venue_params], n_s)
+        self._key_rate_quantum = np.repeat([float(p.rate_quantum) for p in self._venue_params], n_s)
+        self._key_quantum_exp = [int(p.rate_quantum.as_tuple().exponent) for p in self._venue_params]
         self._clear_caches()
 
     # ----------------------------------------------------------------- MarketSource
@@ -577,6 +584,8 @@ class SimulatedMarket:
             if change and len(choices) > 1 and self._fault_rng.random() < change:
                 self._interval[k] = self._fault_rng.choice([h for h in choices if h != hours])
                 self._lists = None
+                self._table = None
+                self._generation += 1
                 self._instruments[k] = None
                 self._quote_cache.pop(k, None)
                 self._raw_quote_cache.pop(k, None)
@@ -614,6 +623,8 @@ class SimulatedMarket:
             raise KeyError(f"unknown simulated instrument {venue}/{symbol}") from None
 
     def _clear_caches(self) -> None:
+        self._generation = getattr(self, "_generation", 0) + 1  # new quote objects from here on
+        self._table: QuoteTable | None = None
         self._lists: tuple[list[float], list[float], list[float], list[int]] | None = None
         self._quote_cache: dict[int, FundingQuote | None] = {}
         self._raw_quote_cache: dict[int, FundingQuote | None] = {}
@@ -641,9 +652,9 @@ class SimulatedMarket:
             )
         return cached
 
-    def _rate_decimal(self, k: int) -> Decimal:
+    def _rate_decimal(self, k: int, lists: tuple | None = None) -> Decimal:
         params = self._venue_params[k // self._n_symbols]
-        rate, _, _, interval = self._floats()
+        rate, _, _, interval = lists or self._floats()
         units = round(rate[k] * interval[k] * params.rate_scale)
         return Decimal(units) * params.rate_quantum
 
@@ -656,27 +667,74 @@ class SimulatedMarket:
                                    self._interval.tolist())
         return lists
 
-    def _mark_float(self, k: int) -> float:
-        _, price, basis, _ = self._floats()
+    def _mark_float(self, k: int, lists: tuple | None = None) -> float:
+        _, price, basis, _ = lists or self._floats()
         return price[k % self._n_symbols] * (1.0 + basis[k])
 
-    def _mark_decimal(self, k: int) -> Decimal:
+    def _mark_decimal(self, k: int, lists: tuple | None = None) -> Decimal:
         tick = self._traits[k % self._n_symbols].tick_size
-        return Decimal(max(1, round(self._mark_float(k) / float(tick)))) * tick
+        return Decimal(max(1, round(self._mark_float(k, lists) / float(tick)))) * tick
 
-    def _build_quote(self, k: int) -> FundingQuote:
+    def _build_quote(self, k: int, lists: tuple | None = None, step_ts_ms: int | None = None) -> FundingQuote:
+        """Key ``k``'s regular quote at this step (or from ``lists``/``step_ts_ms`` captured at an
+        earlier one: ``QuoteTable`` builds its few exact quotes after the market moved on)."""
+        lists = lists or self._floats()
+        step_ts = self._step_ts_ms if step_ts_ms is None else step_ts_ms
         v, s = divmod(k, self._n_symbols)
-        hours = self._floats()[3][k]
+        hours = lists[3][k]
         interval_ms = hours * MS_PER_HOUR
         return FundingQuote(
             venue=self._profiles[v].name,
             symbol=self._traits[s].symbol,
-            rate_per_interval=self._rate_decimal(k),
+            rate_per_interval=self._rate_decimal(k, lists),
             interval_hours=_hours_decimal(hours),
-            next_funding_ts_ms=(self._step_ts_ms // interval_ms + 1) * interval_ms,
-            mark_price=self._mark_decimal(k),
-            ts_ms=self._step_ts_ms,
+            next_funding_ts_ms=(step_ts // interval_ms + 1) * interval_ms,
+            mark_price=self._mark_decimal(k, lists),
+            ts_ms=step_ts,
         )
+
+    def quote_table(self) -> QuoteTable | None:
+        """This step's perp quotes as arrays (``bot.quote_table``), for a strategy pass that screens
+        every key at once and builds exact quotes for a few; None with spot markets (not tabled).
+
+        A key is *regular* when its validated quote is this step's ordinary build (no outage,
+        frozen or absurd quote, and its rate safely inside the validation cap); its rate, interval
+        and hourly rate are then in the arrays and ``QuoteTable.quote`` builds the very quote
+        ``quote()`` returns now. Other present keys carry their exact validated quote (or None).
+        """
+        if self._spot_names:
+            return None
+        cached = self._table
+        if cached is not None:
+            return cached
+        lists = self._floats()
+        n_s = self._n_symbols
+        rate = np.asarray(lists[0])
+        hours = self._interval.copy()
+        units = np.rint(rate * hours * self._key_rate_scale).astype(np.int64)
+        hourly = units * self._key_rate_quantum / hours
+        step_ts = self._step_ts_ms
+        present = np.ones(self._n_keys, dtype=bool)
+        for v in range(len(self._profiles)):
+            if self._outage_until[v] > step_ts:
+                present[v * n_s:(v + 1) * n_s] = False
+        cap = float(self.config.max_abs_rate_per_hour) * (1.0 - 1e-9)
+        regular = present & (np.abs(hourly) <= cap)
+        special = set(self._frozen) | set(self._absurd_quote)
+        if special:
+            regular[list(special)] = False
+        exact: dict[int, FundingQuote | None] = {}
+        for k in np.flatnonzero(present & ~regular).tolist():
+            quote = exact[k] = self._quote(k)
+            hourly[k] = math.nan if quote is None or quote.hourly_rate_or_none is None else float(quote.hourly_rate_or_none)
+        if self._table_keys is None:
+            self._table_keys = [(p.name, t.symbol) for p in self._profiles for t in self._traits]
+        table = self._table = QuoteTable(
+            keys=self._table_keys, n_venues=len(self._profiles), n_symbols=n_s, generation=self._generation,
+            ts_ms=step_ts, present=present, regular=regular, units=units, hours=hours, hourly=hourly,
+            quantum_exp=self._key_quantum_exp, exact=exact,
+            build=functools.partial(self._build_quote, lists=lists, step_ts_ms=step_ts))
+        return table
 
     def _raw_quote(self, k: int) -> FundingQuote | None:
         if k in self._raw_quote_cache:
@@ -721,7 +779,9 @@ class SimulatedMarket:
         if k in self._book_cache:
             return self._book_cache[k]
         book = self._raw_book(k)
-        if book is not None:
+        # A book as ``_build_book`` makes it is sane by construction (positive prices a whole tick
+        # apart, bids below asks, at least one lot per level): only an absurd-fault book is checked.
+        if book is not None and k in self._absurd_book:
             try:
                 validate_book(book)
             except AbsurdVenueData:

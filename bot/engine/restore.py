@@ -73,8 +73,10 @@ class RestoreMixin(SpotMixin, EngineCore):
     async def _reconcile_funding(self) -> None:
         """Record venue funding payments the bot missed (a crash between a venue's settlement and
         the bot recording it): everything at or after the latest payment recorded per venue."""
-        for venue in sorted(self._venues()):
-            since = await self.store.latest_funding_ts_ms(venue)
+        venues = sorted(self._venues())
+        latest = await self.store.latest_funding_ts_by_venue(venues)  # one read for every venue
+        for venue in venues:
+            since = latest[venue]
             try:
                 payments = await self.executor.funding_payments_since(venue, since or 0)
             except (TemporaryVenueError, FatalVenueError):
