@@ -45,17 +45,21 @@ SCREEN_MARGIN_REL = 1e-8  # and relative, of the largest rate term involved
 class MarketPass:
     """Forecast snapshot and ranking of one strategy pass (see the module docstring)."""
 
-    def __init__(self, market: MarketSource, forecaster: SpreadForecaster, ranking: RankingSource) -> None:
+    def __init__(self, market: MarketSource, forecaster: SpreadForecaster, ranking: RankingSource, *,
+                 first_symbols: int | None = None) -> None:
         self.market = market
         self.forecaster = forecaster
         self.ranking = ranking
         self.columns = ColumnObserver(forecaster)
+        self.first_symbols = first_symbols  # symbols ranked exactly first (None: max(2 n, 8))
         self._table_of = getattr(market, "quote_table", None)
         self._index: dict[tuple[str, str], int] = {}
         self._index_keys: list | None = None
         self._last: tuple[MarketSnapshot, QuoteTable] | None = None
         self.screened_passes = 0  # passes ranked through the float screen (for benchmarks and tests)
         self.candidate_symbols = 0  # symbols the last screened pass ranked exactly
+        self.screened_symbols = 0  # of the symbols whose bound passed the screen
+        self.early_stops = 0  # passes that ranked only some of those (the rest provably out of reach)
 
     def snapshot(self, now_ms: int) -> MarketSnapshot:
         """The market at ``now_ms`` with every quote's ranking rate set to its leg forecast."""
@@ -89,21 +93,38 @@ class MarketPass:
         if self._last is None or self._last[0] is not snapshot:
             return self.ranking.ranked(snapshot)
         table = self._last[1]
-        settings = self.ranking.settings
-        candidates = self._screen(snapshot, table)
-        if candidates is None:
-            return full_rank(snapshot, settings, self.ranking.n)
+        settings, n = self.ranking.settings, self.ranking.n
+        generation = getattr(self.market, "quote_generation", None)
+        # The books are read lazily: once the market has moved on they are newer than the table,
+        # and its spread bound no longer describes them.
+        same_books = callable(generation) and generation() == table.generation
+        screened = self._screen(snapshot, table, use_spread=same_books)
+        if screened is None:
+            return full_rank(snapshot, settings, n)
+        order, bounds, margin = screened
         self.screened_passes += 1
-        self.candidate_symbols = len(candidates)
-        quotes = snapshot.quotes
-        n_s = table.n_symbols
+        # Exact ranking of the best-bounded symbols first; more only while one left out could
+        # still place: a pair's net never exceeds its symbol's bound, so once ``n`` results all
+        # beat every left-out bound (by more than the float margin) the rest cannot enter.
+        count = min(len(order), self.first_symbols or max(2 * n, 8))
+        while True:
+            chosen = order[:count]
+            result = full_rank(replace(snapshot, quotes=self._sub_quotes(snapshot, table, chosen)), settings, n)
+            if count >= len(order) or (len(result) >= n and float(result[n - 1].expected_net) > bounds[count] + margin):
+                self.candidate_symbols, self.screened_symbols = count, len(order)
+                self.early_stops += count < len(order)
+                return result
+            count = min(len(order), count * 4)
+
+    def _sub_quotes(self, snapshot: MarketSnapshot, table: QuoteTable, symbols: list[int]) -> dict:
+        quotes, keys, n_s = snapshot.quotes, table.keys, table.n_symbols
         sub: dict[tuple[str, str], FundingQuote] = {}
-        for k in sorted(v * n_s + s for s in candidates for v in range(table.n_venues)):
+        for k in sorted(v * n_s + s for s in symbols for v in range(table.n_venues)):  # the full snapshot's order
             if table.present[k]:
-                quote = quotes.get(table.keys[k])
+                quote = quotes.get(keys[k])
                 if quote is not None:
-                    sub[table.keys[k]] = quote
-        return full_rank(replace(snapshot, quotes=sub), settings, self.ranking.n)
+                    sub[keys[k]] = quote
+        return sub
 
     # ------------------------------------------------------------------ internals
     def _forecast_quote(self, table: QuoteTable, k: int) -> FundingQuote | None:
@@ -123,8 +144,10 @@ class MarketPass:
                 out[table.keys[k]] = quote
         return out
 
-    def _screen(self, snapshot: MarketSnapshot, table: QuoteTable) -> list[int] | None:
-        """Symbols (indices) whose scanner bound could reach the entry minimum; None: cannot screen."""
+    def _screen(self, snapshot: MarketSnapshot, table: QuoteTable, *,
+                use_spread: bool) -> tuple[list[int], list[float], float] | None:
+        """Symbols whose bound could reach the entry minimum, best bound first, with those bounds
+        (USD, floats) and the float margin; None when nothing can be screened out."""
         settings = self.ranking.settings
         minimum = settings.min_expected_net_usd
         params = _params(snapshot, settings.notional_usd, settings.horizon_hours, settings.max_quote_age_ms,
@@ -152,7 +175,11 @@ class MarketPass:
         shape = (table.n_venues, table.n_symbols)
         usable = usable.reshape(shape) & has_fee[:, None]
         rank = np.where(usable, rank.reshape(shape), 0.0)
-        c = fee[:, None]
+        # A leg's cost term: the venue's fee floor, plus (with books) its spread as the scanner's
+        # close look charges it (a lower bound of the spread keeps this a lower bound of the cost).
+        c = np.broadcast_to(fee[:, None], shape)
+        if use_spread and table.spread_lb is not None and not params.estimated:
+            c = c + table.spread_lb.reshape(shape) * float(params.spread_factor)
         best_short = np.where(usable, rank - c, -np.inf).max(axis=0)
         best_long = np.where(usable, rank + c, np.inf).min(axis=0)
         legs = usable.sum(axis=0)
@@ -160,10 +187,11 @@ class MarketPass:
         scale_f, slack_f = float(scale), float(slack)
         bound = np.where(score > 0, score * scale_f + slack_f, slack_f)
         magnitude = max(float(np.abs(rank).max(initial=0.0)), float(np.abs(self.columns.level_f).max(initial=0.0)),
-                        float(np.abs(fee).max(initial=0.0)))
+                        float(np.abs(c).max(initial=0.0)))
         margin = SCREEN_MARGIN_USD + SCREEN_MARGIN_REL * scale_f * magnitude
-        keep = (legs >= 2) & (bound >= float(minimum) - margin)
-        return np.flatnonzero(keep).tolist()
+        keep = np.flatnonzero((legs >= 2) & (bound >= float(minimum) - margin))
+        order = keep[np.argsort(-bound[keep], kind="stable")]
+        return order.tolist(), bound[order].tolist() + [-np.inf], margin
 
 
 __all__ = ["MarketPass"]

@@ -30,6 +30,7 @@ class QuoteTable:
     quote (or None: rejected) in ``exact``. ``hourly`` is the rate per hour as a float (NaN when
     unusable): for screening only. ``generation`` changes whenever the feed issues new quote
     objects (a regular key's quote at an unchanged generation is the same quote as before).
+    ``spread_lb`` (optional) bounds each key's book spread from below, for screening only.
     """
 
     keys: list[tuple[str, str]]
@@ -45,6 +46,9 @@ class QuoteTable:
     quantum_exp: list[int]
     exact: dict[int, FundingQuote | None]
     build: Callable[[int], FundingQuote]
+    # Optional: per key a lower bound of its book's (best ask - best bid) / mid (0.0: unknown), so
+    # the screen can charge the spread as the scanner's close look does (``bot.array_pass``).
+    spread_lb: np.ndarray | None = None
     _built: dict[int, FundingQuote | None] = field(default_factory=dict)
 
     def quote(self, k: int) -> FundingQuote | None:

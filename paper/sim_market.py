@@ -183,6 +183,9 @@ class SimulatedMarket:
         self._key_rate_scale = np.repeat([p.rate_scale for p in self._venue_params], n_s)
         self._key_rate_quantum = np.repeat([float(p.rate_quantum) for p in self._venue_params], n_s)
         self._key_quantum_exp = [int(p.rate_quantum.as_tuple().exponent) for p in self._venue_params]
+        self._key_tick_f = np.tile([float(t.tick_size) for t in self._traits], len(self._profiles))
+        self._key_spread_mult = np.tile([float(t.spread_mult) for t in self._traits], len(self._profiles))
+        self._key_spread_bps = np.repeat([float(p.spread_bps) for p in self._profiles], n_s)
         self._clear_caches()
 
     # ----------------------------------------------------------------- MarketSource
@@ -652,6 +655,22 @@ class SimulatedMarket:
             )
         return cached
 
+    def _touch_spread_lower_bound(self, lists: tuple) -> np.ndarray:
+        """Per key, a lower bound of ``(best ask - best bid) / mid`` of the book ``_build_book``
+        makes at this step: its touch in ticks computed as there (numpy, same operations), then
+        narrowed by a tick on each side so a float difference can only understate it."""
+        price, basis = np.asarray(lists[1]), np.asarray(lists[2])
+        mark = price[self._key_symbol] * (1.0 + basis)
+        tick_f = self._key_tick_f
+        mid_ticks = mark / tick_f
+        half_ticks = np.maximum(0.5, mark * self._key_spread_bps * self._key_spread_mult * 0.5e-4 / tick_f)
+        with np.errstate(invalid="ignore"):
+            best_bid = np.maximum(1.0, np.floor(mid_ticks - half_ticks))
+            best_ask = np.maximum(best_bid + 1.0, np.ceil(mid_ticks + half_ticks))
+        spread = np.maximum(best_ask - best_bid - 2.0, 0.0)
+        out = spread / ((best_ask + best_bid + 2.0) / 2.0)
+        return np.where(np.isfinite(out), out, 0.0)
+
     def _rate_decimal(self, k: int, lists: tuple | None = None) -> Decimal:
         params = self._venue_params[k // self._n_symbols]
         rate, _, _, interval = lists or self._floats()
@@ -693,6 +712,10 @@ class SimulatedMarket:
             ts_ms=step_ts,
         )
 
+    def quote_generation(self) -> int:
+        """Changes whenever new quote objects (and books) are issued (``QuoteTable.generation``)."""
+        return self._generation
+
     def quote_table(self) -> QuoteTable | None:
         """This step's perp quotes as arrays (``bot.quote_table``), for a strategy pass that screens
         every key at once and builds exact quotes for a few; None with spot markets (not tabled).
@@ -729,10 +752,14 @@ class SimulatedMarket:
             hourly[k] = math.nan if quote is None or quote.hourly_rate_or_none is None else float(quote.hourly_rate_or_none)
         if self._table_keys is None:
             self._table_keys = [(p.name, t.symbol) for p in self._profiles for t in self._traits]
+        spread_lb = self._touch_spread_lower_bound(lists)
+        spread_lb[~present] = 0.0
+        if self._absurd_book:
+            spread_lb[list(self._absurd_book)] = 0.0
         table = self._table = QuoteTable(
             keys=self._table_keys, n_venues=len(self._profiles), n_symbols=n_s, generation=self._generation,
             ts_ms=step_ts, present=present, regular=regular, units=units, hours=hours, hourly=hourly,
-            quantum_exp=self._key_quantum_exp, exact=exact,
+            quantum_exp=self._key_quantum_exp, exact=exact, spread_lb=spread_lb,
             build=functools.partial(self._build_quote, lists=lists, step_ts_ms=step_ts))
         return table
 

@@ -89,15 +89,18 @@ def test_column_levels_and_forecast_quotes_equal_the_per_quote_path(mode: str) -
             assert dict(snapshot.quotes.items()) == dict(expected.quotes)
 
 
+@pytest.mark.parametrize("first_symbols", [None, 1])
 @pytest.mark.parametrize("minimum", [Decimal("-5"), Decimal("0.05"), Decimal("0.5"), Decimal("1"), None])
-def test_screened_ranking_equals_the_full_ranking(minimum: Decimal | None) -> None:
-    ref_market, col_market = _market(), _market()
+def test_screened_ranking_equals_the_full_ranking(minimum: Decimal | None, first_symbols: int | None) -> None:
+    settings = _settings(minimum)
+    ranked_any = 0
+    symbols = 40 if minimum == Decimal("0.05") else 30
+    ref_market, col_market = _market(symbols=symbols), _market(symbols=symbols)
     ref, col = SpreadForecaster(), SpreadForecaster()
     _warm(ref, ref_market)
     _warm(col, col_market)
-    settings = _settings(minimum)
-    market_pass = MarketPass(col_market, col, RankingSource(settings, n=5))
-    ranked_any = 0
+    # first_symbols=1: the exact ranking starts from the best-bounded symbol alone and must widen
+    market_pass = MarketPass(col_market, col, RankingSource(settings, n=5), first_symbols=first_symbols)
     for n, t in enumerate(_pass_times()):
         ref_market.advance_to(t)
         col_market.advance_to(t)
@@ -113,6 +116,8 @@ def test_screened_ranking_equals_the_full_ranking(minimum: Decimal | None) -> No
         assert market_pass.screened_passes == 0
     else:
         assert market_pass.screened_passes == len(_pass_times())
+    if minimum == Decimal("0.05"):  # many symbols pass: the exact ranking stopped early, provably
+        assert market_pass.early_stops > 10
 
 
 def test_screen_keeps_few_symbols_when_few_can_pay() -> None:
