@@ -9,6 +9,7 @@ shutdown) is shared.
 from __future__ import annotations
 
 import sys
+import time
 from decimal import Decimal
 from typing import TYPE_CHECKING, TextIO
 
@@ -47,6 +48,7 @@ CONTROL_HALT_KEY = "control.halt"
 CONTROL_FLATTEN_KEY = "control.flatten"
 FORECAST_LEVELS_KEY = "forecast.levels"
 FORECAST_SAVE_INTERVAL_MS = 15 * 60_000  # reconciliation saves the forecast levels at most this often (clock time)
+FORECAST_SAVE_MIN_WALL_S = 5.0  # ... and at most this often in wall time
 MS_PER_HOUR = 3_600_000
 
 
@@ -79,6 +81,7 @@ class Application:
         self.status_view: StatusView | None = None
         self._said_behind = False
         self._forecast_saved_ms: int | None = None
+        self._forecast_saved_wall = 0.0
         self.ranking = RankingSource(RankSettings(
             notional_usd=self.params.notional_usd, horizon_hours=self.params.horizon_hours,
             max_quote_age_ms=self.params.max_quote_age_ms, estimated_slippage_bps=self.params.estimated_slippage_bps,
@@ -161,10 +164,12 @@ class Application:
         if self.store is None:
             return
         now = self.clock.now_ms()
-        if at_most_every_ms and self._forecast_saved_ms is not None and now - self._forecast_saved_ms < at_most_every_ms:
-            return
+        if at_most_every_ms and self._forecast_saved_ms is not None and (
+                now - self._forecast_saved_ms < at_most_every_ms
+                or time.monotonic() - self._forecast_saved_wall < FORECAST_SAVE_MIN_WALL_S):
+            return  # (and at most every few wall seconds: at a high --speed the text is the cost)
         await self.store.set_kv(FORECAST_LEVELS_KEY, self.forecaster.to_text(), now)
-        self._forecast_saved_ms = now
+        self._forecast_saved_ms, self._forecast_saved_wall = now, time.monotonic()
 
     async def close(self) -> None:
         if self.store is not None:
