@@ -571,20 +571,31 @@ class SimulatedMarket:
     def _settle(self, ts_ms: int, out: list[FundingSettlement]) -> None:
         n_s = self._n_symbols
         change = self._faults.interval_change_prob
-        due = np.flatnonzero(ts_ms % (self._interval * MS_PER_HOUR) == 0).tolist()
-        for k in due:
-            hours = int(self._interval[k])
+        due_arr = np.flatnonzero(ts_ms % (self._interval * MS_PER_HOUR) == 0)
+        if not len(due_arr):
+            return
+        # Every due key's rate units and mark ticks at once: the operations of ``_rate_decimal`` and
+        # ``_mark_decimal`` in the same order (numpy rint rounds half to even, as ``round``).
+        hours_arr = self._interval[due_arr]
+        units = np.rint(self._rate[due_arr] * hours_arr * self._key_rate_scale[due_arr]).astype(np.int64)
+        mark = self._price[self._key_symbol[due_arr]] * (1.0 + self._basis[due_arr])
+        ticks = np.maximum(1, np.rint(mark / self._key_tick_f[due_arr]).astype(np.int64))
+        profiles, traits, params = self._profiles, self._traits, self._venue_params
+        for k, hours, unit, tick_count in zip(due_arr.tolist(), hours_arr.tolist(), units.tolist(), ticks.tolist()):
             v, s = divmod(k, n_s)
+            symbol_traits = traits[s]
             out.append(FundingSettlement(
-                venue=self._profiles[v].name,
-                symbol=self._traits[s].symbol,
+                venue=profiles[v].name,
+                symbol=symbol_traits.symbol,
                 ts_ms=ts_ms,
-                rate=self._rate_decimal(k),
+                rate=Decimal(unit) * params[v].rate_quantum,
                 interval_hours=_hours_decimal(hours),
-                mark_price=self._mark_decimal(k),
+                mark_price=Decimal(tick_count) * symbol_traits.tick_size,
             ))
-            choices = self._profiles[v].interval_choices
-            if change and len(choices) > 1 and self._fault_rng.random() < change:
+            if not change:
+                continue
+            choices = profiles[v].interval_choices
+            if len(choices) > 1 and self._fault_rng.random() < change:
                 self._interval[k] = self._fault_rng.choice([h for h in choices if h != hours])
                 self._lists = None
                 self._table = None
