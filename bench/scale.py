@@ -243,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench.scale_year import run_year
 
         result["year"] = asyncio.run(run_year(args.year_days, 30, 60))
+    result["load_avg_at_end"] = os.getloadavg()
     print(json.dumps(result, indent=2, default=str))
     return 0
 
