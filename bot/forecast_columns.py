@@ -48,7 +48,8 @@ class ColumnObserver:
         self._ts = np.zeros(0, dtype=np.int64)  # mirror of leg.ts_ms (_NO_TS: None)
         self._units = np.zeros(0, dtype=np.int64)  # rate last set from the table (-1 hours: not from it)
         self._hours = np.zeros(0, dtype=np.int64)
-        self._token: list[object] = []  # generation (regular) or quote object last observed
+        self._gen = np.zeros(0, dtype=np.int64)  # generation a regular key was last observed at (-1: none)
+        self._objects: dict[int, object] = {}  # quote object a non-regular key was last observed as
         self.level_f = np.zeros(0)
         self.rate_f = np.zeros(0)
         self._passes = 0
@@ -62,7 +63,8 @@ class ColumnObserver:
         n = len(table.keys)
         self._units = np.zeros(n, dtype=np.int64)
         self._hours = np.full(n, -1, dtype=np.int64)
-        self._token = [None] * n
+        self._gen = np.full(n, -1, dtype=np.int64)
+        self._objects = {}
         self._resync()
 
     def _resync(self) -> None:
@@ -78,19 +80,16 @@ class ColumnObserver:
             self._bind(table)
         self._passes += 1
         gen = table.generation
-        tokens, legs = self._token, self._legs
-        regular_idx = np.flatnonzero(table.regular)
-        fresh = [k for k in regular_idx.tolist() if tokens[k] != gen]
+        legs = self._legs
+        fresh_arr = np.flatnonzero(table.regular & (self._gen != gen))
         half_life = self.forecaster.params.level_half_life_hours
-        if fresh:
-            fresh_arr = np.array(fresh, dtype=np.int64)
+        if len(fresh_arr):
             prev_ts = self._ts[fresh_arr]
             common_ts = int(np.max(prev_ts))
             fast_mask = (prev_ts == common_ts) & ~np.isnan(self.rate_f[fresh_arr]) & (common_ts != _NO_TS) \
                 & (now_ms > common_ts)
             fast = fresh_arr[fast_mask]
             slow = fresh_arr[~fast_mask].tolist()
-            self.last_fast, self.last_slow = len(fast), len(slow)
             if len(fast):
                 elapsed = now_ms - common_ts
                 w = level_weight(elapsed, half_life)
@@ -116,12 +115,13 @@ class ColumnObserver:
             self._units[fresh_arr] = table.units[fresh_arr]
             self._hours[fresh_arr] = table.hours[fresh_arr]
             self.rate_f[fresh_arr] = table.hourly[fresh_arr]
-            for k in fresh:
-                tokens[k] = gen
+            self._gen[fresh_arr] = gen
+        objects = self._objects
         for k, quote in table.exact.items():
-            if quote is None or tokens[k] is quote:
+            if quote is None or objects.get(k) is quote:
                 continue
-            tokens[k] = quote
+            objects[k] = quote
+            self._gen[k] = -1
             hourly = quote.hourly_rate_or_none
             if hourly is not None:
                 self._leg(k).observe(now_ms, hourly, half_life)

@@ -743,7 +743,7 @@ class SimulatedMarket:
             return cached
         lists = self._floats()
         n_s = self._n_symbols
-        rate = np.asarray(lists[0])
+        rate = self._rate  # the array ``lists[0]`` was made from
         hours = self._interval.copy()
         units = np.rint(rate * hours * self._key_rate_scale).astype(np.int64)
         hourly = units * self._key_rate_quantum / hours
