@@ -21,6 +21,7 @@ from bot.core.domain import ZERO, ExecutionMode, MarketSnapshot, Opportunity
 from bot.core.ports import Clock, Executor, MarketFeed
 from bot.engine import EngineConfig, TradingEngine
 from bot.forecast import SpreadForecaster
+from bot.forecast_columns import warm_up
 from bot.incremental import RankingSource, RankSettings
 from bot.logging_setup import log_event
 from bot.market_catch_up import MarketCatchUp
@@ -148,13 +149,16 @@ class Application:
         saved = await self.store.get_kv(FORECAST_LEVELS_KEY)
         if saved and self.forecaster.load_text(saved):
             return
-        settlements = self.market.history_settlements(self.settings.forecast.warmup_hours)
-        for s in settlements:
-            if s.interval_hours > 0:
-                self.forecaster.observe(s.venue, s.symbol, s.ts_ms, s.rate / s.interval_hours)
-        if settlements:
+        count = warm_up(self.forecaster, self.market, self.settings.forecast.warmup_hours)  # columns, if any
+        if count is None:
+            settlements = self.market.history_settlements(self.settings.forecast.warmup_hours)
+            for s in settlements:
+                if s.interval_hours > 0:
+                    self.forecaster.observe(s.venue, s.symbol, s.ts_ms, s.rate / s.interval_hours)
+            count = len(settlements)
+        if count:
             await self.event("forecast_history", "info",
-                             f"spread forecast warmed up on {len(settlements)} settlement(s) of the last "
+                             f"spread forecast warmed up on {count} settlement(s) of the last "
                              f"{self.settings.forecast.warmup_hours} h")
 
     async def save_forecast(self, *, at_most_every_ms: int = 0) -> None:

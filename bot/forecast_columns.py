@@ -153,3 +153,27 @@ class ColumnObserver:
         """Key ``k``'s exact level (zero before any observation)."""
         leg = self._legs[k] if self._legs else None
         return ZERO if leg is None else leg.level
+
+
+def warm_up(forecaster: SpreadForecaster, market: object, hours: int) -> int | None:
+    """Fold the market's settlement history of the last ``hours`` into ``forecaster``, as observing
+    each ``history_settlements`` entry's ``rate / interval_hours`` in time order would (the same
+    Decimal operations per leg), from the market's columns (``history_rate_columns``) without a
+    settlement object each. Returns how many settlements; None when the market has no columns."""
+    columns_of = getattr(market, "history_rate_columns", None)
+    if not callable(columns_of):
+        return None
+    keys, exps, n_symbols, columns = columns_of(hours)
+    legs, half_life = forecaster.legs, forecaster.params.level_half_life_hours
+    resolved: list[LegLevel | None] = [None] * len(keys)
+    count = 0
+    for ts_ms, due, units, interval in columns:
+        for k, unit, hours_k in zip(due.tolist(), units.tolist(), interval.tolist()):
+            leg = resolved[k]
+            if leg is None:
+                leg = resolved[k] = legs.get(keys[k]) or legs.setdefault(keys[k], LegLevel())
+            # the settlement's rate / interval_hours: (units x quantum) / Decimal(hours)
+            leg.observe(ts_ms, Decimal(unit).scaleb(exps[k // n_symbols]) / (_HOURS_DEC.get(hours_k) or _hours_dec(hours_k)),
+                        half_life)
+        count += len(due)
+    return count

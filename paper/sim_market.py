@@ -179,6 +179,7 @@ class SimulatedMarket:
         self._init_spot(seed)
         self._init_faults()
         self._table_keys: list[tuple[str, str]] | None = None
+        self._columns: list[tuple] | None = None  # set on a history twin (``history_rate_columns``)
         n_s = self._n_symbols
         self._key_rate_scale = np.repeat([p.rate_scale for p in self._venue_params], n_s)
         self._key_rate_quantum = np.repeat([float(p.rate_quantum) for p in self._venue_params], n_s)
@@ -306,6 +307,19 @@ class SimulatedMarket:
         twin = SimulatedMarket(replace(self.config, step_seconds=3600, faults=SimFaults()),
                                self._seed_key, start)
         return [s for s in twin.advance_to(self._now_ts_ms) if s.ts_ms < self._now_ts_ms]
+
+    def history_rate_columns(self, hours: int) -> tuple[list[tuple[str, str]], list[int], int, list[tuple]]:
+        """``history_settlements(hours)`` as columns, for the forecast warm-up (``bot.forecast_columns``):
+        (keys, rate quantum exponent per venue, symbols per venue, [(ts_ms, due keys, rate units,
+        interval hours), ...] in time order). A settlement's rate is ``units x 10 ** exponent``."""
+        keys = [(p.name, t.symbol) for p in self._profiles for t in self._traits]
+        if hours <= 0:
+            return keys, self._key_quantum_exp, self._n_symbols, []
+        start = (self._now_ts_ms - hours * MS_PER_HOUR) // MS_PER_HOUR * MS_PER_HOUR
+        twin = SimulatedMarket(replace(self.config, step_seconds=3600, faults=SimFaults()), self._seed_key, start)
+        twin._columns = []
+        twin.advance_to(self._now_ts_ms)
+        return keys, self._key_quantum_exp, self._n_symbols, [c for c in twin._columns if c[0] < self._now_ts_ms]
 
     def advance_to(self, ts_ms: int) -> list[FundingSettlement]:
         """Step the market to ``ts_ms`` and return the settlements crossed, in time order.
@@ -578,6 +592,9 @@ class SimulatedMarket:
         # ``_mark_decimal`` in the same order (numpy rint rounds half to even, as ``round``).
         hours_arr = self._interval[due_arr]
         units = np.rint(self._rate[due_arr] * hours_arr * self._key_rate_scale[due_arr]).astype(np.int64)
+        if self._columns is not None and not change:  # a history twin: columns, not objects
+            self._columns.append((ts_ms, due_arr, units, hours_arr.copy()))
+            return
         mark = self._price[self._key_symbol[due_arr]] * (1.0 + self._basis[due_arr])
         ticks = np.maximum(1, np.rint(mark / self._key_tick_f[due_arr]).astype(np.int64))
         profiles, traits, params = self._profiles, self._traits, self._venue_params

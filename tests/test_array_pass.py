@@ -141,3 +141,18 @@ def test_markets_without_a_table_take_the_per_quote_path() -> None:
     snapshot = market_pass.snapshot(START_MS + 60_000)
     assert isinstance(snapshot.quotes, dict)
     assert market_pass.ranked(snapshot) == full_rank(snapshot, _settings(Decimal("0.5")), 5)
+
+
+@pytest.mark.parametrize("hours", [0, 1, 30])
+def test_column_warm_up_equals_observing_every_settlement(hours: int) -> None:
+    from bot.forecast_columns import warm_up
+
+    market = SimulatedMarket(SimMarketConfig(venues=tuple(list(VENUE_PROFILES)[:6]), symbol_count=25), 5,
+                             START_MS + 7 * 1_800_000)
+    ref, col = SpreadForecaster(), SpreadForecaster()
+    settlements = market.history_settlements(hours)
+    for s in settlements:
+        ref.observe(s.venue, s.symbol, s.ts_ms, s.rate / s.interval_hours)
+    assert warm_up(col, market, hours) == len(settlements)
+    assert col.to_text() == ref.to_text()
+    assert (hours == 0) == (not settlements)
