@@ -74,7 +74,7 @@ class MarketPass:
             self._index = {key: k for k, key in enumerate(table.keys)}
             self._index_keys = table.keys
         market = self.market
-        probe = lambda: [table.keys[k] for k in np.flatnonzero(table.present)[:8].tolist()]  # noqa: E731
+        probe = lambda: [table.keys[k] for k in np.flatnonzero(table.present)[:8].tolist()]
         snapshot = MarketSnapshot(
             now_ts_ms=now_ms,
             quotes=LazyMapping(lambda venue, symbol: self._forecast_quote(table, self._index[(venue, symbol)]),

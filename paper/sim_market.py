@@ -42,14 +42,17 @@ import dataclasses
 import functools
 import math
 import random
-
-import numpy as np
-from dataclasses import replace, dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
+import numpy as np
+
 from adapters.errors import AbsurdVenueData
-from bot.quote_table import QuoteTable
-from adapters.validation import DEFAULT_MAX_ABS_RATE_PER_HOUR, validate_book, validate_quote
+from adapters.validation import (
+    DEFAULT_MAX_ABS_RATE_PER_HOUR,
+    validate_book,
+    validate_quote,
+)
 from bot.core.domain import (
     BookLevel,
     FeeSchedule,
@@ -63,6 +66,7 @@ from bot.core.domain import (
     is_spot,
     spot_market,
 )
+from bot.quote_table import QuoteTable
 from paper.calibration import (
     MAX_SPIKE_Z,
     REAL_CROSS_VENUE,
@@ -931,7 +935,7 @@ _ABSURD_QUOTES = (
     {"rate_per_interval": _HUGE_RATE},
     {"rate_per_interval": Decimal("Infinity")},
     {"mark_price": Decimal(0)},
-    {"mark_price": Decimal("-1")},
+    {"mark_price": Decimal(-1)},
     {"interval_hours": Decimal(0)},
 )
 _ABSURD_BOOKS = ("crossed", "zero_size", "nan_price")

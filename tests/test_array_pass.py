@@ -90,7 +90,7 @@ def test_column_levels_and_forecast_quotes_equal_the_per_quote_path(mode: str) -
 
 
 @pytest.mark.parametrize("first_symbols", [None, 1])
-@pytest.mark.parametrize("minimum", [Decimal("-5"), Decimal("0.05"), Decimal("0.5"), Decimal("1"), None])
+@pytest.mark.parametrize("minimum", [Decimal(-5), Decimal("0.05"), Decimal("0.5"), Decimal(1), None])
 def test_screened_ranking_equals_the_full_ranking(minimum: Decimal | None, first_symbols: int | None) -> None:
     settings = _settings(minimum)
     ranked_any = 0
