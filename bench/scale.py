@@ -296,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench.scale_year import run_year
 
         result["year"] = asyncio.run(run_year(args.year_days, 30, 60))
+    result["load_avg_at_end"] = os.getloadavg()
     result["parts_run"] = [part for part in PARTS if part in result]
     if args.merge_into is not None:
         merged = json.loads(args.merge_into.read_text()) if args.merge_into.exists() else {}

@@ -9,20 +9,22 @@ shutdown) is shared.
 from __future__ import annotations
 
 import sys
+import time
 from decimal import Decimal
 from typing import TYPE_CHECKING, TextIO
 
 import anyio
 from loguru import logger
 
+from bot.array_pass import MarketPass
 from bot.core.domain import ZERO, ExecutionMode, MarketSnapshot, Opportunity
 from bot.core.ports import Clock, Executor, MarketFeed
 from bot.engine import EngineConfig, TradingEngine
 from bot.forecast import SpreadForecaster
+from bot.forecast_columns import warm_up
 from bot.incremental import RankingSource, RankSettings
 from bot.logging_setup import log_event
 from bot.market_catch_up import MarketCatchUp
-from bot.market_view import take_snapshot
 from bot.pacing import Pacer
 from bot.params import breaker_settings, forecast_params, strategy_params
 from bot.settings import Settings
@@ -47,6 +49,7 @@ CONTROL_HALT_KEY = "control.halt"
 CONTROL_FLATTEN_KEY = "control.flatten"
 FORECAST_LEVELS_KEY = "forecast.levels"
 FORECAST_SAVE_INTERVAL_MS = 15 * 60_000  # reconciliation saves the forecast levels at most this often (clock time)
+FORECAST_SAVE_MIN_WALL_S = 5.0  # ... and at most this often in wall time
 MS_PER_HOUR = 3_600_000
 
 
@@ -79,11 +82,13 @@ class Application:
         self.status_view: StatusView | None = None
         self._said_behind = False
         self._forecast_saved_ms: int | None = None
+        self._forecast_saved_wall = 0.0
         self.ranking = RankingSource(RankSettings(
             notional_usd=self.params.notional_usd, horizon_hours=self.params.horizon_hours,
             max_quote_age_ms=self.params.max_quote_age_ms, estimated_slippage_bps=self.params.estimated_slippage_bps,
             execution=self.params.execution, pair_kinds=self.params.pair_kinds,
             min_expected_net_usd=self.params.entry.min_expected_net_usd))
+        self.market_pass = MarketPass(self.market, self.forecaster, self.ranking)
         self.pacers = {
             "feed": self._pacer("feed", settings.sim.step_seconds),
             "strategy": self._pacer("strategy", settings.strategy.loop_interval_seconds, first_delay_s=0.0),
@@ -144,13 +149,16 @@ class Application:
         saved = await self.store.get_kv(FORECAST_LEVELS_KEY)
         if saved and self.forecaster.load_text(saved):
             return
-        settlements = self.market.history_settlements(self.settings.forecast.warmup_hours)
-        for s in settlements:
-            if s.interval_hours > 0:
-                self.forecaster.observe(s.venue, s.symbol, s.ts_ms, s.rate / s.interval_hours)
-        if settlements:
+        count = warm_up(self.forecaster, self.market, self.settings.forecast.warmup_hours)  # columns, if any
+        if count is None:
+            settlements = self.market.history_settlements(self.settings.forecast.warmup_hours)
+            for s in settlements:
+                if s.interval_hours > 0:
+                    self.forecaster.observe(s.venue, s.symbol, s.ts_ms, s.rate / s.interval_hours)
+            count = len(settlements)
+        if count:
             await self.event("forecast_history", "info",
-                             f"spread forecast warmed up on {len(settlements)} settlement(s) of the last "
+                             f"spread forecast warmed up on {count} settlement(s) of the last "
                              f"{self.settings.forecast.warmup_hours} h")
 
     async def save_forecast(self, *, at_most_every_ms: int = 0) -> None:
@@ -160,10 +168,12 @@ class Application:
         if self.store is None:
             return
         now = self.clock.now_ms()
-        if at_most_every_ms and self._forecast_saved_ms is not None and now - self._forecast_saved_ms < at_most_every_ms:
-            return
+        if at_most_every_ms and self._forecast_saved_ms is not None and (
+                now - self._forecast_saved_ms < at_most_every_ms
+                or time.monotonic() - self._forecast_saved_wall < FORECAST_SAVE_MIN_WALL_S):
+            return  # (and at most every few wall seconds: at a high --speed the text is the cost)
         await self.store.set_kv(FORECAST_LEVELS_KEY, self.forecaster.to_text(), now)
-        self._forecast_saved_ms = now
+        self._forecast_saved_ms, self._forecast_saved_wall = now, time.monotonic()
 
     async def close(self) -> None:
         if self.store is not None:
@@ -243,14 +253,12 @@ class Application:
     async def strategy_step(self) -> None:
         """One pass: exits first (they free capacity and reduce risk), then at most one entry."""
         assert self.engine is not None and self.executor is not None
-        market_snapshot = take_snapshot(self.market, self.clock.now_ms())
-        self._apply_board(self.board.tick(market_snapshot.now_ts_ms))
-        await self._record_equity(market_snapshot)
-        self.forecaster.observe_quotes(market_snapshot.quotes, market_snapshot.now_ts_ms)
         # Ranking and exits read each quote's forecast rate; the venues' current rates stay as they are.
-        snapshot = self.forecaster.forecast_snapshot(market_snapshot)
+        snapshot = self.market_pass.snapshot(self.clock.now_ms())  # bot.array_pass: lazy with a large universe
+        self._apply_board(self.board.tick(snapshot.now_ts_ms))
+        await self._record_equity(snapshot)
         held = self.held_views(venue_sizes=await self._venue_sizes())
-        ranked = self.ranking.ranked(snapshot)  # one ranking per pass, incremental when the market is quiet
+        ranked = self.market_pass.ranked(snapshot)  # one ranking per pass (screened, or incremental when quiet)
         best = ranked[0] if ranked else None
         for planned in plan_exits(snapshot, held, self.params, best):
             pos = self.engine.positions[planned.position_id]

@@ -145,16 +145,21 @@ class SpreadForecaster:
             if previous is not None and previous[0] is q and previous[1] == level:
                 out = previous[2]  # same quote, same level: the very same forecast
             else:
-                out = FundingQuote(
-                    venue=q.venue, symbol=q.symbol, rate_per_interval=q.rate_per_interval,
-                    interval_hours=q.interval_hours, next_funding_ts_ms=q.next_funding_ts_ms,
-                    mark_price=q.mark_price, ts_ms=q.ts_ms, mark_is_reference=q.mark_is_reference,
-                    # A spot leg pays no funding: its forecast is exactly 0 (never a fitted level).
-                    forecast_hourly_rate=ZERO if is_spot(q.venue) else self.params.leg_forecast(level, hourly))
+                out = self.forecast_quote(q, hourly, level)
             quotes[key] = out
             fresh[key] = (q, level, out)
         self._issued = fresh
         return replace(snapshot, quotes=quotes)
+
+    def forecast_quote(self, q: FundingQuote, hourly: Decimal, level: Decimal) -> FundingQuote:
+        """``q`` with its ranking rate set to the leg forecast at ``level`` (``hourly``: its usable
+        hourly rate). The one place a forecast quote is made (``forecast_snapshot``, ``bot.array_pass``)."""
+        return FundingQuote(
+            venue=q.venue, symbol=q.symbol, rate_per_interval=q.rate_per_interval,
+            interval_hours=q.interval_hours, next_funding_ts_ms=q.next_funding_ts_ms,
+            mark_price=q.mark_price, ts_ms=q.ts_ms, mark_is_reference=q.mark_is_reference,
+            # A spot leg pays no funding: its forecast is exactly 0 (never a fitted level).
+            forecast_hourly_rate=ZERO if is_spot(q.venue) else self.params.leg_forecast(level, hourly))
 
     # -- persistence (the levels survive a restart through the database's kv table) ----------
     def to_text(self) -> str:

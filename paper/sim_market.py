@@ -39,15 +39,20 @@ before ``quotes``/``books``), venue feed outages and funding-interval changes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import random
-
-import numpy as np
-from dataclasses import replace, dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
+import numpy as np
+
 from adapters.errors import AbsurdVenueData
-from adapters.validation import DEFAULT_MAX_ABS_RATE_PER_HOUR, validate_book, validate_quote
+from adapters.validation import (
+    DEFAULT_MAX_ABS_RATE_PER_HOUR,
+    validate_book,
+    validate_quote,
+)
 from bot.core.domain import (
     BookLevel,
     FeeSchedule,
@@ -61,6 +66,7 @@ from bot.core.domain import (
     is_spot,
     spot_market,
 )
+from bot.quote_table import QuoteTable
 from paper.calibration import (
     MAX_SPIKE_Z,
     REAL_CROSS_VENUE,
@@ -176,6 +182,15 @@ class SimulatedMarket:
         self._init_processes()
         self._init_spot(seed)
         self._init_faults()
+        self._table_keys: list[tuple[str, str]] | None = None
+        self._columns: list[tuple] | None = None  # set on a history twin (``history_rate_columns``)
+        n_s = self._n_symbols
+        self._key_rate_scale = np.repeat([p.rate_scale for p in self._venue_params], n_s)
+        self._key_rate_quantum = np.repeat([float(p.rate_quantum) for p in self._venue_params], n_s)
+        self._key_quantum_exp = [int(p.rate_quantum.as_tuple().exponent) for p in self._venue_params]
+        self._key_tick_f = np.tile([float(t.tick_size) for t in self._traits], len(self._profiles))
+        self._key_spread_mult = np.tile([float(t.spread_mult) for t in self._traits], len(self._profiles))
+        self._key_spread_bps = np.repeat([float(p.spread_bps) for p in self._profiles], n_s)
         self._clear_caches()
 
     # ----------------------------------------------------------------- MarketSource
@@ -296,6 +311,19 @@ class SimulatedMarket:
         twin = SimulatedMarket(replace(self.config, step_seconds=3600, faults=SimFaults()),
                                self._seed_key, start)
         return [s for s in twin.advance_to(self._now_ts_ms) if s.ts_ms < self._now_ts_ms]
+
+    def history_rate_columns(self, hours: int) -> tuple[list[tuple[str, str]], list[int], int, list[tuple]]:
+        """``history_settlements(hours)`` as columns, for the forecast warm-up (``bot.forecast_columns``):
+        (keys, rate quantum exponent per venue, symbols per venue, [(ts_ms, due keys, rate units,
+        interval hours), ...] in time order). A settlement's rate is ``units x 10 ** exponent``."""
+        keys = [(p.name, t.symbol) for p in self._profiles for t in self._traits]
+        if hours <= 0:
+            return keys, self._key_quantum_exp, self._n_symbols, []
+        start = (self._now_ts_ms - hours * MS_PER_HOUR) // MS_PER_HOUR * MS_PER_HOUR
+        twin = SimulatedMarket(replace(self.config, step_seconds=3600, faults=SimFaults()), self._seed_key, start)
+        twin._columns = []
+        twin.advance_to(self._now_ts_ms)
+        return keys, self._key_quantum_exp, self._n_symbols, [c for c in twin._columns if c[0] < self._now_ts_ms]
 
     def advance_to(self, ts_ms: int) -> list[FundingSettlement]:
         """Step the market to ``ts_ms`` and return the settlements crossed, in time order.
@@ -561,22 +589,38 @@ class SimulatedMarket:
     def _settle(self, ts_ms: int, out: list[FundingSettlement]) -> None:
         n_s = self._n_symbols
         change = self._faults.interval_change_prob
-        due = np.flatnonzero(ts_ms % (self._interval * MS_PER_HOUR) == 0).tolist()
-        for k in due:
-            hours = int(self._interval[k])
+        due_arr = np.flatnonzero(ts_ms % (self._interval * MS_PER_HOUR) == 0)
+        if not len(due_arr):
+            return
+        # Every due key's rate units and mark ticks at once: the operations of ``_rate_decimal`` and
+        # ``_mark_decimal`` in the same order (numpy rint rounds half to even, as ``round``).
+        hours_arr = self._interval[due_arr]
+        units = np.rint(self._rate[due_arr] * hours_arr * self._key_rate_scale[due_arr]).astype(np.int64)
+        if self._columns is not None and not change:  # a history twin: columns, not objects
+            self._columns.append((ts_ms, due_arr, units, hours_arr.copy()))
+            return
+        mark = self._price[self._key_symbol[due_arr]] * (1.0 + self._basis[due_arr])
+        ticks = np.maximum(1, np.rint(mark / self._key_tick_f[due_arr]).astype(np.int64))
+        profiles, traits, params = self._profiles, self._traits, self._venue_params
+        for k, hours, unit, tick_count in zip(due_arr.tolist(), hours_arr.tolist(), units.tolist(), ticks.tolist()):
             v, s = divmod(k, n_s)
+            symbol_traits = traits[s]
             out.append(FundingSettlement(
-                venue=self._profiles[v].name,
-                symbol=self._traits[s].symbol,
+                venue=profiles[v].name,
+                symbol=symbol_traits.symbol,
                 ts_ms=ts_ms,
-                rate=self._rate_decimal(k),
+                rate=Decimal(unit) * params[v].rate_quantum,
                 interval_hours=_hours_decimal(hours),
-                mark_price=self._mark_decimal(k),
+                mark_price=Decimal(tick_count) * symbol_traits.tick_size,
             ))
-            choices = self._profiles[v].interval_choices
-            if change and len(choices) > 1 and self._fault_rng.random() < change:
+            if not change:
+                continue
+            choices = profiles[v].interval_choices
+            if len(choices) > 1 and self._fault_rng.random() < change:
                 self._interval[k] = self._fault_rng.choice([h for h in choices if h != hours])
                 self._lists = None
+                self._table = None
+                self._generation += 1
                 self._instruments[k] = None
                 self._quote_cache.pop(k, None)
                 self._raw_quote_cache.pop(k, None)
@@ -614,6 +658,8 @@ class SimulatedMarket:
             raise KeyError(f"unknown simulated instrument {venue}/{symbol}") from None
 
     def _clear_caches(self) -> None:
+        self._generation = getattr(self, "_generation", 0) + 1  # new quote objects from here on
+        self._table: QuoteTable | None = None
         self._lists: tuple[list[float], list[float], list[float], list[int]] | None = None
         self._quote_cache: dict[int, FundingQuote | None] = {}
         self._raw_quote_cache: dict[int, FundingQuote | None] = {}
@@ -641,9 +687,25 @@ class SimulatedMarket:
             )
         return cached
 
-    def _rate_decimal(self, k: int) -> Decimal:
+    def _touch_spread_lower_bound(self, lists: tuple) -> np.ndarray:
+        """Per key, a lower bound of ``(best ask - best bid) / mid`` of the book ``_build_book``
+        makes at this step: its touch in ticks computed as there (numpy, same operations), then
+        narrowed by a tick on each side so a float difference can only understate it."""
+        price, basis = np.asarray(lists[1]), np.asarray(lists[2])
+        mark = price[self._key_symbol] * (1.0 + basis)
+        tick_f = self._key_tick_f
+        mid_ticks = mark / tick_f
+        half_ticks = np.maximum(0.5, mark * self._key_spread_bps * self._key_spread_mult * 0.5e-4 / tick_f)
+        with np.errstate(invalid="ignore"):
+            best_bid = np.maximum(1.0, np.floor(mid_ticks - half_ticks))
+            best_ask = np.maximum(best_bid + 1.0, np.ceil(mid_ticks + half_ticks))
+        spread = np.maximum(best_ask - best_bid - 2.0, 0.0)
+        out = spread / ((best_ask + best_bid + 2.0) / 2.0)
+        return np.where(np.isfinite(out), out, 0.0)
+
+    def _rate_decimal(self, k: int, lists: tuple | None = None) -> Decimal:
         params = self._venue_params[k // self._n_symbols]
-        rate, _, _, interval = self._floats()
+        rate, _, _, interval = lists or self._floats()
         units = round(rate[k] * interval[k] * params.rate_scale)
         return Decimal(units) * params.rate_quantum
 
@@ -656,27 +718,82 @@ class SimulatedMarket:
                                    self._interval.tolist())
         return lists
 
-    def _mark_float(self, k: int) -> float:
-        _, price, basis, _ = self._floats()
+    def _mark_float(self, k: int, lists: tuple | None = None) -> float:
+        _, price, basis, _ = lists or self._floats()
         return price[k % self._n_symbols] * (1.0 + basis[k])
 
-    def _mark_decimal(self, k: int) -> Decimal:
+    def _mark_decimal(self, k: int, lists: tuple | None = None) -> Decimal:
         tick = self._traits[k % self._n_symbols].tick_size
-        return Decimal(max(1, round(self._mark_float(k) / float(tick)))) * tick
+        return Decimal(max(1, round(self._mark_float(k, lists) / float(tick)))) * tick
 
-    def _build_quote(self, k: int) -> FundingQuote:
+    def _build_quote(self, k: int, lists: tuple | None = None, step_ts_ms: int | None = None) -> FundingQuote:
+        """Key ``k``'s regular quote at this step (or from ``lists``/``step_ts_ms`` captured at an
+        earlier one: ``QuoteTable`` builds its few exact quotes after the market moved on)."""
+        lists = lists or self._floats()
+        step_ts = self._step_ts_ms if step_ts_ms is None else step_ts_ms
         v, s = divmod(k, self._n_symbols)
-        hours = self._floats()[3][k]
+        hours = lists[3][k]
         interval_ms = hours * MS_PER_HOUR
         return FundingQuote(
             venue=self._profiles[v].name,
             symbol=self._traits[s].symbol,
-            rate_per_interval=self._rate_decimal(k),
+            rate_per_interval=self._rate_decimal(k, lists),
             interval_hours=_hours_decimal(hours),
-            next_funding_ts_ms=(self._step_ts_ms // interval_ms + 1) * interval_ms,
-            mark_price=self._mark_decimal(k),
-            ts_ms=self._step_ts_ms,
+            next_funding_ts_ms=(step_ts // interval_ms + 1) * interval_ms,
+            mark_price=self._mark_decimal(k, lists),
+            ts_ms=step_ts,
         )
+
+    def quote_generation(self) -> int:
+        """Changes whenever new quote objects (and books) are issued (``QuoteTable.generation``)."""
+        return self._generation
+
+    def quote_table(self) -> QuoteTable | None:
+        """This step's perp quotes as arrays (``bot.quote_table``), for a strategy pass that screens
+        every key at once and builds exact quotes for a few; None with spot markets (not tabled).
+
+        A key is *regular* when its validated quote is this step's ordinary build (no outage,
+        frozen or absurd quote, and its rate safely inside the validation cap); its rate, interval
+        and hourly rate are then in the arrays and ``QuoteTable.quote`` builds the very quote
+        ``quote()`` returns now. Other present keys carry their exact validated quote (or None).
+        """
+        if self._spot_names:
+            return None
+        cached = self._table
+        if cached is not None:
+            return cached
+        lists = self._floats()
+        n_s = self._n_symbols
+        rate = self._rate  # the array ``lists[0]`` was made from
+        hours = self._interval.copy()
+        units = np.rint(rate * hours * self._key_rate_scale).astype(np.int64)
+        hourly = units * self._key_rate_quantum / hours
+        step_ts = self._step_ts_ms
+        present = np.ones(self._n_keys, dtype=bool)
+        for v in range(len(self._profiles)):
+            if self._outage_until[v] > step_ts:
+                present[v * n_s:(v + 1) * n_s] = False
+        cap = float(self.config.max_abs_rate_per_hour) * (1.0 - 1e-9)
+        regular = present & (np.abs(hourly) <= cap)
+        special = set(self._frozen) | set(self._absurd_quote)
+        if special:
+            regular[list(special)] = False
+        exact: dict[int, FundingQuote | None] = {}
+        for k in np.flatnonzero(present & ~regular).tolist():
+            quote = exact[k] = self._quote(k)
+            hourly[k] = math.nan if quote is None or quote.hourly_rate_or_none is None else float(quote.hourly_rate_or_none)
+        if self._table_keys is None:
+            self._table_keys = [(p.name, t.symbol) for p in self._profiles for t in self._traits]
+        spread_lb = self._touch_spread_lower_bound(lists)
+        spread_lb[~present] = 0.0
+        if self._absurd_book:
+            spread_lb[list(self._absurd_book)] = 0.0
+        table = self._table = QuoteTable(
+            keys=self._table_keys, n_venues=len(self._profiles), n_symbols=n_s, generation=self._generation,
+            ts_ms=step_ts, present=present, regular=regular, units=units, hours=hours, hourly=hourly,
+            quantum_exp=self._key_quantum_exp, exact=exact, spread_lb=spread_lb,
+            build=functools.partial(self._build_quote, lists=lists, step_ts_ms=step_ts))
+        return table
 
     def _raw_quote(self, k: int) -> FundingQuote | None:
         if k in self._raw_quote_cache:
@@ -721,7 +838,9 @@ class SimulatedMarket:
         if k in self._book_cache:
             return self._book_cache[k]
         book = self._raw_book(k)
-        if book is not None:
+        # A book as ``_build_book`` makes it is sane by construction (positive prices a whole tick
+        # apart, bids below asks, at least one lot per level): only an absurd-fault book is checked.
+        if book is not None and k in self._absurd_book:
             try:
                 validate_book(book)
             except AbsurdVenueData:
@@ -816,7 +935,7 @@ _ABSURD_QUOTES = (
     {"rate_per_interval": _HUGE_RATE},
     {"rate_per_interval": Decimal("Infinity")},
     {"mark_price": Decimal(0)},
-    {"mark_price": Decimal("-1")},
+    {"mark_price": Decimal(-1)},
     {"interval_hours": Decimal(0)},
 )
 _ABSURD_BOOKS = ("crossed", "zero_size", "nan_price")

@@ -181,6 +181,9 @@ class AsyncStorage:
     async def latest_funding_ts_ms(self, venue: str) -> int | None:
         return await self._call(self._storage.latest_funding_ts_ms, venue)
 
+    async def latest_funding_ts_by_venue(self, venues: Sequence[str]) -> dict[str, int | None]:
+        return await self._call(self._storage.latest_funding_ts_by_venue, list(venues))
+
     # transitions and events
     async def record_transition(self, transition: TransitionRecord) -> None:
         await self._call(self._storage.record_transition, transition)

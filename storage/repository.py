@@ -651,6 +651,12 @@ class Storage:
         ).fetchone()
         return row[0]
 
+    def latest_funding_ts_by_venue(self, venues: Sequence[str]) -> dict[str, int | None]:
+        """``latest_funding_ts_ms`` of each of ``venues`` in one query (None: no payment stored)."""
+        found = dict(self._db.execute(
+            "SELECT venue, MAX(ts_ms) FROM funding_payments GROUP BY venue").fetchall())
+        return {venue: found.get(venue) for venue in venues}
+
     # -- transitions and events ------------------------------------------------------------
 
     def record_transition(self, transition: TransitionRecord) -> None:

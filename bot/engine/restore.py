@@ -32,7 +32,8 @@ class RestoreMixin(SpotMixin, EngineCore):
     """Reloads state and records funding."""
 
     # ------------------------------------------------------------------ funding
-    async def record_funding(self, payments: Iterable[FundingPayment]) -> int:
+    async def record_funding(self, payments: Iterable[FundingPayment],
+                             new_by_venue: dict[str, int] | None = None) -> int:
         """Persist funding payments against the position that owns each (venue, symbol).
 
         Deduplicated by payment id; returns how many were new. A payment read after its position
@@ -61,6 +62,8 @@ class RestoreMixin(SpotMixin, EngineCore):
             if not is_new:
                 continue
             new += 1
+            if new_by_venue is not None:
+                new_by_venue[payment.venue] = new_by_venue.get(payment.venue, 0) + 1
             if position_id is not None and position_id in self.positions:
                 self.funding_usd[position_id] = self.funding_usd.get(position_id, ZERO) + payment.amount_usd
             elif position_id is not None:  # a position already retired from memory
@@ -73,14 +76,18 @@ class RestoreMixin(SpotMixin, EngineCore):
     async def _reconcile_funding(self) -> None:
         """Record venue funding payments the bot missed (a crash between a venue's settlement and
         the bot recording it): everything at or after the latest payment recorded per venue."""
-        for venue in sorted(self._venues()):
-            since = await self.store.latest_funding_ts_ms(venue)
+        venues = sorted(self._venues())
+        latest = await self.store.latest_funding_ts_by_venue(venues)  # one read for every venue
+        fetched: list[FundingPayment] = []
+        for venue in venues:
             try:
-                payments = await self.executor.funding_payments_since(venue, since or 0)
+                fetched.extend(await self.executor.funding_payments_since(venue, latest[venue] or 0))
             except (TemporaryVenueError, FatalVenueError):
                 continue
-            missed = await self.record_funding(payments)
-            if missed:
+        missed_by_venue: dict[str, int] = {}
+        await self.record_funding(fetched, missed_by_venue)  # one write for every venue (deduplicated by id)
+        for venue in venues:
+            if missed := missed_by_venue.get(venue, 0):
                 await self._event("funding_recovered", None, "warning",
                                   f"{missed} funding payment(s) on {venue} recorded from the venue's history")
 
