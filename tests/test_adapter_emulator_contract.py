@@ -26,7 +26,8 @@ D = Decimal
 RUNNING_FOR_MS = 60_000  # the executors' clock says they have run a minute: no pre-restart send in flight
 ENV_NAMES = {"bybit": ("BYBIT_API_KEY", "BYBIT_API_SECRET"),
              "binanceusdm": ("BINANCEUSDM_API_KEY", "BINANCEUSDM_API_SECRET"),
-             "hyperliquid": ("HYPERLIQUID_WALLET_ADDRESS", "HYPERLIQUID_PRIVATE_KEY")}
+             "hyperliquid": ("HYPERLIQUID_WALLET_ADDRESS", "HYPERLIQUID_PRIVATE_KEY"),
+             "okx": ("OKX_API_KEY", "OKX_API_SECRET", "OKX_API_PASSPHRASE")}
 
 
 class _Clock:
@@ -41,11 +42,11 @@ class _Clock:
 
 def _env(emu: object, venue: str) -> dict[str, str]:
     cred = emu.credentials[venue]  # type: ignore[attr-defined]
-    key_var, secret_var = ENV_NAMES[venue]
-    return {key_var: cred.key, secret_var: cred.secret}
+    key_var, secret_var, *passphrase_var = ENV_NAMES[venue]
+    return {key_var: cred.key, secret_var: cred.secret, **{v: cred.passphrase for v in passphrase_var}}
 
 
-@pytest.fixture(params=["bybit", "binanceusdm", "hyperliquid"])
+@pytest.fixture(params=["bybit", "binanceusdm", "hyperliquid", "okx"])
 def emulated(request: pytest.FixtureRequest, tmp_path) -> Iterator[tuple[object, str]]:
     venue = request.param
     if venue not in emulator.EMULATED_VENUES or importlib.util.find_spec(f"paper.emulator.{venue}") is None:

@@ -12,11 +12,12 @@ from adapters.errors import FatalVenueError
 from adapters.registry import LiveVenueConfig, build_live_venue
 
 ENV = {"bybit": ("BYBIT_API_KEY", "BYBIT_API_SECRET"), "binanceusdm": ("BINANCEUSDM_API_KEY", "BINANCEUSDM_API_SECRET"),
-       "hyperliquid": ("HYPERLIQUID_WALLET_ADDRESS", "HYPERLIQUID_PRIVATE_KEY")}
+       "hyperliquid": ("HYPERLIQUID_WALLET_ADDRESS", "HYPERLIQUID_PRIVATE_KEY"),
+       "okx": ("OKX_API_KEY", "OKX_API_SECRET", "OKX_API_PASSPHRASE")}
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("name", ["bybit", "binanceusdm", "hyperliquid"])
+@pytest.mark.parametrize("name", ["bybit", "binanceusdm", "hyperliquid", "okx"])
 async def test_setup_twice_succeeds(name: str, tmp_path) -> None:
     if importlib.util.find_spec(f"paper.emulator.{name}") is None:
         pytest.skip(f"the emulator in this checkout does not speak {name} yet")
@@ -24,9 +25,10 @@ async def test_setup_twice_succeeds(name: str, tmp_path) -> None:
 
     with start_emulator([name], state_path=tmp_path / "v.sqlite") as emu:
         cred = emu.credentials[name]
-        key_var, secret_var = ENV[name]
+        key_var, secret_var, *passphrase_var = ENV[name]
         venue = await build_live_venue(name, LiveVenueConfig(base_url=emu.base_urls[name], leverage=Decimal(3)),
-                                       {key_var: cred.key, secret_var: cred.secret}, symbols=["BTC", "ETH"],
+                                       {key_var: cred.key, secret_var: cred.secret,
+                                        **{v: cred.passphrase for v in passphrase_var}}, symbols=["BTC", "ETH"],
                                        max_slippage_bps=Decimal(10))
         first = await venue.setup()
         second = await venue.setup()
