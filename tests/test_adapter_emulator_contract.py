@@ -133,3 +133,25 @@ class _FrozenClock:
 
     def __call__(self) -> int:
         return self.frozen_ms
+
+
+@pytest.mark.anyio
+async def test_fills_keep_their_client_order_id_after_a_restart(emulated: tuple[object, str]) -> None:
+    """A fresh executor (the bot restarted) still attributes venue fills to our client order ids where the
+    venue sends them with the trade and the codec is reversible (OKX ``clOrdId``; ccxt leaves it out of
+    its unified trades)."""
+    emu, name = emulated
+    if name != "okx":
+        pytest.skip(f"{name}'s trade rows carry no reversible client order id")
+    first = await _venue(emu, name)
+    await _book(first)
+    size = first.market.instruments()[0].min_size_base * 10
+    cid = "restartfill1"
+    await first.executor.place_order(OrderRequest(cid, name, "BTC", OrderSide.BUY, size))
+    await first.close()
+    second = await _venue(emu, name)
+    try:
+        fills = await second.executor.fills_since(name, 0)
+    finally:
+        await second.close()
+    assert fills and {f.client_order_id for f in fills} == {cid}

@@ -50,6 +50,14 @@ def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _trade_client_id(trade: Mapping[str, Any]) -> Any:
+    """The client id a trade belongs to: ccxt's unified trades leave it out, so it is read from the raw
+    row where the venue sends one (okx ``clOrdId``, hyperliquid ``cloid``). None when absent."""
+    info = trade.get("info")
+    raw = info if isinstance(info, Mapping) else {}
+    return trade.get("clientOrderId") or raw.get("clOrdId") or raw.get("cloid") or raw.get("clientOrderId")
+
+
 class CcxtExecutor:
     """Live executor for one ccxt venue account (one-way mode, linear perpetuals)."""
 
@@ -291,7 +299,7 @@ class CcxtExecutor:
         for market in self._markets.values():
             for t in await self._call("fetch_my_trades", market.ccxt_symbol, since_ts_ms or None, None):
                 order_id = str(t.get("order"))
-                cid = self._cid_of_order.get(order_id) or self._codec.decode(t.get("clientOrderId")) or f"venue:{order_id}"
+                cid = self._cid_of_order.get(order_id) or self._codec.decode(_trade_client_id(t)) or f"venue:{order_id}"
                 fill = self._parse_trade(t, market=market, client_order_id=cid)
                 if fill.ts_ms >= since_ts_ms:
                     fills[fill.trade_id] = fill
