@@ -11,11 +11,11 @@ from decimal import Decimal
 import pytest
 
 ccxt = pytest.importorskip("ccxt")
-from ccxt.base import errors as cx  # noqa: E402
+from ccxt.base import errors as cx
 
-from paper.emulator import ApiKey, start_emulator  # noqa: E402
-from paper.emulator.clients import ccxt_client  # noqa: E402
-from paper.emulator.okx import CONTRACT_VALUES, book_checksum  # noqa: E402
+from paper.emulator import ApiKey, start_emulator
+from paper.emulator.clients import ccxt_client
+from paper.emulator.okx import CONTRACT_VALUES, book_checksum
 
 D = Decimal
 BTC = "BTC/USDT:USDT"

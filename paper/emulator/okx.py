@@ -45,7 +45,13 @@ from aiohttp import web
 from bot.core.domain import OrderRequest, OrderSide, OrderStatus, OrderType, TimeInForce
 from paper.emulator.core import venue_order_number
 from paper.emulator.dialect import Dialect
-from paper.emulator.wire import StreamConnection, VenueRefusal, json_response, num, serve_stream
+from paper.emulator.wire import (
+    StreamConnection,
+    VenueRefusal,
+    json_response,
+    num,
+    serve_stream,
+)
 from paper.venue_store import StoredOrder
 
 ZERO = Decimal(0)
@@ -89,7 +95,7 @@ def book_checksum(bids: list[list[str]], asks: list[list[str]]) -> int:
 
 def _parse_iso_ms(text: str) -> int | None:
     try:
-        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+        return round(datetime.fromisoformat(text).timestamp() * 1000)
     except ValueError:
         return None
 
