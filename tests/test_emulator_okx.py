@@ -205,3 +205,88 @@ def test_credentials_default_to_the_documented_test_keys() -> None:
     from paper.emulator import default_credentials
 
     assert default_credentials("okx") == ApiKey("emu-okx-key", "emu-okx-secret", passphrase="emu-okx-passphrase")
+
+
+def test_documented_rate_limits_per_endpoint_and_for_orders() -> None:
+    from paper.emulator.rate_limits import VenueRateLimits
+
+    now = [0.0]
+    limits = VenueRateLimits("okx", clock=lambda: now[0])
+    assert all(limits.admit("/api/v5/market/books", "public") for _ in range(20))
+    assert not limits.admit("/api/v5/market/books", "public")  # 21st within 2 s on that endpoint
+    assert limits.admit("/api/v5/public/funding-rate", "public")  # another endpoint has its own budget
+    assert all(limits.admit("/api/v5/trade/batch-orders", "order") for _ in range(60))
+    assert not limits.admit("/api/v5/trade/batch-orders", "order")
+    now[0] = 2.5
+    assert limits.admit("/api/v5/market/books", "public") and limits.admit("/api/v5/trade/batch-orders", "order")
+
+
+def _adapter_env(emu) -> dict[str, str]:
+    cred = emu.credentials["okx"]
+    return {"OKX_API_KEY": cred.key, "OKX_API_SECRET": cred.secret, "OKX_API_PASSPHRASE": cred.passphrase}
+
+
+@pytest.mark.parametrize("execute", [True, False])
+def test_timeout_before_answering_is_resolved_by_lookup(tmp_path, execute: bool) -> None:
+    """The venue holds the request, then drops it: executed late (found by clOrdId, not resent) or never
+    (unknown inside the grace, the position untouched)."""
+    from adapters.errors import TemporaryVenueError
+    from adapters.registry import LiveVenueConfig, build_live_venue
+    from bot.core.domain import OrderRequest, OrderSide, OrderStatus
+
+    async def go(emu):
+        venue = await build_live_venue("okx", LiveVenueConfig(base_url=emu.base_urls["okx"]), _adapter_env(emu),
+                                       symbols=["BTC"], max_slippage_bps=D(50))
+        try:
+            await venue.market.resync_book(venue.market._markets["BTC"])
+            emu.faults.arm("timeout", venue="okx", scope="order", delay_s=0.5, execute=execute)
+            request = OrderRequest("slowone", "okx", "BTC", OrderSide.BUY, D("0.01"))
+            if execute:
+                report = await venue.executor.place_order(request)
+                assert report.status is OrderStatus.FILLED and report.filled_base == D("0.01")
+            else:
+                with pytest.raises(TemporaryVenueError):
+                    await venue.executor.place_order(request)
+            return await venue.executor.positions("okx")
+        finally:
+            await venue.close()
+
+    with start_emulator(["okx"], state_path=tmp_path / "v.sqlite") as emu:
+        positions = asyncio.run(go(emu))
+    assert [p.size_base for p in positions] == ([D("0.01")] if execute else [])
+
+
+def test_book_stream_survives_a_disconnect(tmp_path) -> None:
+    """The venue closes every stream: the feed resyncs by REST and the ccxt.pro ``books`` stream comes
+    back (streamed books keep arriving after the disconnect)."""
+    import anyio
+
+    from adapters.registry import LiveVenueConfig, build_live_venue
+
+    async def go(emu):
+        venue = await build_live_venue("okx", LiveVenueConfig(base_url=emu.base_urls["okx"]), _adapter_env(emu),
+                                       symbols=["BTC"], max_slippage_bps=D(50))
+        dialect = emu._running.dialects["okx"]
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(venue.market.run)
+                with anyio.fail_after(30):
+                    while not any(c.kind == "public" and c.topics for c in dialect.hub):
+                        await anyio.sleep(0.05)
+                before = list(dialect.hub)  # kept alive: compared by identity
+                emu.faults.arm("ws_disconnect", venue="okx")
+                with anyio.fail_after(30):
+                    while not any(c.kind == "public" and c.topics and all(c is not old for old in before)
+                                  for c in list(dialect.hub)):  # a new socket, subscribed again
+                        await anyio.sleep(0.05)
+                    seen = venue.market.book("BTC")
+                    while venue.market.book("BTC") is seen:  # and books flow again
+                        await anyio.sleep(0.05)
+                resyncs = venue.market.resyncs
+                tg.cancel_scope.cancel()
+            return resyncs
+        finally:
+            await venue.close()
+
+    with start_emulator(["okx"], state_path=tmp_path / "v.sqlite") as emu:
+        assert asyncio.run(go(emu)) >= 1
