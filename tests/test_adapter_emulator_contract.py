@@ -120,7 +120,7 @@ async def test_refused_requests_are_unknown_then_not_found_after_expiry(emulated
     assert await venue.executor.positions(name) == []  # nothing executed
     with pytest.raises(TemporaryVenueError, match="may still arrive"):
         await venue.executor.get_order(name, cid)  # inside the venue-side expiry: unknown, not "never"
-    clock.frozen_ms += 61_000  # past every venue's expiry (OKX's grace is the longest, 60 s)
+    clock.frozen_ms += 61_000  # past every venue's expiry (each is deadline + skew allowance, 7 s)
     assert await venue.executor.get_order(name, cid) is None
     await venue.close()
 

@@ -290,3 +290,53 @@ def test_book_stream_survives_a_disconnect(tmp_path) -> None:
 
     with start_emulator(["okx"], state_path=tmp_path / "v.sqlite") as emu:
         assert asyncio.run(go(emu)) >= 1
+
+
+def test_an_order_past_its_exptime_is_not_processed(emu) -> None:
+    from adapters.okx.dialect import install_order_deadline
+
+    async def go(ex):
+        install_order_deadline(ex, deadline_ms=-1_000)  # already past when it arrives
+        book = await ex.fetch_order_book(BTC, 5)
+        price = float((D(str(book["asks"][0][0])) * D("1.001")).quantize(D("0.1")))
+        await ex.create_order(BTC, "limit", "buy", 1, price, {"clientOrderId": "late1", "timeInForce": "IOC",
+                                                              "tdMode": "cross"})
+
+    with pytest.raises(cx.RequestTimeout, match="50004"):
+        asyncio.run(_run(go, emu))
+    assert emu.call(lambda: emu.core.executor.stored_order("okx", "late1")) is None
+
+
+def test_a_send_held_past_its_deadline_never_executes_and_is_known_so_after_7_s(tmp_path) -> None:
+    """The adapter's orders carry ``expTime`` = send + 5 s: a request the venue only processes 6 s later
+    is refused there, and the executor answers "can never execute" once 7 s (deadline + skew
+    allowance) have passed on its clock, not a minute."""
+    from adapters.errors import OrderNotFoundYet, TemporaryVenueError
+    from adapters.registry import LiveVenueConfig, build_live_venue
+    from bot.core.domain import OrderRequest, OrderSide
+
+    now = {"ms": 0}
+
+    async def go(emu):
+        import time as _time
+
+        now["ms"] = _time.time_ns() // 1_000_000
+        venue = await build_live_venue("okx", LiveVenueConfig(base_url=emu.base_urls["okx"]), _adapter_env(emu),
+                                       symbols=["BTC"], max_slippage_bps=D(50), now_ms=lambda: now["ms"])
+        try:
+            await venue.market.resync_book(venue.market._markets["BTC"])
+            now["ms"] += 60_000  # the executor has run a while: no pre-start send is in flight
+            emu.faults.arm("timeout", venue="okx", scope="order", delay_s=6, execute=True)
+            with pytest.raises(TemporaryVenueError):
+                await venue.executor.place_order(OrderRequest("heldsix", "okx", "BTC", OrderSide.BUY, D("0.01")))
+            with pytest.raises(OrderNotFoundYet):
+                await venue.executor.get_order("okx", "heldsix")
+            now["ms"] += 7_001
+            assert await venue.executor.get_order("okx", "heldsix") is None
+            return await venue.executor.positions("okx")
+        finally:
+            await venue.close()
+
+    with start_emulator(["okx"], state_path=tmp_path / "v.sqlite") as emu:
+        assert asyncio.run(go(emu)) == []
+        assert emu._running.dialects["okx"].expired_requests == 1

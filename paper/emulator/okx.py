@@ -12,7 +12,9 @@ errors answer HTTP 401: 50103/50104/50106/50107 missing header, 50111 unknown ke
 passphrase, 50113 bad signature, 50112 malformed timestamp. Order placement (``/trade/order`` and
 ``/trade/batch-orders``, ccxt's default) answers per order ``sCode``/``sMsg`` inside ``data`` with
 top-level code "1" when every order failed: 51016 duplicate clOrdId, 51121 lot, 51020 minimum,
-51006 price, 51169 reduce-only, 51008 margin, 51000 parameters. Look-ups: 51603 order does not exist
+51006 price, 51169 reduce-only, 51008 margin, 51000 parameters. An ``expTime`` header (ms) on an order
+placement that the venue clock has passed when the request is processed: not processed, code 50004
+(OKX documents the refusal, not its code: the emulator's choice). Look-ups: 51603 order does not exist
 (a canceled order without fills is forgotten 2 hours after it ended, as on the venue); cancels:
 51400 does not exist / 51401 already canceled / 51402 already filled. Rate limit: HTTP 429 code 50011.
 Position mode: the account starts in ``net_mode``; a switch while positions or pending orders exist
@@ -110,6 +112,7 @@ class OkxDialect(Dialect):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.pos_mode = "net_mode"
+        self.expired_requests = 0  # order requests refused because their expTime had passed
         self._book_seq: dict[str, int] = {}  # instId -> last published seqId of the books channel
         self._last_levels: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
         self._drop_books = 0
@@ -495,9 +498,21 @@ class OkxDialect(Dialect):
         return _ok([{"posMode": mode}])
 
     # -- private REST: orders ---------------------------------------------------------------------
+    def _check_deadline(self, request: web.Request) -> None:
+        """``expTime`` header: not processed once the venue clock is past it."""
+        deadline = request.headers.get("expTime")
+        if deadline is None:
+            return
+        if not deadline.isdigit():
+            raise _err("50014", "Parameter expTime error")
+        if self.core.server_time_ms(self.name) > int(deadline):
+            self.expired_requests += 1
+            raise _err("50004", "Request timed out: expTime has passed; the request was not processed")
+
     async def place_one(self, request: web.Request, params: Any) -> web.Response:
         if not isinstance(params, dict):
             raise _err("50002", "JSON syntax error")
+        self._check_deadline(request)
         row, ok = await self._place(params)
         return _ok([row]) if ok else self._order_failure([row])
 
@@ -506,6 +521,7 @@ class OkxDialect(Dialect):
             raise _err("50002", "JSON syntax error")
         if len(params) > 20:
             raise _err("51111", "Maximum 20 orders can be placed in bulk.")
+        self._check_deadline(request)
         results = [await self._place(p if isinstance(p, dict) else {}) for p in params]
         rows = [r for r, _ in results]
         oks = [ok for _, ok in results]
