@@ -340,3 +340,40 @@ def test_a_send_held_past_its_deadline_never_executes_and_is_known_so_after_7_s(
     with start_emulator(["okx"], state_path=tmp_path / "v.sqlite") as emu:
         assert asyncio.run(go(emu)) == []
         assert emu._running.dialects["okx"].expired_requests == 1
+
+
+def test_funding_of_every_symbol_comes_from_one_account_wide_bills_call(tmp_path) -> None:
+    """OKX funding bills are account-wide: one ``bills-archive`` call per read, each payment attributed to
+    its own symbol with the venue's amount and sign (+ = received)."""
+    from adapters.registry import LiveVenueConfig, build_live_venue
+    from bot.core.domain import OrderRequest, OrderSide
+
+    async def go(emu):
+        venue = await build_live_venue("okx", LiveVenueConfig(base_url=emu.base_urls["okx"]), _adapter_env(emu),
+                                       symbols=["BTC", "ETH"], max_slippage_bps=D(50))
+        try:
+            for market in venue.market._markets.values():
+                await venue.market.resync_book(market)
+            await venue.executor.place_order(OrderRequest("fundbtc", "okx", "BTC", OrderSide.BUY, D("0.01")))
+            await venue.executor.place_order(OrderRequest("fundeth", "okx", "ETH", OrderSide.SELL, D("0.1")))
+            emu.advance_ms(8 * 3_600_000 + 1_000)
+            calls: list[object] = []
+            original = venue.executor._ex.fetch_funding_history
+
+            async def counted(*args, **kwargs):
+                calls.append(args[0] if args else None)
+                return await original(*args, **kwargs)
+
+            venue.executor._ex.fetch_funding_history = counted
+            payments = await venue.executor.funding_payments_since("okx", 0)
+            return payments, calls
+        finally:
+            await venue.close()
+
+    with start_emulator(["okx"], state_path=tmp_path / "v.sqlite", manual_clock=True) as emu:
+        payments, calls = asyncio.run(go(emu))
+        theirs = emu.call(lambda: emu.core.executor.venue_funding("okx"))
+    assert calls == [None]
+    assert {p.symbol for p in theirs} == {"BTC", "ETH"}
+    assert sorted((p.symbol, p.ts_ms, p.amount_usd) for p in payments) == \
+        sorted((p.symbol, p.ts_ms, p.amount_usd) for p in theirs)

@@ -309,11 +309,15 @@ class CcxtExecutor:
         """Every funding payment at or after ``since_ts_ms`` (+ = received, per-venue sign rule)."""
         self._check_venue(venue)
         out: dict[str, FundingPayment] = {}
-        for market in self._markets.values():
-            for row in await self._call("fetch_funding_history", market.ccxt_symbol, since_ts_ms or None, None):
+        # OKX's funding bills are account-wide (ccxt filters a symbol's rows client-side): one call, not one per symbol
+        targets: list[VenueMarket | None] = list(self._markets.values()) if self._d.funding_history_per_symbol else [None]
+        for target in targets:
+            symbol = target.ccxt_symbol if target is not None else None
+            for row in await self._call("fetch_funding_history", symbol, since_ts_ms or None, None):
                 info = row.get("info") if isinstance(row, Mapping) else None
-                if not isinstance(info, Mapping):
-                    continue
+                market = target or (self._by_ccxt.get(row.get("symbol")) if isinstance(row, Mapping) else None)
+                if not isinstance(info, Mapping) or market is None:
+                    continue  # not a row of ours (another instrument of the account)
                 payment = self._d.parse_funding(info, market)
                 if payment.ts_ms >= since_ts_ms:
                     out[payment.payment_id] = payment

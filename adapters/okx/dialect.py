@@ -61,6 +61,7 @@ DIALECT = CcxtDialect(
     parse_funding=lambda info, market: wire.parse_funding_bill(info, symbol=market.symbol),
     equity_usd=_equity,
     rate=(20, 2.0),  # documented: orders 60/2 s per instrument, reads 20/2 s
+    funding_history_per_symbol=False,  # bills-archive is account-wide (ccxt filters symbols client-side)
 )
 
 
