@@ -65,10 +65,18 @@ DIALECT = CcxtDialect(
 )
 
 
+async def _funding_rates(exchange: Any) -> dict[str, Mapping[str, Any]]:
+    """Every SWAP's ``funding-rate`` item in ONE call (``instId=ANY``, as ccxt's fetch_funding_rates):
+    ccxt throttles OKX with one shared bucket, 220 ms per funding-rate call."""
+    items = wire.data_list(await exchange.publicGetPublicFundingRate({"instId": "ANY"}))
+    return {str(item.get("instId")): item for item in items if isinstance(item, Mapping)}
+
+
 async def load_markets(exchange: Any, symbols: Iterable[str]) -> tuple[dict[str, VenueMarket], list[str]]:
     """Linear USDT swaps for ``symbols``; each interval measured from its funding-rate answer."""
     await exchange.load_markets()
     wanted = set(symbols)
+    rates: dict[str, Mapping[str, Any]] | None = None
     markets: dict[str, VenueMarket] = {}
     skipped: list[str] = []
     for m in exchange.markets.values():
@@ -78,11 +86,14 @@ async def load_markets(exchange: Any, symbols: Iterable[str]) -> tuple[dict[str,
         base = str(info.get("ctValCcy") or "")
         if base.upper() not in wanted:
             continue
+        if rates is None:
+            rates = await _funding_rates(exchange)
         try:
-            answer = await exchange.publicGetPublicFundingRate({"instId": info["instId"]})
-            interval = wire.funding_interval_hours(wire.data_list(answer)[0])
-            market = wire.parse_instrument(info, funding_interval_hours=interval)
-        except (AbsurdVenueData, IndexError) as exc:
+            item = rates.get(str(info.get("instId")))
+            if item is None:
+                raise IncompleteVenueData(VENUE, "no funding-rate item: funding interval unknown")
+            market = wire.parse_instrument(info, funding_interval_hours=wire.funding_interval_hours(item))
+        except AbsurdVenueData as exc:
             skipped.append(f"{info.get('instId')}: {exc}")
             continue
         markets[market.symbol] = replace(market, ccxt_symbol=m["symbol"])
@@ -90,14 +101,16 @@ async def load_markets(exchange: Any, symbols: Iterable[str]) -> tuple[dict[str,
 
 
 async def fetch_quotes(exchange: Any, markets: Mapping[str, VenueMarket], now_ms: int) -> tuple[list, list[str]]:
-    """``funding-rate`` per instrument + all SWAP mark prices, parsed by our parser."""
+    """All SWAP funding rates (one call) + all SWAP mark prices (one call), parsed by our parser."""
     marks = wire.parse_mark_prices(await exchange.publicGetPublicMarkPrice({"instType": "SWAP"}))
+    rates = await _funding_rates(exchange)
     quotes, dropped = [], []
     for market in markets.values():
         try:
-            answer = await exchange.publicGetPublicFundingRate({"instId": market.venue_symbol})
-            quotes.append(wire.parse_funding_rate(wire.data_list(answer)[0], mark_price=marks.get(market.venue_symbol),
-                                                  symbol=market.symbol))
-        except (AbsurdVenueData, IndexError) as exc:
+            item = rates.get(market.venue_symbol)
+            if item is None:
+                raise IncompleteVenueData(VENUE, "no funding-rate item in the answer")
+            quotes.append(wire.parse_funding_rate(item, mark_price=marks.get(market.venue_symbol), symbol=market.symbol))
+        except AbsurdVenueData as exc:
             dropped.append(f"{market.venue_symbol}: {exc}")
     return quotes, dropped
