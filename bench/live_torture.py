@@ -353,7 +353,7 @@ def torture(workdir: Path, *, kills: int, seed: int, venues: list[str], faults: 
         "problems": problems,
         "restart_to_startup_s": ({"p50": round(statistics.median(restarts), 2), "max": round(max(restarts), 2),
                                   "n": len(restarts)} if restarts else None),
-        "wall_s": round(time.monotonic() - started, 1),
+        "wall_s": round(time.monotonic() - started, 1), "loadavg": list(os.getloadavg()),
         "rounds_detail": [asdict(r) for r in plan],
     }
     summary["ok"] = (final.exit_code == 0 and not problems and summary["orphan_legs"] == 0

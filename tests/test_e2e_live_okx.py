@@ -23,6 +23,12 @@ log_path = "{work}/bot.log.jsonl"
 live_db_path = "{work}/live.sqlite"
 status_interval_seconds = 1.0
 
+# The live feed step (which refreshes the stale-data breakers) runs every sim.step_seconds of wall time:
+# at the default 60 s a venue whose first quote poll ends after the first step stays "stale" (no
+# entries) for a minute, longer than this test runs.
+[sim]
+step_seconds = 1
+
 [live]
 venues = ["bybit", "okx"]
 symbols = ["BTC", "ETH"]
