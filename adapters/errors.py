@@ -19,6 +19,12 @@ class TemporaryVenueError(VenueError):
     """Retry with backoff. For an order, the outcome is UNKNOWN: look it up by client order id."""
 
 
+class OrderNotFoundYet(TemporaryVenueError):
+    """A look-up by client order id: the venue answered and does not know the order, but the request
+    may still reach it (its venue-side expiry has not passed, e.g. just after a restart). The outcome
+    is unknown, not a venue failure: look it up again later; it is never "can never execute" yet."""
+
+
 class OrderRejected(VenueError):
     """The venue refused the order; nothing executed. Do not retry the same request."""
 

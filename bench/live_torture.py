@@ -123,11 +123,14 @@ def keys_env(emu) -> dict[str, str]:
     """The emulator's test keys under each venue's documented variable names (adapters/credentials.py)."""
     names = {"bybit": ("BYBIT_API_KEY", "BYBIT_API_SECRET"),
              "binanceusdm": ("BINANCEUSDM_API_KEY", "BINANCEUSDM_API_SECRET"),
-             "hyperliquid": ("HYPERLIQUID_WALLET_ADDRESS", "HYPERLIQUID_PRIVATE_KEY")}
+             "hyperliquid": ("HYPERLIQUID_WALLET_ADDRESS", "HYPERLIQUID_PRIVATE_KEY"),
+             "okx": ("OKX_API_KEY", "OKX_API_SECRET")}
     env = {}
     for venue, cred in emu.credentials.items():
         key_var, secret_var = names[venue]
         env[key_var], env[secret_var] = cred.key, cred.secret
+        if venue == "okx":
+            env["OKX_API_PASSPHRASE"] = cred.passphrase
     return env
 
 
@@ -350,7 +353,7 @@ def torture(workdir: Path, *, kills: int, seed: int, venues: list[str], faults: 
         "problems": problems,
         "restart_to_startup_s": ({"p50": round(statistics.median(restarts), 2), "max": round(max(restarts), 2),
                                   "n": len(restarts)} if restarts else None),
-        "wall_s": round(time.monotonic() - started, 1),
+        "wall_s": round(time.monotonic() - started, 1), "loadavg": list(os.getloadavg()),
         "rounds_detail": [asdict(r) for r in plan],
     }
     summary["ok"] = (final.exit_code == 0 and not problems and summary["orphan_legs"] == 0
@@ -365,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--market-seed", type=int, default=3,
                         help="the emulated market's seed (3: a spread the bot enters at once)")
-    parser.add_argument("--venues", default="bybit,hyperliquid", help="two or three of bybit,binanceusdm,hyperliquid")
+    parser.add_argument("--venues", default="bybit,hyperliquid", help="two or three of bybit,binanceusdm,hyperliquid,okx")
     parser.add_argument("--no-faults", action="store_true", help="kill rounds only")
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)

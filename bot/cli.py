@@ -33,7 +33,7 @@ inspect:
 control a running bot (through its database):
   python -m bot halt [--reason TEXT] | resume | flatten
 local venue emulator (offline rehearsal of --live):
-  python -m bot emulate --venues bybit,binanceusdm,hyperliquid [--port-base N] [--state PATH] [--seed N] [--speed X]
+  python -m bot emulate --venues bybit,binanceusdm,hyperliquid,okx [--port-base N] [--state PATH] [--seed N] [--speed X]
                        [--rate-limits]
 """
 
@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "halt":
             control.add_argument("--reason", default="manual halt", help="recorded with the halt")
     emulate = sub.add_parser("emulate", parents=[sub_common], help="serve emulated venues on 127.0.0.1")
-    emulate.add_argument("--venues", required=True, help="comma-separated: bybit,binanceusdm,hyperliquid")
+    emulate.add_argument("--venues", required=True, help="comma-separated: bybit,binanceusdm,hyperliquid,okx")
     emulate.add_argument("--port-base", type=_positive_int, metavar="N",
                          help="control on N, venues on N+1.. (default: free ports, printed at start)")
     emulate.add_argument("--state", type=Path, metavar="PATH",

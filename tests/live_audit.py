@@ -27,7 +27,7 @@ def wire_trade_id(venue: str, trade_id: str) -> str:
     """The trade id the venue publishes for the emulator's fill ``trade_id`` (what the bot records)."""
     if venue == "hyperliquid":
         return str(500_000_000 + venue_order_number(trade_id))
-    if venue == "binanceusdm":
+    if venue in ("binanceusdm", "okx"):
         return str(venue_order_number(trade_id))
     return trade_id
 
@@ -45,6 +45,11 @@ def wire_payment_id(venue: str, payment_id: str) -> str:
         return _hash("funding", payment_id)
     if venue == "binanceusdm":
         return str(abs(hash(payment_id)) % 10**12)
+    if venue == "okx":  # billId = settlement ms * 100 + the symbol's index (an emulator on its default symbols)
+        from paper.emulator.core import DEFAULT_SYMBOLS
+
+        _venue, symbol, ts_ms = payment_id.split(":")
+        return str(int(ts_ms) * 100 + DEFAULT_SYMBOLS.index(symbol))
     return payment_id
 
 

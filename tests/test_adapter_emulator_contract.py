@@ -26,7 +26,8 @@ D = Decimal
 RUNNING_FOR_MS = 60_000  # the executors' clock says they have run a minute: no pre-restart send in flight
 ENV_NAMES = {"bybit": ("BYBIT_API_KEY", "BYBIT_API_SECRET"),
              "binanceusdm": ("BINANCEUSDM_API_KEY", "BINANCEUSDM_API_SECRET"),
-             "hyperliquid": ("HYPERLIQUID_WALLET_ADDRESS", "HYPERLIQUID_PRIVATE_KEY")}
+             "hyperliquid": ("HYPERLIQUID_WALLET_ADDRESS", "HYPERLIQUID_PRIVATE_KEY"),
+             "okx": ("OKX_API_KEY", "OKX_API_SECRET", "OKX_API_PASSPHRASE")}
 
 
 class _Clock:
@@ -41,11 +42,11 @@ class _Clock:
 
 def _env(emu: object, venue: str) -> dict[str, str]:
     cred = emu.credentials[venue]  # type: ignore[attr-defined]
-    key_var, secret_var = ENV_NAMES[venue]
-    return {key_var: cred.key, secret_var: cred.secret}
+    key_var, secret_var, *passphrase_var = ENV_NAMES[venue]
+    return {key_var: cred.key, secret_var: cred.secret, **{v: cred.passphrase for v in passphrase_var}}
 
 
-@pytest.fixture(params=["bybit", "binanceusdm", "hyperliquid"])
+@pytest.fixture(params=["bybit", "binanceusdm", "hyperliquid", "okx"])
 def emulated(request: pytest.FixtureRequest, tmp_path) -> Iterator[tuple[object, str]]:
     venue = request.param
     if venue not in emulator.EMULATED_VENUES or importlib.util.find_spec(f"paper.emulator.{venue}") is None:
@@ -119,7 +120,7 @@ async def test_refused_requests_are_unknown_then_not_found_after_expiry(emulated
     assert await venue.executor.positions(name) == []  # nothing executed
     with pytest.raises(TemporaryVenueError, match="may still arrive"):
         await venue.executor.get_order(name, cid)  # inside the venue-side expiry: unknown, not "never"
-    clock.frozen_ms += 61_000  # past every venue's expiry (OKX's grace is the longest, 60 s)
+    clock.frozen_ms += 61_000  # past every venue's expiry (each is deadline + skew allowance, 7 s)
     assert await venue.executor.get_order(name, cid) is None
     await venue.close()
 
@@ -132,3 +133,25 @@ class _FrozenClock:
 
     def __call__(self) -> int:
         return self.frozen_ms
+
+
+@pytest.mark.anyio
+async def test_fills_keep_their_client_order_id_after_a_restart(emulated: tuple[object, str]) -> None:
+    """A fresh executor (the bot restarted) still attributes venue fills to our client order ids where the
+    venue sends them with the trade and the codec is reversible (OKX ``clOrdId``; ccxt leaves it out of
+    its unified trades)."""
+    emu, name = emulated
+    if name != "okx":
+        pytest.skip(f"{name}'s trade rows carry no reversible client order id")
+    first = await _venue(emu, name)
+    await _book(first)
+    size = first.market.instruments()[0].min_size_base * 10
+    cid = "restartfill1"
+    await first.executor.place_order(OrderRequest(cid, name, "BTC", OrderSide.BUY, size))
+    await first.close()
+    second = await _venue(emu, name)
+    try:
+        fills = await second.executor.fills_since(name, 0)
+    finally:
+        await second.close()
+    assert fills and {f.client_order_id for f in fills} == {cid}

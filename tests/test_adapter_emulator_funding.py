@@ -13,12 +13,13 @@ from bot.core.domain import OrderRequest, OrderSide
 
 D = Decimal
 ENV = {"bybit": ("BYBIT_API_KEY", "BYBIT_API_SECRET"), "binanceusdm": ("BINANCEUSDM_API_KEY", "BINANCEUSDM_API_SECRET"),
-       "hyperliquid": ("HYPERLIQUID_WALLET_ADDRESS", "HYPERLIQUID_PRIVATE_KEY")}
+       "hyperliquid": ("HYPERLIQUID_WALLET_ADDRESS", "HYPERLIQUID_PRIVATE_KEY"),
+       "okx": ("OKX_API_KEY", "OKX_API_SECRET", "OKX_API_PASSPHRASE")}
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(("name", "side"), [("bybit", OrderSide.BUY), ("binanceusdm", OrderSide.SELL),
-                                            ("hyperliquid", OrderSide.BUY)])
+                                            ("hyperliquid", OrderSide.BUY), ("okx", OrderSide.SELL)])
 async def test_funding_payments_match_the_venue_records(name: str, side: OrderSide, tmp_path) -> None:
     if importlib.util.find_spec(f"paper.emulator.{name}") is None:
         pytest.skip(f"the emulator in this checkout does not speak {name} yet")
@@ -26,9 +27,10 @@ async def test_funding_payments_match_the_venue_records(name: str, side: OrderSi
 
     with start_emulator([name], state_path=tmp_path / "v.sqlite", manual_clock=True) as emu:
         cred = emu.credentials[name]
-        key_var, secret_var = ENV[name]
+        key_var, secret_var, *passphrase_var = ENV[name]
         venue = await build_live_venue(name, LiveVenueConfig(base_url=emu.base_urls[name]),
-                                       {key_var: cred.key, secret_var: cred.secret}, symbols=["BTC"],
+                                       {key_var: cred.key, secret_var: cred.secret,
+                                        **{v: cred.passphrase for v in passphrase_var}}, symbols=["BTC"],
                                        max_slippage_bps=D(50))
         await venue.market.resync_book(venue.market._markets["BTC"]) if hasattr(venue.market, "resync_book") \
             else await venue.market.resync_rest()

@@ -11,11 +11,12 @@ import pytest
 from adapters.registry import LiveVenueConfig, build_live_venue
 
 D = Decimal
-ENV = {"bybit": ("BYBIT_API_KEY", "BYBIT_API_SECRET"), "binanceusdm": ("BINANCEUSDM_API_KEY", "BINANCEUSDM_API_SECRET")}
+ENV = {"bybit": ("BYBIT_API_KEY", "BYBIT_API_SECRET"), "binanceusdm": ("BINANCEUSDM_API_KEY", "BINANCEUSDM_API_SECRET"),
+       "okx": ("OKX_API_KEY", "OKX_API_SECRET", "OKX_API_PASSPHRASE")}
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("name", ["bybit", "binanceusdm"])
+@pytest.mark.parametrize("name", ["bybit", "binanceusdm", "okx"])
 async def test_interval_change_reaches_the_quote(name: str, tmp_path) -> None:
     if importlib.util.find_spec(f"paper.emulator.{name}") is None:
         pytest.skip(f"the emulator in this checkout does not speak {name} yet")
@@ -23,9 +24,10 @@ async def test_interval_change_reaches_the_quote(name: str, tmp_path) -> None:
 
     with start_emulator([name], state_path=tmp_path / "v.sqlite", interval_overrides={name: {}}) as emu:
         cred = emu.credentials[name]
-        key_var, secret_var = ENV[name]
+        key_var, secret_var, *passphrase_var = ENV[name]
         venue = await build_live_venue(name, LiveVenueConfig(base_url=emu.base_urls[name]),
-                                       {key_var: cred.key, secret_var: cred.secret}, symbols=["ETH"],
+                                       {key_var: cred.key, secret_var: cred.secret,
+                                        **{v: cred.passphrase for v in passphrase_var}}, symbols=["ETH"],
                                        max_slippage_bps=D(10))
         refresh = venue.market.resync_rest if name == "bybit" else venue.market.refresh_quotes
         await refresh()

@@ -51,6 +51,50 @@ async def test_hedged_pair_across_bybit_and_hyperliquid(tmp_path) -> None:
         await session.close()
 
 
+@pytest.mark.anyio
+async def test_hedged_pair_across_binanceusdm_and_okx_over_streams(tmp_path) -> None:
+    """OKX (contracts of 0.01 BTC, books by the ``books`` channel, order outcomes by the ``orders``
+    channel) against Binance USD-M: both legs open and close through the composed session."""
+    for venue in ("binanceusdm", "okx"):
+        if importlib.util.find_spec(f"paper.emulator.{venue}") is None:
+            pytest.skip(f"the emulator in this checkout does not speak {venue} yet")
+    from paper.emulator import start_emulator
+
+    venues = ("binanceusdm", "okx")
+    with start_emulator(list(venues), state_path=tmp_path / "v.sqlite") as emu:
+        okx = emu.credentials["okx"]
+        env = {"BINANCEUSDM_API_KEY": emu.credentials["binanceusdm"].key,
+               "BINANCEUSDM_API_SECRET": emu.credentials["binanceusdm"].secret,
+               "OKX_API_KEY": okx.key, "OKX_API_SECRET": okx.secret, "OKX_API_PASSPHRASE": okx.passphrase}
+        session = await build_live_session({v: LiveVenueConfig(base_url=emu.base_urls[v]) for v in venues},
+                                           env, symbols=["BTC"], max_slippage_bps=D(30))
+        await session.setup()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(session.feed.run)
+            with anyio.fail_after(30):
+                while session.feed.book("okx", "BTC") is None or session.feed.book("binanceusdm", "BTC") is None:
+                    await anyio.sleep(0.05)
+                first = session.feed.book("okx", "BTC")
+                while session.feed.book("okx", "BTC") is first:  # a streamed update, not only the first book
+                    await anyio.sleep(0.05)
+            size = D("0.01")
+            long_leg, short_leg = await _both(session.executor, [
+                OrderRequest("pairbl", "binanceusdm", "BTC", OrderSide.BUY, size),
+                OrderRequest("pairos", "okx", "BTC", OrderSide.SELL, size)])
+            assert long_leg.status is OrderStatus.FILLED and short_leg.status is OrderStatus.FILLED
+            assert short_leg.filled_base == size and sum(f.size_base for f in short_leg.fills) == size
+            positions = {(p.venue, p.size_base) for p in await session.executor.positions()}
+            assert positions == {("binanceusdm", size), ("okx", -size)}
+            okx_position = emu.call(lambda: emu.core.executor.position_state("okx", "BTC"))
+            assert okx_position.size_base == -size  # the venue's own book: one contract of 0.01 BTC
+            await _both(session.executor, [
+                OrderRequest("pairblc", "binanceusdm", "BTC", OrderSide.SELL, size, reduce_only=True),
+                OrderRequest("pairosc", "okx", "BTC", OrderSide.BUY, size, reduce_only=True)])
+            assert await session.executor.positions() == []
+            tg.cancel_scope.cancel()
+        await session.close()
+
+
 async def _both(executor, requests):
     results: dict[int, object] = {}
 

@@ -51,7 +51,7 @@ def test_emulate_serves_the_venues_and_stops_cleanly_on_sigterm(tmp_path: Path) 
 
 
 def test_emulate_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
-    for args, fragment in ((["--venues", "bybit,okx"], "--venues: unknown venue okx"),
+    for args, fragment in ((["--venues", "bybit,kraken"], "--venues: unknown venue kraken"),
                            (["--venues", "bybit", "--speed", "0"], "--speed"),
                            (["--venues", "bybit", "--port-base", "70000"], "--port-base")):
         result = run_bot("emulate", *args, cwd=tmp_path, timeout_s=30)

@@ -26,7 +26,7 @@ from adapters.bybit.errors import ORDER_NOT_FOUND
 from adapters.bybit.http import BybitHttp
 from adapters.bybit.private_stream import BybitPrivateStream
 from adapters.client_ids import CodecMemo, codec_for
-from adapters.errors import OrderRejected, TemporaryVenueError
+from adapters.errors import OrderNotFoundYet, OrderRejected, TemporaryVenueError
 from adapters.markets import VenueMarket, round_size_down
 from adapters.order_flow import SendLedger, bound_price, check_request
 from bot.core.domain import (
@@ -220,7 +220,7 @@ class BybitExecutor:
         self._check_venue(venue)
         report = await self._lookup(client_order_id)
         if report is None and self._ledger.may_still_arrive(client_order_id, self._now_ms()):
-            raise TemporaryVenueError(self.venue, f"order {client_order_id} not found yet; it may still arrive")
+            raise OrderNotFoundYet(self.venue, f"order {client_order_id} not found yet; it may still arrive")
         return report
 
     async def cancel_order(self, venue: str, client_order_id: str) -> OrderReport | None:

@@ -75,4 +75,8 @@ def build_exchange(venue: str, *, credentials: Credentials | None, testnet: bool
             exchange.set_sandbox_mode(True)
     if base_url:
         point_at(exchange, base_url, ws_url)
+    if venue == "okx":  # perps and okx:spot: orders carry a venue-side deadline (adapters/okx/dialect.py)
+        from adapters.okx.dialect import install_order_deadline
+
+        install_order_deadline(exchange)
     return exchange

@@ -33,4 +33,5 @@ class CcxtDialect:
     lookup_params: Callable[[str], dict[str, Any]] = field(default=lambda wire: {"clientOrderId": wire})
     round_price: Callable[[Decimal, VenueMarket, OrderSide], Decimal] | None = None  # venue price rules beyond the tick
     rate: tuple[int, float] = (10, 1.0)
+    funding_history_per_symbol: bool = True  # False: one account-wide funding call, rows carry their symbol
     order_stream: bool = True  # wake the executor from ccxt.pro watch_orders (False: REST polling only)  # our own request bucket (max requests, per seconds), below the venue's limit

@@ -16,12 +16,14 @@ import re
 
 from ccxt.base import errors as cx
 
+from adapters.credentials import ENV_NAMES
 from adapters.errors import (
     FatalVenueError,
     OrderRejected,
     TemporaryVenueError,
     VenueError,
 )
+from bot.core.domain import exchange_of
 
 # Venue error codes that mean "a duplicate client order id": the order already exists.
 DUPLICATE_CLIENT_ID_CODES = {"bybit": ("110072",), "okx": ("51016",), "binanceusdm": ("-4116",), "aster": ("-4116",),
@@ -67,6 +69,10 @@ def translate(venue: str, exc: BaseException) -> VenueError:
         return TemporaryVenueError(venue, f"order not found: {text}")
     if isinstance(exc, cx.OperationFailed):  # NetworkError family, BadResponse, NullResponse, CancelPending
         return TemporaryVenueError(venue, text)
+    if isinstance(exc, cx.AuthenticationError):
+        names = ENV_NAMES.get(exchange_of(venue))
+        hint = f" (check {', '.join(names.values())})" if names else ""
+        return FatalVenueError(venue, f"refused the API credentials{hint}: {text}")
     if isinstance(exc, _FATAL):
         return FatalVenueError(venue, text)
     if isinstance(exc, _REJECTED):

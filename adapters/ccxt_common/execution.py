@@ -24,7 +24,7 @@ from adapters.ccxt_common.errors import is_order_not_found, translate
 from adapters.ccxt_common.market_data import book_from_ccxt
 from adapters.ccxt_common.order_stream import CcxtOrderStream
 from adapters.client_ids import CodecMemo, codec_for
-from adapters.errors import OrderRejected, TemporaryVenueError
+from adapters.errors import OrderNotFoundYet, OrderRejected, TemporaryVenueError
 from adapters.markets import VenueMarket, round_size_down
 from adapters.order_flow import SendLedger, bound_price, check_request
 from bot.core.domain import (
@@ -48,6 +48,14 @@ STREAM_WAIT_S = 1.0
 
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _trade_client_id(trade: Mapping[str, Any]) -> Any:
+    """The client id a trade belongs to: ccxt's unified trades leave it out, so it is read from the raw
+    row where the venue sends one (okx ``clOrdId``, hyperliquid ``cloid``). None when absent."""
+    info = trade.get("info")
+    raw = info if isinstance(info, Mapping) else {}
+    return trade.get("clientOrderId") or raw.get("clOrdId") or raw.get("cloid") or raw.get("clientOrderId")
 
 
 class CcxtExecutor:
@@ -236,7 +244,7 @@ class CcxtExecutor:
         self._check_venue(venue)
         report = await self._lookup(client_order_id)
         if report is None and self._ledger.may_still_arrive(client_order_id, self._now_ms()):
-            raise TemporaryVenueError(self.venue, f"order {client_order_id} not found yet; it may still arrive")
+            raise OrderNotFoundYet(self.venue, f"order {client_order_id} not found yet; it may still arrive")
         return report
 
     async def cancel_order(self, venue: str, client_order_id: str) -> OrderReport | None:
@@ -291,7 +299,7 @@ class CcxtExecutor:
         for market in self._markets.values():
             for t in await self._call("fetch_my_trades", market.ccxt_symbol, since_ts_ms or None, None):
                 order_id = str(t.get("order"))
-                cid = self._cid_of_order.get(order_id) or self._codec.decode(t.get("clientOrderId")) or f"venue:{order_id}"
+                cid = self._cid_of_order.get(order_id) or self._codec.decode(_trade_client_id(t)) or f"venue:{order_id}"
                 fill = self._parse_trade(t, market=market, client_order_id=cid)
                 if fill.ts_ms >= since_ts_ms:
                     fills[fill.trade_id] = fill
@@ -301,11 +309,15 @@ class CcxtExecutor:
         """Every funding payment at or after ``since_ts_ms`` (+ = received, per-venue sign rule)."""
         self._check_venue(venue)
         out: dict[str, FundingPayment] = {}
-        for market in self._markets.values():
-            for row in await self._call("fetch_funding_history", market.ccxt_symbol, since_ts_ms or None, None):
+        # OKX's funding bills are account-wide (ccxt filters a symbol's rows client-side): one call, not one per symbol
+        targets: list[VenueMarket | None] = list(self._markets.values()) if self._d.funding_history_per_symbol else [None]
+        for target in targets:
+            symbol = target.ccxt_symbol if target is not None else None
+            for row in await self._call("fetch_funding_history", symbol, since_ts_ms or None, None):
                 info = row.get("info") if isinstance(row, Mapping) else None
-                if not isinstance(info, Mapping):
-                    continue
+                market = target or (self._by_ccxt.get(row.get("symbol")) if isinstance(row, Mapping) else None)
+                if not isinstance(info, Mapping) or market is None:
+                    continue  # not a row of ours (another instrument of the account)
                 payment = self._d.parse_funding(info, market)
                 if payment.ts_ms >= since_ts_ms:
                     out[payment.payment_id] = payment

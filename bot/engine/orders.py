@@ -12,6 +12,7 @@ from loguru import logger
 from adapters.errors import (
     AbsurdVenueData,
     FatalVenueError,
+    OrderNotFoundYet,
     OrderRejected,
     TemporaryVenueError,
 )
@@ -95,13 +96,19 @@ class OrderFlowMixin(EngineCore):
         return found
 
     async def _lookup(self, venue: str, cid: str) -> OrderReport | None | str:
-        """get_order with bounded retries; UNKNOWN_STATUS when the venue never answered."""
+        """get_order with bounded retries; UNKNOWN_STATUS when the venue never answered, or answered
+        that it does not know the order YET (``OrderNotFoundYet``: the request may still arrive, e.g.
+        an order persisted just before a restart). That answer is a working venue, not a failure: it
+        never counts towards the venue-error breaker."""
         for attempt in range(self.config.lookup_attempts):
             try:
                 with anyio.fail_after(self.config.leg_timeout_s):
                     found = await self.executor.get_order(venue, cid)
                 self._on_venue_result(venue, True)
                 return found
+            except OrderNotFoundYet:
+                self._on_venue_result(venue, True)
+                await anyio.sleep(self.config.lookup_backoff_s * (2**attempt))
             except (TemporaryVenueError, TimeoutError, FatalVenueError):
                 self._on_venue_result(venue, False)
                 await anyio.sleep(self.config.lookup_backoff_s * (2**attempt))

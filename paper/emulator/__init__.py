@@ -1,4 +1,4 @@
-"""Local venue emulator: Bybit v5 (linear and spot), Binance USD-M and Hyperliquid dialects on 127.0.0.1.
+"""Local venue emulator: Bybit v5 (linear and spot), Binance USD-M, Hyperliquid and OKX v5 dialects on 127.0.0.1.
 
 Usage (tests, adapters)::
 
@@ -9,6 +9,7 @@ Usage (tests, adapters)::
         emu.base_urls["bybit"]          # "http://127.0.0.1:PORT"  (REST; streams on the same port)
         emu.ws_urls["bybit"]            # "ws://127.0.0.1:PORT"    (/v5/public/linear, /v5/private)
         emu.credentials["bybit"]        # ApiKey(key="emu-bybit-key", secret="emu-bybit-secret")
+        emu.credentials["okx"]          # ApiKey("emu-okx-key", "emu-okx-secret", passphrase="emu-okx-passphrase")
         ex = ccxt.async_support.bybit({...keys...}); emu.point_ccxt(ex)   # rewrites ex.urls['api']
         session = pybit.unified_trading.HTTP(...); emu.point_pybit(session)
         emu.faults.arm("drop_after_execute", venue="bybit")             # next order: executed, no answer
@@ -54,14 +55,20 @@ def default_credentials(venue: str) -> ApiKey:
     """The test credentials the emulator accepts by default for ``venue``."""
     if venue == "hyperliquid":
         return ApiKey(key=HYPERLIQUID_TEST_ADDRESS, secret=HYPERLIQUID_TEST_PRIVATE_KEY)
+    if venue == "okx":  # OKX keys come with a passphrase (OKX_API_PASSPHRASE)
+        return ApiKey(key="emu-okx-key", secret="emu-okx-secret", passphrase="emu-okx-passphrase")
     return ApiKey(key=f"emu-{venue}-key", secret=f"emu-{venue}-secret")
 
 
-def _credential_tables(venues: Iterable[str], credentials: dict[str, ApiKey] | None) -> dict[str, dict[str, str]]:
-    out = {}
+def _credential_tables(venues: Iterable[str], credentials: dict[str, ApiKey] | None) -> dict[str, dict[str, Any]]:
+    """venue -> {api key (or address) -> secret}; okx -> {api key -> ApiKey} (its passphrase is checked too)."""
+    out: dict[str, dict[str, Any]] = {}
     for venue in venues:
         cred = (credentials or {}).get(venue) or default_credentials(venue)
-        out[venue] = {cred.key.lower() if venue == "hyperliquid" else cred.key: cred.secret}
+        if venue == "okx":
+            out[venue] = {cred.key: cred}
+        else:
+            out[venue] = {cred.key.lower() if venue == "hyperliquid" else cred.key: cred.secret}
     return out
 
 

@@ -9,7 +9,8 @@ from typing import Any
 
 from paper.emulator import EmulatorHandle, rewrite_urls
 
-CCXT_SYMBOLS = {"bybit": "{symbol}/USDT:USDT", "binanceusdm": "{symbol}/USDT:USDT", "hyperliquid": "{symbol}/USDC:USDC"}
+CCXT_SYMBOLS = {"bybit": "{symbol}/USDT:USDT", "binanceusdm": "{symbol}/USDT:USDT", "hyperliquid": "{symbol}/USDC:USDC",
+                "okx": "{symbol}/USDT:USDT"}
 
 
 def ccxt_symbol(venue: str, symbol: str) -> str:
@@ -27,6 +28,8 @@ def ccxt_options(venue: str) -> dict[str, Any]:
     if venue == "hyperliquid":
         return {"options": {"builderFee": False, "approvedBuilderFee": True, "refSet": True,
                             "fetchMarkets": {"types": ["swap"]}}}
+    if venue == "okx":
+        return {"options": {"fetchMarkets": {"types": ["swap"]}, "defaultType": "swap"}}
     raise ValueError(f"no ccxt options for {venue}")
 
 
@@ -45,6 +48,8 @@ def ccxt_client(handle: EmulatorHandle, venue: str, *, pro: bool = False, keys: 
         cred = handle.credentials[venue]
         if venue == "hyperliquid":
             merged.update(walletAddress=cred.key, privateKey=cred.secret)
+        elif venue == "okx":
+            merged.update(apiKey=cred.key, secret=cred.secret, password=cred.passphrase)
         else:
             merged.update(apiKey=cred.key, secret=cred.secret)
     for key, value in config.items():

@@ -2,7 +2,7 @@
 
 ``EmulatorCore`` owns
 - a ``SimulatedMarket`` (prices, funding processes, books) whose simulated venues stand in for the
-  emulated ones (bybit <- sim-mixed, binanceusdm <- sim-8h, hyperliquid <- sim-hourly);
+  emulated ones (bybit <- sim-mixed, binanceusdm <- sim-8h, hyperliquid <- sim-hourly, okx <- sim-okx-like);
 - a ``PaperExecutor`` on a durable ``VenueStore`` (orders, fills, positions, balances, funding
   payments survive an emulator restart; the emulator clock is stored there too);
 - the funding schedule: per venue and symbol interval (overridable at run time: the
@@ -51,7 +51,7 @@ RATE_HISTORY_KEPT = 500  # settled rates per venue/symbol that the history endpo
 class VenueDialect:
     """Static facts of one emulated venue."""
 
-    name: str  # the ccxt id: bybit, binanceusdm, hyperliquid
+    name: str  # the ccxt id: bybit, binanceusdm, hyperliquid, okx
     sim_venue: str  # the simulated venue (paper.sim_venues) that drives its prices and funding
     symbol_format: str  # venue symbol from the canonical base asset
     rate_decimals: int  # funding rates published with this many decimals
@@ -64,6 +64,7 @@ DIALECTS: dict[str, VenueDialect] = {
     "bybit": VenueDialect("bybit", "sim-mixed", "{symbol}USDT", 8, "USDT", spot=True),
     "binanceusdm": VenueDialect("binanceusdm", "sim-8h", "{symbol}USDT", 8, "USDT", spot=True, unified_wallet=False),
     "hyperliquid": VenueDialect("hyperliquid", "sim-hourly", "{symbol}", 8, "USDC"),
+    "okx": VenueDialect("okx", "sim-okx-like", "{symbol}-USDT-SWAP", 8, "USDT"),
 }
 # Spot fees (base tier, bps): Bybit spot 0.1 % maker and taker.
 SPOT_FEES: dict[str, FeeSchedule] = {"bybit": FeeSchedule(maker_bps=Decimal(10), taker_bps=Decimal(10)),

@@ -9,7 +9,9 @@ executed. Limits (as documented by the venues; one emulated account, one IP):
 - binanceusdm: 2400 request weight per minute (weight 1, 5 for ``exchangeInfo`` and full ``depth``),
   orders 300 per 10 s and 1200 per minute;
 - hyperliquid: 1200 weight per minute; ``/exchange`` weight 1 per action, ``/info`` weight 2 for
-  l2Book / allMids / clearinghouseState / orderStatus / spotClearinghouseState / exchangeStatus, 20 otherwise.
+  l2Book / allMids / clearinghouseState / orderStatus / spotClearinghouseState / exchangeStatus, 20 otherwise;
+- okx: 20 requests per 2 s per endpoint (most REST endpoints; public ones by IP, private ones by
+  account), order placement 60 per 2 s.
 """
 
 from __future__ import annotations
@@ -57,9 +59,14 @@ class VenueRateLimits:
         elif venue == "hyperliquid":
             self._general = [SlidingWindow(1200, 60.0, clock)]
             self._orders = []
+        elif venue == "okx":  # per endpoint: 20 requests / 2 s; orders 60 / 2 s
+            self._general = []
+            self._orders = [SlidingWindow(60, 2.0, clock)]
         else:
             raise ValueError(f"no documented rate limits for {venue}")
         self.refused = 0
+        self._clock = clock
+        self._per_path: dict[str, SlidingWindow] = {}
 
     def weight(self, path: str, info_type: str | None, query: dict[str, str]) -> int:
         if self.venue == "binanceusdm":
@@ -74,6 +81,8 @@ class VenueRateLimits:
         """Count the request against every window it belongs to; False (nothing counted) when one is full."""
         weight = self.weight(path, info_type, query or {})
         needs = [(w, weight) for w in self._general] + ([(w, 1) for w in self._orders] if scope == "order" else [])
+        if self.venue == "okx" and scope != "order":
+            needs.append((self._per_path.setdefault(path, SlidingWindow(20, 2.0, self._clock)), 1))
         if not all(w.fits(units) for w, units in needs):
             self.refused += 1
             return False

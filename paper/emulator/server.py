@@ -42,6 +42,10 @@ def dialect_class(venue: str) -> type[Dialect]:
         from paper.emulator.hyperliquid import HyperliquidDialect
 
         return HyperliquidDialect
+    if venue == "okx":
+        from paper.emulator.okx import OkxDialect
+
+        return OkxDialect
     raise ValueError(f"no dialect for venue {venue!r}")
 
 

@@ -38,10 +38,12 @@ def same_signature(expected: str, given: str | None) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class ApiKey:
-    """One account's credentials on an emulated venue (key+secret; hyperliquid uses ``address``)."""
+    """One account's credentials on an emulated venue (key+secret; hyperliquid uses ``address``;
+    okx also signs in with a ``passphrase``)."""
 
     key: str
     secret: str
+    passphrase: str = ""
 
 
 class VenueRefusal(Exception):
