@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 import anyio
 from loguru import logger
 
+from bot.account_view import AccountUnknown, DirectAccount
 from bot.core.domain import ZERO, ExecutionMode, MarketSnapshot, Opportunity
 from bot.core.ports import Clock, Executor, MarketFeed
 from bot.engine import EngineConfig, TradingEngine
@@ -64,6 +65,7 @@ class Application:
         self.clock: Clock = wiring.clock
         self.params = strategy_params(settings)
         self.market: MarketFeed = wiring.market
+        self.account = wiring.account if wiring.account is not None else DirectAccount()  # bot.account_view
         self.store: AsyncStorage | None = None
         self.executor: Executor | None = None
         self.engine: TradingEngine | None = None
@@ -135,6 +137,7 @@ class Application:
         if halt:
             self._apply_board(self.board.kill(self.clock.now_ms(), halt))
         self._record_quotes(self.clock.now_ms())  # the first market data clears the stale-data breakers
+        await self.account.attach(self.executor, self.engine.venue_sizes)
         await self._sync_bot_state()
 
     async def _load_forecast_history(self) -> None:
@@ -236,8 +239,12 @@ class Application:
 
     async def strategy_loop(self) -> None:
         pacer = self.pacers["strategy"]
+        trigger = self.wiring.trigger  # live: market data wakes a pass at once (bot.market_trigger)
         while True:
-            await pacer.wait()
+            if trigger is None:
+                await pacer.wait()
+            elif await trigger.wait(pacer) == "market" and (self._stopping or not self.bot.allows_entries):
+                continue  # no entry can be made: exits keep the timer's cadence
             await self.strategy_step()
 
     async def strategy_step(self) -> None:
@@ -430,13 +437,13 @@ class Application:
         assert self.executor is not None
         try:
             assert self.engine is not None
-            return await self.engine.venue_sizes()
+            return await self.account.venue_sizes()  # type: ignore[return-value]
         except Exception as exc:  # unknown sizes only disable those two rules for this pass
             logger.bind(kind="venue_sizes_unavailable").warning(f"venue positions unavailable: {exc!r}")
             return None
 
     def held_views(self, *, include_unhedged: bool = False,
-                   venue_sizes: dict[tuple[str, str], Decimal] | None = None) -> list[HeldView]:
+                   venue_sizes: dict[tuple[str, str], Decimal | None] | None = None) -> list[HeldView]:
         """Views of hedged positions (for exits); with ``include_unhedged`` every active one (for
         the entry gates' exposure and one-position-per-symbol rule)."""
         assert self.engine is not None
@@ -445,6 +452,12 @@ class Application:
             if pos.state != PositionState.MONITORING and not include_unhedged:
                 continue
             spread, entry_ts, notional = self.entry_info.get(pos.position_id, (ZERO, self.clock.now_ms(), ZERO))
+            long_size = short_size = None
+            if venue_sizes is not None:
+                long_size = venue_sizes.get((pos.long_venue, pos.symbol), ZERO)
+                short_size = venue_sizes.get((pos.short_venue, pos.symbol), ZERO)
+                if long_size is None or short_size is None:  # one leg unknown: that position is not judged
+                    long_size = short_size = None
             views.append(HeldView(
                 position_id=pos.position_id,
                 symbol=pos.symbol,
@@ -456,8 +469,8 @@ class Application:
                 notional_usd=notional,
                 accrued_funding_usd=self.engine.funding_usd.get(pos.position_id, ZERO),
                 fees_paid_usd=self.engine.fees_usd.get(pos.position_id, ZERO),
-                long_venue_size_base=None if venue_sizes is None else venue_sizes.get((pos.long_venue, pos.symbol), ZERO),
-                short_venue_size_base=None if venue_sizes is None else venue_sizes.get((pos.short_venue, pos.symbol), ZERO),
+                long_venue_size_base=long_size,
+                short_venue_size_base=short_size,
             ))
         return views
 
@@ -475,7 +488,11 @@ class Application:
     async def _record_equity(self, snapshot: MarketSnapshot) -> None:
         assert self.executor is not None
         try:
-            balances = await self.executor.balances_usd()
+            balances = await self.account.balances_usd()
+        except AccountUnknown as exc:  # stale or failed cached view: its refresh task logs the failures
+            logger.bind(kind="equity_unknown").debug(f"equity unknown: {exc}")
+            self._equity_cache = {}  # no equity known -> the margin gates deny entries
+            return
         except Exception as exc:  # a venue that cannot report equity blocks entries via the gates
             logger.bind(kind="equity_unavailable").warning(f"balances unavailable: {exc}")
             self._equity_cache = {}  # no equity known -> the margin gates deny entries
