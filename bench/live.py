@@ -148,13 +148,14 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
     from bot.wiring import live_wiring
 
     venues = list(emu.venues)
-    settings = load_settings(write_settings(workdir, emu.base_urls, venues, loop_s=3600, max_hold_h="1000",
-                                            reconcile_s=1))
+    settings = load_settings(write_settings(workdir, emu.base_urls, venues, loop_s=60, max_hold_h="1000",
+                                            reconcile_s=30))
     configs = {v: LiveVenueConfig(base_url=emu.base_urls[v]) for v in venues}
     session = await build_live_session(configs, keys_env(emu), symbols=settings.live.symbols,
                                        max_slippage_bps=settings.risk.max_slippage_bps)
     arrivals: list[float] = []  # perf_counter s of each applied book update
     leaves: dict[str, float] = {}  # client order id -> perf_counter s when handed to the venue's executor
+    wire: dict[str, list[float]] = {}  # venue -> perf_counter s of each order request handed to the HTTP client
 
     for venue in session.venues:
         part = venue.market
@@ -174,6 +175,7 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
                 _orig(raw, market)
                 arrivals.append(time.perf_counter())
             part.accept_book = accept
+        _stamp_wire(venue, wire)
         executor = venue.executor
         original_place = executor.place_order
 
@@ -196,7 +198,11 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
         original_step = app.strategy_step
 
         async def strategy_step():
-            passes.append((time.perf_counter(), arrivals[-1] if arrivals else None, running[0]))
+            # The update that woke this pass (book or funding quote; the trigger stamps each one
+            # after the adapter applied it); a timer pass falls back to the latest book.
+            woke = wiring.trigger.last_notify_s if wiring.trigger is not None else None
+            passes.append((time.perf_counter(), woke if woke is not None else (arrivals[-1] if arrivals else None),
+                           running[0]))
             running[0] = True
             try:
                 await original_step()
@@ -226,6 +232,7 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
                         await anyio.sleep(0.01)
                 with anyio.CancelScope(shield=True):
                     await _close_all(app)
+                    await app._sync_bot_state()  # what the tail of the closing pass does: back to scanning
                 before = set(leaves)
                 with anyio.move_on_after(30):
                     while True:  # the shipped loops make the next entry on their own
@@ -236,6 +243,11 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
                 if len(opened) != 2:
                     continue
                 last = max(leaves[c] for c in opened)
+                venues_of = {c: _venue_of(app, c) for c in opened}
+                with anyio.fail_after(60):  # both answers in: every order request has reached its HTTP client
+                    while any(p.state == "opening" for p in app.engine.positions.values()):
+                        await anyio.sleep(0.01)
+                on_wire = [next((t for t in wire.get(venues_of[c], []) if t >= leaves[c]), None) for c in opened]
                 pass_start, arrival, overlapped = next(p for p in reversed(passes) if p[0] <= last)
                 if arrival is not None:
                     samples.append({"book_to_orders": (last - arrival) * 1000,
@@ -244,6 +256,8 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
                                     "open_position_to_orders": (last - open_started[-1]) * 1000,
                                     "pass_to_open_position": (open_started[-1] - pass_start) * 1000,
                                     "overlapped": float(overlapped)})
+                    if None not in on_wire:
+                        samples[-1]["book_to_wire"] = (max(on_wire) - arrival) * 1000  # type: ignore[type-var]
             supervisor.request_stop("bench done")
 
         async with anyio.create_task_group() as tg:
@@ -263,6 +277,7 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
             "venue_rtt_ms": _summary(rtts), "entries": len(samples),
             "pass_breakdown_ms": {name: _summary(column(name)) for name in
                                   ("book_to_pass", "pass_to_open_position", "open_position_to_orders")},
+            "book_to_orders_on_wire_ms": _summary([x["book_to_wire"] for x in samples if "book_to_wire" in x]),
             "entries_while_a_pass_was_running": int(sum(column("overlapped"))),
             "trigger": {"market_wakes": trigger.market_wakes, "timer_wakes": trigger.timer_wakes,
                         "notifications": trigger.notifications} if trigger is not None else None,
@@ -273,6 +288,37 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
                       "entries are made by the strategy loop woken by book updates (live.trigger_on_market_data); "
                       "book_to_orders = later entry order handed to its venue executor minus the latest book "
                       "update applied before that pass began; the bench only closes each position (untimed)"}
+
+
+def _venue_of(app, cid: str) -> str:
+    meta = app.engine.orders.get(cid)
+    return meta.venue if meta is not None else ""
+
+
+def _stamp_wire(venue, wire: dict[str, list[float]]) -> None:
+    """Stamp each order request where the venue's HTTP client gets it (after the adapter's own work
+    and the rate limiters: ccxt's ``fetch``, pybit's ``place_order`` in its worker thread)."""
+    stamps = wire.setdefault(venue.name, [])
+    exchange = getattr(venue.market, "_ex", None)
+    if exchange is not None:
+        original_fetch = exchange.fetch
+
+        async def fetch(url, method="GET", headers=None, body=None, _orig=original_fetch):
+            text = body if isinstance(body, str) else ""
+            if method == "POST" and (url.endswith("/order") or '"type":"order"' in text.replace(" ", "")):
+                stamps.append(time.perf_counter())
+            return await _orig(url, method, headers, body)
+        exchange.fetch = fetch
+        return
+    http = getattr(venue.executor, "_http", None)
+    session = getattr(http, "_session", None)
+    if session is not None:
+        original = session.place_order
+
+        def place_order(*args, _orig=original, **kwargs):
+            stamps.append(time.perf_counter())
+            return _orig(*args, **kwargs)
+        session.place_order = place_order
 
 
 async def _close_all(app) -> None:

@@ -286,12 +286,18 @@ class Application:
         size = opp.size_base
         if size is None or size <= 0:
             return
-        await self.bot_transition("begin_open", f"{opp.symbol} long {opp.long_venue} / short {opp.short_venue}")
+        # The bot machine's "opening" is recorded after the orders leave (with the next bot write):
+        # the position row and both order intents are persisted before sending (engine), and one
+        # database round trip less sits between the decision and the orders.
+        self._fire_bot("begin_open", f"{opp.symbol} long {opp.long_venue} / short {opp.short_venue}")
         now_spread = opp.current_spread_hourly if opp.current_spread_hourly is not None else opp.spread_hourly
         reason = (f"expected net {opp.expected_net:.4f} USD over {opp.horizon_hours}h "
                   f"(forecast spread {opp.spread_hourly:.8f}/h, current {now_spread:.8f}/h, costs {opp.costs:.4f})")
         with anyio.CancelScope(shield=True):
-            pos = await self.engine.open_position(opp, size, reason)
+            try:
+                pos = await self.engine.open_position(opp, size, reason)
+            finally:
+                await self._persist_bot()
         self.entry_info[pos.position_id] = (opp.spread_hourly, self.clock.now_ms(), opp.notional_usd)
         if pos.state == PositionState.CLOSED or (
                 pos.state not in (PositionState.MONITORING, PositionState.RESTING) and pos.is_flat):
@@ -422,14 +428,19 @@ class Application:
 
     async def bot_transition(self, trigger: str, reason: str) -> None:
         """Fire a bot-machine trigger if legal from the current state; persist and log it."""
+        if self._fire_bot(trigger, reason):
+            await self._persist_bot()
+
+    def _fire_bot(self, trigger: str, reason: str) -> bool:
+        """Fire a bot-machine trigger in memory if legal (``_persist_bot`` records it); True if fired."""
         if not getattr(self.bot, f"may_{trigger}")():
-            return
+            return False
         try:
             getattr(self.bot, trigger)(reason=reason)
         except FsmError as exc:
             logger.bind(kind="bot_transition_refused").debug(str(exc))
-            return
-        await self._persist_bot()
+            return False
+        return True
 
     # ------------------------------------------------------------------ helpers
     async def _venue_sizes(self) -> dict[tuple[str, str], Decimal] | None:

@@ -99,7 +99,7 @@ class EntryMixin(SpotMixin, EngineCore):
             s.insert_position_with_intents(record, intents)
 
         try:
-            await self.store.run(write_intent)
+            await self.store.run_inline(write_intent)  # small and on the entry's critical path
         except Exception:
             # Rolled back: nothing is on disk and nothing was sent, so there is nothing to track
             # (a phantom here would fail every later persist). Cancellation is not caught: the
