@@ -49,6 +49,7 @@ from live_torture import keys_env  # noqa: E402
 DEFAULT_OUT = ROOT / "bench" / "results" / "live.json"
 VENUES = ["bybit", "binanceusdm", "hyperliquid"]
 P99_TARGET_MS = 5.0
+PROFILE = None  # a cProfile.Profile over every strategy pass with --profile (development aid)
 RSS_TARGET_MB = 200.0
 
 SETTINGS = """\
@@ -71,6 +72,7 @@ loop_interval_seconds = {loop_s}
 
 [risk]
 max_breakeven_hours = "1000000"
+max_unhedged_ms = {unhedged_ms}
 
 [exit]
 min_hold_hours = "0"
@@ -82,12 +84,13 @@ interval_seconds = {reconcile_s}
 
 
 def write_settings(workdir: Path, base_urls: dict[str, str], venues: list[str], *, loop_s: float = 1.0,
-                   max_hold_h: str = "0.0005", name: str = "live.toml", reconcile_s: float = 5) -> Path:
+                   max_hold_h: str = "0.0005", name: str = "live.toml", reconcile_s: float = 5,
+                   unhedged_ms: int = 2000) -> Path:
     sections = "".join(f'\n[venues.{v}]\nbase_url = "{base_urls[v]}"\n' for v in venues)
     path = workdir / name
     path.write_text(SETTINGS.format(work=workdir.as_posix(), venues=json.dumps(venues), loop_s=loop_s,
                                     max_hold_h=max_hold_h, venue_sections=sections,
-                                    reconcile_s=reconcile_s))
+                                    reconcile_s=reconcile_s, unhedged_ms=unhedged_ms))
     return path
 
 
@@ -149,7 +152,8 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
 
     venues = list(emu.venues)
     settings = load_settings(write_settings(workdir, emu.base_urls, venues, loop_s=60, max_hold_h="1000",
-                                            reconcile_s=30))
+                                            reconcile_s=30, unhedged_ms=600_000))
+    # (the unhedged-window breaker would halt the bench after one slow leg; the windows are reported)
     configs = {v: LiveVenueConfig(base_url=emu.base_urls[v]) for v in venues}
     session = await build_live_session(configs, keys_env(emu), symbols=settings.live.symbols,
                                        max_slippage_bps=settings.risk.max_slippage_bps)
@@ -204,12 +208,17 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
             passes.append((time.perf_counter(), woke if woke is not None else (arrivals[-1] if arrivals else None),
                            running[0]))
             running[0] = True
+            if PROFILE is not None:
+                PROFILE.enable()
             try:
                 await original_step()
             finally:
                 running[0] = False
+                if PROFILE is not None:
+                    PROFILE.disable()
         app.strategy_step = strategy_step
         open_started: list[float] = []
+        persisted: list[tuple[float, float]] = []  # (start, end) of each entry's intent transaction
 
         async def controller() -> None:
             with anyio.fail_after(180):
@@ -221,6 +230,15 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
                 open_started.append(time.perf_counter())
                 return await original_open(*args, **kwargs)
             app.engine.open_position = open_position
+            original_persist = app.engine._persist_entry_intent
+
+            async def persist(*args, **kwargs):
+                t0 = time.perf_counter()
+                try:
+                    return await original_persist(*args, **kwargs)
+                finally:
+                    persisted.append((t0, time.perf_counter()))
+            app.engine._persist_entry_intent = persist
             for _ in range(20):  # the reference: one signed REST round trip through the adapter's client
                 t0 = time.perf_counter()
                 await bybit.executor.positions("bybit")
@@ -232,6 +250,14 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
                         await anyio.sleep(0.01)
                 with anyio.CancelScope(shield=True):
                     await _close_all(app)
+                    # The account view's read after the close's orders (venue REST, parsed on this
+                    # loop) is done before the next entry may come: an entry right behind our own
+                    # close is the bench's artefact, not the shipped bot's pattern. Its periodic
+                    # reads (live.account_refresh_seconds) still fall where they fall.
+                    with anyio.fail_after(60):
+                        while wiring.account._wake.is_set() or wiring.account.refreshing:
+                            await anyio.sleep(0.01)
+                    await anyio.sleep(0.2)
                     await app._sync_bot_state()  # what the tail of the closing pass does: back to scanning
                 before = set(leaves)
                 with anyio.move_on_after(30):
@@ -255,6 +281,9 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
                                     "book_to_pass": (pass_start - arrival) * 1000,
                                     "open_position_to_orders": (last - open_started[-1]) * 1000,
                                     "pass_to_open_position": (open_started[-1] - pass_start) * 1000,
+                                    "open_position_to_persist": (persisted[-1][0] - open_started[-1]) * 1000,
+                                    "persist_intent": (persisted[-1][1] - persisted[-1][0]) * 1000,
+                                    "persisted_to_orders": (last - persisted[-1][1]) * 1000,
                                     "overlapped": float(overlapped)})
                     if None not in on_wire:
                         samples[-1]["book_to_wire"] = (max(on_wire) - arrival) * 1000  # type: ignore[type-var]
@@ -276,12 +305,14 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
             "pass_to_orders_ms": _summary(column("pass_to_orders")),
             "venue_rtt_ms": _summary(rtts), "entries": len(samples),
             "pass_breakdown_ms": {name: _summary(column(name)) for name in
-                                  ("book_to_pass", "pass_to_open_position", "open_position_to_orders")},
+                                  ("book_to_pass", "pass_to_open_position", "open_position_to_orders",
+                                   "open_position_to_persist", "persist_intent", "persisted_to_orders")},
             "book_to_orders_on_wire_ms": _summary([x["book_to_wire"] for x in samples if "book_to_wire" in x]),
             "entries_while_a_pass_was_running": int(sum(column("overlapped"))),
             "trigger": {"market_wakes": trigger.market_wakes, "timer_wakes": trigger.timer_wakes,
                         "notifications": trigger.notifications} if trigger is not None else None,
             "account_reads": account.reads if account is not None else None,
+            "unhedged_window_ms": _summary(list(app.engine.metrics.unhedged_windows_ms)) if app.engine else None,
             "supervisor_exit_code": code,
             "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in load_after],
             "method": "python -m bot --live's own loops (bot.supervisor.Supervisor over bot.wiring.live_wiring): "
@@ -391,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--profile", type=Path, help="write a cProfile of the strategy passes here")
     args = parser.parse_args(argv)
     import anyio
 
@@ -399,11 +431,18 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-live-"))
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    global PROFILE
+    if args.profile is not None:
+        import cProfile
+
+        PROFILE = cProfile.Profile()
     emu = ExternalEmulator(VENUES, workdir)
     try:
         latency = anyio.run(measure_latency, emu, workdir, args.entries, args.timeout)
     finally:
         emu.close()
+    if PROFILE is not None:
+        PROFILE.dump_stats(str(args.profile))
     memory: dict = {"live_three_venues_peak_rss_mb": None, "skipped": True}
     if args.rss_seconds > 0:
         with start_emulator(VENUES, state_path=workdir / "rss.venues.sqlite", seed=3) as emu:

@@ -99,6 +99,7 @@ class CachedAccount:
         self.balances_reading: Reading[dict[str, Decimal]] | None = None
         self.sizes_reading: Reading[dict[tuple[str, str], Decimal]] | None = None
         self.reads = 0
+        self.refreshing = False  # a read is in flight (status, benchmarks)
         self._executor: Executor | None = None
         self._sizes: SizesReader | None = None
         self._attached = anyio.Event()
@@ -133,6 +134,7 @@ class CachedAccount:
         assert self._executor is not None and self._sizes is not None
         executor, sizes = self._executor, self._sizes
         self.reads += 1
+        self.refreshing = True
 
         async def read_balances() -> None:
             self.balances_reading = await self._read("balances", executor.balances_usd)
@@ -140,9 +142,12 @@ class CachedAccount:
         async def read_sizes() -> None:
             self.sizes_reading = await self._read("positions", sizes)
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(read_balances)
-            tg.start_soon(read_sizes)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read_balances)
+                tg.start_soon(read_sizes)
+        finally:
+            self.refreshing = False
 
     async def _read(self, what: str, read: Callable[[], Awaitable[T]]) -> Reading[T]:
         started_ms, started_seq = self.clock.now_ms(), self.activity.next_seq()

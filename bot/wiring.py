@@ -8,6 +8,7 @@ is identical in every mode and never asks which one it is in.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -21,6 +22,7 @@ from bot.core.ports import Clock, Executor, MarketFeed
 from bot.settings import Settings
 
 ExecutorFactory = Callable[[MarketFeed, Clock], Awaitable[Executor]]
+LIVE_SWITCH_INTERVAL_S = 0.001  # GIL switch interval in live (see live_wiring)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +135,10 @@ def live_wiring(settings: Settings, session: object, db_path: Path, clock: Clock
     background, ``live.account_*``); with ``live.trigger_on_market_data`` the feed's book and
     funding updates wake the strategy loop (``bot.market_trigger``)."""
     live = settings.live
+    # Venue REST calls of some adapters (pybit) and the database writer run in worker threads; a
+    # thread busy in Python holds the GIL up to the switch interval (5 ms by default) while the
+    # event loop waits to send an entry's orders. Live hands it back within 1 ms.
+    sys.setswitchinterval(min(sys.getswitchinterval(), LIVE_SWITCH_INTERVAL_S))
     activity = OrderActivity()
     executor = ActivityTrackingExecutor(session.executor, activity)  # type: ignore[attr-defined]
     account = CachedAccount(clock, activity, refresh_s=live.account_refresh_seconds,
