@@ -2,23 +2,23 @@
 
     python bench/live.py [--entries 60] [--rss-seconds 40] [--json] [--out bench/results/live.json]
 
-1. Book-to-orders latency, in process. The emulator (Bybit v5 via pybit, Binance USD-M and
-   Hyperliquid via ccxt) runs in a thread; this process builds the real live session
-   (``adapters.registry.build_live_session``) and the real ``bot.app.Application`` on it, with the
-   venues' streams running. Two monotonic stamps are taken, nothing else is changed:
-   - ``arrival``: a book update for (venue, symbol) has been decoded and applied by the adapter
-     (Bybit: ``BybitMarketData.handle`` on an orderbook topic; ccxt venues: ``accept_book``);
-   - ``leave``: an entry order (purpose ``open``) is handed to the venue's executor
-     (``place_order`` called; pybit / ccxt then sign and write it to the socket).
-   Each sample waits for the next book arrival on any venue and runs one application pass at once
-   (``feed_step`` then ``strategy_step``: snapshot, forecast, ranking, gates, sizing, the venues'
-   positions read back, persist intent, both legs sent concurrently). ``book_to_orders_ms`` = the
-   later of the two legs' ``leave`` minus that ``arrival``; ``pass_to_orders_ms`` = the same from the
-   pass's start. The position is then closed outside the timing. This is the reaction path of an
-   event-driven trigger: the shipped bot runs passes every ``strategy.loop_interval_seconds``,
-   which adds up to that interval on top (reported, not measured as latency).
-   Reference in the same run: ``venue_rtt_ms``, one signed REST round trip to the emulator
-   (Bybit ``get_positions`` through the adapter's client), so figures compare across machines.
+1. Book-to-orders latency of the SHIPPED loops. The emulator (Bybit v5 via pybit, Binance USD-M and
+   Hyperliquid via ccxt) runs as ``python -m bot emulate`` in its own process (a real venue is another
+   machine; a thread here would share the GIL). This process runs what ``python -m bot --live`` runs:
+   the live session (``adapters.registry.build_live_session``), ``bot.wiring.live_wiring`` (cached
+   account view, market-data trigger) and ``bot.supervisor.Supervisor`` over ``bot.app.Application``.
+   Entries are made by the strategy loop woken by market data (``live.trigger_on_market_data``); the
+   bench only closes each position between samples (untimed), waits for the account view's read
+   after that close, and lets the next update trigger the next entry. Stamps (nothing else changed):
+   - the update that woke the pass: ``MarketTrigger.last_notify_s`` (set after the adapter applied a
+     book or funding update), read when the pass starts;
+   - ``leave``: an entry order (purpose ``open``) handed to the venue's executor (``place_order``);
+   - ``on wire``: that order request handed to the venue's HTTP client (ccxt ``fetch`` / pybit
+     ``place_order``), i.e. after the adapter's own work and the client-side rate limiters.
+   ``book_to_orders_ms`` = the later leg's ``leave`` minus the update; ``book_to_orders_on_wire_ms``
+   the same to the later ``on wire``; the breakdown splits the path (pass, intent transaction, send).
+   Reference in the same run: ``venue_rtt_ms``, one signed REST round trip to the emulator (Bybit
+   ``get_positions`` through the adapter's client), and the load average before and after.
 2. Peak RSS of ``python -m bot --live`` with three venues (bybit, binanceusdm, hyperliquid) trading
    for ``--rss-seconds`` wall seconds, read from ``/proc/PID/status`` VmHWM just before it stops;
    reference: the same for ``python -m bot --paper`` in the same run.
@@ -199,14 +199,19 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
         supervisor = Supervisor(app=app, duration_wall_s=None, deadline_wall_s=settings.shutdown.deadline_seconds)
         passes: list[tuple[float, float | None, bool]] = []  # (pass start, latest arrival before it, a pass was running)
         running = [False]
+        timer_seen = [0]
+        timer_entries = [0]
         original_step = app.strategy_step
 
         async def strategy_step():
             # The update that woke this pass (book or funding quote; the trigger stamps each one
             # after the adapter applied it); a timer pass falls back to the latest book.
-            woke = wiring.trigger.last_notify_s if wiring.trigger is not None else None
-            passes.append((time.perf_counter(), woke if woke is not None else (arrivals[-1] if arrivals else None),
-                           running[0]))
+            trigger = wiring.trigger
+            timer_pass = trigger is None or trigger.timer_wakes != timer_seen[0]
+            if trigger is not None:
+                timer_seen[0] = trigger.timer_wakes
+            # A timer pass was not woken by an update: its entries are counted apart (no arrival).
+            passes.append((time.perf_counter(), None if timer_pass else trigger.last_notify_s, running[0]))
             running[0] = True
             if PROFILE is not None:
                 PROFILE.enable()
@@ -248,6 +253,7 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
                 with anyio.fail_after(60):  # entries settled before the bench closes them (outside the timing)
                     while any(p.state == "opening" for p in app.engine.positions.values()):
                         await anyio.sleep(0.01)
+                before = set(leaves)  # an entry the loops make while the bench waits below is counted too
                 with anyio.CancelScope(shield=True):
                     await _close_all(app)
                     # The account view's read after the close's orders (venue REST, parsed on this
@@ -259,7 +265,6 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
                             await anyio.sleep(0.01)
                     await anyio.sleep(0.2)
                     await app._sync_bot_state()  # what the tail of the closing pass does: back to scanning
-                before = set(leaves)
                 with anyio.move_on_after(30):
                     while True:  # the shipped loops make the next entry on their own
                         opened = [cid for cid in leaves if cid not in before and cid[22] == "o"]
@@ -275,7 +280,9 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
                         await anyio.sleep(0.01)
                 on_wire = [next((t for t in wire.get(venues_of[c], []) if t >= leaves[c]), None) for c in opened]
                 pass_start, arrival, overlapped = next(p for p in reversed(passes) if p[0] <= last)
-                if arrival is not None:
+                if arrival is None:
+                    timer_entries[0] += 1
+                else:
                     samples.append({"book_to_orders": (last - arrival) * 1000,
                                     "pass_to_orders": (last - pass_start) * 1000,
                                     "book_to_pass": (pass_start - arrival) * 1000,
@@ -309,6 +316,7 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
                                    "open_position_to_persist", "persist_intent", "persisted_to_orders")},
             "book_to_orders_on_wire_ms": _summary([x["book_to_wire"] for x in samples if "book_to_wire" in x]),
             "entries_while_a_pass_was_running": int(sum(column("overlapped"))),
+            "entries_by_timer_pass_not_timed": timer_entries[0],
             "trigger": {"market_wakes": trigger.market_wakes, "timer_wakes": trigger.timer_wakes,
                         "notifications": trigger.notifications} if trigger is not None else None,
             "account_reads": account.reads if account is not None else None,
