@@ -8,7 +8,7 @@ contract to each venue's executor by venue name. Venues settle funding themselve
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -84,6 +84,13 @@ class LiveMarketFeed:
 
     def venues(self) -> list[str]:
         return list(self._parts)
+
+    def subscribe(self, on_update: Callable[[str, str], None]) -> None:
+        """Call ``on_update(venue, symbol)`` after each book or funding update a venue part accepts
+        (parts without the hook are skipped: their data is still read by every pass)."""
+        for part in self._parts.values():
+            if hasattr(part, "on_update"):
+                part.on_update = on_update  # type: ignore[attr-defined]
 
     def instruments(self) -> list[Instrument]:
         return [i for p in self._parts.values() for i in p.instruments()]
@@ -166,6 +173,10 @@ class MultiVenueExecutor:
 
     def __init__(self, executors: dict[str, Executor]) -> None:
         self._executors = dict(executors)
+
+    def venue_names(self) -> list[str]:
+        """The venues (and spot markets) this executor routes to."""
+        return list(self._executors)
 
     def _one(self, venue: str) -> Executor:
         executor = self._executors.get(venue)

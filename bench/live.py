@@ -2,23 +2,23 @@
 
     python bench/live.py [--entries 60] [--rss-seconds 40] [--json] [--out bench/results/live.json]
 
-1. Book-to-orders latency, in process. The emulator (Bybit v5 via pybit, Binance USD-M and
-   Hyperliquid via ccxt) runs in a thread; this process builds the real live session
-   (``adapters.registry.build_live_session``) and the real ``bot.app.Application`` on it, with the
-   venues' streams running. Two monotonic stamps are taken, nothing else is changed:
-   - ``arrival``: a book update for (venue, symbol) has been decoded and applied by the adapter
-     (Bybit: ``BybitMarketData.handle`` on an orderbook topic; ccxt venues: ``accept_book``);
-   - ``leave``: an entry order (purpose ``open``) is handed to the venue's executor
-     (``place_order`` called; pybit / ccxt then sign and write it to the socket).
-   Each sample waits for the next book arrival on any venue and runs one application pass at once
-   (``feed_step`` then ``strategy_step``: snapshot, forecast, ranking, gates, sizing, the venues'
-   positions read back, persist intent, both legs sent concurrently). ``book_to_orders_ms`` = the
-   later of the two legs' ``leave`` minus that ``arrival``; ``pass_to_orders_ms`` = the same from the
-   pass's start. The position is then closed outside the timing. This is the reaction path of an
-   event-driven trigger: the shipped bot runs passes every ``strategy.loop_interval_seconds``,
-   which adds up to that interval on top (reported, not measured as latency).
-   Reference in the same run: ``venue_rtt_ms``, one signed REST round trip to the emulator
-   (Bybit ``get_positions`` through the adapter's client), so figures compare across machines.
+1. Book-to-orders latency of the SHIPPED loops. The emulator (Bybit v5 via pybit, Binance USD-M and
+   Hyperliquid via ccxt) runs as ``python -m bot emulate`` in its own process (a real venue is another
+   machine; a thread here would share the GIL). This process runs what ``python -m bot --live`` runs:
+   the live session (``adapters.registry.build_live_session``), ``bot.wiring.live_wiring`` (cached
+   account view, market-data trigger) and ``bot.supervisor.Supervisor`` over ``bot.app.Application``.
+   Entries are made by the strategy loop woken by market data (``live.trigger_on_market_data``); the
+   bench only closes each position between samples (untimed), waits for the account view's read
+   after that close, and lets the next update trigger the next entry. Stamps (nothing else changed):
+   - the update that woke the pass: ``MarketTrigger.last_notify_s`` (set after the adapter applied a
+     book or funding update), read when the pass starts;
+   - ``leave``: an entry order (purpose ``open``) handed to the venue's executor (``place_order``);
+   - ``on wire``: that order request handed to the venue's HTTP client (ccxt ``fetch`` / pybit
+     ``place_order``), i.e. after the adapter's own work and the client-side rate limiters.
+   ``book_to_orders_ms`` = the later leg's ``leave`` minus the update; ``book_to_orders_on_wire_ms``
+   the same to the later ``on wire``; the breakdown splits the path (pass, intent transaction, send).
+   Reference in the same run: ``venue_rtt_ms``, one signed REST round trip to the emulator (Bybit
+   ``get_positions`` through the adapter's client), and the load average before and after.
 2. Peak RSS of ``python -m bot --live`` with three venues (bybit, binanceusdm, hyperliquid) trading
    for ``--rss-seconds`` wall seconds, read from ``/proc/PID/status`` VmHWM just before it stops;
    reference: the same for ``python -m bot --paper`` in the same run.
@@ -49,6 +49,7 @@ from live_torture import keys_env  # noqa: E402
 DEFAULT_OUT = ROOT / "bench" / "results" / "live.json"
 VENUES = ["bybit", "binanceusdm", "hyperliquid"]
 P99_TARGET_MS = 5.0
+PROFILE = None  # a cProfile.Profile over every strategy pass with --profile (development aid)
 RSS_TARGET_MB = 200.0
 
 SETTINGS = """\
@@ -71,22 +72,25 @@ loop_interval_seconds = {loop_s}
 
 [risk]
 max_breakeven_hours = "1000000"
+max_unhedged_ms = {unhedged_ms}
 
 [exit]
 min_hold_hours = "0"
 max_hold_hours = "{max_hold_h}"
 
 [reconcile]
-interval_seconds = 5
+interval_seconds = {reconcile_s}
 {venue_sections}"""
 
 
 def write_settings(workdir: Path, base_urls: dict[str, str], venues: list[str], *, loop_s: float = 1.0,
-                   max_hold_h: str = "0.0005", name: str = "live.toml") -> Path:
+                   max_hold_h: str = "0.0005", name: str = "live.toml", reconcile_s: float = 5,
+                   unhedged_ms: int = 2000) -> Path:
     sections = "".join(f'\n[venues.{v}]\nbase_url = "{base_urls[v]}"\n' for v in venues)
     path = workdir / name
     path.write_text(SETTINGS.format(work=workdir.as_posix(), venues=json.dumps(venues), loop_s=loop_s,
-                                    max_hold_h=max_hold_h, venue_sections=sections))
+                                    max_hold_h=max_hold_h, venue_sections=sections,
+                                    reconcile_s=reconcile_s, unhedged_ms=unhedged_ms))
     return path
 
 
@@ -103,42 +107,79 @@ def _summary(values: list[float]) -> dict[str, float | int | None]:
 
 
 # ---------------------------------------------------------------------------------------- latency
+class ExternalEmulator:
+    """``python -m bot emulate`` in its own process (a real venue is another machine: an emulator
+    thread in this process would share its GIL and inflate every figure)."""
+
+    def __init__(self, venues: list[str], workdir: Path) -> None:
+        from paper.emulator import default_credentials
+
+        env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        self._log = open(workdir / "emulator.err", "ab")  # noqa: SIM115 - closed in close()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "emulate", "--venues", ",".join(venues), "--seed", "3",
+             "--state", str(workdir / "latency.venues.sqlite")],
+            cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=self._log, text=True)
+        assert self.proc.stdout is not None
+        banner = json.loads(self.proc.stdout.readline())
+        self.base_urls = {v: banner["venues"][v]["rest"] for v in venues}
+        self.credentials = {v: default_credentials(v) for v in venues}
+        self.venues = venues
+
+    def close(self) -> None:
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
 async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) -> dict:
-    """Run ``entries`` entry passes, each right after a book arrival; see the module docstring."""
+    """``entries`` entries made by the shipped loops; see the module docstring."""
     import anyio
 
     from adapters.registry import LiveVenueConfig, build_live_session
     from bot.app import Application
     from bot.core.clock import ScaledClock, utc_now_ms
     from bot.settings import load_settings
+    from bot.supervisor import Supervisor
     from bot.wiring import live_wiring
 
-    venues = list(emu.core.venues)
-    settings = load_settings(write_settings(workdir, emu.base_urls, venues, loop_s=60, max_hold_h="0.00001"))
+    venues = list(emu.venues)
+    settings = load_settings(write_settings(workdir, emu.base_urls, venues, loop_s=60, max_hold_h="1000",
+                                            reconcile_s=30, unhedged_ms=600_000))
+    # (the unhedged-window breaker would halt the bench after one slow leg; the windows are reported)
     configs = {v: LiveVenueConfig(base_url=emu.base_urls[v]) for v in venues}
     session = await build_live_session(configs, keys_env(emu), symbols=settings.live.symbols,
                                        max_slippage_bps=settings.risk.max_slippage_bps)
-    arrivals: list[tuple[float, str, str]] = []  # (monotonic s, venue, symbol)
-    leaves: dict[str, float] = {}  # client order id -> monotonic s
+    arrivals: list[float] = []  # perf_counter s of each applied book update
+    leaves: dict[str, float] = {}  # client order id -> perf_counter s when handed to the venue's executor
+    wire: dict[str, list[float]] = {}  # venue -> perf_counter s of each order request handed to the HTTP client
 
     for venue in session.venues:
         part = venue.market
         if venue.name == "bybit":
             original_handle = part.handle
 
-            def handle(message, _orig=original_handle, _part=part):
+            def handle(message, _orig=original_handle):
                 _orig(message)
                 topic = message.get("topic") if isinstance(message, dict) else None
                 if isinstance(topic, str) and topic.startswith("orderbook."):
-                    arrivals.append((time.perf_counter(), "bybit", topic.rsplit(".", 1)[-1]))
+                    arrivals.append(time.perf_counter())
             part.handle = handle
         else:
             original_accept = part.accept_book
 
-            def accept(raw, market, _orig=original_accept, _name=venue.name):
+            def accept(raw, market, _orig=original_accept):
                 _orig(raw, market)
-                arrivals.append((time.perf_counter(), _name, market.symbol))
+                arrivals.append(time.perf_counter())
             part.accept_book = accept
+        _stamp_wire(venue, wire)
         executor = venue.executor
         original_place = executor.place_order
 
@@ -147,87 +188,180 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
             return await _orig(request)
         executor.place_order = place
 
-    samples_book: list[float] = []
-    samples_pass: list[float] = []
     rtts: list[float] = []
+    samples: list[dict[str, float]] = []
     bybit = next(v for v in session.venues if v.name == "bybit")
+    load_before = os.getloadavg()
     try:
         await session.setup()
         wiring = live_wiring(settings, session, workdir / "latency.sqlite", ScaledClock(utc_now_ms(), 1.0))
         app = Application(settings, wiring, status_out=io.StringIO())
-        spent: dict[str, list[float]] = {}
-        current: dict[str, float] = {}
+        supervisor = Supervisor(app=app, duration_wall_s=None, deadline_wall_s=settings.shutdown.deadline_seconds)
+        passes: list[tuple[float, float | None, bool]] = []  # (pass start, latest arrival before it, a pass was running)
+        running = [False]
+        timer_seen = [0]
+        timer_entries = [0]
+        original_step = app.strategy_step
 
-        def timed(name: str, fn):
-            async def wrapper(*args, **kwargs):
-                t0 = time.perf_counter()
-                try:
-                    return await fn(*args, **kwargs)
-                finally:
-                    current[name] = current.get(name, 0.0) + (time.perf_counter() - t0) * 1000
-            return wrapper
+        async def strategy_step():
+            # The update that woke this pass (book or funding quote; the trigger stamps each one
+            # after the adapter applied it); a timer pass falls back to the latest book.
+            trigger = wiring.trigger
+            timer_pass = trigger is None or trigger.timer_wakes != timer_seen[0]
+            if trigger is not None:
+                timer_seen[0] = trigger.timer_wakes
+            # A timer pass was not woken by an update: its entries are counted apart (no arrival).
+            passes.append((time.perf_counter(), None if timer_pass else trigger.last_notify_s, running[0]))
+            running[0] = True
+            if PROFILE is not None:
+                PROFILE.enable()
+            try:
+                await original_step()
+            finally:
+                running[0] = False
+                if PROFILE is not None:
+                    PROFILE.disable()
+        app.strategy_step = strategy_step
+        open_started: list[float] = []
+        persisted: list[tuple[float, float]] = []  # (start, end) of each entry's intent transaction
 
-        # Where a pass spends its time (instance attributes wrapped: the code itself is unchanged).
-        app.feed_step = timed("feed_step", app.feed_step)
-        app._record_equity = timed("record_equity", app._record_equity)
-        app._venue_sizes = timed("venue_sizes", app._venue_sizes)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(session.feed.run)
-            with anyio.fail_after(120):
-                while len(arrivals) < 6:  # every stream connected and delivering
+        async def controller() -> None:
+            with anyio.fail_after(180):
+                while app.engine is None or not passes or len(arrivals) < 6:
                     await anyio.sleep(0.05)
-            await app.start()
-            open_started: list[float] = []
             original_open = app.engine.open_position
 
             async def open_position(*args, **kwargs):
                 open_started.append(time.perf_counter())
                 return await original_open(*args, **kwargs)
             app.engine.open_position = open_position
+            original_persist = app.engine._persist_entry_intent
+
+            async def persist(*args, **kwargs):
+                t0 = time.perf_counter()
+                try:
+                    return await original_persist(*args, **kwargs)
+                finally:
+                    persisted.append((t0, time.perf_counter()))
+            app.engine._persist_entry_intent = persist
             for _ in range(20):  # the reference: one signed REST round trip through the adapter's client
                 t0 = time.perf_counter()
                 await bybit.executor.positions("bybit")
                 rtts.append((time.perf_counter() - t0) * 1000)
             deadline = time.monotonic() + timeout_s
-            while len(samples_book) < entries and time.monotonic() < deadline:
-                await _close_all(app)
-                seen = len(arrivals)
-                with anyio.move_on_after(10):
-                    while len(arrivals) == seen:
-                        await anyio.sleep(0.0005)
-                if len(arrivals) == seen:
+            while len(samples) < entries and time.monotonic() < deadline:
+                with anyio.fail_after(60):  # entries settled before the bench closes them (outside the timing)
+                    while any(p.state == "opening" for p in app.engine.positions.values()):
+                        await anyio.sleep(0.01)
+                before = set(leaves)  # an entry the loops make while the bench waits below is counted too
+                with anyio.CancelScope(shield=True):
+                    await _close_all(app)
+                    # The account view's read after the close's orders (venue REST, parsed on this
+                    # loop) is done before the next entry may come: an entry right behind our own
+                    # close is the bench's artefact, not the shipped bot's pattern. Its periodic
+                    # reads (live.account_refresh_seconds) still fall where they fall.
+                    with anyio.fail_after(60):
+                        while wiring.account._wake.is_set() or wiring.account.refreshing:
+                            await anyio.sleep(0.01)
+                    await anyio.sleep(0.2)
+                    await app._sync_bot_state()  # what the tail of the closing pass does: back to scanning
+                with anyio.move_on_after(30):
+                    while True:  # the shipped loops make the next entry on their own
+                        opened = [cid for cid in leaves if cid not in before and cid[22] == "o"]
+                        if len(opened) == 2:
+                            break
+                        await anyio.sleep(0.002)
+                if len(opened) != 2:
                     continue
-                arrival_s = arrivals[-1][0]
-                before = set(leaves)
-                current.clear()
-                pass_s = time.perf_counter()
-                await app.feed_step()
-                await app.strategy_step()
-                opened = [cid for cid in leaves if cid not in before and cid[22] == "o"]
-                if len(opened) == 2:
-                    last = max(leaves[c] for c in opened)
-                    samples_book.append((last - arrival_s) * 1000)
-                    samples_pass.append((last - pass_s) * 1000)
-                    current["open_position_to_orders"] = (last - open_started[-1]) * 1000
-                    current["pass_to_open_position"] = (open_started[-1] - pass_s) * 1000
-                    for name, ms in current.items():
-                        spent.setdefault(name, []).append(ms)
-            await _close_all(app)
+                last = max(leaves[c] for c in opened)
+                venues_of = {c: _venue_of(app, c) for c in opened}
+                with anyio.fail_after(60):  # both answers in: every order request has reached its HTTP client
+                    while any(p.state == "opening" for p in app.engine.positions.values()):
+                        await anyio.sleep(0.01)
+                on_wire = [next((t for t in wire.get(venues_of[c], []) if t >= leaves[c]), None) for c in opened]
+                pass_start, arrival, overlapped = next(p for p in reversed(passes) if p[0] <= last)
+                if arrival is None:
+                    timer_entries[0] += 1
+                else:
+                    samples.append({"book_to_orders": (last - arrival) * 1000,
+                                    "pass_to_orders": (last - pass_start) * 1000,
+                                    "book_to_pass": (pass_start - arrival) * 1000,
+                                    "open_position_to_orders": (last - open_started[-1]) * 1000,
+                                    "pass_to_open_position": (open_started[-1] - pass_start) * 1000,
+                                    "open_position_to_persist": (persisted[-1][0] - open_started[-1]) * 1000,
+                                    "persist_intent": (persisted[-1][1] - persisted[-1][0]) * 1000,
+                                    "persisted_to_orders": (last - persisted[-1][1]) * 1000,
+                                    "overlapped": float(overlapped)})
+                    if None not in on_wire:
+                        samples[-1]["book_to_wire"] = (max(on_wire) - arrival) * 1000  # type: ignore[type-var]
+            supervisor.request_stop("bench done")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(controller)
+            code = await supervisor.run()
             tg.cancel_scope.cancel()
-        await app.close()
     finally:
         await session.close()
-    return {"book_to_orders_ms": _summary(samples_book), "pass_to_orders_ms": _summary(samples_pass),
-            "venue_rtt_ms": _summary(rtts), "entries": len(samples_book),
-            "pass_breakdown_ms": {name: _summary(v) for name, v in spent.items()},
-            "loop_interval_note": "the shipped bot runs entry passes every strategy.loop_interval_seconds "
-                                  "(default 60): a book update waits up to that long before the pass above"}
+    load_after = os.getloadavg()
+    trigger = wiring.trigger
+    account = wiring.account
+
+    def column(name: str) -> list[float]:
+        return [s[name] for s in samples]
+    return {"book_to_orders_ms": _summary(column("book_to_orders")),
+            "pass_to_orders_ms": _summary(column("pass_to_orders")),
+            "venue_rtt_ms": _summary(rtts), "entries": len(samples),
+            "pass_breakdown_ms": {name: _summary(column(name)) for name in
+                                  ("book_to_pass", "pass_to_open_position", "open_position_to_orders",
+                                   "open_position_to_persist", "persist_intent", "persisted_to_orders")},
+            "book_to_orders_on_wire_ms": _summary([x["book_to_wire"] for x in samples if "book_to_wire" in x]),
+            "entries_while_a_pass_was_running": int(sum(column("overlapped"))),
+            "entries_by_timer_pass_not_timed": timer_entries[0],
+            "trigger": {"market_wakes": trigger.market_wakes, "timer_wakes": trigger.timer_wakes,
+                        "notifications": trigger.notifications} if trigger is not None else None,
+            "account_reads": account.reads if account is not None else None,
+            "unhedged_window_ms": _summary(list(app.engine.metrics.unhedged_windows_ms)) if app.engine else None,
+            "supervisor_exit_code": code,
+            "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in load_after],
+            "method": "python -m bot --live's own loops (bot.supervisor.Supervisor over bot.wiring.live_wiring): "
+                      "entries are made by the strategy loop woken by book updates (live.trigger_on_market_data); "
+                      "book_to_orders = later entry order handed to its venue executor minus the latest book "
+                      "update applied before that pass began; the bench only closes each position (untimed)"}
+
+
+def _venue_of(app, cid: str) -> str:
+    meta = app.engine.orders.get(cid)
+    return meta.venue if meta is not None else ""
+
+
+def _stamp_wire(venue, wire: dict[str, list[float]]) -> None:
+    """Stamp each order request where the venue's HTTP client gets it (after the adapter's own work
+    and the rate limiters: ccxt's ``fetch``, pybit's ``place_order`` in its worker thread)."""
+    stamps = wire.setdefault(venue.name, [])
+    exchange = getattr(venue.market, "_ex", None)
+    if exchange is not None:
+        original_fetch = exchange.fetch
+
+        async def fetch(url, method="GET", headers=None, body=None, _orig=original_fetch):
+            text = body if isinstance(body, str) else ""
+            if method == "POST" and (url.endswith("/order") or '"type":"order"' in text.replace(" ", "")):
+                stamps.append(time.perf_counter())
+            return await _orig(url, method, headers, body)
+        exchange.fetch = fetch
+        return
+    http = getattr(venue.executor, "_http", None)
+    session = getattr(http, "_session", None)
+    if session is not None:
+        original = session.place_order
+
+        def place_order(*args, _orig=original, **kwargs):
+            stamps.append(time.perf_counter())
+            return _orig(*args, **kwargs)
+        session.place_order = place_order
 
 
 async def _close_all(app) -> None:
     """Close every open position (not timed): the next sample starts flat."""
-    from bot.core.clock import utc_now_ms  # noqa: F401
-
     for pos in list(app.engine.positions.values()):
         if pos.state in ("monitoring", "recovering", "error", "opening"):
             await app.engine.close_position(pos, "max_hold_time", "bench: next sample", emergency=False)
@@ -291,11 +425,12 @@ def measure_rss(emu, workdir: Path, seconds: float) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--entries", type=int, default=60)
-    parser.add_argument("--rss-seconds", type=float, default=40.0)
+    parser.add_argument("--rss-seconds", type=float, default=40.0, help="0 skips the memory part")
     parser.add_argument("--timeout", type=float, default=600.0, help="wall seconds for the latency samples")
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--profile", type=Path, help="write a cProfile of the strategy passes here")
     args = parser.parse_args(argv)
     import anyio
 
@@ -304,10 +439,22 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-live-"))
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with start_emulator(VENUES, state_path=workdir / "latency.venues.sqlite", seed=3) as emu:
+    global PROFILE
+    if args.profile is not None:
+        import cProfile
+
+        PROFILE = cProfile.Profile()
+    emu = ExternalEmulator(VENUES, workdir)
+    try:
         latency = anyio.run(measure_latency, emu, workdir, args.entries, args.timeout)
-    with start_emulator(VENUES, state_path=workdir / "rss.venues.sqlite", seed=3) as emu:
-        memory = measure_rss(emu, workdir, args.rss_seconds)
+    finally:
+        emu.close()
+    if PROFILE is not None:
+        PROFILE.dump_stats(str(args.profile))
+    memory: dict = {"live_three_venues_peak_rss_mb": None, "skipped": True}
+    if args.rss_seconds > 0:
+        with start_emulator(VENUES, state_path=workdir / "rss.venues.sqlite", seed=3) as emu:
+            memory = measure_rss(emu, workdir, args.rss_seconds)
     p99 = latency["book_to_orders_ms"]["p99"]
     result = {
         "latency": latency, "memory": memory,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TextIO
 import anyio
 from loguru import logger
 
+from bot.account_view import AccountUnknown, DirectAccount
 from bot.array_pass import MarketPass
 from bot.core.domain import ZERO, ExecutionMode, MarketSnapshot, Opportunity
 from bot.core.ports import Clock, Executor, MarketFeed
@@ -67,6 +68,7 @@ class Application:
         self.clock: Clock = wiring.clock
         self.params = strategy_params(settings)
         self.market: MarketFeed = wiring.market
+        self.account = wiring.account if wiring.account is not None else DirectAccount()  # bot.account_view
         self.store: AsyncStorage | None = None
         self.executor: Executor | None = None
         self.engine: TradingEngine | None = None
@@ -140,6 +142,7 @@ class Application:
         if halt:
             self._apply_board(self.board.kill(self.clock.now_ms(), halt))
         self._record_quotes(self.clock.now_ms())  # the first market data clears the stale-data breakers
+        await self.account.attach(self.executor, self.engine.venue_sizes)
         await self._sync_bot_state()
 
     async def _load_forecast_history(self) -> None:
@@ -246,8 +249,12 @@ class Application:
 
     async def strategy_loop(self) -> None:
         pacer = self.pacers["strategy"]
+        trigger = self.wiring.trigger  # live: market data wakes a pass at once (bot.market_trigger)
         while True:
-            await pacer.wait()
+            if trigger is None:
+                await pacer.wait()
+            elif await trigger.wait(pacer) == "market" and (self._stopping or not self.bot.allows_entries):
+                continue  # no entry can be made: exits keep the timer's cadence
             await self.strategy_step()
 
     async def strategy_step(self) -> None:
@@ -287,12 +294,18 @@ class Application:
         size = opp.size_base
         if size is None or size <= 0:
             return
-        await self.bot_transition("begin_open", f"{opp.symbol} long {opp.long_venue} / short {opp.short_venue}")
+        # The bot machine's "opening" is recorded after the orders leave (with the next bot write):
+        # the position row and both order intents are persisted before sending (engine), and one
+        # database round trip less sits between the decision and the orders.
+        self._fire_bot("begin_open", f"{opp.symbol} long {opp.long_venue} / short {opp.short_venue}")
         now_spread = opp.current_spread_hourly if opp.current_spread_hourly is not None else opp.spread_hourly
         reason = (f"expected net {opp.expected_net:.4f} USD over {opp.horizon_hours}h "
                   f"(forecast spread {opp.spread_hourly:.8f}/h, current {now_spread:.8f}/h, costs {opp.costs:.4f})")
         with anyio.CancelScope(shield=True):
-            pos = await self.engine.open_position(opp, size, reason)
+            try:
+                pos = await self.engine.open_position(opp, size, reason)
+            finally:
+                await self._persist_bot()
         self.entry_info[pos.position_id] = (opp.spread_hourly, self.clock.now_ms(), opp.notional_usd)
         if pos.state == PositionState.CLOSED or (
                 pos.state not in (PositionState.MONITORING, PositionState.RESTING) and pos.is_flat):
@@ -423,14 +436,19 @@ class Application:
 
     async def bot_transition(self, trigger: str, reason: str) -> None:
         """Fire a bot-machine trigger if legal from the current state; persist and log it."""
+        if self._fire_bot(trigger, reason):
+            await self._persist_bot()
+
+    def _fire_bot(self, trigger: str, reason: str) -> bool:
+        """Fire a bot-machine trigger in memory if legal (``_persist_bot`` records it); True if fired."""
         if not getattr(self.bot, f"may_{trigger}")():
-            return
+            return False
         try:
             getattr(self.bot, trigger)(reason=reason)
         except FsmError as exc:
             logger.bind(kind="bot_transition_refused").debug(str(exc))
-            return
-        await self._persist_bot()
+            return False
+        return True
 
     # ------------------------------------------------------------------ helpers
     async def _venue_sizes(self) -> dict[tuple[str, str], Decimal] | None:
@@ -438,13 +456,13 @@ class Application:
         assert self.executor is not None
         try:
             assert self.engine is not None
-            return await self.engine.venue_sizes()
+            return await self.account.venue_sizes()  # type: ignore[return-value]
         except Exception as exc:  # unknown sizes only disable those two rules for this pass
             logger.bind(kind="venue_sizes_unavailable").warning(f"venue positions unavailable: {exc!r}")
             return None
 
     def held_views(self, *, include_unhedged: bool = False,
-                   venue_sizes: dict[tuple[str, str], Decimal] | None = None) -> list[HeldView]:
+                   venue_sizes: dict[tuple[str, str], Decimal | None] | None = None) -> list[HeldView]:
         """Views of hedged positions (for exits); with ``include_unhedged`` every active one (for
         the entry gates' exposure and one-position-per-symbol rule)."""
         assert self.engine is not None
@@ -453,6 +471,12 @@ class Application:
             if pos.state != PositionState.MONITORING and not include_unhedged:
                 continue
             spread, entry_ts, notional = self.entry_info.get(pos.position_id, (ZERO, self.clock.now_ms(), ZERO))
+            long_size = short_size = None
+            if venue_sizes is not None:
+                long_size = venue_sizes.get((pos.long_venue, pos.symbol), ZERO)
+                short_size = venue_sizes.get((pos.short_venue, pos.symbol), ZERO)
+                if long_size is None or short_size is None:  # one leg unknown: that position is not judged
+                    long_size = short_size = None
             views.append(HeldView(
                 position_id=pos.position_id,
                 symbol=pos.symbol,
@@ -464,8 +488,8 @@ class Application:
                 notional_usd=notional,
                 accrued_funding_usd=self.engine.funding_usd.get(pos.position_id, ZERO),
                 fees_paid_usd=self.engine.fees_usd.get(pos.position_id, ZERO),
-                long_venue_size_base=None if venue_sizes is None else venue_sizes.get((pos.long_venue, pos.symbol), ZERO),
-                short_venue_size_base=None if venue_sizes is None else venue_sizes.get((pos.short_venue, pos.symbol), ZERO),
+                long_venue_size_base=long_size,
+                short_venue_size_base=short_size,
             ))
         return views
 
@@ -483,7 +507,11 @@ class Application:
     async def _record_equity(self, snapshot: MarketSnapshot) -> None:
         assert self.executor is not None
         try:
-            balances = await self.executor.balances_usd()
+            balances = await self.account.balances_usd()
+        except AccountUnknown as exc:  # stale or failed cached view: its refresh task logs the failures
+            logger.bind(kind="equity_unknown").debug(f"equity unknown: {exc}")
+            self._equity_cache = {}  # no equity known -> the margin gates deny entries
+            return
         except Exception as exc:  # a venue that cannot report equity blocks entries via the gates
             logger.bind(kind="equity_unavailable").warning(f"balances unavailable: {exc}")
             self._equity_cache = {}  # no equity known -> the margin gates deny entries

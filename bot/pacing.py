@@ -83,6 +83,13 @@ class Pacer:
             await anyio.lowlevel.checkpoint()  # late: no wait, but other loops get their turn
         return self._tick(now)
 
+    def seconds_until_due(self) -> float:
+        """Clock seconds until the next tick is due (0 when due or late); starts the schedule."""
+        now = self.clock.now_ms()
+        if self._due_ms is None:
+            self._due_ms = now + self.first_delay_ms
+        return max(0, self._due_ms - now) / 1000
+
     def _tick(self, now_ms: int) -> int:
         assert self._due_ms is not None
         lag = max(0, now_ms - self._due_ms)

@@ -325,6 +325,10 @@ class LiveSection(_Section):
     venues: list[str] = Field(default_factory=list)
     symbols: list[str] = Field(default_factory=lambda: ["BTC", "ETH"], min_length=1)
     leverage: Annotated[Decimal, Field(gt=0, le=100, allow_inf_nan=False)] = Decimal("1")
+    account_refresh_seconds: float = Field(default=10.0, gt=0, le=3600)
+    account_max_age_seconds: float = Field(default=30.0, gt=0, le=3600)
+    trigger_on_market_data: bool = True
+    trigger_min_gap_seconds: float = Field(default=0.0, ge=0, le=3600)
 
 
 class Settings(_Section):

@@ -8,16 +8,21 @@ is identical in every mode and never asks which one it is in.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+from bot.account_view import AccountSource, CachedAccount
 from bot.core.clock import ScaledClock, iso_utc
+from bot.market_trigger import MarketTrigger
+from bot.order_activity import ActivityTrackingExecutor, OrderActivity
 from bot.core.ports import Clock, Executor, MarketFeed
 from bot.settings import Settings
 
 ExecutorFactory = Callable[[MarketFeed, Clock], Awaitable[Executor]]
+LIVE_SWITCH_INTERVAL_S = 0.001  # GIL switch interval in live (see live_wiring)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +37,11 @@ class Wiring:
     description: str
     # Tasks that keep the market feed current for the whole run (live venues' streams).
     background: tuple[Callable[[], Awaitable[None]], ...] = ()
+    # Where a strategy pass reads balances and venue sizes (None: ask the executor and the engine
+    # every pass, ``bot.account_view.DirectAccount``); live keeps a cached view (``CachedAccount``).
+    account: AccountSource | None = None
+    # Wakes the strategy loop on market data (live only; None: the timer alone, deterministic).
+    trigger: MarketTrigger | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +128,30 @@ def sim_market_config(settings: Settings):
 
 
 def live_wiring(settings: Settings, session: object, db_path: Path, clock: Clock) -> Wiring:
-    """Real venues: ``session`` (``adapters.registry.LiveSession``) gives the feed and the executor."""
+    """Real venues: ``session`` (``adapters.registry.LiveSession``) gives the feed and the executor.
+
+    The executor records our order activity per (venue, symbol) (``bot.order_activity``) for the
+    cached account view (``bot.account_view.CachedAccount``: balances and venue sizes read in the
+    background, ``live.account_*``); with ``live.trigger_on_market_data`` the feed's book and
+    funding updates wake the strategy loop (``bot.market_trigger``)."""
+    live = settings.live
+    # Venue REST calls of some adapters (pybit) and the database writer run in worker threads; a
+    # thread busy in Python holds the GIL up to the switch interval (5 ms by default) while the
+    # event loop waits to send an entry's orders. Live hands it back within 1 ms.
+    sys.setswitchinterval(min(sys.getswitchinterval(), LIVE_SWITCH_INTERVAL_S))
+    activity = OrderActivity()
+    executor = ActivityTrackingExecutor(session.executor, activity)  # type: ignore[attr-defined]
+    account = CachedAccount(clock, activity, refresh_s=live.account_refresh_seconds,
+                            max_age_s=live.account_max_age_seconds)
 
     async def open_executor(market: MarketFeed, clock: Clock) -> Executor:
-        return session.executor  # type: ignore[attr-defined,no-any-return]
+        return executor  # type: ignore[return-value]
 
     feed = session.feed  # type: ignore[attr-defined]
+    trigger = None
+    if live.trigger_on_market_data:
+        trigger = MarketTrigger(min_gap_s=live.trigger_min_gap_seconds)
+        feed.subscribe(trigger.notify)
     return Wiring(
         mode="live",
         market=feed,
@@ -131,7 +159,9 @@ def live_wiring(settings: Settings, session: object, db_path: Path, clock: Clock
         db_path=db_path,
         open_executor=open_executor,
         description="live on " + ", ".join(feed.venues()),
-        background=(feed.run,),
+        background=(feed.run, account.run),
+        account=account,
+        trigger=trigger,
     )
 
 

@@ -62,6 +62,14 @@ class AsyncStorage:
         """Run ``fn(storage)`` on the writer thread inside ONE transaction."""
         return await self._call(self._storage.run, fn)
 
+    async def run_inline(self, fn: Callable[[Storage], T]) -> T:
+        """``run`` on the calling (event-loop) thread, under the same one-user limiter: for the few
+        small, latency-critical writes (an entry's intent before its orders leave) where the
+        hand-over to the worker thread and back costs more than the write itself. The loop is
+        blocked for the transaction's duration; never use it for large writes."""
+        async with self._limiter:
+            return self._storage.run(fn)
+
     async def aclose(self) -> None:
         await self._call(self._storage.close)
 

@@ -323,6 +323,17 @@ class Storage:
             self._db.rollback()
             raise
 
+    def _insert_rows(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Plain ``INSERT`` of already-encoded rows (same columns each) in one transaction: the
+        hot paths (entry intents, transitions) skip sqlite-utils' per-call table introspection.
+        A duplicate primary key raises ``sqlite3.IntegrityError``."""
+        if not rows:
+            return
+        columns = list(rows[0])
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({_placeholders(columns)})"
+        with self._atomic():
+            self._db.conn.executemany(sql, [[row[c] for c in columns] for row in rows])
+
     @contextmanager
     def transaction(self) -> Iterator["Storage"]:
         """Group several repository calls into one all-or-nothing transaction."""
@@ -333,7 +344,7 @@ class Storage:
 
     def insert_position(self, position: PositionRecord) -> None:
         """Insert a new position; raises ``sqlite3.IntegrityError`` if the id exists."""
-        self._db["positions"].insert(_position_columns(position))
+        self._insert_rows("positions", [_position_columns(position)])
 
     def upsert_position(self, position: PositionRecord) -> None:
         """Insert the position, or overwrite every column of the existing row with that id."""
@@ -441,14 +452,13 @@ class Storage:
     def insert_order_intent(self, intent: OrderIntent) -> None:
         """Persist an order BEFORE it is sent (status pending); a duplicate id raises
         ``sqlite3.IntegrityError``."""
-        self._db["orders"].insert(_intent_columns(intent))
+        self._insert_rows("orders", [_intent_columns(intent)])
 
     def insert_order_intents(self, intents: Sequence[OrderIntent]) -> None:
         """Persist several order intents in one transaction."""
         if not intents:
             return
-        with self._atomic():
-            self._db["orders"].insert_all([_intent_columns(intent) for intent in intents])
+        self._insert_rows("orders", [_intent_columns(intent) for intent in intents])
 
     def update_order_status(
         self,
@@ -670,8 +680,7 @@ class Storage:
         """
         if not transitions:
             return
-        with self._atomic():
-            self._db["transitions"].insert_all([_transition_columns(t) for t in transitions])
+        self._insert_rows("transitions", [_transition_columns(t) for t in transitions])
 
     def list_transitions(
         self, machine: MachineKind | None = None, entity_id: str | None = None

@@ -64,6 +64,9 @@ class BybitMarketData:
         self.companions: list[Callable[[], Awaitable[None]]] = []  # run alongside (the private stream)
         self.reconnects = 0
         self.dropped: list[str] = []
+        # Called with (venue, canonical symbol) after each accepted book or ticker update (the
+        # strategy's market trigger, bot.market_trigger); None = nobody listens.
+        self.on_update: Callable[[str, str], None] | None = None
 
     # --- MarketSource part ------------------------------------------------------------------
     def venues(self) -> list[str]:
@@ -103,8 +106,15 @@ class BybitMarketData:
                 self._on_ticker(message)
             elif topic.startswith("orderbook."):
                 self._on_book(message)
+            else:
+                return
         except AbsurdVenueData as exc:
             self._drop(str(exc))
+            return
+        if self.on_update is not None:
+            market = self._by_venue_symbol.get(topic.rsplit(".", 1)[-1])
+            if market is not None:
+                self.on_update(self.venue, market.symbol)
 
     def _on_ticker(self, message: Mapping[str, Any]) -> None:
         data = message.get("data")

@@ -67,6 +67,9 @@ class CcxtMarketData:
         self.dropped: list[str] = []
         self.resyncs = 0
         self.companions: list[Callable[[], Awaitable[None]]] = []  # run alongside (the order stream)
+        # Called with (venue, symbol) after each accepted book or funding quote (the strategy's
+        # market trigger, bot.market_trigger); None = nobody listens.
+        self.on_update: Callable[[str, str], None] | None = None
 
     def venues(self) -> list[str]:
         return [self.venue]
@@ -97,6 +100,9 @@ class CcxtMarketData:
             self._books[market.symbol] = book_from_ccxt(raw, market, self._now_ms())
         except AbsurdVenueData as exc:
             self._drop(str(exc))
+            return
+        if self.on_update is not None:
+            self.on_update(self.venue, market.symbol)
 
     async def refresh_quotes(self) -> None:
         """Poll the funding quotes once (errors logged, previous quotes kept)."""
@@ -114,6 +120,8 @@ class CcxtMarketData:
         for q in quotes:
             if q.symbol in wanted:
                 self._quotes[q.symbol] = q
+                if self.on_update is not None:
+                    self.on_update(self.venue, q.symbol)
 
     async def fetch_funding_history(self, symbol: str, since_ts_ms: int) -> tuple[list[Any], list[str]]:
         """Settled funding of ``symbol`` since ``since_ts_ms`` through ccxt's ``fetch_funding_rate_history``

@@ -79,13 +79,14 @@ class EntryMixin(SpotMixin, EngineCore):
                 (LegSide.LONG, self._order(pos, LegSide.LONG, "open", size_base, attempt=0)),
                 (LegSide.SHORT, self._order(pos, LegSide.SHORT, "open", size_base, attempt=0)),
             ]
-            await self._persist_entry_intent(pos, opp, legs)
+            transitions = await self._persist_entry_intent(pos, opp, legs)
             await self._dispatch_concurrently(pos, legs, "open")
+            self._log_transitions(transitions)  # on disk before the send; the log line can follow it
             await self._settle_entry(pos)
         return pos
 
     async def _persist_entry_intent(self, pos: PositionFsm, opp: Opportunity,
-                                    legs: list[tuple[LegSide, OrderRequest]]) -> None:
+                                    legs: list[tuple[LegSide, OrderRequest]]) -> list[Any]:
         """Intent first: position row + the entry order intents + the transition, one transaction."""
         now_ms = self.clock.now_ms()
         record = replace(PositionRecord.from_opportunity(pos.position_id, opp, pos.target_size_base, pos.state,
@@ -99,16 +100,16 @@ class EntryMixin(SpotMixin, EngineCore):
             s.insert_position_with_intents(record, intents)
 
         try:
-            await self.store.run(write_intent)
+            await self.store.run_inline(write_intent)  # small and on the entry's critical path
         except Exception:
             # Rolled back: nothing is on disk and nothing was sent, so there is nothing to track
             # (a phantom here would fail every later persist). Cancellation is not caught: the
             # write may have committed, and reconciliation then closes the unsent entry.
             self._unregister(pos.position_id)
             raise
-        self._log_transitions(transitions)
         for leg, req in legs:
             self._remember(req, pos.position_id, leg, "open")
+        return transitions  # the caller logs them once the orders are on their way
 
     async def _settle_entry(self, pos: PositionFsm) -> None:
         if self._has_unknown_orders(pos.position_id):

@@ -100,7 +100,7 @@ class MakerTakerMixin(EngineCore):
                 "expected_net_usd": str(opp.expected_net), "spread_hourly": str(opp.spread_hourly),
                 "maker_leg": leg.value, "maker_price": str(price)})
             req = self._maker_request(pos, leg, price)
-            await self._persist_entry_intent(pos, opp, [(leg, req)])  # type: ignore[attr-defined]
+            self._log_transitions(await self._persist_entry_intent(pos, opp, [(leg, req)]))  # type: ignore[attr-defined]
             self._makers[pos.position_id] = MakerWork(req.client_order_id, leg, req.venue, self.clock.now_ms())
             self.metrics.maker_orders += 1
             await self._send_and_record(pos, leg, req, "open")  # type: ignore[attr-defined]
