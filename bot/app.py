@@ -92,7 +92,7 @@ class Application:
             min_expected_net_usd=self.params.entry.min_expected_net_usd))
         self.market_pass = MarketPass(self.market, self.forecaster, self.ranking)
         self.pacers = {
-            "feed": self._pacer("feed", settings.sim.step_seconds),
+            "feed": self._pacer("feed", wiring.feed_step_seconds or settings.sim.step_seconds),
             "strategy": self._pacer("strategy", settings.strategy.loop_interval_seconds, first_delay_s=0.0),
             "reconcile": self._pacer("reconcile", settings.reconcile.interval_seconds),
         }

@@ -25,6 +25,9 @@ ExecutorFactory = Callable[[MarketFeed, Clock], Awaitable[Executor]]
 LIVE_SWITCH_INTERVAL_S = 0.001  # GIL switch interval in live (see live_wiring)
 
 
+LIVE_FEED_STEP_SECONDS = 1.0  # wall seconds between live feed steps (freshness for the stale-data breakers)
+
+
 @dataclass(frozen=True, slots=True)
 class Wiring:
     """A market feed, an executor (opened at start-up) and a clock, chosen once from the command."""
@@ -42,6 +45,10 @@ class Wiring:
     account: AccountSource | None = None
     # Wakes the strategy loop on market data (live only; None: the timer alone, deterministic).
     trigger: MarketTrigger | None = None
+    # The feed loop's interval in clock seconds (None: ``sim.step_seconds``). Live data arrives by
+    # itself: its feed step only records freshness and settles paper funding, so it runs often and
+    # a venue whose first quotes come late is not left "stale" (no entries) for a whole sim step.
+    feed_step_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +169,7 @@ def live_wiring(settings: Settings, session: object, db_path: Path, clock: Clock
         background=(feed.run, account.run),
         account=account,
         trigger=trigger,
+        feed_step_seconds=LIVE_FEED_STEP_SECONDS,
     )
 
 
@@ -181,4 +189,5 @@ def paper_live_wiring(settings: Settings, feed: MarketFeed, db_path: Path, clock
         open_executor=paper_executor_factory(settings, venue_store_path_for(db_path), faults=False),
         description="paper on live market data from " + ", ".join(feed.venues()) + " (no keys, no orders sent)",
         background=(feed.run,),  # type: ignore[attr-defined]
+        feed_step_seconds=LIVE_FEED_STEP_SECONDS,
     )

@@ -53,6 +53,9 @@ async def test_a_book_update_wakes_a_strategy_pass_in_the_live_wiring(tmp_path: 
             wiring = live_wiring(settings, session, tmp_path / "live.sqlite", ScaledClock(utc_now_ms(), 1.0))
             assert wiring.trigger is not None and wiring.account is not None
             app = Application(settings, wiring, status_out=io.StringIO())
+            # Live data arrives by itself: the feed step (freshness for the stale-data breakers) runs
+            # every second, not every sim.step_seconds (60), so a late first quote is not a minute stale.
+            assert app.pacers["feed"].interval_ms == 1000 < settings.sim.step_seconds * 1000
             passes: list[int] = []  # trigger notifications seen when each pass began
             original = app.strategy_step
 
@@ -83,6 +86,7 @@ def test_paper_has_no_trigger_and_no_cached_account(tmp_path: Path) -> None:
     wiring = paper_wiring(Settings(), PaperOptions(seed=1, speed=1.0, db_path=tmp_path / "p.sqlite", start_ts_ms=0),
                           clock=ManualClock(0))
     assert wiring.trigger is None and wiring.account is None
+    assert wiring.feed_step_seconds is None, "paper steps its market every sim.step_seconds"
 
 
 @pytest.mark.anyio
