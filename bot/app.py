@@ -32,6 +32,7 @@ from bot.settings import Settings
 from bot.strategy import (
     AccountView,
     HeldView,
+    PlannedEntry,
     plan_entry,
     plan_exits,
 )
@@ -77,6 +78,11 @@ class Application:
         self.forecaster = SpreadForecaster(forecast_params(settings))
         self.failed_entries: dict[tuple[str, str, str], int] = {}
         self.entry_info: dict[str, tuple[Decimal, int, Decimal]] = {}
+        # why the last pass's best candidate was not entered (None: entered, or nothing to enter); the
+        # status line shows it and the log gets one INFO line each time it changes
+        self.entry_denial: str | None = None
+        self.last_ranked: list[Opportunity] | None = None  # the last strategy pass's ranking (None: no pass yet)
+        self._entry_denial_key: tuple | None = None
         self._stopping = False
         self._equity_cache: dict[str, Decimal] = {}
         self._pending_events: list[tuple[str, str, str, str | None, dict | None]] = []
@@ -266,6 +272,7 @@ class Application:
         await self._record_equity(snapshot)
         held = self.held_views(venue_sizes=await self._venue_sizes())
         ranked = self.market_pass.ranked(snapshot)  # one ranking per pass (screened, or incremental when quiet)
+        self.last_ranked = ranked  # what the status line shows: the strategy's own (forecast) view
         best = ranked[0] if ranked else None
         for planned in plan_exits(snapshot, held, self.params, best):
             pos = self.engine.positions[planned.position_id]
@@ -281,12 +288,24 @@ class Application:
         planned_entry, denied = plan_entry(snapshot, self.held_views(include_unhedged=True), self._account_view(),
                                            self.params, ranked=ranked)
         if planned_entry is None:
-            if denied:
-                top = denied[0]
-                logger.bind(kind="entry_denied", symbol=top.opportunity.symbol).debug(
-                    f"best candidate denied: {', '.join(d.code.value for d in top.decision.denials)}")
+            self._note_entry_denial(denied[0] if denied else None)
             return
+        self._note_entry_denial(None)
         await self._enter(planned_entry.opportunity)
+
+    def _note_entry_denial(self, top: PlannedEntry | None) -> None:
+        """Remember why the best candidate is not entered; log it once per change, not every pass."""
+        if top is None:
+            self.entry_denial, self._entry_denial_key = None, None
+            return
+        opp = top.opportunity
+        details = "; ".join(f"{d.code.value} ({d.detail})" if d.detail else d.code.value
+                            for d in top.decision.denials)
+        self.entry_denial = f"{opp.symbol} long {opp.long_venue} / short {opp.short_venue} denied: {details}"
+        key = (opp.symbol, top.decision.codes)
+        if key != self._entry_denial_key:  # the details (ages, sizes) move every pass; the reasons rarely
+            logger.bind(kind="entry_denied", symbol=opp.symbol).info(f"best candidate {self.entry_denial}")
+        self._entry_denial_key = key
 
     async def _enter(self, opp: Opportunity) -> None:
         """Open one position for ``opp`` (shielded: an entry in flight always completes)."""

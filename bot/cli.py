@@ -34,7 +34,7 @@ control a running bot (through its database):
   python -m bot halt [--reason TEXT] | resume | flatten
 local venue emulator (offline rehearsal of --live):
   python -m bot emulate --venues bybit,binanceusdm,hyperliquid,okx [--port-base N] [--state PATH] [--seed N] [--speed X]
-                       [--rate-limits]
+                       [--rate-limits] [--history-hours H]
 """
 
 
@@ -69,6 +69,9 @@ def _speed_arg(text: str) -> Decimal:
     if not MIN_SPEED <= value <= MAX_SPEED:
         raise argparse.ArgumentTypeError(f"expected a speed from {MIN_SPEED} to {MAX_SPEED:,}, got {text!r}")
     return value
+
+
+DEFAULT_EMULATOR_HISTORY_HOURS = 672  # = forecast.warmup_hours' default
 
 
 def _positive_int(text: str) -> int:
@@ -171,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="venue clock runs X times faster than the wall clock (default 1)")
     emulate.add_argument("--rate-limits", action="store_true",
                          help="enforce each venue's documented REST rate limits (default: off)")
+    emulate.add_argument("--history-hours", type=_int_arg, metavar="H", default=DEFAULT_EMULATOR_HISTORY_HOURS,
+                         help="public funding history a fresh state starts with, like a real venue's "
+                              f"(default {DEFAULT_EMULATOR_HISTORY_HOURS}: a live bot's forecast warm-up; 0: none)")
     return parser
 
 

@@ -42,6 +42,7 @@ import dataclasses
 import functools
 import math
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
@@ -311,6 +312,19 @@ class SimulatedMarket:
         twin = SimulatedMarket(replace(self.config, step_seconds=3600, faults=SimFaults()),
                                self._seed_key, start)
         return [s for s in twin.advance_to(self._now_ts_ms) if s.ts_ms < self._now_ts_ms]
+
+    def hourly_history(self, hours: int) -> Iterator[tuple[int, "SimulatedMarket"]]:
+        """The twin of ``history_settlements`` at each whole hour of the ``hours`` before now, in
+        time order: (hour ts_ms, the twin market at that instant). Read its quotes before the next step."""
+        if hours <= 0:
+            return
+        start = (self._now_ts_ms - hours * MS_PER_HOUR) // MS_PER_HOUR * MS_PER_HOUR
+        twin = SimulatedMarket(replace(self.config, step_seconds=3600, faults=SimFaults()), self._seed_key, start)
+        ts = start + MS_PER_HOUR
+        while ts < self._now_ts_ms:
+            twin.advance_to(ts)
+            yield ts, twin
+            ts += MS_PER_HOUR
 
     def history_rate_columns(self, hours: int) -> tuple[list[tuple[str, str]], list[int], int, list[tuple]]:
         """``history_settlements(hours)`` as columns, for the forecast warm-up (``bot.forecast_columns``):

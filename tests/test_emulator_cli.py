@@ -53,7 +53,9 @@ def test_emulate_serves_the_venues_and_stops_cleanly_on_sigterm(tmp_path: Path) 
 def test_emulate_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
     for args, fragment in ((["--venues", "bybit,kraken"], "--venues: unknown venue kraken"),
                            (["--venues", "bybit", "--speed", "0"], "--speed"),
-                           (["--venues", "bybit", "--port-base", "70000"], "--port-base")):
+                           (["--venues", "bybit", "--port-base", "70000"], "--port-base"),
+                           (["--venues", "bybit", "--history-hours", "-1"], "--history-hours"),
+                           (["--venues", "bybit", "--history-hours", "x"], "--history-hours")):
         result = run_bot("emulate", *args, cwd=tmp_path, timeout_s=30)
         assert result.returncode == 2, result.stderr
         lines = result.stderr.strip().splitlines()

@@ -3,6 +3,7 @@ is doing from the first render; ends its line before the final message."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 from pathlib import Path
@@ -28,7 +29,8 @@ async def test_plain_lines_when_not_a_terminal_say_what_the_bot_does(tmp_path: P
         view.render()  # the first render happens at once, before any sleep
         first = out.getvalue()
         assert first.count("\n") == 1 and "bot=" in first
-        assert "scanning" in first and "symbols on 3 venues" in first and "best:" in first
+        assert "scanning" in first and "symbols on 3 venues" in first
+        assert "first strategy pass pending; best on current rates:" in first
         await run_minutes(app, clock, 130)
         view.render()
         assert "open=" in out.getvalue().splitlines()[-1]
@@ -74,5 +76,25 @@ async def test_activity_names_the_reason_of_a_halt_and_the_stop(tmp_path: Path) 
         assert "halted (manual: manual: maintenance)" in activity(app)
         await app.bot_transition("stop", "test")
         assert activity(app).startswith("stopping")
+    finally:
+        await app.close()
+
+
+@pytest.mark.anyio
+async def test_the_status_shows_the_strategys_own_view_and_why_nothing_is_entered(tmp_path: Path) -> None:
+    app, clock = await make_app(tmp_path, easy_settings())
+    try:
+        await run_minutes(app, clock, 2)
+        assert app.last_ranked  # the strategy's ranking (forecast spreads), not a separate current-rate one
+        best = app.last_ranked[0]
+        assert f"best: {best.symbol} long {best.long_venue} / short {best.short_venue}" in activity(app)
+        app.params = dataclasses.replace(app.params, entry=dataclasses.replace(app.params.entry, max_positions=0))
+        await app.strategy_step()
+        assert app.entry_denial is not None and "max_positions" in app.entry_denial
+        assert f"not entered: {app.entry_denial}" in activity(app)
+        app.last_ranked = []  # nothing clears the entry floor on the forecast
+        text = activity(app)
+        assert "nothing to enter: no pair's forecast net clears strategy.min_expected_net_usd" in text
+        assert "best on current rates:" in text
     finally:
         await app.close()

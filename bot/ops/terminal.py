@@ -15,7 +15,7 @@ import anyio
 from loguru import logger
 
 from bot.core.clock import iso_utc
-from bot.core.domain import ZERO
+from bot.core.domain import ZERO, Opportunity
 from bot.ops.views import ranking
 from machines.bot import BotState
 
@@ -45,20 +45,36 @@ def activity(app: "Application") -> str:
     symbols = {q.symbol for q in app.market.quotes()}
     text = (f"scanning {len(symbols)} symbols on {len(app.market.venues())} venues every "
             f"{app.settings.strategy.loop_interval_seconds:g} sim s")
-    try:
-        best = ranking(app, 1)
-    except Exception as exc:  # the view must never fail the loop over a ranking problem
-        logger.bind(kind="status_ranking_failed").debug(f"ranking for the status view failed: {exc!r}")
-        best = []
+    best = app.last_ranked[:1] if app.last_ranked is not None else []  # the strategy's forecast view
+    need = app.settings.strategy.min_expected_net_usd
     if best:
         opp = best[0]
-        need = app.settings.strategy.min_expected_net_usd
         verdict = "qualifies" if opp.expected_net >= need else f"needs >= ${need}"
+        if app.entry_denial is not None:  # the entry gates refused the last pass's best candidate
+            verdict += f"; not entered: {app.entry_denial}"
         text += (f"; best: {opp.symbol} long {opp.long_venue} / short {opp.short_venue}, "
                  f"expected net ${opp.expected_net:.2f} over {opp.horizon_hours}h ({verdict})")
     else:
-        text += "; no fresh quotes to rank yet"
+        now_best = _best_on_current_rates(app)
+        if app.last_ranked is None:
+            text += "; first strategy pass pending"
+        else:
+            text += f"; nothing to enter: no pair's forecast net clears strategy.min_expected_net_usd (${need})"
+        if now_best is None:
+            text += "; no fresh quotes to rank"
+        else:  # the strategy ranks on FORECAST spreads (they revert); show what current rates would say
+            text += (f"; best on current rates: {now_best.symbol} long {now_best.long_venue} / short "
+                     f"{now_best.short_venue}, ${now_best.expected_net:.2f} over {now_best.horizon_hours}h")
     return text
+
+
+def _best_on_current_rates(app: "Application") -> Opportunity | None:
+    try:
+        now_best = ranking(app, 1)
+    except Exception as exc:  # the view must never fail the loop over a ranking problem
+        logger.bind(kind="status_ranking_failed").debug(f"ranking for the status view failed: {exc!r}")
+        return None
+    return now_best[0] if now_best else None
 
 
 def _money(value: Decimal) -> str:

@@ -202,6 +202,7 @@ def start_emulator(
     step_seconds: int | None = None,
     rate_limits: bool = False,
     spot_starting_coins: dict[str, dict[str, Decimal]] | None = None,
+    history_hours: int = 0,
 ) -> EmulatorHandle:
     """Start the emulator in a background thread and return its handle (ports 0 = any free port).
 
@@ -209,7 +210,8 @@ def start_emulator(
     <= 20, else 60 s. Use 60 for manual-clock tests that jump days ahead. ``rate_limits``: enforce the
     venues' documented REST limits (``paper.emulator.rate_limits``). ``spot_starting_coins``: venue ->
     coin -> amount the spot wallet holds before anything trades (coins the bot does not own; applied to
-    a fresh state file only)."""
+    a fresh state file only). ``history_hours``: public funding history a fresh state starts with
+    (``EmulatorCore.backfill_rate_history``; the ``emulate`` command's default is 672)."""
     venues = tuple(venues)
     kwargs: dict[str, Any] = {}
     if symbols is not None:
@@ -218,6 +220,7 @@ def start_emulator(
                         start_ts_ms=start_ts_ms, interval_overrides=interval_overrides,
                         starting_balance_usd=starting_balance_usd, step_seconds=step_seconds,
                         spot_starting_coins=spot_starting_coins, **kwargs)
+    core.backfill_rate_history(history_hours)
     creds = {v: (credentials or {}).get(v) or default_credentials(v) for v in venues}
     handle = EmulatorHandle(core, creds, rate_limits)
     try:

@@ -16,6 +16,7 @@ from paper.emulator.faults import FaultSwitchboard
 from paper.emulator.server import start_servers
 
 DEFAULT_STATE_PATH = Path("data/emulator.venues.sqlite")
+MAX_HISTORY_HOURS = 24 * 365
 
 
 def parse_venues(text: str) -> tuple[str, ...]:
@@ -38,10 +39,14 @@ def run_emulate(args) -> int:
     state = Path(args.state) if args.state else DEFAULT_STATE_PATH
     speed = float(args.speed) if getattr(args, "speed", None) is not None else 1.0
     seed = args.seed if getattr(args, "seed", None) is not None else 0
+    history_hours = getattr(args, "history_hours", 0) or 0
+    if not 0 <= history_hours <= MAX_HISTORY_HOURS:
+        raise UserInputError(f"--history-hours: {history_hours} is out of range; use 0..{MAX_HISTORY_HOURS}")
     try:
         core = EmulatorCore(venues, seed=seed, speed=speed, state_path=state, starting_balance_usd=Decimal(100_000))
     except OSError as exc:
         raise UserInputError(f"--state: cannot open {state} ({exc.strerror or exc}); choose a writable path") from None
+    core.backfill_rate_history(history_hours)
     return asyncio.run(_serve(core, venues, port_base, bool(getattr(args, "rate_limits", False))))
 
 

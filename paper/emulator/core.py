@@ -314,14 +314,44 @@ class EmulatorCore:
         if raw is None:
             return None
         hours = self.intervals[(venue, symbol)]
-        quantum = Decimal(1).scaleb(-self.dialects[venue].rate_decimals)
-        rate = (raw.rate_per_interval / raw.interval_hours * hours).quantize(quantum)
+        rate = self._venue_rate(venue, raw, hours)
         interval_ms = hours * MS_PER_HOUR
         now = self.now_ms()
         return FundingQuote(
             venue=venue, symbol=symbol, rate_per_interval=rate, interval_hours=Decimal(hours),
             next_funding_ts_ms=(now // interval_ms + 1) * interval_ms, mark_price=raw.mark_price, ts_ms=now,
         )
+
+    def _venue_rate(self, venue: str, raw: FundingQuote, hours: int) -> Decimal:
+        """The simulated rate restated at the venue's interval and in its published precision."""
+        quantum = Decimal(1).scaleb(-self.dialects[venue].rate_decimals)
+        return (raw.rate_per_interval / raw.interval_hours * hours).quantize(quantum)
+
+    def backfill_rate_history(self, hours: int) -> int:
+        """Give every (venue, symbol) without settled rates a public funding history of the ``hours``
+        before now, settled at its interval from a twin of the simulated market (same seed), as a real
+        venue has history when a bot first connects (a fresh live bot warms its forecast from it).
+        Persisted with the state; returns the number of settlements added."""
+        empty = [key for key in self.intervals if not self.settled_rates.get(key)]
+        if hours <= 0 or not empty:
+            return 0
+        added: list[FundingSettlement] = []
+        for ts, twin in self.market.hourly_history(hours):
+            for venue, symbol in empty:
+                interval = self.intervals[(venue, symbol)]
+                raw = None if ts % (interval * MS_PER_HOUR) else twin.quote(self.dialects[venue].sim_venue, symbol)
+                if raw is None:
+                    continue
+                added.append(FundingSettlement(venue=venue, symbol=symbol, ts_ms=ts,
+                                               rate=self._venue_rate(venue, raw, interval),
+                                               interval_hours=Decimal(interval), mark_price=raw.mark_price))
+        for s in added:
+            history = self.settled_rates.setdefault((s.venue, s.symbol), [])
+            history.append((s.ts_ms, s.rate, s.mark_price))
+        for key in empty:
+            del self.settled_rates.get(key, [])[:-RATE_HISTORY_KEPT]
+        self.rate_history.add(added)
+        return len(added)
 
     def spot_instrument(self, venue: str, symbol: str) -> Instrument | None:
         """The spot market of ``symbol`` on ``venue``: the perp's tick, a quantity step 1000 times finer
