@@ -49,7 +49,8 @@ def activity(app: "Application") -> str:
     need = app.settings.strategy.min_expected_net_usd
     if best:
         opp = best[0]
-        verdict = "qualifies" if opp.expected_net >= need else f"needs >= ${need}"
+        held = {p.symbol for p in engine.active_positions()} if engine else set()
+        verdict = "held" if opp.symbol in held else "qualifies" if opp.expected_net >= need else f"needs >= ${need}"
         if app.entry_denial is not None:  # the entry gates refused the last pass's best candidate
             verdict += f"; not entered: {app.entry_denial}"
         text += (f"; best: {opp.symbol} long {opp.long_venue} / short {opp.short_venue}, "
