@@ -19,6 +19,7 @@ import anyio
 from aiolimiter import AsyncLimiter
 
 from adapters.ccxt_common import unified
+from adapters.ccxt_common.client import order_priority
 from adapters.ccxt_common.dialect import CcxtDialect
 from adapters.ccxt_common.errors import is_order_not_found, translate
 from adapters.ccxt_common.market_data import book_from_ccxt
@@ -137,7 +138,9 @@ class CcxtExecutor:
         params = self._d.order_params(wire_cid, tif, request.reduce_only, self._now_ms())
         self._ledger.sent(cid, self._now_ms())
         try:
-            with anyio.CancelScope(shield=True):  # a cancelled caller must not un-send the order
+            # A cancelled caller must not un-send the order; the order does not queue behind our
+            # reads in ccxt's throttle (ours, ``self._limiter``, still bounds it).
+            with anyio.CancelScope(shield=True), order_priority():
                 answer = await self._call("create_order", market.ccxt_symbol, "limit", request.side.value,
                                           float(market.contracts(size)), float(price), params)
         except TemporaryVenueError:
