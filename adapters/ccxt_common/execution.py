@@ -214,10 +214,11 @@ class CcxtExecutor:
         wire_cid = str(self._codec.encode(cid))
         known = self._symbol_of_cid.get(cid)
         candidates = [self._markets[known]] if known in self._markets else list(self._markets.values())
-        for market in candidates:
-            order = await self._fetch_by_cid(market, wire_cid)
+        for queried in candidates:
+            order = await self._fetch_by_cid(queried, wire_cid)
             if order is None:
                 continue
+            market = self._owning_market(order, queried, cid)
             self._symbol_of_cid[cid] = market.symbol
             if order.get("id"):
                 self._cid_of_order[str(order["id"])] = cid
@@ -226,6 +227,20 @@ class CcxtExecutor:
                 fills = await self._order_fills(market, order, cid)
             return self._parse_order(order, market=market, client_order_id=cid, fills=fills)
         return None
+
+    def _owning_market(self, order: Mapping[str, Any], queried: VenueMarket, cid: str) -> VenueMarket:
+        """The market the venue says ``order`` is on. Some venues look a client id up account-wide
+        (Hyperliquid ``orderStatus`` by cloid ignores the symbol asked with): after a restart, when
+        the order's symbol is not known yet, the first market tried "finds" every order, and its
+        trades, sizes and symbol must come from the order's own market, never the one asked about."""
+        symbol = order.get("symbol")
+        if symbol in (None, "", queried.ccxt_symbol):
+            return queried
+        owner = self._by_ccxt.get(symbol)
+        if owner is None:
+            raise TemporaryVenueError(self.venue, f"order {cid}: the venue reports it on {symbol!r}, which is "
+                                                  "not a loaded market; outcome unknown (load that market)")
+        return owner
 
     async def _order_fills(self, market: VenueMarket, order: Mapping[str, Any], cid: str) -> tuple[Fill, ...]:
         since = int(order.get("timestamp") or self._now_ms()) - TRADE_LOOKBACK_MS
