@@ -62,13 +62,16 @@ class BybitExecutor:
     def __init__(self, http: BybitHttp, *, markets: Mapping[str, VenueMarket], max_slippage_bps: Decimal,
                  book_for: Callable[[str], OrderBook | None] | None = None,
                  now_ms: Callable[[], int] = _wall_ms, venue: str = VENUE,
-                 private_stream: BybitPrivateStream | None = None) -> None:
+                 private_stream: BybitPrivateStream | None = None,
+                 check_book: Callable[[str, OrderBook | None], OrderBook | None] | None = None) -> None:
         self.venue = venue
         self._http = http
         self._markets = dict(markets)
         self._by_venue_symbol = {m.venue_symbol: m for m in markets.values()}
         self._max_slippage_bps = max_slippage_bps
         self._book_for = book_for or (lambda symbol: None)
+        # A REST book is checked like the feed's (``adapters.live.refuse_absurd_book``: raises on absurd data).
+        self._check_book = check_book or (lambda symbol, book: book)
         self._now_ms = now_ms
         self._codec = CodecMemo(codec_for("bybit"))
         self._ledger = SendLedger(expiry_ms=http.recv_window_ms + config.CLOCK_SKEW_ALLOWANCE_MS, started_ms=now_ms())
@@ -98,7 +101,7 @@ class BybitExecutor:
         if book is not None:
             return book
         answer = await self._http.call("get_orderbook", category=self.category, symbol=market.venue_symbol, limit=50)
-        return wire.parse_rest_orderbook(answer, market.symbol)
+        return self._check_book(market.symbol, wire.parse_rest_orderbook(answer, market.symbol))
 
     async def _position_size(self, market: VenueMarket) -> Decimal:
         answer = await self._http.call("get_positions", category=self.category, symbol=market.venue_symbol)

@@ -64,8 +64,11 @@ class CcxtExecutor:
 
     def __init__(self, exchange: Any, dialect: CcxtDialect, *, markets: Mapping[str, VenueMarket],
                  max_slippage_bps: Decimal, book_for: Callable[[str], OrderBook | None] | None = None,
-                 now_ms: Callable[[], int] = _wall_ms, order_stream: CcxtOrderStream | None = None) -> None:
+                 now_ms: Callable[[], int] = _wall_ms, order_stream: CcxtOrderStream | None = None,
+                 check_book: Callable[[str, OrderBook | None], OrderBook | None] | None = None) -> None:
         self.venue = dialect.venue
+        # A REST book is checked like the feed's (``adapters.live.refuse_absurd_book``: raises on absurd data).
+        self._check_book = check_book or (lambda symbol, book: book)
         self._stream = order_stream
         self._ex = exchange
         self._d = dialect
@@ -103,7 +106,8 @@ class CcxtExecutor:
         if book is not None:
             return book
         raw = await self._call("fetch_order_book", market.ccxt_symbol, 20)
-        return book_from_ccxt(raw, market, self._now_ms())  # validated: absurd books raise, never priced on
+        # validated: absurd books raise, never priced on (also one far from the venue's mark price)
+        return self._check_book(market.symbol, book_from_ccxt(raw, market, self._now_ms()))
 
     async def _position_base(self, market: VenueMarket) -> Decimal:
         total = ZERO
