@@ -168,6 +168,7 @@ class OrderFlowMixin(EngineCore):
         # caller is being cancelled, or the next persist would overwrite the columns without them.
         with anyio.CancelScope(shield=True):
             await self._apply_report_now(pos, leg, report)
+        self._settle_inconsistent(report.client_order_id)
         return True
 
     async def _apply_report_now(self, pos: PositionFsm, leg: LegSide, report: OrderReport) -> None:
