@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from adapters.errors import OrderRejected
+from adapters.errors import AbsurdVenueData, OrderRejected
 from bot.core.domain import (
     FeeSchedule,
     Fill,
@@ -54,21 +54,52 @@ class VenueMarketData(Protocol):
 MAX_BOOK_MARK_DIVERGENCE = Decimal("0.25")
 
 
+def book_divergence(part: VenueMarketData, symbol: str, book: OrderBook | None) -> str | None:
+    """Why ``book`` (of ``symbol`` on ``part``'s venue) must not be priced on: its mid disagrees with
+    the venue's own mark price by more than ``MAX_BOOK_MARK_DIVERGENCE``. None when it agrees, or
+    when there is nothing to compare (no book, an empty side, no mark yet)."""
+    if book is None or not book.bids or not book.asks:
+        return None
+    quote = next((q for q in part.quotes() if q.symbol == symbol), None)
+    if quote is None or quote.mark_price <= 0:
+        return None
+    mid = (book.bids[0].price + book.asks[0].price) / 2
+    if abs(mid / quote.mark_price - 1) > MAX_BOOK_MARK_DIVERGENCE:
+        return f"{part.venue} {symbol}: book mid {mid} is far from the mark price {quote.mark_price}; not priced on"
+    return None
+
+
 def mark_checked_book(part: VenueMarketData, symbol: str) -> OrderBook | None:
     """``part``'s book of ``symbol``, or None when its mid disagrees with the venue's own mark price
     by more than ``MAX_BOOK_MARK_DIVERGENCE`` (absurd data: the caller must not price on it)."""
     book = part.book(symbol)
-    if book is None or not book.bids or not book.asks:
-        return book
-    quote = next((q for q in part.quotes() if q.symbol == symbol), None)
-    if quote is None or quote.mark_price <= 0:
-        return book
-    mid = (book.bids[0].price + book.asks[0].price) / 2
-    if abs(mid / quote.mark_price - 1) > MAX_BOOK_MARK_DIVERGENCE:
+    problem = book_divergence(part, symbol, book)
+    if problem is not None:
         drop = getattr(part, "_drop", None)
         if drop is not None:
-            drop(f"{part.venue} {symbol}: book mid {mid} is far from the mark price {quote.mark_price}; not priced on")
+            drop(problem)
         return None
+    return book
+
+
+def executor_book(part: VenueMarketData, symbol: str) -> OrderBook | None:
+    """The book an executor may price an order of ``symbol`` on: the feed's own book; None when the
+    feed has none (the executor then reads one by REST and checks it with ``refuse_absurd_book``).
+    A feed book that disagrees with the mark raises ``AbsurdVenueData``: "no usable book" must never
+    send the executor to read the same corrupt data again by REST and price on that."""
+    book = part.book(symbol)
+    refuse_absurd_book(part, symbol, book)
+    return book
+
+
+def refuse_absurd_book(part: VenueMarketData, symbol: str, book: OrderBook | None) -> OrderBook | None:
+    """``book`` unchanged, or ``AbsurdVenueData`` when it disagrees with the venue's mark price."""
+    problem = book_divergence(part, symbol, book)
+    if problem is not None:
+        drop = getattr(part, "_drop", None)
+        if drop is not None:
+            drop(problem)
+        raise AbsurdVenueData(part.venue, problem)
     return book
 
 

@@ -140,10 +140,11 @@ async def _build_bybit(config: LiveVenueConfig, credentials: Any, base_url: str 
     market = BybitMarketData(http, markets, ws_url=stream, fees=fees, stale_after_s=config.stale_after_s, now_ms=now_ms)
     private = BybitPrivateStream(credentials, ws_url=stream, now_ms=now_ms)
     market.companions.append(private.run)  # the feed's run() keeps the private stream connected too
-    from adapters.live import mark_checked_book
+    from adapters.live import executor_book, refuse_absurd_book
 
     executor = BybitExecutor(http, markets=markets, max_slippage_bps=max_slippage_bps,
-                             book_for=lambda symbol: mark_checked_book(market, symbol),
+                             book_for=lambda symbol: executor_book(market, symbol),
+                             check_book=lambda symbol, book: refuse_absurd_book(market, symbol, book),
                              now_ms=now_ms, private_stream=private)
 
     async def setup() -> list[str]:
@@ -264,11 +265,12 @@ async def _build_ccxt(name: str, config: LiveVenueConfig, credentials: Any, base
     orders = CcxtOrderStream(exchange, venue=name) if module.DIALECT.order_stream else None
     if orders is not None:
         market.companions.append(orders.run)  # the feed's run() keeps the order stream going too
-    from adapters.live import mark_checked_book
+    from adapters.live import executor_book, refuse_absurd_book
 
     executor = CcxtExecutor(exchange, module.DIALECT, markets=markets, max_slippage_bps=max_slippage_bps,
-                            book_for=lambda symbol: mark_checked_book(market, symbol), now_ms=now_ms,
-                            order_stream=orders)
+                            book_for=lambda symbol: executor_book(market, symbol),
+                            check_book=lambda symbol, book: refuse_absurd_book(market, symbol, book),
+                            now_ms=now_ms, order_stream=orders)
 
     async def setup() -> list[str]:
         from adapters.ccxt_common.setup import prepare_account

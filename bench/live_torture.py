@@ -273,10 +273,17 @@ def graceful_round(emu, rnd: Round, db: Path, settings: Path, workdir: Path, env
 
 def absurd_orders(emu, db: Path) -> list[str]:
     """Bot orders priced from absurd data: a limit price outside 0.5x-2x the emulator's TRUE mid now
-    (the market drifts far less than that in a torture run; the absurd_book fault publishes 1000x)."""
+    (the market drifts far less than that in a torture run; the absurd_book fault publishes 1000x).
+    Read from the bot's database AND from the orders the emulator received: a market order has no
+    limit in the bot's database, the executor bounds it with the book it reads itself."""
     out = []
     mids: dict[tuple[str, str], Decimal] = {}
-    for cid, venue, symbol, limit in _query(db, "SELECT client_order_id, venue, symbol, limit_price FROM orders"):
+    rows = [(cid, venue, symbol, limit) for cid, venue, symbol, limit
+            in _query(db, "SELECT client_order_id, venue, symbol, limit_price FROM orders")]
+    for venue in emu.core.venues:
+        received = emu.call(lambda v=venue: emu.core.executor.orders(v))
+        rows += [(f"venue:{o.client_order_id}", venue, o.symbol, o.limit_price) for o in received]
+    for cid, venue, symbol, limit in rows:
         if limit is None:
             continue
         if (venue, symbol) not in mids:

@@ -149,7 +149,10 @@ class FakeBybitSession:
         rows = [e for e in self.executions if e["execType"] == p.get("execType", e["execType"])
                 and ("orderId" not in p or e["orderId"] == p["orderId"])
                 and int(e["execTime"]) >= int(p.get("startTime", 0))]
-        return _ok({"list": [dict(r) for r in reversed(rows)], "nextPageCursor": ""})
+        rows = list(reversed(rows))  # newest first, ``limit`` per page (Bybit: at most 100), cursor = offset
+        start = int(p.get("cursor") or 0)
+        end = start + int(p.get("limit", 50))
+        return _ok({"list": [dict(r) for r in rows[start:end]], "nextPageCursor": str(end) if end < len(rows) else ""})
 
     def get_positions(self, **p: Any) -> dict[str, Any]:
         side = "Buy" if self.position > 0 else "Sell" if self.position < 0 else ""

@@ -103,3 +103,15 @@ async def test_limit_price_rounded_conservatively() -> None:
     await ex.place_order(OrderRequest("c5", "bybit", "BTC", OrderSide.SELL, D("0.5"), OrderType.LIMIT,
                                       limit_price=D("49980.05")))
     assert fake.orders["c5"]["price"] == "49980.1"  # a sell bound rounds UP, never past the cap
+
+
+@pytest.mark.anyio
+async def test_an_order_with_more_executions_than_one_page_reports_all_of_them() -> None:
+    """Bybit pages executions (at most 100 a page): an IOC that swept 150 small levels must come back
+    with 150 fills, or the engine would see "filled 0.15, fills 0.1" (an answer it refuses)."""
+    fake = FakeBybitSession(asks=[(D("50010") + D("0.1") * i, D("0.001")) for i in range(150)])
+    ex = make_executor(fake)
+    report = await ex.place_order(OrderRequest("many-1", "bybit", "BTC", OrderSide.BUY, D("0.15")))
+    assert report.status is OrderStatus.FILLED and report.filled_base == D("0.15")
+    assert len(report.fills) == 150 and len({f.trade_id for f in report.fills}) == 150
+    assert sum((f.size_base for f in report.fills), D(0)) == report.filled_base

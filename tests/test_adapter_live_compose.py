@@ -107,3 +107,56 @@ async def test_venues_are_asked_concurrently_and_a_failure_is_raised_as_itself()
     VENUES_SEEN[1].fail = TemporaryVenueError("b", "rate limited")
     with pytest.raises(TemporaryVenueError):  # the venue error class itself, never an exception group
         await ex.balances_usd()
+
+
+def test_an_executor_is_refused_an_absurd_book_instead_of_being_sent_to_rest() -> None:
+    """``None`` tells an executor "no book yet, read one by REST": an absurd feed book must not, or the
+    executor reads the same corrupt data again and bounds a market order with it (the live torture's
+    exit orders at 1000x went out this way: the engine had no book, the executor priced from REST)."""
+    from adapters.errors import AbsurdVenueData
+    from adapters.live import executor_book, refuse_absurd_book
+
+    sane = FakePart(D(100_000), D(100_050))
+    assert executor_book(sane, "BTC") is sane._book
+    assert executor_book(sane, "ETH") is None  # none yet: the executor may read one by REST
+    absurd = FakePart(D(100_000_000), D(100_000))
+    with pytest.raises(AbsurdVenueData, match="far from the mark price"):
+        executor_book(absurd, "BTC")
+    with pytest.raises(AbsurdVenueData, match="far from the mark price"):
+        refuse_absurd_book(sane, "BTC", absurd._book)  # a REST book checked against the feed's mark
+    assert refuse_absurd_book(sane, "BTC", sane._book) is sane._book
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("feed_book", ["absurd", "absent"])
+async def test_the_ccxt_executor_never_bounds_a_market_order_with_an_absurd_book(feed_book: str) -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fake_ccxt import FakeCcxtExchange
+
+    from adapters.binanceusdm.dialect import DIALECT
+    from adapters.ccxt_common.execution import CcxtExecutor
+    from adapters.errors import AbsurdVenueData
+    from adapters.live import executor_book, refuse_absurd_book
+    from adapters.markets import VenueMarket
+    from bot.core.domain import Instrument, OrderRequest, OrderSide
+
+    # The venue publishes (stream and REST) at 1000x while its mark is 50 000.
+    exchange = FakeCcxtExchange(bids=[(49_990_000.0, 5.0)], asks=[(50_010_000.0, 5.0)])
+    part = FakePart(D(50_000_000), D(50_000))
+    if feed_book == "absent":
+        part._book = None
+    part.venue = "binanceusdm"
+    part._quote = FundingQuote("binanceusdm", "BTC", D("0.0001"), D(8), 3_600_000, D(50_000), 1)
+    market = VenueMarket(instrument=Instrument(
+        venue="binanceusdm", symbol="BTC", venue_symbol="BTCUSDT", tick_size=D("0.1"),
+        lot_size_base=D("0.001"), min_size_base=D("0.001"), funding_interval_hours=D(8)),
+        ccxt_symbol="BTC/USDT:USDT")
+    executor = CcxtExecutor(exchange, DIALECT, markets={"BTC": market}, max_slippage_bps=D(10),
+                            book_for=lambda symbol: executor_book(part, symbol),
+                            check_book=lambda symbol, book: refuse_absurd_book(part, symbol, book))
+    with pytest.raises(AbsurdVenueData):
+        await executor.place_order(OrderRequest("absurd-1", "binanceusdm", "BTC", OrderSide.BUY, D("0.5")))
+    assert exchange.sends == 0  # nothing priced on it, nothing sent

@@ -38,6 +38,8 @@ async def test_ccxt_binanceusdm_trades_and_reads_back_everything(emu) -> None:
         assert looked_up["status"] == "closed" and looked_up["filled"] == 0.01 and looked_up["id"] == created["id"]
         with pytest.raises(ccxt.OrderNotFound):
             await ex.fetch_order(None, BTC, {"origClientOrderId": "never-sent"})
+        with pytest.raises(ccxt.OrderNotFound):  # orders are per symbol: asked under ETH, a BTC order does not exist
+            await ex.fetch_order(None, "ETH/USDT:USDT", {"origClientOrderId": "cbn-1"})
 
         far = round(book["asks"][0][0] * 1.2, 1)  # a sell far above the book: IOC that fills nothing
         expired = await ex.create_order(BTC, "limit", "sell", 0.01, far, {"timeInForce": "IOC", "clientOrderId": "cbn-2",

@@ -52,6 +52,8 @@ def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+ORDER_EXECUTION_PAGES = 20  # at most 2,000 executions of one order are read back
+
 class BybitExecutor:
     """Live executor for one Bybit account (linear USDT perpetuals, one-way mode).
 
@@ -62,13 +64,16 @@ class BybitExecutor:
     def __init__(self, http: BybitHttp, *, markets: Mapping[str, VenueMarket], max_slippage_bps: Decimal,
                  book_for: Callable[[str], OrderBook | None] | None = None,
                  now_ms: Callable[[], int] = _wall_ms, venue: str = VENUE,
-                 private_stream: BybitPrivateStream | None = None) -> None:
+                 private_stream: BybitPrivateStream | None = None,
+                 check_book: Callable[[str, OrderBook | None], OrderBook | None] | None = None) -> None:
         self.venue = venue
         self._http = http
         self._markets = dict(markets)
         self._by_venue_symbol = {m.venue_symbol: m for m in markets.values()}
         self._max_slippage_bps = max_slippage_bps
         self._book_for = book_for or (lambda symbol: None)
+        # A REST book is checked like the feed's (``adapters.live.refuse_absurd_book``: raises on absurd data).
+        self._check_book = check_book or (lambda symbol, book: book)
         self._now_ms = now_ms
         self._codec = CodecMemo(codec_for("bybit"))
         self._ledger = SendLedger(expiry_ms=http.recv_window_ms + config.CLOCK_SKEW_ALLOWANCE_MS, started_ms=now_ms())
@@ -98,7 +103,7 @@ class BybitExecutor:
         if book is not None:
             return book
         answer = await self._http.call("get_orderbook", category=self.category, symbol=market.venue_symbol, limit=50)
-        return wire.parse_rest_orderbook(answer, market.symbol)
+        return self._check_book(market.symbol, wire.parse_rest_orderbook(answer, market.symbol))
 
     async def _position_size(self, market: VenueMarket) -> Decimal:
         answer = await self._http.call("get_positions", category=self.category, symbol=market.venue_symbol)
@@ -201,12 +206,25 @@ class BybitExecutor:
         symbol = self._symbol_of(str(item.get("symbol")))
         fills: tuple[Fill, ...] = ()
         if Decimal(str(item.get("cumExecQty") or "0")) > 0:
-            answer = await self._http.call("get_executions", category=self.category, orderId=item.get("orderId"),
-                                           limit=100)
-            fills = tuple(
-                self._parse_fill(e, symbol=symbol, client_order_id=cid)
-                for e in wire.result_list(answer) if e.get("execType") == "Trade")
+            fills = tuple(self._parse_fill(e, symbol=symbol, client_order_id=cid)
+                          for e in await self._order_executions(item.get("orderId")) if e.get("execType") == "Trade")
         return self._parse_order(item, symbol=symbol, client_order_id=cid, fills=fills)
+
+    async def _order_executions(self, order_id: Any) -> list[Mapping[str, Any]]:
+        """Every execution of one order, page by page (Bybit: at most 100 a page), deduplicated by
+        ``execId``. An order that swept many small levels has more than one page: reading one page
+        only would report it filled without all its fills."""
+        rows: dict[str, Mapping[str, Any]] = {}
+        cursor = None
+        for _ in range(ORDER_EXECUTION_PAGES):
+            answer = await self._http.call("get_executions", category=self.category, orderId=order_id, limit=100,
+                                           **({"cursor": cursor} if cursor else {}))
+            for row in wire.result_list(answer):
+                rows[str(row.get("execId"))] = row
+            cursor = (answer.get("result") or {}).get("nextPageCursor")
+            if not cursor:
+                break
+        return list(rows.values())
 
     def _parse_fill(self, item: Mapping[str, Any], *, symbol: str, client_order_id: str) -> Fill:
         return wire.parse_execution(item, symbol=symbol, client_order_id=client_order_id)

@@ -19,6 +19,7 @@ import anyio
 from aiolimiter import AsyncLimiter
 
 from adapters.ccxt_common import unified
+from adapters.ccxt_common.client import order_priority
 from adapters.ccxt_common.dialect import CcxtDialect
 from adapters.ccxt_common.errors import is_order_not_found, translate
 from adapters.ccxt_common.market_data import book_from_ccxt
@@ -63,8 +64,11 @@ class CcxtExecutor:
 
     def __init__(self, exchange: Any, dialect: CcxtDialect, *, markets: Mapping[str, VenueMarket],
                  max_slippage_bps: Decimal, book_for: Callable[[str], OrderBook | None] | None = None,
-                 now_ms: Callable[[], int] = _wall_ms, order_stream: CcxtOrderStream | None = None) -> None:
+                 now_ms: Callable[[], int] = _wall_ms, order_stream: CcxtOrderStream | None = None,
+                 check_book: Callable[[str, OrderBook | None], OrderBook | None] | None = None) -> None:
         self.venue = dialect.venue
+        # A REST book is checked like the feed's (``adapters.live.refuse_absurd_book``: raises on absurd data).
+        self._check_book = check_book or (lambda symbol, book: book)
         self._stream = order_stream
         self._ex = exchange
         self._d = dialect
@@ -102,7 +106,8 @@ class CcxtExecutor:
         if book is not None:
             return book
         raw = await self._call("fetch_order_book", market.ccxt_symbol, 20)
-        return book_from_ccxt(raw, market, self._now_ms())  # validated: absurd books raise, never priced on
+        # validated: absurd books raise, never priced on (also one far from the venue's mark price)
+        return self._check_book(market.symbol, book_from_ccxt(raw, market, self._now_ms()))
 
     async def _position_base(self, market: VenueMarket) -> Decimal:
         total = ZERO
@@ -137,7 +142,9 @@ class CcxtExecutor:
         params = self._d.order_params(wire_cid, tif, request.reduce_only, self._now_ms())
         self._ledger.sent(cid, self._now_ms())
         try:
-            with anyio.CancelScope(shield=True):  # a cancelled caller must not un-send the order
+            # A cancelled caller must not un-send the order; the order does not queue behind our
+            # reads in ccxt's throttle (ours, ``self._limiter``, still bounds it).
+            with anyio.CancelScope(shield=True), order_priority():
                 answer = await self._call("create_order", market.ccxt_symbol, "limit", request.side.value,
                                           float(market.contracts(size)), float(price), params)
         except TemporaryVenueError:
@@ -211,10 +218,11 @@ class CcxtExecutor:
         wire_cid = str(self._codec.encode(cid))
         known = self._symbol_of_cid.get(cid)
         candidates = [self._markets[known]] if known in self._markets else list(self._markets.values())
-        for market in candidates:
-            order = await self._fetch_by_cid(market, wire_cid)
+        for queried in candidates:
+            order = await self._fetch_by_cid(queried, wire_cid)
             if order is None:
                 continue
+            market = self._owning_market(order, queried, cid)
             self._symbol_of_cid[cid] = market.symbol
             if order.get("id"):
                 self._cid_of_order[str(order["id"])] = cid
@@ -223,6 +231,20 @@ class CcxtExecutor:
                 fills = await self._order_fills(market, order, cid)
             return self._parse_order(order, market=market, client_order_id=cid, fills=fills)
         return None
+
+    def _owning_market(self, order: Mapping[str, Any], queried: VenueMarket, cid: str) -> VenueMarket:
+        """The market the venue says ``order`` is on. Some venues look a client id up account-wide
+        (Hyperliquid ``orderStatus`` by cloid ignores the symbol asked with): after a restart, when
+        the order's symbol is not known yet, the first market tried "finds" every order, and its
+        trades, sizes and symbol must come from the order's own market, never the one asked about."""
+        symbol = order.get("symbol")
+        if symbol in (None, "", queried.ccxt_symbol):
+            return queried
+        owner = self._by_ccxt.get(symbol)
+        if owner is None:
+            raise TemporaryVenueError(self.venue, f"order {cid}: the venue reports it on {symbol!r}, which is "
+                                                  "not a loaded market; outcome unknown (load that market)")
+        return owner
 
     async def _order_fills(self, market: VenueMarket, order: Mapping[str, Any], cid: str) -> tuple[Fill, ...]:
         since = int(order.get("timestamp") or self._now_ms()) - TRADE_LOOKBACK_MS

@@ -176,13 +176,18 @@ class EngineCore:
         self.retired_count = 0
         # (venue, symbol) -> signed size no position owns, as of the latest reconciliation.
         self.orphaned: dict[tuple[str, str], Decimal] = {}
+        # client order id -> (venue, symbol) of orders whose latest venue answer could not be acted on
+        # (``bot.engine.report_check``): outcome unknown, entries on the symbol refused.
+        self.inconsistent_orders: dict[str, tuple[str, str]] = {}
         # (spot market, symbol) -> wallet balance that is not the bot's (``bot.engine.spot``).
         self.spot_baselines: dict[tuple[str, str], Decimal] = {}
 
     # ------------------------------------------------------------------ queries
     def orphaned_symbols(self) -> frozenset[str]:
-        """Symbols where a venue holds size no position owns (entries are refused on them)."""
-        return frozenset(symbol for (_venue, symbol), size in self.orphaned.items() if size != 0)
+        """Symbols where a venue holds size no position owns, or where an order's venue answer could
+        not be acted on (entries are refused on them)."""
+        return (frozenset(symbol for (_venue, symbol), size in self.orphaned.items() if size != 0)
+                | frozenset(symbol for _venue, symbol in self.inconsistent_orders.values()))
 
     def active_positions(self) -> list[PositionFsm]:
         return [p for p in self.positions.values() if p.state != PositionState.CLOSED.value]

@@ -203,7 +203,8 @@ class MakerTakerMixin(EngineCore):
             if report is None:
                 found = await self._refresh_maker(pos, work)
                 return found is not UNKNOWN_STATUS and self.orders[work.client_order_id].status in _TERMINAL
-            await self._apply_report(pos, work.leg, report)  # type: ignore[attr-defined]
+            if not await self._apply_report(pos, work.leg, report):  # type: ignore[attr-defined]
+                return False  # an answer that cannot be acted on: the order's state is unknown
             return report.status.is_terminal
 
     async def _settle_rest(self, pos: PositionFsm) -> None:

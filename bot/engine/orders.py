@@ -28,6 +28,7 @@ from bot.engine.core import (
     UNKNOWN_STATUS,
     EngineCore,
 )
+from bot.engine.report_check import report_problem
 from machines.position import PositionFsm, PositionState
 from risk.trading_state import IntentKind, OrderIntent
 
@@ -82,8 +83,14 @@ class OrderFlowMixin(EngineCore):
         try:
             with anyio.fail_after(self.config.leg_timeout_s):
                 report = await self.executor.place_order(req)
-            self._on_venue_result(req.venue, True)
-            return report
+            problem = self._report_problem(req.venue, req.client_order_id, report)
+            if problem is None:
+                self._on_venue_result(req.venue, True)
+                return report
+            await self._inconsistent(req.venue, req.client_order_id, problem)
+            # The venue said it traded: a later "not found" must not turn that into "never sent".
+            found = await self._lookup(req.venue, req.client_order_id)
+            return UNKNOWN_STATUS if found is None else found
         except OrderRejected as exc:
             self._on_venue_result(req.venue, True)
             return self._synthetic(req, OrderStatus.REJECTED, str(exc))
@@ -99,13 +106,20 @@ class OrderFlowMixin(EngineCore):
         """get_order with bounded retries; UNKNOWN_STATUS when the venue never answered, or answered
         that it does not know the order YET (``OrderNotFoundYet``: the request may still arrive, e.g.
         an order persisted just before a restart). That answer is a working venue, not a failure: it
-        never counts towards the venue-error breaker."""
+        never counts towards the venue-error breaker. An answer that cannot be acted on
+        (``report_problem``: e.g. filled without the fills) is read again, counts as a venue failure,
+        and after the last attempt leaves the outcome unknown (reconciliation reads it again)."""
         for attempt in range(self.config.lookup_attempts):
             try:
                 with anyio.fail_after(self.config.leg_timeout_s):
                     found = await self.executor.get_order(venue, cid)
-                self._on_venue_result(venue, True)
-                return found
+                problem = None if found is None else self._report_problem(venue, cid, found)
+                if problem is None:
+                    self._on_venue_result(venue, True)
+                    self._settle_inconsistent(cid)
+                    return found
+                await self._inconsistent(venue, cid, problem)
+                await anyio.sleep(self.config.lookup_backoff_s * (2**attempt))
             except OrderNotFoundYet:
                 self._on_venue_result(venue, True)
                 await anyio.sleep(self.config.lookup_backoff_s * (2**attempt))
@@ -114,11 +128,48 @@ class OrderFlowMixin(EngineCore):
                 await anyio.sleep(self.config.lookup_backoff_s * (2**attempt))
         return UNKNOWN_STATUS
 
-    async def _apply_report(self, pos: PositionFsm, leg: LegSide, report: OrderReport) -> None:
+    def _report_problem(self, venue: str, cid: str, report: OrderReport) -> str | None:
+        """Why ``report`` cannot be applied to our order ``cid`` (``report_check``), or None."""
+        meta = self.orders.get(cid)
+        pos = self.positions.get(meta.position_id) if meta is not None else None
+        return report_problem(report, venue=venue, client_order_id=cid, symbol=pos.symbol if pos else None)
+
+    async def _inconsistent(self, venue: str, cid: str, problem: str) -> None:
+        """An answer about ``cid`` that cannot be acted on: a venue failure (its error breaker), the
+        symbol refused for entries until a consistent answer, and one error event per order."""
+        self._on_venue_result(venue, False)
+        meta = self.orders.get(cid)
+        pos = self.positions.get(meta.position_id) if meta is not None else None
+        symbol = pos.symbol if pos is not None else "?"
+        logger.bind(venue=venue, cid=cid).warning(f"inconsistent order answer: {problem}")
+        if cid in self.inconsistent_orders:
+            return
+        self.inconsistent_orders[cid] = (venue, symbol)
+        await self._event("order_report_inconsistent", meta.position_id if meta else None, "error",
+                          f"{venue} {symbol} order {cid}: {problem}; its outcome stays unknown and is read again "
+                          f"on every reconciliation; no repair is sent on it and no entry on {symbol} meanwhile",
+                          {"venue": venue, "symbol": symbol, "client_order_id": cid, "problem": problem})
+
+    def _settle_inconsistent(self, cid: str) -> None:
+        if self.inconsistent_orders.pop(cid, None) is not None:
+            logger.bind(cid=cid).info(f"order {cid}: the venue's answer is consistent again")
+
+    async def _apply_report(self, pos: PositionFsm, leg: LegSide, report: OrderReport) -> bool:
+        """Apply a venue's report (fills, status, legs). False when it was refused as inconsistent
+        (``report_problem``): the order is then left unknown for reconciliation to read again."""
+        problem = self._report_problem(report.venue, report.client_order_id, report)
+        if problem is not None:
+            await self._inconsistent(report.venue, report.client_order_id, problem)
+            meta = self.orders.get(report.client_order_id)
+            if meta is not None:
+                meta.status = UNKNOWN_STATUS
+            return False
         # Shielded: once the fills are committed, the in-memory legs must follow them even if the
         # caller is being cancelled, or the next persist would overwrite the columns without them.
         with anyio.CancelScope(shield=True):
             await self._apply_report_now(pos, leg, report)
+        self._settle_inconsistent(report.client_order_id)
+        return True
 
     async def _apply_report_now(self, pos: PositionFsm, leg: LegSide, report: OrderReport) -> None:
         now_ms = self.clock.now_ms()

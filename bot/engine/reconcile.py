@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 
 from adapters.errors import (
+    AbsurdVenueData,
     FatalVenueError,
     OrderRejected,
     TemporaryVenueError,
@@ -241,8 +242,9 @@ class ReconcileMixin(SpotMixin, EngineCore):
             await self.store.update_order_status(req.client_order_id, OrderStatus.REJECTED, now_ms, reason=str(exc))
             await self._event("orphan_flatten_failed", None, "error", str(exc))
             return
-        except (TemporaryVenueError, FatalVenueError) as exc:
-            # Outcome unknown: the next pass re-reads the venue's position and decides again.
+        except (TemporaryVenueError, FatalVenueError, AbsurdVenueData) as exc:
+            # Outcome unknown (or not priced: absurd data): the next pass re-reads the venue's
+            # position and decides again.
             await self._event("orphan_flatten_failed", None, "error", str(exc))
             return
         await self.store.apply_order_report(report, self.clock.now_ms())

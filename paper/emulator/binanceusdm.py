@@ -364,14 +364,17 @@ class BinanceUsdmDialect(BinanceSpotRoutes, Dialect):
         return json_response(ack)
 
     def _find(self, params: dict[str, str]) -> StoredOrder | None:
+        """The order by client id or order id WITHIN ``symbol`` (mandatory on these endpoints): as on
+        Binance, an order of another symbol "does not exist" there."""
+        symbol = self._symbol(params)
         cid, oid = params.get("origClientOrderId"), params.get("orderId")
+        order = None
         if cid:
-            return self.core.executor.stored_order(self.name, cid)
-        if oid:
-            for order in self.core.executor.orders(self.name):
-                if str(venue_order_number(order.venue_order_id)) == oid:
-                    return order
-        return None
+            order = self.core.executor.stored_order(self.name, cid)
+        elif oid:
+            order = next((o for o in self.core.executor.orders(self.name)
+                          if str(venue_order_number(o.venue_order_id)) == oid), None)
+        return order if order is not None and order.symbol == symbol else None
 
     def order_row(self, order: StoredOrder) -> dict[str, Any]:
         fills = self.core.executor.order_fills(self.name, order.client_order_id)
@@ -396,7 +399,6 @@ class BinanceUsdmDialect(BinanceSpotRoutes, Dialect):
         }
 
     async def query_order(self, request: web.Request, params: dict[str, str]) -> web.Response:
-        self._symbol(params)
         order = self._find(params)
         if order is None or self._archived(order):
             raise _err(-2013, "Order does not exist.")
@@ -408,14 +410,12 @@ class BinanceUsdmDialect(BinanceSpotRoutes, Dialect):
                 and self.core.now_ms() - order.updated_ts_ms > _ARCHIVE_MS)
 
     async def query_open_order(self, request: web.Request, params: dict[str, str]) -> web.Response:
-        self._symbol(params)
         order = self._find(params)
         if order is None or order.status.is_terminal:
             raise _err(-2013, "Order does not exist.")
         return json_response(self.order_row(order))
 
     async def cancel_order(self, request: web.Request, params: dict[str, str]) -> web.Response:
-        self._symbol(params)
         order = self._find(params)
         if order is None or order.status.is_terminal:
             raise _err(-2011, "Unknown order sent.")

@@ -257,9 +257,11 @@ class HyperliquidDialect(Dialect):
         return {"cumVlm": "0.0", "nRequestsUsed": 0, "nRequestsCap": 10000}
 
     def _order_wire(self, order: StoredOrder) -> dict[str, Any]:
+        # ``sz`` is what remains UNFILLED, also once the order is done (the venue's canceled orders
+        # keep it: recorded ``historicalOrders`` rows show a canceled 1.0 of origSz 1.0): ccxt
+        # reads filled = origSz - sz, so a 0 there would claim a never-filled IOC filled in full.
         return {"coin": order.symbol, "side": "B" if order.side is OrderSide.BUY else "A",
-                "limitPx": num(order.limit_price or ZERO), "sz": num(ZERO if order.status.is_terminal
-                                                                      else order.remaining_base),
+                "limitPx": num(order.limit_price or ZERO), "sz": num(order.remaining_base),
                 "oid": self._oid(order), "timestamp": order.created_ts_ms, "origSz": num(order.requested_base),
                 "cloid": order.client_order_id if _CLOID.match(order.client_order_id) else None,
                 "triggerCondition": "N/A", "isTrigger": False, "triggerPx": "0.0", "children": [],

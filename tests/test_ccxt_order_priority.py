@@ -1,0 +1,88 @@
+"""Order placements skip ccxt's serial client-side throttle; every other request keeps it.
+
+ccxt makes each request wait until the previous requests' cost has drained: an order queued behind
+the background account reads left one leg seconds after the other. Here the throttle never drains,
+as if a long read were ahead in the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+pytest.importorskip("ccxt")
+
+from adapters.ccxt_common.client import build_exchange, order_priority  # noqa: E402
+
+
+async def _never_drains(cost=None):  # the queue ahead never empties
+    await asyncio.Event().wait()
+
+
+@pytest.mark.parametrize("venue", ["hyperliquid", "binanceusdm", "okx"])
+def test_an_order_request_skips_the_throttle_and_a_read_waits_in_it(venue: str) -> None:
+    async def main() -> tuple[bool, bool]:
+        exchange = build_exchange(venue, credentials=None, base_url="http://127.0.0.1:9")
+        try:
+            exchange.throttler = _never_drains
+            with order_priority():
+                order_passed = await asyncio.wait_for(exchange.throttle(1), timeout=30) is None
+            read = asyncio.ensure_future(exchange.throttle(1))
+            await asyncio.sleep(0.05)
+            read_waits = not read.done()
+            read.cancel()
+            return order_passed, read_waits
+        finally:
+            await exchange.close()
+
+    order_passed, read_waits = asyncio.run(main())
+    assert order_passed, "an order must not queue behind reads in ccxt's throttle"
+    assert read_waits, "reads keep ccxt's throttle"
+
+
+
+
+def test_the_executor_sends_its_orders_with_priority_and_reads_without() -> None:
+    from decimal import Decimal
+
+    from fake_ccxt import FakeCcxtExchange
+
+    from adapters.binanceusdm.dialect import DIALECT
+    from adapters.ccxt_common import client
+    from adapters.ccxt_common.execution import CcxtExecutor
+    from adapters.markets import VenueMarket
+    from bot.core.domain import Instrument, OrderRequest, OrderSide, OrderStatus
+
+    seen: dict[str, list[bool]] = {"create_order": [], "fetch_order_book": [], "fetch_positions": []}
+
+    class RecordingExchange(FakeCcxtExchange):
+        """Records, per call, whether ccxt's throttle would have been skipped."""
+
+        async def create_order(self, *args, **kwargs):
+            seen["create_order"].append(client._ORDER_PRIORITY.get())
+            return await super().create_order(*args, **kwargs)
+
+        async def fetch_order_book(self, *args, **kwargs):
+            seen["fetch_order_book"].append(client._ORDER_PRIORITY.get())
+            return await super().fetch_order_book(*args, **kwargs)
+
+        async def fetch_positions(self, *args, **kwargs):
+            seen["fetch_positions"].append(client._ORDER_PRIORITY.get())
+            return await super().fetch_positions(*args, **kwargs)
+
+    market = VenueMarket(instrument=Instrument(
+        venue="binanceusdm", symbol="BTC", venue_symbol="BTCUSDT", tick_size=Decimal("0.1"),
+        lot_size_base=Decimal("0.001"), min_size_base=Decimal("0.001"), funding_interval_hours=Decimal(8)),
+        ccxt_symbol="BTC/USDT:USDT")
+
+    async def main() -> OrderStatus:
+        executor = CcxtExecutor(RecordingExchange(), DIALECT, markets={"BTC": market}, max_slippage_bps=Decimal(10))
+        report = await executor.place_order(OrderRequest("p1", "binanceusdm", "BTC", OrderSide.BUY, Decimal("0.5")))
+        await executor.positions()
+        return report.status
+
+    assert asyncio.run(main()) is OrderStatus.FILLED
+    assert seen["create_order"] == [True], "the order itself skips ccxt's throttle"
+    assert seen["fetch_order_book"] and not any(seen["fetch_order_book"]), "reads keep it"
+    assert seen["fetch_positions"] and not any(seen["fetch_positions"]), "reads keep it"
