@@ -176,6 +176,9 @@ class EngineCore:
         self.retired_count = 0
         # (venue, symbol) -> signed size no position owns, as of the latest reconciliation.
         self.orphaned: dict[tuple[str, str], Decimal] = {}
+        # Per venue: the latest funding payment time recorded (None: none) and the ids recorded at
+        # that time; read from the store once per venue, then kept by ``record_funding``.
+        self._funding_seen: dict[str, tuple[int | None, set[str]]] = {}
         # (spot market, symbol) -> wallet balance that is not the bot's (``bot.engine.spot``).
         self.spot_baselines: dict[tuple[str, str], Decimal] = {}
 

@@ -29,6 +29,7 @@ from bot.engine.core import (
     ReconcileFinding,
 )
 from bot.engine.spot import SpotMixin, SpotUnavailable
+from bot.engine.venue_reads import read_venues
 from machines.position import PositionFsm, PositionState
 from risk.trading_state import IntentKind, OrderIntent
 from storage import (
@@ -274,24 +275,25 @@ class ReconcileMixin(SpotMixin, EngineCore):
         wanted = set(venues) if venues is not None else None
         actual: dict[tuple[str, str], Decimal] = {}
         unreachable: set[str] = set()
-        for venue in sorted(self._venues() if wanted is None else wanted):
-            if is_spot(venue):
-                # A wallet, not a position: the bot's coins are the balance above its baseline.
-                try:
-                    actual.update(await self.spot_sizes(venue))
-                    self._on_venue_result(venue, True)
-                except (TemporaryVenueError, FatalVenueError, SpotUnavailable):
-                    self._on_venue_result(venue, False)
-                    unreachable.add(venue)
-                continue
-            try:
-                held: list[VenuePosition] = await self.executor.positions(venue)
-                self._on_venue_result(venue, True)
-            except (TemporaryVenueError, FatalVenueError):
+
+        async def read(venue: str) -> list[VenuePosition] | dict[tuple[str, str], Decimal]:
+            # A spot market is a wallet, not a position: the bot's coins are the balance above its baseline.
+            return await self.spot_sizes(venue) if is_spot(venue) else await self.executor.positions(venue)
+
+        # Every venue at once (bot.engine.venue_reads); answers handled in venue order, as before.
+        for venue, answer in await read_venues(self._venues() if wanted is None else wanted, read):
+            if isinstance(answer, (TemporaryVenueError, FatalVenueError)) or (
+                    is_spot(venue) and isinstance(answer, SpotUnavailable)):
                 self._on_venue_result(venue, False)
                 unreachable.add(venue)
                 continue
-            for p in held:
+            if isinstance(answer, Exception):
+                raise answer
+            self._on_venue_result(venue, True)
+            if isinstance(answer, dict):
+                actual.update(answer)
+                continue
+            for p in answer:
                 if p.size_base != 0:
                     actual[(p.venue, p.symbol)] = actual.get((p.venue, p.symbol), ZERO) + p.size_base
         return actual, unreachable

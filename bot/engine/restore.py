@@ -21,6 +21,7 @@ from bot.engine.core import (
     OrderMeta,
 )
 from bot.engine.spot import SpotMixin
+from bot.engine.venue_reads import read_venues
 from machines.position import PositionFsm, PositionState
 
 # A venue stamps a payment on its own clock (start-up refuses one more than 1 s off ours): a payment
@@ -57,6 +58,7 @@ class RestoreMixin(SpotMixin, EngineCore):
                 return [s.record_funding_payment(p, pid, leg.value if leg else None) for p, leg, pid in rows]
 
         recorded = await self.store.run(write)
+        self._note_funding_recorded(payment for payment, _leg, _pid in rows)
         new = 0
         for (payment, _leg, position_id), is_new in zip(rows, recorded):
             if not is_new:
@@ -75,21 +77,49 @@ class RestoreMixin(SpotMixin, EngineCore):
 
     async def _reconcile_funding(self) -> None:
         """Record venue funding payments the bot missed (a crash between a venue's settlement and
-        the bot recording it): everything at or after the latest payment recorded per venue."""
+        the bot recording it): everything at or after the latest payment recorded per venue.
+
+        Every venue is asked every pass (concurrently: ``bot.engine.venue_reads``). The latest
+        recorded time per venue is read from the store once, then kept by ``record_funding``
+        (this process is the database's only writer of payments), and a payment already recorded
+        at that time is not written again: a pass with nothing new reads no row and writes none."""
         venues = sorted(self._venues())
-        latest = await self.store.latest_funding_ts_by_venue(venues)  # one read for every venue
+        seen = self._funding_seen
+        if unknown := [venue for venue in venues if venue not in seen]:
+            latest = await self.store.latest_funding_ts_by_venue(unknown)  # one read for those venues
+            for venue in unknown:
+                seen.setdefault(venue, (latest[venue], set()))
+        since = {venue: seen[venue][0] or 0 for venue in venues}
         fetched: list[FundingPayment] = []
-        for venue in venues:
-            try:
-                fetched.extend(await self.executor.funding_payments_since(venue, latest[venue] or 0))
-            except (TemporaryVenueError, FatalVenueError):
+        for venue, answer in await read_venues(
+                venues, lambda venue: self.executor.funding_payments_since(venue, since[venue])):
+            if isinstance(answer, (TemporaryVenueError, FatalVenueError)):
                 continue
+            if isinstance(answer, Exception):
+                raise answer
+            latest_ts, ids_at_latest = seen[venue]
+            fetched.extend(p for p in answer if not (p.ts_ms == latest_ts and p.payment_id in ids_at_latest))
         missed_by_venue: dict[str, int] = {}
         await self.record_funding(fetched, missed_by_venue)  # one write for every venue (deduplicated by id)
         for venue in venues:
             if missed := missed_by_venue.get(venue, 0):
                 await self._event("funding_recovered", None, "warning",
                                   f"{missed} funding payment(s) on {venue} recorded from the venue's history")
+
+    def _note_funding_recorded(self, payments: Iterable[FundingPayment]) -> None:
+        """Payments now in the database (new or already there): advance each known venue's
+        latest recorded time (``_reconcile_funding``). A venue not read from the store yet is
+        left to that read."""
+        seen = self._funding_seen
+        for payment in payments:
+            known = seen.get(payment.venue)
+            if known is None:
+                continue
+            latest_ts, ids = known
+            if latest_ts is None or payment.ts_ms > latest_ts:
+                seen[payment.venue] = (payment.ts_ms, {payment.payment_id})
+            elif payment.ts_ms == latest_ts:
+                ids.add(payment.payment_id)
 
     # ------------------------------------------------------------------ restore
     async def restore(self) -> int:
