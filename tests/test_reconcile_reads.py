@@ -15,10 +15,10 @@ from decimal import Decimal as D
 import anyio
 import anyio.lowlevel
 import pytest
+from engine_harness import T0_MS, VENUES, make_harness, opportunity
 
 from bot.core.domain import FundingSettlement
 from bot.engine.venue_reads import read_venues
-from engine_harness import T0_MS, VENUES, make_harness, opportunity
 from machines.position import PositionState
 
 pytestmark = pytest.mark.anyio

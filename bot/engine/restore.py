@@ -79,25 +79,38 @@ class RestoreMixin(SpotMixin, EngineCore):
         """Record venue funding payments the bot missed (a crash between a venue's settlement and
         the bot recording it): everything at or after the latest payment recorded per venue.
 
-        Every venue is asked every pass (concurrently: ``bot.engine.venue_reads``). The latest
-        recorded time per venue is read from the store once, then kept by ``record_funding``
-        (this process is the database's only writer of payments), and a payment already recorded
-        at that time is not written again: a pass with nothing new reads no row and writes none."""
+        Every venue is asked every pass (concurrently: ``bot.engine.venue_reads``; reconciliation
+        asks for funding and positions in the same round, ``_funding_since`` then
+        ``_record_read_funding``)."""
         venues = sorted(self._venues())
+        since = await self._funding_since(venues)
+        answers = await read_venues(venues, lambda venue: self.executor.funding_payments_since(venue, since[venue]))
+        await self._record_read_funding(answers)
+
+    async def _funding_since(self, venues: Iterable[str]) -> dict[str, int]:
+        """Per venue, the time to read its funding from: its latest recorded payment (0: none). Read
+        from the store once per venue, then kept by ``record_funding`` (this process is the
+        database's only writer of payments)."""
         seen = self._funding_seen
         if unknown := [venue for venue in venues if venue not in seen]:
             latest = await self.store.latest_funding_ts_by_venue(unknown)  # one read for those venues
             for venue in unknown:
                 seen.setdefault(venue, (latest[venue], set()))
-        since = {venue: seen[venue][0] or 0 for venue in venues}
+        return {venue: seen[venue][0] or 0 for venue in venues}
+
+    async def _record_read_funding(self, answers: Iterable[tuple[str, list[FundingPayment] | Exception]]) -> None:
+        """Record what the venues answered (``_funding_since``), in venue order. A payment already
+        recorded at a venue's latest time is not written again: a pass with nothing new writes
+        nothing. An unreachable venue is asked again next pass; any other error is raised."""
         fetched: list[FundingPayment] = []
-        for venue, answer in await read_venues(
-                venues, lambda venue: self.executor.funding_payments_since(venue, since[venue])):
+        venues = []
+        for venue, answer in answers:
+            venues.append(venue)
             if isinstance(answer, (TemporaryVenueError, FatalVenueError)):
                 continue
             if isinstance(answer, Exception):
                 raise answer
-            latest_ts, ids_at_latest = seen[venue]
+            latest_ts, ids_at_latest = self._funding_seen.get(venue, (None, set()))
             fetched.extend(p for p in answer if not (p.ts_ms == latest_ts and p.payment_id in ids_at_latest))
         missed_by_venue: dict[str, int] = {}
         await self.record_funding(fetched, missed_by_venue)  # one write for every venue (deduplicated by id)

@@ -30,7 +30,7 @@ async def read_venues(venues: Iterable[str], read: Callable[[str], Awaitable[T]]
     async def one(venue: str) -> None:
         try:
             outcomes[venue] = await read(venue)
-        except Exception as exc:  # returned to the caller, who decides (see the module docstring)
+        except Exception as exc:  # noqa: BLE001 - returned to the caller, who decides (see the module docstring)
             outcomes[venue] = exc
 
     if len(ordered) == 1:
