@@ -21,7 +21,6 @@ from bot.engine.core import (
     OrderMeta,
 )
 from bot.engine.spot import SpotMixin
-from bot.engine.venue_reads import read_venues
 from machines.position import PositionFsm, PositionState
 
 # A venue stamps a payment on its own clock (start-up refuses one more than 1 s off ours): a payment
@@ -75,22 +74,12 @@ class RestoreMixin(SpotMixin, EngineCore):
                                   f"funding on {payment.venue} {payment.symbol} with no owning position")
         return new
 
-    async def _reconcile_funding(self) -> None:
-        """Record venue funding payments the bot missed (a crash between a venue's settlement and
-        the bot recording it): everything at or after the latest payment recorded per venue.
-
-        Every venue is asked every pass (concurrently: ``bot.engine.venue_reads``; reconciliation
-        asks for funding and positions in the same round, ``_funding_since`` then
-        ``_record_read_funding``)."""
-        venues = sorted(self._venues())
-        since = await self._funding_since(venues)
-        answers = await read_venues(venues, lambda venue: self.executor.funding_payments_since(venue, since[venue]))
-        await self._record_read_funding(answers)
-
     async def _funding_since(self, venues: Iterable[str]) -> dict[str, int]:
         """Per venue, the time to read its funding from: its latest recorded payment (0: none). Read
         from the store once per venue, then kept by ``record_funding`` (this process is the
-        database's only writer of payments)."""
+        database's only writer of payments). Reconciliation reads every venue's funding from there
+        each pass (missed payments: a crash between a venue's settlement and the bot recording it)
+        and records the answers with ``_record_read_funding``."""
         seen = self._funding_seen
         if unknown := [venue for venue in venues if venue not in seen]:
             latest = await self.store.latest_funding_ts_by_venue(unknown)  # one read for those venues
@@ -121,7 +110,7 @@ class RestoreMixin(SpotMixin, EngineCore):
 
     def _note_funding_recorded(self, payments: Iterable[FundingPayment]) -> None:
         """Payments now in the database (new or already there): advance each known venue's
-        latest recorded time (``_reconcile_funding``). A venue not read from the store yet is
+        latest recorded time (``_funding_since``). A venue not read from the store yet is
         left to that read."""
         seen = self._funding_seen
         for payment in payments:
