@@ -39,6 +39,12 @@ async def run(symbols: int, venues: int, speed: float, wall_seconds: float, warm
             seed=7, speed=speed, db_path=Path(tmp) / "paper.sqlite", start_ts_ms=start_ms), clock=clock),
             status_out=io.StringIO())
         await app.start()
+        try:  # what the supervisor does after start-up (bot.heap); the reference tree has no such step
+            from bot.heap import settle_after_start
+        except ImportError:
+            pass
+        else:
+            settle_after_start()
         started = time.perf_counter()
         counts = {"strategy": 0, "reconcile": 0, "feed": 0, "stale_opened": 0, "stale_closed": 0}
         strategy_step, reconcile_step, feed_step, apply_board = (
@@ -71,7 +77,9 @@ async def run(symbols: int, venues: int, speed: float, wall_seconds: float, warm
             await anyio.sleep(warmup_seconds)  # the first passes (entries, first books) are not steady state
             warm = dict(counts)
             sim_start = clock.now_ms()
+            cpu_start, wall_start = time.process_time(), time.perf_counter()
             await anyio.sleep(wall_seconds)
+            cpu_share = (time.process_time() - cpu_start) / (time.perf_counter() - wall_start)
             tg.cancel_scope.cancel()
         counts = {k: v - warm[k] for k, v in counts.items()}
         sim_hours = (clock.now_ms() - sim_start) / 3_600_000
@@ -100,6 +108,8 @@ async def run(symbols: int, venues: int, speed: float, wall_seconds: float, warm
         "stale_breaker_openings": counts["stale_opened"],
         "stale_breaker_closings": counts["stale_closed"],
         "status_line": status,
+        # this process's CPU time over the measured wall time: near 1.0 the loops are CPU-bound
+        "process_cpu_share": round(cpu_share, 3),
     }
     if lag is not None:
         out["lag"] = lag

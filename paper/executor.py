@@ -220,6 +220,12 @@ class PaperExecutor:
         # history is server-side too): answered from SQLite, never kept in memory for months.
         self._history_window_ms = history_window_ms
         self._horizon_ms = 0  # everything before this instant was dropped from memory
+        # venue -> (since, horizon, payments written since, answer): the store's answer to a funding
+        # read reaching before the horizon, kept until this executor writes another payment there
+        # (reconciliation asks every venue the same question every pass; this process is the
+        # store's only writer)
+        self._old_funding: dict[str, tuple[int, int, int, list[FundingPayment]]] = {}
+        self._funding_writes: dict[str, int] = defaultdict(int)
         self._last_prune_ms = 0
         self._restore()
 
@@ -288,6 +294,7 @@ class PaperExecutor:
         self._balances.update(draft.balances)
         self._counters.update(draft.counters)
         for payment in draft.funding:
+            self._funding_writes[payment.venue] += 1
             self._funding[payment.venue].append(payment)
             self._funding_ids.add(payment.payment_id)
             self._funding_by_id[payment.payment_id] = payment
@@ -665,7 +672,13 @@ class PaperExecutor:
         """Every funding payment on ``venue`` with ``ts_ms >= since_ts_ms``."""
         await self._round_trip(venue)
         if since_ts_ms < self._horizon_ms:
-            return self._store.funding_since(venue, since_ts_ms)
+            writes = self._funding_writes[venue]
+            cached = self._old_funding.get(venue)
+            if cached is not None and cached[:3] == (since_ts_ms, self._horizon_ms, writes):
+                return list(cached[3])
+            answer = self._store.funding_since(venue, since_ts_ms)
+            self._old_funding[venue] = (since_ts_ms, self._horizon_ms, writes, answer)
+            return list(answer)
         return [p for p in self._funding.get(venue, ()) if p.ts_ms >= since_ts_ms]
 
     # -- venue-side hooks (no latency, no faults) ---------------------------------------------------

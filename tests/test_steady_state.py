@@ -51,6 +51,37 @@ async def test_venue_history_leaves_memory_and_is_still_answered_from_the_store(
     assert [p.size_base for p in await ex.positions("alpha")] == [D("0.5")]
 
 
+@pytest.mark.anyio
+async def test_a_repeated_funding_read_before_the_horizon_is_answered_once_from_the_store() -> None:
+    # Reconciliation asks every venue for its funding since the latest payment recorded (0 when
+    # none) every pass: the store is read again only after a new payment was written there.
+    env = make_env()
+    ex = env.ex
+    await ex.place_order(order(OrderSide.BUY, "0.5", cid="buy"))
+    [first] = ex.settle_funding(FundingSettlement("alpha", "BTC", T0 + 3_600_000, D("0.0001"), D(8), D(100)))
+    env.clock.now = T0 + 3 * DAY_MS
+    assert ex.prune_history(env.clock.now) >= 1
+    store_reads: list[tuple[str, int]] = []
+    funding_since = ex._store.funding_since
+
+    def counted(venue: str, since_ts_ms: int):
+        store_reads.append((venue, since_ts_ms))
+        return funding_since(venue, since_ts_ms)
+
+    ex._store.funding_since = counted
+    for _ in range(3):
+        assert await ex.funding_payments_since("alpha", 0) == [first]
+    assert store_reads == [("alpha", 0)]
+    answer = await ex.funding_payments_since("alpha", 0)
+    answer.clear()  # a caller's list is its own
+    assert await ex.funding_payments_since("alpha", 0) == [first]
+    [second] = ex.settle_funding(FundingSettlement("alpha", "BTC", env.clock.now, D("0.0001"), D(8), D(100)))
+    assert await ex.funding_payments_since("alpha", 0) == [first, second]
+    assert len(store_reads) == 2
+    assert await ex.funding_payments_since("alpha", 1) == [first, second]  # another question: asked
+    assert len(store_reads) == 3
+
+
 # -- engine: closed positions retired, indexes, totals ---------------------------------------------------
 
 def _easy_settings() -> Settings:

@@ -179,6 +179,9 @@ class EngineCore:
         # client order id -> (venue, symbol) of orders whose latest venue answer could not be acted on
         # (``bot.engine.report_check``): outcome unknown, entries on the symbol refused.
         self.inconsistent_orders: dict[str, tuple[str, str]] = {}
+        # Per venue: the latest funding payment time recorded (None: none) and the ids recorded at
+        # that time; read from the store once per venue, then kept by ``record_funding``.
+        self._funding_seen: dict[str, tuple[int | None, set[str]]] = {}
         # (spot market, symbol) -> wallet balance that is not the bot's (``bot.engine.spot``).
         self.spot_baselines: dict[tuple[str, str], Decimal] = {}
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from decimal import Decimal
+from typing import TypeVar
 
 from adapters.errors import (
     AbsurdVenueData,
@@ -30,6 +31,7 @@ from bot.engine.core import (
     ReconcileFinding,
 )
 from bot.engine.spot import SpotMixin, SpotUnavailable
+from bot.engine.venue_reads import read_venues
 from machines.position import PositionFsm, PositionState
 from risk.trading_state import IntentKind, OrderIntent
 from storage import (
@@ -39,6 +41,16 @@ from storage import (
     OrderPurpose,
     client_order_id,
 )
+
+T = TypeVar("T")
+
+
+async def _outcome(awaitable: Awaitable[T]) -> T | Exception:
+    """The awaitable's answer, or the exception it raised (handled by the caller in venue order)."""
+    try:
+        return await awaitable
+    except Exception as exc:  # noqa: BLE001 - returned, never swallowed: the caller raises what it cannot handle
+        return exc
 
 
 def is_foreign_excess(want: Decimal, have: Decimal) -> bool:
@@ -62,8 +74,17 @@ class ReconcileMixin(SpotMixin, EngineCore):
         """
         findings: list[ReconcileFinding] = []
         await self._resolve_open_orders()
-        await self._reconcile_funding()
-        actual, unreachable = await self._venue_positions()
+        # One round to every venue at once: its funding since the latest recorded, and its positions.
+        venues = sorted(self._venues())
+        since = await self._funding_since(venues)
+
+        async def read(venue: str) -> tuple[object, object]:
+            return (await _outcome(self.executor.funding_payments_since(venue, since[venue])),
+                    await _outcome(self._read_positions(venue)))
+
+        answers = [(venue, answer) for venue, answer in await read_venues(venues, read)]
+        await self._record_read_funding([(venue, answer[0]) for venue, answer in answers])  # type: ignore[misc]
+        actual, unreachable = self._positions_from([(venue, answer[1]) for venue, answer in answers])  # type: ignore[misc]
         for venue in unreachable:
             findings.append(ReconcileFinding("venue_unreachable", venue, "*", ZERO, None))
         expected = self._expected_exposure()
@@ -274,26 +295,34 @@ class ReconcileMixin(SpotMixin, EngineCore):
         self, venues: Iterable[str] | None = None
     ) -> tuple[dict[tuple[str, str], Decimal], set[str]]:
         wanted = set(venues) if venues is not None else None
+        # Every venue at once (bot.engine.venue_reads); answers handled in venue order, as before.
+        return self._positions_from(await read_venues(self._venues() if wanted is None else wanted,
+                                                      self._read_positions))
+
+    async def _read_positions(self, venue: str) -> list[VenuePosition] | dict[tuple[str, str], Decimal]:
+        # A spot market is a wallet, not a position: the bot's coins are the balance above its baseline.
+        return await self.spot_sizes(venue) if is_spot(venue) else await self.executor.positions(venue)
+
+    def _positions_from(
+        self, answers: Iterable[tuple[str, list[VenuePosition] | dict[tuple[str, str], Decimal] | Exception]]
+    ) -> tuple[dict[tuple[str, str], Decimal], set[str]]:
+        """Signed size per (venue, symbol) and the venues that could not be read, from each venue's
+        answer (in venue order); an error other than an unreachable venue is raised."""
         actual: dict[tuple[str, str], Decimal] = {}
         unreachable: set[str] = set()
-        for venue in sorted(self._venues() if wanted is None else wanted):
-            if is_spot(venue):
-                # A wallet, not a position: the bot's coins are the balance above its baseline.
-                try:
-                    actual.update(await self.spot_sizes(venue))
-                    self._on_venue_result(venue, True)
-                except (TemporaryVenueError, FatalVenueError, SpotUnavailable):
-                    self._on_venue_result(venue, False)
-                    unreachable.add(venue)
-                continue
-            try:
-                held: list[VenuePosition] = await self.executor.positions(venue)
-                self._on_venue_result(venue, True)
-            except (TemporaryVenueError, FatalVenueError):
+        for venue, answer in answers:
+            if isinstance(answer, (TemporaryVenueError, FatalVenueError)) or (
+                    is_spot(venue) and isinstance(answer, SpotUnavailable)):
                 self._on_venue_result(venue, False)
                 unreachable.add(venue)
                 continue
-            for p in held:
+            if isinstance(answer, Exception):
+                raise answer
+            self._on_venue_result(venue, True)
+            if isinstance(answer, dict):
+                actual.update(answer)
+                continue
+            for p in answer:
                 if p.size_base != 0:
                     actual[(p.venue, p.symbol)] = actual.get((p.venue, p.symbol), ZERO) + p.size_base
         return actual, unreachable

@@ -57,6 +57,7 @@ class RestoreMixin(SpotMixin, EngineCore):
                 return [s.record_funding_payment(p, pid, leg.value if leg else None) for p, leg, pid in rows]
 
         recorded = await self.store.run(write)
+        self._note_funding_recorded(payment for payment, _leg, _pid in rows)
         new = 0
         for (payment, _leg, position_id), is_new in zip(rows, recorded):
             if not is_new:
@@ -73,23 +74,54 @@ class RestoreMixin(SpotMixin, EngineCore):
                                   f"funding on {payment.venue} {payment.symbol} with no owning position")
         return new
 
-    async def _reconcile_funding(self) -> None:
-        """Record venue funding payments the bot missed (a crash between a venue's settlement and
-        the bot recording it): everything at or after the latest payment recorded per venue."""
-        venues = sorted(self._venues())
-        latest = await self.store.latest_funding_ts_by_venue(venues)  # one read for every venue
+    async def _funding_since(self, venues: Iterable[str]) -> dict[str, int]:
+        """Per venue, the time to read its funding from: its latest recorded payment (0: none). Read
+        from the store once per venue, then kept by ``record_funding`` (this process is the
+        database's only writer of payments). Reconciliation reads every venue's funding from there
+        each pass (missed payments: a crash between a venue's settlement and the bot recording it)
+        and records the answers with ``_record_read_funding``."""
+        seen = self._funding_seen
+        if unknown := [venue for venue in venues if venue not in seen]:
+            latest = await self.store.latest_funding_ts_by_venue(unknown)  # one read for those venues
+            for venue in unknown:
+                seen.setdefault(venue, (latest[venue], set()))
+        return {venue: seen[venue][0] or 0 for venue in venues}
+
+    async def _record_read_funding(self, answers: Iterable[tuple[str, list[FundingPayment] | Exception]]) -> None:
+        """Record what the venues answered (``_funding_since``), in venue order. A payment already
+        recorded at a venue's latest time is not written again: a pass with nothing new writes
+        nothing. An unreachable venue is asked again next pass; any other error is raised."""
         fetched: list[FundingPayment] = []
-        for venue in venues:
-            try:
-                fetched.extend(await self.executor.funding_payments_since(venue, latest[venue] or 0))
-            except (TemporaryVenueError, FatalVenueError):
+        venues = []
+        for venue, answer in answers:
+            venues.append(venue)
+            if isinstance(answer, (TemporaryVenueError, FatalVenueError)):
                 continue
+            if isinstance(answer, Exception):
+                raise answer
+            latest_ts, ids_at_latest = self._funding_seen.get(venue, (None, set()))
+            fetched.extend(p for p in answer if not (p.ts_ms == latest_ts and p.payment_id in ids_at_latest))
         missed_by_venue: dict[str, int] = {}
         await self.record_funding(fetched, missed_by_venue)  # one write for every venue (deduplicated by id)
         for venue in venues:
             if missed := missed_by_venue.get(venue, 0):
                 await self._event("funding_recovered", None, "warning",
                                   f"{missed} funding payment(s) on {venue} recorded from the venue's history")
+
+    def _note_funding_recorded(self, payments: Iterable[FundingPayment]) -> None:
+        """Payments now in the database (new or already there): advance each known venue's
+        latest recorded time (``_funding_since``). A venue not read from the store yet is
+        left to that read."""
+        seen = self._funding_seen
+        for payment in payments:
+            known = seen.get(payment.venue)
+            if known is None:
+                continue
+            latest_ts, ids = known
+            if latest_ts is None or payment.ts_ms > latest_ts:
+                seen[payment.venue] = (payment.ts_ms, {payment.payment_id})
+            elif payment.ts_ms == latest_ts:
+                ids.add(payment.payment_id)
 
     # ------------------------------------------------------------------ restore
     async def restore(self) -> int:
