@@ -86,12 +86,21 @@ class AsyncStorage:
         When the database is free the call does not yield to the event loop before writing (a
         yield would let every ready stream handler run first); when the worker holds it, it
         waits its turn like any other call."""
+        return await self._inline(self._storage.run, fn)
+
+    async def insert_entry_intent(self, transitions: Sequence[TransitionRecord], position: PositionRecord,
+                                  intents: Sequence[OrderIntent]) -> None:
+        """``Storage.insert_entry_intent`` inline (as ``run_inline``): an entry's transitions,
+        position row and order intents, one transaction, before its orders leave."""
+        await self._inline(self._storage.insert_entry_intent, transitions, position, intents)
+
+    async def _inline(self, fn: Callable[..., T], *args: Any) -> T:
         try:
             self._limiter.acquire_nowait()
         except anyio.WouldBlock:
             await self._limiter.acquire()
         try:
-            return self._storage.run(fn)
+            return fn(*args)
         finally:
             self._limiter.release()
 

@@ -597,16 +597,16 @@ async def test_entry_whose_intent_could_not_be_written_sends_nothing_and_leaves_
     import sqlite3
 
     h = await make_harness(tmp_path)
-    real_run = h.store.run_inline  # the entry intent's write (on the entry's critical path)
+    real_write = h.store.insert_entry_intent  # the entry intent's write (on the entry's critical path)
     calls = {"n": 0}
 
-    async def failing_once(fn):
+    async def failing_once(*args):
         calls["n"] += 1
         if calls["n"] == 1:
             raise sqlite3.OperationalError("database is locked")
-        return await real_run(fn)
+        return await real_write(*args)
 
-    h.store.run_inline = failing_once  # type: ignore[method-assign]
+    h.store.insert_entry_intent = failing_once  # type: ignore[method-assign]
     with pytest.raises(sqlite3.OperationalError):
         await h.engine.open_position(opportunity("AAA"), ONE, "test")
 

@@ -6,7 +6,7 @@ import re
 import sqlite3
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -887,3 +887,19 @@ def test_the_checkpointer_never_creates_a_missing_database(tmp_path: Path) -> No
     finally:
         checkpointer.stop()
     assert checkpointer.failures >= 2 and not missing.exists()
+
+
+def test_an_entry_intent_is_one_transaction_transitions_first(storage: Storage) -> None:
+    opening = TransitionRecord(T0, MachineKind.POSITION, "pos-1", "scanning", "opening", "begin_open")
+    storage.insert_entry_intent([opening], make_position(), open_intents())
+    assert storage.get_position("pos-1") is not None
+    assert len(storage.list_orders("pos-1")) == 2
+    assert [(t.source, t.dest) for t in storage.list_transitions(entity_id="pos-1")] == [("scanning", "opening")]
+    # A duplicate position id: nothing of the second intent is written (no transition, no order).
+    again = TransitionRecord(T0 + 1, MachineKind.POSITION, "pos-1", "scanning", "opening", "again")
+    other_orders = [replace(i, request=replace(i.request, client_order_id=i.request.client_order_id + "x"))
+                    for i in open_intents()]
+    with pytest.raises(sqlite3.IntegrityError):
+        storage.insert_entry_intent([again], make_position(), other_orders)
+    assert len(storage.list_orders("pos-1")) == 2
+    assert [t.trigger for t in storage.list_transitions(entity_id="pos-1")] == ["begin_open"]
