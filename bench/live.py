@@ -190,6 +190,7 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
 
     rtts: list[float] = []
     samples: list[dict[str, float]] = []
+    gc_pauses = GcPauses()
     bybit = next(v for v in session.venues if v.name == "bybit")
     load_before = os.getloadavg()
     try:
@@ -229,6 +230,8 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
             with anyio.fail_after(180):
                 while app.engine is None or not passes or len(arrivals) < 6:
                     await anyio.sleep(0.05)
+            gc_pauses.start()  # after start-up (its one full collection before the freeze is not a pause in trading)
+            gc_pauses.frozen_objects = app.heap.frozen_objects  # (released again at shutdown)
             original_open = app.engine.open_position
 
             async def open_position(*args, **kwargs):
@@ -298,7 +301,10 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(controller)
-            code = await supervisor.run()
+            try:
+                code = await supervisor.run()
+            finally:
+                gc_pauses.stop()
             tg.cancel_scope.cancel()
     finally:
         await session.close()
@@ -322,11 +328,42 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
             "account_reads": account.reads if account is not None else None,
             "unhedged_window_ms": _summary(list(app.engine.metrics.unhedged_windows_ms)) if app.engine else None,
             "supervisor_exit_code": code,
+            # Collector pauses over the whole run, per generation (live freezes its start-up heap: bot.heap).
+            "gc_pause_ms": gc_pauses.summary(), "heap_frozen_objects": gc_pauses.frozen_objects,
             "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in load_after],
             "method": "python -m bot --live's own loops (bot.supervisor.Supervisor over bot.wiring.live_wiring): "
                       "entries are made by the strategy loop woken by book updates (live.trigger_on_market_data); "
                       "book_to_orders = later entry order handed to its venue executor minus the latest book "
                       "update applied before that pass began; the bench only closes each position (untimed)"}
+
+
+class GcPauses:
+    """Every cyclic-collector pause while started (``gc.callbacks``), per generation."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self.frozen_objects = 0
+        self._t0 = 0.0
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append((time.perf_counter() - self._t0) * 1000)
+
+    def start(self) -> None:
+        import gc
+
+        gc.callbacks.append(self._callback)
+
+    def stop(self) -> None:
+        import gc
+
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+
+    def summary(self) -> dict[str, dict]:
+        return {f"gen{g}": _summary(values) for g, values in self.pauses.items()}
 
 
 def _venue_of(app, cid: str) -> str:

@@ -39,12 +39,9 @@ async def run(symbols: int, venues: int, speed: float, wall_seconds: float, warm
             seed=7, speed=speed, db_path=Path(tmp) / "paper.sqlite", start_ts_ms=start_ms), clock=clock),
             status_out=io.StringIO())
         await app.start()
-        try:  # what the supervisor does after start-up (bot.heap); the reference tree has no such step
-            from bot.heap import settle_after_start
-        except ImportError:
-            pass
-        else:
-            settle_after_start()
+        heap = getattr(app, "heap", None)  # what the supervisor does after start-up (bot.heap); the
+        if heap is not None and not heap.frozen:  # reference tree has no such step
+            heap.freeze()
         started = time.perf_counter()
         counts = {"strategy": 0, "reconcile": 0, "feed": 0, "stale_opened": 0, "stale_closed": 0}
         strategy_step, reconcile_step, feed_step, apply_board = (

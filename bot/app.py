@@ -23,6 +23,7 @@ from bot.core.ports import Clock, Executor, MarketFeed
 from bot.engine import EngineConfig, TradingEngine
 from bot.forecast import SpreadForecaster
 from bot.forecast_columns import warm_up
+from bot.heap import HeapFreeze
 from bot.incremental import RankingSource, RankSettings
 from bot.logging_setup import log_event
 from bot.market_catch_up import MarketCatchUp
@@ -73,6 +74,7 @@ class Application:
         self.store: AsyncStorage | None = None
         self.executor: Executor | None = None
         self.engine: TradingEngine | None = None
+        self.heap = HeapFreeze()  # live: the start-up heap frozen (bot.heap)
         self.bot = BotFsm()
         self.board = BreakerBoard.create(self.market.venues(), breaker_settings(settings))
         self.forecaster = SpreadForecaster(forecast_params(settings))
@@ -150,6 +152,9 @@ class Application:
         self._record_quotes(self.clock.now_ms())  # the first market data clears the stale-data breakers
         await self.account.attach(self.executor, self.engine.venue_sizes)
         await self._sync_bot_state()
+        if self.wiring.freeze_heap_after_start:
+            frozen = self.heap.freeze()
+            logger.bind(kind="heap_frozen").debug(f"start-up heap frozen: {frozen} objects")
 
     async def _load_forecast_history(self) -> None:
         """The forecast's levels: from the database (a restart), else from the market's history
@@ -185,6 +190,7 @@ class Application:
         self._forecast_saved_ms, self._forecast_saved_wall = now, time.monotonic()
 
     async def close(self) -> None:
+        self.heap.release()
         if self.store is not None:
             await self.save_forecast()
             await self.store.aclose()

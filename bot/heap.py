@@ -1,14 +1,17 @@
-"""The process heap after start-up: what the bot keeps for its whole life is left out of garbage collection.
+"""Garbage-collector pauses kept off the live loop: the start-up heap is frozen.
 
-Start-up builds what a run keeps to its end: the market universe, the forecast's legs (thousands
-with a large universe), instruments, settings, modules. Python's cyclic collector walks every
-tracked object of a generation it collects, so each of its full passes over that start-up heap
-is a pause of tens of ms (46 ms measured at 500 symbols x 10 venues): at a high ``--speed`` that is
-minutes of simulated time in which no loop runs. ``settle_after_start`` moves what is alive after
-start-up into the permanent generation (``gc.freeze``: still freed by reference counting, only no
-longer walked) and lets the youngest generation grow to ``GEN0_THRESHOLD`` objects before a pass
-(a strategy pass allocates thousands of short-lived objects; the default 700 runs the collector
-every few hundred microseconds of work). Once per process.
+CPython's cyclic collector walks every tracked object of the generations it collects. After a
+live start-up the heap holds the venues' market tables (ccxt keeps every market of an exchange),
+the clients and the restored state: on the bench (``bench/live.py``) a full collection of it took
+70-150 ms and a middle one up to 8 ms, landing wherever the allocation counters say, between a
+book update and the entry orders included. ``gc.freeze()`` moves every object alive at the end of
+start-up into the permanent generation, which no collection walks: later collections only visit
+what was allocated since. Frozen objects are still freed by reference counting; only a reference
+cycle among them that becomes garbage later is kept (start-up objects live for the whole run).
+The youngest generation may also grow to ``GEN0_THRESHOLD`` objects before a pass: a strategy pass
+allocates thousands of short-lived objects, and the default 700 runs the collector every few hundred
+microseconds of work (at 500 symbols x 10 venues and ``--speed 3600`` that is loop time lost).
+``--live`` freezes at the end of ``Application.start``; the supervisor does it for every other run.
 """
 
 from __future__ import annotations
@@ -16,18 +19,36 @@ from __future__ import annotations
 import gc
 
 GEN0_THRESHOLD = 10_000
-_settled = False
 
 
-def settle_after_start() -> bool:
-    """Freeze the start-up heap and raise the youngest generation's threshold (see the module
-    docstring); True the first time in a process, False after (nothing done again)."""
-    global _settled
-    if _settled:
-        return False
-    _settled = True
-    gc.collect()  # start-up's own garbage is freed now, not frozen
-    gc.freeze()
-    _gen0, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(max(GEN0_THRESHOLD, _gen0), gen1, gen2)
-    return True
+class HeapFreeze:
+    """Freeze the heap once after start-up; ``release`` gives it back to the collector."""
+
+    def __init__(self) -> None:
+        self.frozen_objects = 0
+        self._threshold: tuple[int, int, int] | None = None  # the collector's thresholds before the freeze
+
+    @property
+    def frozen(self) -> bool:
+        return self.frozen_objects > 0
+
+    def freeze(self) -> int:
+        """Collect what is already garbage, then freeze the rest; the number of frozen objects."""
+        gc.collect()
+        gc.freeze()
+        self.frozen_objects = gc.get_freeze_count()
+        if self._threshold is None:
+            self._threshold = gc.get_threshold()
+            gen0, gen1, gen2 = self._threshold
+            gc.set_threshold(max(GEN0_THRESHOLD, gen0), gen1, gen2)
+        return self.frozen_objects
+
+    def release(self) -> None:
+        """Unfreeze (at shutdown, so a process that runs the bot more than once, such as the test
+        suite, does not keep every earlier run's heap)."""
+        if self.frozen:
+            gc.unfreeze()
+            self.frozen_objects = 0
+        if self._threshold is not None:
+            gc.set_threshold(*self._threshold)
+            self._threshold = None

@@ -25,7 +25,6 @@ import anyio
 from loguru import logger
 
 from bot.errors import EXIT_NOT_FLAT
-from bot.heap import settle_after_start
 
 EXIT_OK = 0
 EXIT_LOOP_FAILED = 1
@@ -113,7 +112,8 @@ class Supervisor:
             self._startup_scope = startup
             if self._stop_request is None:
                 await app.start()
-                settle_after_start()  # bot.heap: the start-up heap leaves the collector's walks
+                if not app.heap.frozen:  # bot.heap: the start-up heap leaves the collector's walks
+                    app.heap.freeze()
         self._startup_scope = None
         if self._stop_request is not None and (startup.cancelled_caught or not self._started()):
             return await self._stop_during_startup()

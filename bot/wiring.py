@@ -49,6 +49,9 @@ class Wiring:
     # itself: its feed step only records freshness and settles paper funding, so it runs often and
     # a venue whose first quotes come late is not left "stale" (no entries) for a whole sim step.
     feed_step_seconds: float | None = None
+    # Freeze the start-up heap so collections never walk it (``bot.heap``; live: the venues' market
+    # tables made full collections take tens of ms on the entry path).
+    freeze_heap_after_start: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +173,7 @@ def live_wiring(settings: Settings, session: object, db_path: Path, clock: Clock
         account=account,
         trigger=trigger,
         feed_step_seconds=LIVE_FEED_STEP_SECONDS,
+        freeze_heap_after_start=True,
     )
 
 

@@ -30,6 +30,7 @@ from storage.records import (
     TimelineRow,
     TransitionRecord,
 )
+from storage.checkpointer import SAFETY_NET_PAGES, WalCheckpointer
 from storage.repository import Storage
 
 T = TypeVar("T")
@@ -38,15 +39,29 @@ T = TypeVar("T")
 class AsyncStorage:
     """The same repository API as ``Storage``, as coroutines, serialized on one thread."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, checkpointer: WalCheckpointer | None = None) -> None:
         self._storage = storage
         self._limiter = anyio.CapacityLimiter(1)
+        self.checkpointer = checkpointer
 
     @classmethod
-    async def open(cls, path: Path) -> "AsyncStorage":
-        """Open (creating/migrating) the database at ``path`` off the event loop."""
-        storage = await anyio.to_thread.run_sync(Storage.open, path)
-        return cls(storage)
+    async def open(cls, path: Path, *, background_checkpoints: bool = True) -> "AsyncStorage":
+        """Open (creating/migrating) the database at ``path`` off the event loop.
+
+        With ``background_checkpoints`` (the default) the WAL is checkpointed by a thread of its
+        own (``storage.checkpointer``), never inside one of this connection's commits."""
+        def open_storage() -> Storage:
+            storage = Storage.open(path)
+            if background_checkpoints:
+                storage.db.conn.execute(f"PRAGMA wal_autocheckpoint = {SAFETY_NET_PAGES}")
+            return storage
+
+        storage = await anyio.to_thread.run_sync(open_storage)
+        checkpointer = None
+        if background_checkpoints:
+            checkpointer = WalCheckpointer(path)
+            checkpointer.start()
+        return cls(storage, checkpointer)
 
     @property
     def sync(self) -> Storage:
@@ -66,11 +81,32 @@ class AsyncStorage:
         """``run`` on the calling (event-loop) thread, under the same one-user limiter: for the few
         small, latency-critical writes (an entry's intent before its orders leave) where the
         hand-over to the worker thread and back costs more than the write itself. The loop is
-        blocked for the transaction's duration; never use it for large writes."""
-        async with self._limiter:
-            return self._storage.run(fn)
+        blocked for the transaction's duration; never use it for large writes.
+
+        When the database is free the call does not yield to the event loop before writing (a
+        yield would let every ready stream handler run first); when the worker holds it, it
+        waits its turn like any other call."""
+        return await self._inline(self._storage.run, fn)
+
+    async def insert_entry_intent(self, transitions: Sequence[TransitionRecord], position: PositionRecord,
+                                  intents: Sequence[OrderIntent]) -> None:
+        """``Storage.insert_entry_intent`` inline (as ``run_inline``): an entry's transitions,
+        position row and order intents, one transaction, before its orders leave."""
+        await self._inline(self._storage.insert_entry_intent, transitions, position, intents)
+
+    async def _inline(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            self._limiter.acquire_nowait()
+        except anyio.WouldBlock:
+            await self._limiter.acquire()
+        try:
+            return fn(*args)
+        finally:
+            self._limiter.release()
 
     async def aclose(self) -> None:
+        if self.checkpointer is not None:
+            await anyio.to_thread.run_sync(self.checkpointer.stop)
         await self._call(self._storage.close)
 
     # positions

@@ -329,10 +329,14 @@ class Storage:
         A duplicate primary key raises ``sqlite3.IntegrityError``."""
         if not rows:
             return
+        with self._atomic():
+            self._execute_insert(table, rows)
+
+    def _execute_insert(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
+        """The ``INSERT`` of ``_insert_rows`` inside the caller's open transaction."""
         columns = list(rows[0])
         sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({_placeholders(columns)})"
-        with self._atomic():
-            self._db.conn.executemany(sql, [[row[c] for c in columns] for row in rows])
+        self._db.conn.executemany(sql, [[row[c] for c in columns] for row in rows])
 
     @contextmanager
     def transaction(self) -> Iterator["Storage"]:
@@ -366,6 +370,25 @@ class Storage:
         with self._atomic():
             self.insert_position(position)
             self.insert_order_intents(intents)
+
+    def insert_entry_intent(
+        self,
+        transitions: Sequence[TransitionRecord],
+        position: PositionRecord,
+        intents: Sequence[OrderIntent],
+    ) -> None:
+        """An entry's intent in ONE transaction, one statement per table: its transitions first (a
+        post-mortem reads "scanning -> opening" before the orders), the new position row, its
+        order intents. The same rows as ``record_transitions`` + ``insert_position_with_intents``,
+        encoded before the transaction opens and with no savepoint per table (the entry's orders
+        wait for this commit). A duplicate id raises ``sqlite3.IntegrityError``; nothing is written."""
+        tables = (("transitions", [_transition_columns(t) for t in transitions]),
+                  ("positions", [_position_columns(position)]),
+                  ("orders", [_intent_columns(intent) for intent in intents]))
+        with self._atomic():
+            for table, rows in tables:
+                if rows:
+                    self._execute_insert(table, rows)
 
     def update_position(
         self, position_id: str, updated_at_ts_ms: int, **changes: Any

@@ -55,6 +55,31 @@ async def transitions_of(h, position_id: str) -> list[tuple[str, str]]:
 
 
 # ------------------------------------------------------------------------------------------ entry
+async def test_a_free_position_lock_is_taken_without_yielding_and_a_held_one_still_waits(tmp_path):
+    """The entry path takes its position's lock without letting every ready task run first (live:
+    the three venues' stream handlers would sit between the decision and the orders)."""
+    h = await make_harness(tmp_path)
+    order: list[str] = []
+
+    async def other() -> None:
+        order.append("other task")
+
+    async def second_holder() -> None:
+        async with h.engine.lock_for("p1"):
+            order.append("second holder")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other)
+        async with h.engine.lock_for("p1"):
+            order.append("locked")
+            tg.start_soon(second_holder)
+            await anyio.wait_all_tasks_blocked()
+            assert order == ["locked", "other task"], "a held lock must still make the next holder wait"
+        # released: the waiting holder gets it
+    assert order == ["locked", "other task", "second holder"]
+    await h.aclose()
+
+
 async def test_clean_entry_ends_monitoring_with_both_legs_at_target(tmp_path):
     h = await make_harness(tmp_path)
     pos = await h.engine.open_position(opportunity("AAA"), ONE, "test")
@@ -572,16 +597,16 @@ async def test_entry_whose_intent_could_not_be_written_sends_nothing_and_leaves_
     import sqlite3
 
     h = await make_harness(tmp_path)
-    real_run = h.store.run_inline  # the entry intent's write (on the entry's critical path)
+    real_write = h.store.insert_entry_intent  # the entry intent's write (on the entry's critical path)
     calls = {"n": 0}
 
-    async def failing_once(fn):
+    async def failing_once(*args):
         calls["n"] += 1
         if calls["n"] == 1:
             raise sqlite3.OperationalError("database is locked")
-        return await real_run(fn)
+        return await real_write(*args)
 
-    h.store.run_inline = failing_once  # type: ignore[method-assign]
+    h.store.insert_entry_intent = failing_once  # type: ignore[method-assign]
     with pytest.raises(sqlite3.OperationalError):
         await h.engine.open_position(opportunity("AAA"), ONE, "test")
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 from decimal import Decimal
 from pathlib import Path
@@ -68,6 +69,8 @@ async def test_a_book_update_wakes_a_strategy_pass_in_the_live_wiring(tmp_path: 
                     tg.start_soon(task)
                 await app.start()
                 assert app.bot.allows_entries
+                # Live freezes its start-up heap (bot.heap): collections never walk the markets' tables.
+                assert wiring.freeze_heap_after_start and app.heap.frozen and gc.get_freeze_count() > 0
                 tg.start_soon(app.strategy_loop)
                 with anyio.fail_after(120):  # the first pass is due at once; the next timer tick in an hour
                     while len(passes) < 3:
@@ -78,6 +81,7 @@ async def test_a_book_update_wakes_a_strategy_pass_in_the_live_wiring(tmp_path: 
                 assert wiring.account.reads >= 1 and await wiring.account.balances_usd()
                 tg.cancel_scope.cancel()
             await app.close()
+            assert not app.heap.frozen and gc.get_freeze_count() == 0
         finally:
             await session.close()
 
@@ -86,6 +90,7 @@ def test_paper_has_no_trigger_and_no_cached_account(tmp_path: Path) -> None:
     wiring = paper_wiring(Settings(), PaperOptions(seed=1, speed=1.0, db_path=tmp_path / "p.sqlite", start_ts_ms=0),
                           clock=ManualClock(0))
     assert wiring.trigger is None and wiring.account is None
+    assert not wiring.freeze_heap_after_start
     assert wiring.feed_step_seconds is None, "paper steps its market every sim.step_seconds"
 
 

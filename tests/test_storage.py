@@ -6,7 +6,7 @@ import re
 import sqlite3
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -785,3 +785,121 @@ def test_a_transaction_that_reads_first_still_writes_when_another_connection_com
             other.join()  # never close a connection another thread is still using
         bot.close()
         surface.close()
+
+
+@pytest.mark.anyio
+async def test_run_inline_writes_before_other_ready_tasks_when_the_database_is_free(db_path: Path) -> None:
+    """An entry's intent transaction does not yield to the event loop first (every ready stream
+    handler would run ahead of the entry's orders)."""
+    store = await AsyncStorage.open(db_path)
+    order: list[str] = []
+    try:
+        async def other() -> None:
+            order.append("other task")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(other)  # ready to run at the next yield
+            await store.run_inline(lambda s: (s.insert_position_with_intents(make_position(), open_intents()),
+                                              order.append("intent written")))
+        assert order == ["intent written", "other task"]
+        assert len(await store.list_orders("pos-1")) == 2
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.anyio
+async def test_run_inline_waits_while_the_worker_holds_the_database(db_path: Path) -> None:
+    store = await AsyncStorage.open(db_path)
+    release = threading.Event()
+    events: list[str] = []
+    try:
+        def slow(s: Storage) -> None:
+            events.append("worker started")
+            release.wait(30)
+            events.append("worker done")
+
+        async def inline() -> None:
+            await store.run_inline(lambda s: events.append("inline"))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.run, slow)
+            with anyio.fail_after(30):
+                while "worker started" not in events:
+                    await anyio.sleep(0.005)
+            tg.start_soon(inline)
+            await anyio.wait_all_tasks_blocked()
+            assert events == ["worker started"], "the inline write must wait for the worker's transaction"
+            release.set()
+        assert events == ["worker started", "worker done", "inline"]
+    finally:
+        release.set()
+        await store.aclose()
+
+
+@pytest.mark.anyio
+async def test_the_running_bots_wal_is_checkpointed_by_a_thread_not_by_its_commits(db_path: Path) -> None:
+    """Commits never pay for a checkpoint (the writer only auto-checkpoints as a far safety net);
+    the checkpointer thread copies the log into the database file on its own connection."""
+    from storage.checkpointer import SAFETY_NET_PAGES
+
+    store = await AsyncStorage.open(db_path)
+    try:
+        assert store.checkpointer is not None
+        store.checkpointer.interval_s = 0.01  # (the thread reads it before each wait)
+        assert store.sync.db.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == SAFETY_NET_PAGES > 1000
+        await store.insert_position_with_intents(make_position(), open_intents())
+        with anyio.fail_after(30):
+            while store.checkpointer.frames_copied == 0:
+                await anyio.sleep(0.01)
+        assert store.checkpointer.failures == 0, store.checkpointer.last_error
+    finally:
+        await store.aclose()
+    assert store.checkpointer._thread is None  # stopped by aclose
+    reopened = Storage.open(db_path)
+    try:
+        assert [o.client_order_id for o in reopened.list_orders("pos-1")]
+    finally:
+        reopened.close()
+
+
+@pytest.mark.anyio
+async def test_without_background_checkpoints_the_writer_checkpoints_as_sqlite_does(db_path: Path) -> None:
+    store = await AsyncStorage.open(db_path, background_checkpoints=False)
+    try:
+        assert store.checkpointer is None
+        assert store.sync.db.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    finally:
+        await store.aclose()
+
+
+def test_the_checkpointer_never_creates_a_missing_database(tmp_path: Path) -> None:
+    from storage.checkpointer import WalCheckpointer
+
+    missing = tmp_path / "gone.sqlite"
+    checkpointer = WalCheckpointer(missing, interval_s=0.005)
+    checkpointer.start()
+    try:
+        deadline = threading.Event()
+        for _ in range(6000):
+            if checkpointer.failures >= 2:
+                break
+            deadline.wait(0.005)
+    finally:
+        checkpointer.stop()
+    assert checkpointer.failures >= 2 and not missing.exists()
+
+
+def test_an_entry_intent_is_one_transaction_transitions_first(storage: Storage) -> None:
+    opening = TransitionRecord(T0, MachineKind.POSITION, "pos-1", "scanning", "opening", "begin_open")
+    storage.insert_entry_intent([opening], make_position(), open_intents())
+    assert storage.get_position("pos-1") is not None
+    assert len(storage.list_orders("pos-1")) == 2
+    assert [(t.source, t.dest) for t in storage.list_transitions(entity_id="pos-1")] == [("scanning", "opening")]
+    # A duplicate position id: nothing of the second intent is written (no transition, no order).
+    again = TransitionRecord(T0 + 1, MachineKind.POSITION, "pos-1", "scanning", "opening", "again")
+    other_orders = [replace(i, request=replace(i.request, client_order_id=i.request.client_order_id + "x"))
+                    for i in open_intents()]
+    with pytest.raises(sqlite3.IntegrityError):
+        storage.insert_entry_intent([again], make_position(), other_orders)
+    assert len(storage.list_orders("pos-1")) == 2
+    assert [t.trigger for t in storage.list_transitions(entity_id="pos-1")] == ["begin_open"]

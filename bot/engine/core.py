@@ -280,7 +280,10 @@ class EngineCore:
         """Serialises every action on one position (strategy, reconciliation and shutdown share it)."""
         lock = self._locks.get(position_id)
         if lock is None:
-            lock = self._locks[position_id] = anyio.Lock()
+            # fast_acquire: an uncontended acquire does not yield to the event loop (an entry's
+            # path from decision to orders would otherwise wait behind every ready stream handler);
+            # a contended one waits in line exactly as before.
+            lock = self._locks[position_id] = anyio.Lock(fast_acquire=True)
         return lock
 
     # ------------------------------------------------------------------ helpers

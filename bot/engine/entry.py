@@ -94,13 +94,10 @@ class EntryMixin(SpotMixin, EngineCore):
         intents = [self._intent(pos.position_id, leg, "open", req, now_ms) for leg, req in legs]
         transitions = self._stamp(pos.drain_transitions(), now_ms)
 
-        def write_intent(s: Any) -> None:
-            # The transition first, so a post-mortem reads "scanning -> opening" before the orders.
-            s.record_transitions(transitions)
-            s.insert_position_with_intents(record, intents)
-
         try:
-            await self.store.run_inline(write_intent)  # small and on the entry's critical path
+            # Small and on the entry's critical path: written on the loop's thread, one transaction
+            # (the transition first, so a post-mortem reads "scanning -> opening" before the orders).
+            await self.store.insert_entry_intent(transitions, record, intents)
         except Exception:
             # Rolled back: nothing is on disk and nothing was sent, so there is nothing to track
             # (a phantom here would fail every later persist). Cancellation is not caught: the
