@@ -41,7 +41,7 @@ async def run(symbols: int, venues: int, speed: float, wall_seconds: float, warm
         await app.start()
         heap = getattr(app, "heap", None)  # what the supervisor does after start-up (bot.heap); the
         if heap is not None and not heap.frozen:  # reference tree has no such step
-            heap.freeze()
+            heap.freeze(raise_gen0=True)
         started = time.perf_counter()
         counts = {"strategy": 0, "reconcile": 0, "feed": 0, "stale_opened": 0, "stale_closed": 0}
         strategy_step, reconcile_step, feed_step, apply_board = (

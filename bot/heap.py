@@ -8,9 +8,11 @@ book update and the entry orders included. ``gc.freeze()`` moves every object al
 start-up into the permanent generation, which no collection walks: later collections only visit
 what was allocated since. Frozen objects are still freed by reference counting; only a reference
 cycle among them that becomes garbage later is kept (start-up objects live for the whole run).
-The youngest generation may also grow to ``GEN0_THRESHOLD`` objects before a pass: a strategy pass
-allocates thousands of short-lived objects, and the default 700 runs the collector every few hundred
-microseconds of work (at 500 symbols x 10 venues and ``--speed 3600`` that is loop time lost).
+Outside ``--live`` the youngest generation may also grow to ``GEN0_THRESHOLD`` objects before a pass:
+a strategy pass allocates thousands of short-lived objects, and the default 700 runs the collector
+every few hundred microseconds of work (at 500 symbols x 10 venues and ``--speed 3600`` that is loop
+time lost). Live keeps the default: a collection of 10,000 young objects pauses ~4 ms, which lands
+between a book update and the entry orders (``bench/live.py`` p99 9.9 ms with it).
 ``--live`` freezes at the end of ``Application.start``; the supervisor does it for every other run.
 """
 
@@ -32,12 +34,14 @@ class HeapFreeze:
     def frozen(self) -> bool:
         return self.frozen_objects > 0
 
-    def freeze(self) -> int:
-        """Collect what is already garbage, then freeze the rest; the number of frozen objects."""
+    def freeze(self, *, raise_gen0: bool = False) -> int:
+        """Collect what is already garbage, then freeze the rest; the number of frozen objects.
+        ``raise_gen0``: also let the youngest generation grow to ``GEN0_THRESHOLD`` (throughput: fewer
+        collections; each one is longer, ~4 ms measured, so the live entry path keeps the default)."""
         gc.collect()
         gc.freeze()
         self.frozen_objects = gc.get_freeze_count()
-        if self._threshold is None:
+        if raise_gen0 and self._threshold is None:
             self._threshold = gc.get_threshold()
             gen0, gen1, gen2 = self._threshold
             gc.set_threshold(max(GEN0_THRESHOLD, gen0), gen1, gen2)

@@ -113,7 +113,7 @@ class Supervisor:
             if self._stop_request is None:
                 await app.start()
                 if not app.heap.frozen:  # bot.heap: the start-up heap leaves the collector's walks
-                    app.heap.freeze()
+                    app.heap.freeze(raise_gen0=True)
         self._startup_scope = None
         if self._stop_request is not None and (startup.cancelled_caught or not self._started()):
             return await self._stop_during_startup()
