@@ -9,7 +9,6 @@ second short (the live torture's dropped-answer + restart round ended NOT FLAT).
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -19,19 +18,11 @@ import pytest
 from adapters.errors import OrderRejected
 from adapters.registry import LiveVenue, LiveVenueConfig, build_live_venue
 from bot.core.domain import OrderRequest, OrderSide, OrderStatus, OrderType
+from tests.test_adapter_emulator_contract import _env
 
 emulator = pytest.importorskip("paper.emulator", reason="the venue emulator is not in this checkout")
 
 D = Decimal
-ENV_NAMES = {"binanceusdm": ("BINANCEUSDM_API_KEY", "BINANCEUSDM_API_SECRET"),
-             "hyperliquid": ("HYPERLIQUID_WALLET_ADDRESS", "HYPERLIQUID_PRIVATE_KEY"),
-             "okx": ("OKX_API_KEY", "OKX_API_SECRET", "OKX_API_PASSPHRASE")}
-
-
-def _env(emu: object, venue: str) -> dict[str, str]:
-    cred = emu.credentials[venue]  # type: ignore[attr-defined]
-    key_var, secret_var, *passphrase_var = ENV_NAMES[venue]
-    return {key_var: cred.key, secret_var: cred.secret, **{v: cred.passphrase for v in passphrase_var}}
 
 
 def _wall_ms() -> int:
@@ -41,8 +32,6 @@ def _wall_ms() -> int:
 @pytest.fixture(params=["hyperliquid", "binanceusdm", "okx"])
 def emulated(request: pytest.FixtureRequest, tmp_path) -> Iterator[tuple[object, str]]:
     venue = request.param
-    if venue not in emulator.EMULATED_VENUES or importlib.util.find_spec(f"paper.emulator.{venue}") is None:
-        pytest.skip(f"the emulator in this checkout does not speak {venue} yet")
     with emulator.start_emulator([venue], state_path=tmp_path / "venues.sqlite", seed=3) as emu:
         yield emu, venue
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Iterable
+from collections.abc import Iterable
 from decimal import Decimal
-from typing import TypeVar
 
 from adapters.errors import (
     AbsurdVenueData,
@@ -31,7 +30,7 @@ from bot.engine.core import (
     ReconcileFinding,
 )
 from bot.engine.spot import SpotMixin, SpotUnavailable
-from bot.engine.venue_reads import read_venues
+from bot.engine.venue_reads import outcome, read_venues
 from machines.position import PositionFsm, PositionState
 from risk.trading_state import IntentKind, OrderIntent
 from storage import (
@@ -41,16 +40,6 @@ from storage import (
     OrderPurpose,
     client_order_id,
 )
-
-T = TypeVar("T")
-
-
-async def _outcome(awaitable: Awaitable[T]) -> T | Exception:
-    """The awaitable's answer, or the exception it raised (handled by the caller in venue order)."""
-    try:
-        return await awaitable
-    except Exception as exc:  # noqa: BLE001 - returned, never swallowed: the caller raises what it cannot handle
-        return exc
 
 
 def is_foreign_excess(want: Decimal, have: Decimal) -> bool:
@@ -79,8 +68,8 @@ class ReconcileMixin(SpotMixin, EngineCore):
         since = await self._funding_since(venues)
 
         async def read(venue: str) -> tuple[object, object]:
-            return (await _outcome(self.executor.funding_payments_since(venue, since[venue])),
-                    await _outcome(self._read_positions(venue)))
+            return (await outcome(self.executor.funding_payments_since(venue, since[venue])),
+                    await outcome(self._read_positions(venue)))
 
         answers = [(venue, answer) for venue, answer in await read_venues(venues, read)]
         await self._record_read_funding([(venue, answer[0]) for venue, answer in answers])  # type: ignore[misc]

@@ -21,6 +21,15 @@ import anyio
 T = TypeVar("T")
 
 
+async def outcome(awaitable: Awaitable[T]) -> T | Exception:
+    """The awaitable's answer, or the ``Exception`` it raised (returned, never raised: the caller
+    decides; cancellation still propagates)."""
+    try:
+        return await awaitable
+    except Exception as exc:  # noqa: BLE001 - returned to the caller, who decides (see the module docstring)
+        return exc
+
+
 async def read_venues(venues: Iterable[str], read: Callable[[str], Awaitable[T]]) -> list[tuple[str, T | Exception]]:
     """``read(venue)`` for every venue concurrently; ``(venue, answer or exception)`` in sorted
     venue order. An ``Exception`` is returned, never raised (cancellation still propagates)."""
@@ -28,10 +37,7 @@ async def read_venues(venues: Iterable[str], read: Callable[[str], Awaitable[T]]
     outcomes: dict[str, T | Exception] = {}
 
     async def one(venue: str) -> None:
-        try:
-            outcomes[venue] = await read(venue)
-        except Exception as exc:  # noqa: BLE001 - returned to the caller, who decides (see the module docstring)
-            outcomes[venue] = exc
+        outcomes[venue] = await outcome(read(venue))
 
     if len(ordered) == 1:
         await one(ordered[0])  # no task group for a single read
