@@ -128,6 +128,9 @@ class AsyncStorage:
             self._storage.update_position, position_id, updated_at_ts_ms, **changes
         )
 
+    async def release_spot_dust(self, position_id: str, updated_at_ts_ms: int, **fields: Any) -> Decimal:
+        return await self._call(self._storage.release_spot_dust, position_id, updated_at_ts_ms, **fields)
+
     async def update_position_with_transitions(
         self,
         position_id: str,

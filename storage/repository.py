@@ -429,6 +429,22 @@ class Storage:
             self.record_transitions(transitions)
             return position
 
+    def release_spot_dust(
+        self, position_id: str, updated_at_ts_ms: int, *, long_size_base: Decimal,
+        baseline_key: str, baseline_base: Decimal, dust_key: str, dust_base: Decimal,
+    ) -> Decimal:
+        """A carry position's spot dust released in ONE transaction: the position's long leg, the
+        wallet baseline and the position's released-dust total (``dust_key``, raised by ``dust_base``)
+        are stored together or not at all, so a crash can never release the same coins twice.
+        Returns the new released-dust total."""
+        with self._atomic():
+            previous = self.get_kv(dust_key)
+            total = dust_base + (text_to_decimal(previous) if previous is not None else Decimal(0))
+            self.set_kv(baseline_key, str(baseline_base), updated_at_ts_ms)
+            self.set_kv(dust_key, str(total), updated_at_ts_ms)
+            self.update_position(position_id, updated_at_ts_ms, long_size_base=long_size_base)
+        return total
+
     def get_position(self, position_id: str) -> PositionRecord | None:
         rows = list(self._db["positions"].rows_where("id = ?", [position_id]))
         return _position_from_row(rows[0]) if rows else None

@@ -428,3 +428,64 @@ async def test_carry_under_heavy_faults_and_crashes_leaves_no_naked_leg(tmp_path
     assert not problems, problems
     print(f"seed {seed}: {crashes} crash(es) survived")
     await h.aclose()
+
+
+class _KillRightAfterDustWrite:
+    """The engine's store, with an in-process kill (``scope`` cancelled) the moment a spot-dust write
+    returns: the process dies between that write and whatever the engine stores next."""
+
+    def __init__(self, store: AsyncStorage, scope) -> None:
+        self._store = store
+        self._scope = scope
+        self.kills = 0
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._store, name)
+        if name not in ("set_kv", "release_spot_dust"):
+            return attr
+
+        async def write_then_die(*args, **kwargs):
+            result = await attr(*args, **kwargs)
+            if name == "release_spot_dust" or str(args[0]).startswith("spot_dust:"):
+                self.kills += 1
+                self._scope.cancel()
+            return result
+
+        return write_then_die
+
+
+async def test_a_crash_while_releasing_spot_dust_never_releases_it_twice(tmp_path):
+    """Killed right after the dust write of a carry close, restarted from the files and closed again:
+    the dust is released exactly once (the baseline rises once, the totals value it once, flat), the
+    user's coins untouched. (The release used to be three writes; a kill between them released the
+    same coins twice after the restart and the totals were no longer flat.)"""
+    import anyio
+
+    clock = ManualClock(T0_MS)
+    books = spot_books()
+    h, _ = await carry_harness(tmp_path, books=books, clock=clock)
+    pos = await h.engine.open_position(carry_opp(), D(1), "test carry")
+    assert pos.state == PositionState.MONITORING.value
+    with anyio.CancelScope() as kill:
+        killer = _KillRightAfterDustWrite(h.store, kill)
+        h.engine.store = killer
+        await h.engine.close_position(pos, "test_exit")
+    assert killer.kills == 1 and kill.cancelled_caught
+    await h.aclose()
+
+    h2, _ = await carry_harness(tmp_path, books=books, clock=clock)
+    await h2.engine.restore()
+    for _ in range(5):
+        clock.advance(1)
+        await h2.engine.reconcile()
+        for open_pos in list(h2.engine.active_positions()):
+            await h2.engine.close_position(open_pos, "test_exit")
+    assert not h2.engine.active_positions()
+    dust = D("0.000998")  # 1.002 bought x 0.999 (fee in coins) - 1.000 sold
+    assert D(await h2.store.get_kv(f"spot_dust:{pos.position_id}:{SPOT}")) == dust
+    assert h2.engine.spot_baselines[(SPOT, SYMBOL)] == USER_COINS + dust
+    assert await wallet(h2) == USER_COINS + dust
+    totals = await h2.store.run(lambda s: s.position_totals(pos.position_id))
+    assert totals.is_flat and totals.released_dust_usd == dust * D("99.99")
+    assert not carry_audit(h2)
+    await h2.aclose()

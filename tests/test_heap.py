@@ -15,7 +15,9 @@ def test_freeze_moves_the_heap_out_of_every_collection_and_release_gives_it_back
     before = gc.get_threshold()
     try:
         frozen = heap.freeze(raise_gen0=True)
-        assert heap.frozen and frozen == gc.get_freeze_count() > len(survivor)
+        # A frozen object that loses its last reference (another thread may drop one) leaves the frozen
+        # set at once, so the count can only shrink after the freeze.
+        assert heap.frozen and frozen >= gc.get_freeze_count() > len(survivor)
         assert gc.get_threshold()[0] >= GEN0_THRESHOLD
         # The collector's generations (what a collection walks) no longer hold the frozen heap.
         assert not any(o is survivor for o in gc.get_objects())

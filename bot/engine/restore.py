@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
 from adapters.errors import (
@@ -140,6 +141,9 @@ class RestoreMixin(SpotMixin, EngineCore):
                 leg = leg_of[fill.client_order_id]
                 from_fills[leg] += ((fill.size_base if fill.side is leg.open_side else -fill.size_base)
                                     - leg.sign * fill.fee_base)
+            # Spot dust released by this position left its long leg without a fill saying so.
+            for released in (await self.store.kv_with_prefix(f"spot_dust:{row.id}:")).values():
+                from_fills[LegSide.LONG] -= Decimal(released)
             legs = {LegSide.LONG: row.long_size_base, LegSide.SHORT: row.short_size_base}
             if legs != from_fills:
                 await self._event("restore_legs_adjusted", row.id, "info",

@@ -15,6 +15,9 @@ so the position's totals value it at the closing price (``storage.totals``).
 from __future__ import annotations
 
 from decimal import Decimal
+
+import anyio
+
 from adapters.errors import FatalVenueError, TemporaryVenueError
 from bot.core.domain import ZERO, Instrument, LegSide, is_spot
 from bot.core.ports import SpotWallet
@@ -104,14 +107,17 @@ class SpotMixin(EngineCore):
         lot = self._spot_lot(market, pos.symbol)
         if dust <= ZERO or dust >= lot:
             return
-        pos.apply_leg_delta(LegSide.LONG, -dust)
         baseline = self.spot_baselines.get((market, pos.symbol), ZERO) + dust
-        await self._store_baseline(market, pos.symbol, baseline)
-        key = DUST_KEY.format(position_id=pos.position_id, market=market)
-        previous = await self.store.get_kv(key)
-        total = dust + (Decimal(previous) if previous else ZERO)
-        await self.store.set_kv(key, str(total), self.clock.now_ms())
-        await self._persist(pos)
+        # Stored first, in one transaction (leg, baseline, dust total): a crash before it leaves the
+        # dust the position's (released again after the restart), a crash after it leaves it released
+        # exactly once. Memory follows the store, shielded so a cancellation cannot split the two.
+        with anyio.CancelScope(shield=True):
+            await self.store.release_spot_dust(
+                pos.position_id, self.clock.now_ms(), long_size_base=pos.long_filled_base - dust,
+                baseline_key=BASELINE_KEY.format(market=market, symbol=pos.symbol), baseline_base=baseline,
+                dust_key=DUST_KEY.format(position_id=pos.position_id, market=market), dust_base=dust)
+            self.spot_baselines[(market, pos.symbol)] = baseline
+            pos.apply_leg_delta(LegSide.LONG, -dust)
         await self._event("spot_dust_released", pos.position_id, "info",
                           f"{dust} {pos.symbol} on {market} is below one lot ({lot}) and cannot be sold: left in "
                           "the wallet (baseline raised), valued at the closing price in the totals",
