@@ -185,6 +185,32 @@ async def test_perp_fill_without_spot_is_repaired_by_buying_spot_net_of_its_fee(
     await h.aclose()
 
 
+async def test_a_carry_is_never_called_hedged_while_its_perp_is_a_whole_lot_ahead_of_its_spot(tmp_path):
+    """A 2.8 carry: the spot entry is rejected, the perp fills only 0.1 (one perp lot) and the repair's
+    spot buys fill only 0.001 each (thin books): a perp short of 0.1 against ~0.003 of spot is NOT a
+    hedge, although the gap is within one perp lot, because the spot leg can be bought in 0.001 steps.
+    (The tolerance used to be one lot of the coarser perp: this position was called "hedged at
+    0.000999" with 0.1 short, a naked leg.) Once the book is deep again the repair completes the hedge
+    to within one spot lot."""
+    books = spot_books()
+    books.set(deep_book(SPOT, SYMBOL, levels=1, level_size=D("0.001")), SPOT, SYMBOL)
+    books.set(deep_book("alpha", SYMBOL, levels=1, level_size=D("0.1")), "alpha", SYMBOL)
+    h, ex = await carry_harness(tmp_path, books=books, scripted=True)
+    ex.on("reject", venue=SPOT, purpose="open")
+    pos = await h.engine.open_position(carry_opp(), D("2.8"), "spot rejected, perp and spot thin")
+    assert await perp(h) == D("-0.1")
+    assert pos.state == PositionState.RECOVERING.value, (pos.state, pos.long_filled_base)
+    books.set(deep_book(SPOT, SYMBOL), SPOT, SYMBOL)
+    for _ in range(3):
+        h.clock.advance(1)
+        await h.engine.reconcile()
+    assert pos.state == PositionState.MONITORING.value
+    assert D(0) <= pos.long_filled_base - pos.short_filled_base < SPOT_LOT
+    assert await wallet(h) - USER_COINS == pos.long_filled_base
+    await assert_no_naked_exposure(h)
+    await h.aclose()
+
+
 async def test_perp_fill_without_spot_is_unwound_when_spot_never_fills(tmp_path):
     h, ex = await carry_harness(tmp_path, scripted=True)
     ex.on("reject", venue=SPOT, times=-1)

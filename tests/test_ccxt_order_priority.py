@@ -1,4 +1,5 @@
-"""Order placements skip ccxt's serial client-side throttle; every other request keeps it.
+"""Order placements and the look-ups of their outcome skip ccxt's serial client-side throttle (their
+cost still charged to it); every other request keeps it.
 
 ccxt makes each request wait until the previous requests' cost has drained: an order queued behind
 the background account reads left one leg seconds after the other. Here the throttle never drains,
@@ -16,8 +17,16 @@ pytest.importorskip("ccxt")
 from adapters.ccxt_common.client import build_exchange, order_priority  # noqa: E402
 
 
-async def _never_drains(cost=None):  # the queue ahead never empties
-    await asyncio.Event().wait()
+class _NeverDrains:
+    """ccxt's throttler (called with a cost, returns the future a request waits on) whose queue
+    ahead never empties; records the costs charged to it."""
+
+    def __init__(self) -> None:
+        self.charged: list[object] = []
+
+    def __call__(self, cost=None) -> asyncio.Future:
+        self.charged.append(cost)
+        return asyncio.get_running_loop().create_future()
 
 
 @pytest.mark.parametrize("venue", ["hyperliquid", "binanceusdm", "okx"])
@@ -25,9 +34,10 @@ def test_an_order_request_skips_the_throttle_and_a_read_waits_in_it(venue: str) 
     async def main() -> tuple[bool, bool]:
         exchange = build_exchange(venue, credentials=None, base_url="http://127.0.0.1:9")
         try:
-            exchange.throttler = _never_drains
+            exchange.throttler = throttler = _NeverDrains()
             with order_priority():
-                order_passed = await asyncio.wait_for(exchange.throttle(1), timeout=30) is None
+                order_passed = await asyncio.wait_for(exchange.throttle(7), timeout=30) is None
+            assert throttler.charged == [7], "an order skips the queue but its cost is still charged"
             read = asyncio.ensure_future(exchange.throttle(1))
             await asyncio.sleep(0.05)
             read_waits = not read.done()
@@ -54,7 +64,8 @@ def test_the_executor_sends_its_orders_with_priority_and_reads_without() -> None
     from adapters.markets import VenueMarket
     from bot.core.domain import Instrument, OrderRequest, OrderSide, OrderStatus
 
-    seen: dict[str, list[bool]] = {"create_order": [], "fetch_order_book": [], "fetch_positions": []}
+    seen: dict[str, list[bool]] = {"create_order": [], "fetch_order_book": [], "fetch_positions": [],
+                                   "fetch_order": [], "fetch_my_trades": []}
 
     class RecordingExchange(FakeCcxtExchange):
         """Records, per call, whether ccxt's throttle would have been skipped."""
@@ -71,6 +82,14 @@ def test_the_executor_sends_its_orders_with_priority_and_reads_without() -> None
             seen["fetch_positions"].append(client._ORDER_PRIORITY.get())
             return await super().fetch_positions(*args, **kwargs)
 
+        async def fetch_order(self, *args, **kwargs):
+            seen["fetch_order"].append(client._ORDER_PRIORITY.get())
+            return await super().fetch_order(*args, **kwargs)
+
+        async def fetch_my_trades(self, *args, **kwargs):
+            seen["fetch_my_trades"].append(client._ORDER_PRIORITY.get())
+            return await super().fetch_my_trades(*args, **kwargs)
+
     market = VenueMarket(instrument=Instrument(
         venue="binanceusdm", symbol="BTC", venue_symbol="BTCUSDT", tick_size=Decimal("0.1"),
         lot_size_base=Decimal("0.001"), min_size_base=Decimal("0.001"), funding_interval_hours=Decimal(8)),
@@ -80,9 +99,13 @@ def test_the_executor_sends_its_orders_with_priority_and_reads_without() -> None
         executor = CcxtExecutor(RecordingExchange(), DIALECT, markets={"BTC": market}, max_slippage_bps=Decimal(10))
         report = await executor.place_order(OrderRequest("p1", "binanceusdm", "BTC", OrderSide.BUY, Decimal("0.5")))
         await executor.positions()
+        await executor.get_order("binanceusdm", "p1")  # a later look-up (reconciliation) is an ordinary read
         return report.status
 
     assert asyncio.run(main()) is OrderStatus.FILLED
     assert seen["create_order"] == [True], "the order itself skips ccxt's throttle"
     assert seen["fetch_order_book"] and not any(seen["fetch_order_book"]), "reads keep it"
     assert seen["fetch_positions"] and not any(seen["fetch_positions"]), "reads keep it"
+    # The order's own outcome (its status, then its trades) is looked up with the order's priority.
+    assert seen["fetch_order"][0] is True and seen["fetch_my_trades"][0] is True
+    assert seen["fetch_order"][-1] is False and seen["fetch_my_trades"][-1] is False

@@ -69,13 +69,16 @@ def order_priority() -> Iterator[None]:
 
 
 def install_order_priority(exchange: Any) -> None:
-    """Let order placements (``order_priority``) skip ccxt's throttle; everything else keeps it.
+    """Let order placements and the look-ups of their outcome (``order_priority``) skip ccxt's
+    throttle's queue; everything else keeps it.
 
     ccxt's throttle is one serial queue per instance: each request waits until the previous
     requests' cost has drained (a Hyperliquid balance read costs about a second), so an order
     queued behind the bot's background account reads left one leg seconds after the other
-    (bench/live.py measured unhedged windows of p50 0.4 s, p99 3.3 s). Orders are bounded by our
-    own per-venue limiter (``dialect.rate``, below the venue's documented order limits) instead.
+    (bench/live.py measured unhedged windows of p50 0.4 s, p99 3.3 s), and the look-up of a filled
+    order's outcome waited 0.2-0.5 s the same way (the bot learnt of its fills that late). They are
+    bounded by our own per-venue limiter (``dialect.rate``, below the venue's documented limits)
+    and their cost is still charged to ccxt's bucket, so the reads behind them slow down instead.
     ``fetch2`` awaits ``self.throttle(cost)``: the override is on this instance only, and the flag
     is a context variable, so it holds for the placing task's own requests and no other.
     """
@@ -83,6 +86,9 @@ def install_order_priority(exchange: Any) -> None:
 
     async def throttle(cost: Any = None) -> Any:
         if _ORDER_PRIORITY.get():
+            # Not waited for, but charged: the cost joins ccxt's bucket (its queue keeps the future),
+            # so the reads after it wait for it and the instance's overall rate stays ccxt's.
+            exchange.throttler(cost)
             return None
         return await original(cost)
 

@@ -148,15 +148,17 @@ class CcxtExecutor:
                 answer = await self._call("create_order", market.ccxt_symbol, "limit", request.side.value,
                                           float(market.contracts(size)), float(price), params)
         except TemporaryVenueError:
-            return await self._resolve_unknown(cid)
+            with order_priority():  # the outcome of an order sent: as urgent as sending it
+                return await self._resolve_unknown(cid)
         except OrderRejected as exc:
             if request.reduce_only:
                 raise OrderRejected(self.venue, f"reduce_only order refused: {exc}") from None
             raise
-        if not isinstance(answer, Mapping) or not answer.get("id"):
-            return await self._resolve_unknown(cid)  # e.g. a 200 with a non-JSON body: id None
-        self._cid_of_order[str(answer["id"])] = cid
-        return await self._settled(cid, wait_terminal=tif == "IOC")
+        with order_priority():
+            if not isinstance(answer, Mapping) or not answer.get("id"):
+                return await self._resolve_unknown(cid)  # e.g. a 200 with a non-JSON body: id None
+            self._cid_of_order[str(answer["id"])] = cid
+            return await self._settled(cid, wait_terminal=tif == "IOC")
 
     def _refuse_if_ccxt_would_change(self, market: VenueMarket, price: Decimal, contracts: Decimal) -> None:
         """ccxt truncates amounts and ROUNDS prices; we round conservatively ourselves and refuse to

@@ -364,9 +364,11 @@ class EngineCore:
         lots = [i.lot_size_base for i in (self._instrument(long_venue, symbol), self._instrument(short_venue, symbol)) if i]
         largest = max(lots) if lots else ZERO
         if is_spot(long_venue):
-            # Carry: a base-coin fee makes the spot leg a non-lot size, so the legs can only match
-            # to within one lot of the coarser instrument.
-            return largest * max(1, self.config.hedge_tolerance_lots)
+            # Carry: a base-coin fee makes the spot leg a non-lot size, so the legs match only to
+            # within one lot; but to one lot of the FINER instrument (usually spot), since that leg
+            # can always be bought or sold to close any larger gap. (One lot of the coarser perp
+            # accepted a perp short of 0.1 against 0.000999 of spot as "hedged".)
+            return min(lots) * max(1, self.config.hedge_tolerance_lots) if lots else ZERO
         return largest * self.config.hedge_tolerance_lots
 
     def _remember(self, req: OrderRequest, position_id: str, leg: LegSide, purpose: str) -> None:

@@ -56,6 +56,8 @@ class RepairMixin(EngineCore):
             lagging = LegSide.LONG if pos.long_filled_base < pos.short_filled_base else LegSide.SHORT
             deficit = abs(pos.long_filled_base - pos.short_filled_base)
             req = self._order(pos, lagging, "repair", deficit, attempt=attempt, emergency=True)
+            if req.size_base <= 0:
+                return  # less than one lot of the lagging leg: only an unwind of the other can close it
             await self._send_and_record(pos, lagging, req, "repair")
 
     async def _unwind_excess(self, pos: PositionFsm) -> None:
@@ -65,6 +67,8 @@ class RepairMixin(EngineCore):
             leading = LegSide.LONG if pos.long_filled_base > pos.short_filled_base else LegSide.SHORT
             excess = abs(pos.long_filled_base - pos.short_filled_base)
             req = self._order(pos, leading, "unwind", excess, attempt=attempt, reduce_only=True, emergency=True)
+            if req.size_base <= 0:
+                return  # less than one lot of the leading leg: nothing can be unwound
             await self._send_and_record(pos, leading, req, "unwind")
 
     async def _drive_flat(self, pos: PositionFsm, *, purpose: str) -> None:
