@@ -58,21 +58,29 @@ def _okx_env(emu) -> dict[str, str]:
     return {"OKX_API_KEY": cred.key, "OKX_API_SECRET": cred.secret, "OKX_API_PASSPHRASE": cred.passphrase}
 
 
+_CCXT_ENV = {"okx": ("OKX_API_KEY", "OKX_API_SECRET", "OKX_API_PASSPHRASE"),
+             "binanceusdm": ("BINANCEUSDM_API_KEY", "BINANCEUSDM_API_SECRET")}
+
+
 @pytest.mark.anyio
-async def test_okx_clock_skew_beyond_the_limit_is_fatal(tmp_path) -> None:
-    """OKX accepts requests signed within 30 s of its clock, so a 20 s skew would pass every call while
-    the bot's timestamps (funding attribution, expiries) are wrong: the set-up refuses it."""
+@pytest.mark.parametrize(("venue", "offset_ms"), [("okx", 20_000), ("binanceusdm", -3_000)])
+async def test_ccxt_clock_skew_beyond_the_limit_is_fatal(tmp_path, venue: str, offset_ms: int) -> None:
+    """OKX accepts requests signed within 30 s of its clock and Binance within its 5 s recvWindow, so
+    such a skew would pass every call while the bot's timestamps (funding attribution, expiries) are
+    wrong: the set-up refuses it."""
     from paper.emulator import start_emulator
 
-    with start_emulator(["okx"], state_path=tmp_path / "v.sqlite") as emu:
-        venue = await build_live_venue("okx", LiveVenueConfig(base_url=emu.base_urls["okx"]), _okx_env(emu),
-                                       symbols=["BTC"], max_slippage_bps=Decimal(10))
-        emu.faults.arm("clock_skew", venue="okx", offset_ms=20_000)
+    with start_emulator([venue], state_path=tmp_path / "v.sqlite") as emu:
+        cred = emu.credentials[venue]
+        env = dict(zip(_CCXT_ENV[venue], (cred.key, cred.secret, cred.passphrase)))
+        venue_ = await build_live_venue(venue, LiveVenueConfig(base_url=emu.base_urls[venue]), env,
+                                        symbols=["BTC"], max_slippage_bps=Decimal(10))
+        emu.faults.arm("clock_skew", venue=venue, offset_ms=offset_ms)
         try:
             with pytest.raises(FatalVenueError, match="sync the system clock"):
-                await venue.setup()
+                await venue_.setup()
         finally:
-            await venue.close()
+            await venue_.close()
 
 
 @pytest.mark.anyio

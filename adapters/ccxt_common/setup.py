@@ -4,8 +4,10 @@
 ``errors.NO_CHANGE_CODES``) are success, so the set-up can run on every start. OKX answers 59000
 to a position-mode switch whenever positions or orders are open, whatever the current mode: the
 account's ``posMode`` is then read, and only ``net_mode`` counts as "unchanged".
-OKX refuses private requests signed more than 30 s off its clock (50102) and its keys sign with our
-clock: the set-up reads ``/public/time`` first and refuses to trade beyond ``max_skew_ms``.
+OKX refuses private requests signed more than 30 s off its clock (50102), Binance more than its
+``recvWindow`` (5 s), and both sign with our clock: a skew inside those windows passes every call while
+the bot's own timestamps are wrong, so the set-up reads the venue's time first (``/public/time``,
+``/fapi/v1/time``) and refuses to trade beyond ``max_skew_ms``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from adapters.ccxt_common.errors import is_no_change, translate
 from adapters.errors import FatalVenueError, TemporaryVenueError
 from adapters.markets import VenueMarket
 
-CLOCK_CHECKED = ("okx",)  # venues whose time endpoint the set-up reads (bybit checks its own, via pybit)
+# Venues whose time endpoint the set-up reads (bybit checks its own, via pybit). Hyperliquid has no
+# time endpoint (its signed nonces tolerate a day), so the bot's own timestamps there rest on NTP alone.
+CLOCK_CHECKED = ("okx", "binanceusdm")
 
 
 async def _step(venue: str, call: Callable[[], Awaitable[Any]]) -> str:
