@@ -8,6 +8,7 @@ contract to each venue's executor by venue name. Venues settle funding themselve
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any, Protocol
@@ -26,6 +27,8 @@ from bot.core.domain import (
     OrderReport,
     OrderRequest,
     VenuePosition,
+    exchange_of,
+    is_spot,
 )
 from bot.core.ports import Executor
 
@@ -54,18 +57,30 @@ class VenueMarketData(Protocol):
 MAX_BOOK_MARK_DIVERGENCE = Decimal("0.25")
 
 
+def reference_mark(part: VenueMarketData, symbol: str) -> Decimal | None:
+    """The price a book of ``symbol`` on ``part`` is checked against: a perp venue's own mark price; for
+    a spot market, its ``mark_source`` (the perpetuals' mark of the same coin, set by ``LiveMarketFeed``),
+    never the spot market's own quote (that is its book's mid: checking a book against itself proves
+    nothing). None when there is no such price yet."""
+    if is_spot(part.venue):
+        source: Callable[[str], Decimal | None] | None = getattr(part, "mark_source", None)
+        return source(symbol) if source is not None else None
+    quote = next((q for q in part.quotes() if q.symbol == symbol), None)
+    return quote.mark_price if quote is not None and quote.mark_price > 0 else None
+
+
 def book_divergence(part: VenueMarketData, symbol: str, book: OrderBook | None) -> str | None:
     """Why ``book`` (of ``symbol`` on ``part``'s venue) must not be priced on: its mid disagrees with
-    the venue's own mark price by more than ``MAX_BOOK_MARK_DIVERGENCE``. None when it agrees, or
-    when there is nothing to compare (no book, an empty side, no mark yet)."""
+    the ``reference_mark`` by more than ``MAX_BOOK_MARK_DIVERGENCE``. None when it agrees, or when
+    there is nothing to compare (no book, an empty side, no mark yet)."""
     if book is None or not book.bids or not book.asks:
         return None
-    quote = next((q for q in part.quotes() if q.symbol == symbol), None)
-    if quote is None or quote.mark_price <= 0:
+    mark = reference_mark(part, symbol)
+    if mark is None:
         return None
     mid = (book.bids[0].price + book.asks[0].price) / 2
-    if abs(mid / quote.mark_price - 1) > MAX_BOOK_MARK_DIVERGENCE:
-        return f"{part.venue} {symbol}: book mid {mid} is far from the mark price {quote.mark_price}; not priced on"
+    if abs(mid / mark - 1) > MAX_BOOK_MARK_DIVERGENCE:
+        return f"{part.venue} {symbol}: book mid {mid} is far from the mark price {mark}; not priced on"
     return None
 
 
@@ -112,6 +127,20 @@ class LiveMarketFeed:
         self._max_book_age_ms = max_book_age_ms
         self._now_ms = now_ms
         self._history: list[FundingSettlement] = []
+        for part in parts:
+            if is_spot(part.venue):  # spot books are checked against the perpetuals' mark of the coin
+                part.mark_source = functools.partial(self.perp_mark, exchange_of(part.venue))  # type: ignore[attr-defined]
+
+    def perp_mark(self, exchange: str, symbol: str) -> Decimal | None:
+        """The mark price of ``symbol``'s perpetual: on ``exchange`` when it is in the session, else on
+        the first other perp venue quoting it; None when none does."""
+        perps = [p for p in self._parts.values() if not is_spot(p.venue)]
+        perps.sort(key=lambda p: p.venue != exchange)
+        for part in perps:
+            mark = reference_mark(part, symbol)
+            if mark is not None:
+                return mark
+        return None
 
     def venues(self) -> list[str]:
         return list(self._parts)

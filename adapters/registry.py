@@ -179,7 +179,12 @@ async def _build_bybit_spot(config: LiveVenueConfig, credentials: Any, base_url:
                                  now_ms=now_ms)
     private = BybitPrivateStream(credentials, ws_url=stream, now_ms=now_ms, venue="bybit:spot")
     market.companions.append(private.run)
-    executor = BybitSpotExecutor(http, markets=markets, max_slippage_bps=max_slippage_bps, book_for=market.book,
+    from adapters.live import executor_book, refuse_absurd_book
+
+    # Books checked against the perpetuals' mark of the coin (``LiveMarketFeed`` sets the source).
+    executor = BybitSpotExecutor(http, markets=markets, max_slippage_bps=max_slippage_bps,
+                                 book_for=lambda symbol: executor_book(market, symbol),
+                                 check_book=lambda symbol, book: refuse_absurd_book(market, symbol, book),
                                  now_ms=now_ms, private_stream=private)
 
     async def setup() -> list[str]:
@@ -222,8 +227,13 @@ async def _build_ccxt_spot(name: str, config: LiveVenueConfig, credentials: Any,
         raise
     market = CcxtSpotMarketData(exchange, venue=name, markets=markets, fees=fees, stale_after_s=config.stale_after_s,
                                 now_ms=now_ms)
+    from adapters.live import executor_book, refuse_absurd_book
+
+    # Books checked against the perpetuals' mark of the coin (``LiveMarketFeed`` sets the source).
     executor = CcxtSpotExecutor(exchange, spot_dialect(name), markets=markets, max_slippage_bps=max_slippage_bps,
-                                book_for=market.book, now_ms=now_ms)
+                                book_for=lambda symbol: executor_book(market, symbol),
+                                check_book=lambda symbol, book: refuse_absurd_book(market, symbol, book),
+                                now_ms=now_ms)
 
     async def setup() -> list[str]:
         return ["spot: no leverage or margin set-up (the bot never borrows)"]

@@ -160,3 +160,83 @@ async def test_the_ccxt_executor_never_bounds_a_market_order_with_an_absurd_book
     with pytest.raises(AbsurdVenueData):
         await executor.place_order(OrderRequest("absurd-1", "binanceusdm", "BTC", OrderSide.BUY, D("0.5")))
     assert exchange.sends == 0  # nothing priced on it, nothing sent
+
+
+class FakeSpotPart(FakePart):
+    """A spot market-data part: its quote's 'mark' is its own book's mid (spot has no mark price)."""
+
+    def __init__(self, venue: str, mid: Decimal) -> None:
+        super().__init__(mid, mid)
+        self.venue = venue
+        self._book = OrderBook(venue, "BTC", (BookLevel(mid - 1, D(1)),), (BookLevel(mid + 1, D(1)),), 1)
+        self._quote = FundingQuote(venue, "BTC", D(0), D(1), 3_600_000, mid, 1)
+
+
+def _perp(venue: str, mark: Decimal) -> FakePart:
+    part = FakePart(mark, mark)
+    part.venue = venue
+    part._quote = FundingQuote(venue, "BTC", D("0.0001"), D(8), 3_600_000, mark, 1)
+    return part
+
+
+@pytest.mark.parametrize("perp_venue", ["okx", "bybit"])
+def test_a_spot_book_is_checked_against_the_perpetuals_mark_not_against_itself(perp_venue: str) -> None:
+    """A spot market has no mark price: its quote's price is its own book's mid, so checking the book
+    against it proves nothing (an absurd spot book passed and priced the carry's spot leg). The feed
+    checks spot books against the perpetual's mark of the coin: on the same exchange, else on another
+    perp venue of the session."""
+    from adapters.errors import AbsurdVenueData
+    from adapters.live import executor_book, refuse_absurd_book
+
+    absurd, sane = FakeSpotPart("okx:spot", D(50_000_000)), FakeSpotPart("okx:spot", D(50_010))
+    LiveMarketFeed([_perp(perp_venue, D(50_000)), absurd])
+    feed = LiveMarketFeed([_perp(perp_venue, D(50_000)), sane])
+    assert feed.book("okx:spot", "BTC") is sane._book
+    assert executor_book(sane, "BTC") is sane._book
+    feed = LiveMarketFeed([_perp(perp_venue, D(50_000)), absurd])
+    assert feed.book("okx:spot", "BTC") is None and feed.books() == [feed._parts[perp_venue]._book]
+    with pytest.raises(AbsurdVenueData, match="far from the mark price 50000"):
+        executor_book(absurd, "BTC")
+    with pytest.raises(AbsurdVenueData, match="far from the mark price"):
+        refuse_absurd_book(sane, "BTC", absurd._book)  # a REST spot book, checked like the feed's
+
+
+def test_a_spot_book_with_no_perpetual_quoting_the_coin_is_served_unchecked() -> None:
+    """Nothing to compare with (no perp venue quotes the coin yet): served as before (the carry needs a
+    perp of the coin to enter at all, and its first quote arms the check)."""
+    spot = FakeSpotPart("okx:spot", D(50_000_000))
+    feed = LiveMarketFeed([spot])
+    assert feed.book("okx:spot", "BTC") is spot._book
+
+
+@pytest.mark.anyio
+async def test_the_ccxt_spot_executor_sends_nothing_on_an_absurd_spot_book() -> None:
+    """The composed spot executor (as adapters/registry.py builds it) refuses a feed book or a REST book
+    far from the perpetual's mark: nothing is sent."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fake_ccxt import FakeCcxtExchange
+
+    from adapters.ccxt_common.spot import CcxtSpotExecutor, spot_dialect
+    from adapters.errors import AbsurdVenueData
+    from adapters.live import executor_book, refuse_absurd_book
+    from adapters.markets import VenueMarket
+    from bot.core.domain import Instrument, InstrumentKind, OrderRequest, OrderSide
+
+    exchange = FakeCcxtExchange(bids=[(49_990_000.0, 5.0)], asks=[(50_010_000.0, 5.0)])
+    for feed_book in ("absurd", "absent"):
+        spot = FakeSpotPart("okx:spot", D(50_000_000))
+        if feed_book == "absent":
+            spot._book = None
+        LiveMarketFeed([_perp("okx", D(50_000)), spot])
+        market = VenueMarket(instrument=Instrument(
+            venue="okx:spot", symbol="BTC", venue_symbol="BTC-USDT", tick_size=D("0.1"), lot_size_base=D("0.0001"),
+            min_size_base=D("0.0001"), funding_interval_hours=D(1), kind=InstrumentKind.SPOT), ccxt_symbol="BTC/USDT")
+        executor = CcxtSpotExecutor(exchange, spot_dialect("okx:spot"), markets={"BTC": market}, max_slippage_bps=D(10),
+                                    book_for=lambda symbol, part=spot: executor_book(part, symbol),
+                                    check_book=lambda symbol, book, part=spot: refuse_absurd_book(part, symbol, book))
+        with pytest.raises(AbsurdVenueData):
+            await executor.place_order(OrderRequest(f"spot-{feed_book}", "okx:spot", "BTC", OrderSide.BUY, D("0.5")))
+    assert exchange.sends == 0
