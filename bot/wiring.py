@@ -83,7 +83,7 @@ def paper_executor_factory(settings: Settings, venue_db_path: Path | None, *, fa
             venue_down_probability=f.venue_outage_probability,
             venue_down_s=f.venue_outage_seconds,
         ) if faults else None
-        return PaperExecutor(
+        executor = PaperExecutor(
             market,
             market.fee_schedules(),
             store=store,
@@ -95,6 +95,10 @@ def paper_executor_factory(settings: Settings, venue_db_path: Path | None, *, fa
             # market motion at any --speed (at speed 1 it is wall time; in a backtest, none).
             sleep=clock.sleep,
         )
+        settle_only = getattr(market, "settle_only", None)
+        if callable(settle_only):  # the venues pay funding only where they hold: no settlement object elsewhere
+            settle_only(executor.settlement_keys)
+        return executor
 
     return open_executor
 
