@@ -30,6 +30,7 @@ class LoopCpu:
         self.ms = {"feed": 0.0, "strategy": 0.0, "reconcile": 0.0, "other": 0.0}
         self.counting = False
         self.max_chunk_ms = {name: 0.0 for name in self.ms}  # the longest callback: how long others wait
+        self.callbacks = {name: 0 for name in self.ms}  # turns on the event loop
         self._run = asyncio.events.Handle._run
         counter = self
 
@@ -40,6 +41,7 @@ class LoopCpu:
                 ms = (time.thread_time() - start) * 1000
                 name = counter.loop_of(handle)
                 counter.ms[name] += ms
+                counter.callbacks[name] += 1
                 counter.max_chunk_ms[name] = max(counter.max_chunk_ms[name], ms)
 
         asyncio.events.Handle._run = _run  # type: ignore[method-assign]
@@ -162,6 +164,10 @@ async def run(symbols: int, venues: int, speed: float, wall_seconds: float, warm
             "reconcile": round(loop_cpu.ms["reconcile"] / max(1, counts["reconcile"]), 2),
             "feed_step": round(loop_cpu.ms["feed"] / max(1, counts["feed"]), 2)},
         "loop_max_callback_cpu_ms": {name: round(ms, 1) for name, ms in loop_cpu.max_chunk_ms.items()},
+        "loop_callbacks_per_run": {
+            "strategy_pass": round(loop_cpu.callbacks["strategy"] / max(1, counts["strategy"]), 1),
+            "reconcile": round(loop_cpu.callbacks["reconcile"] / max(1, counts["reconcile"]), 1),
+            "feed_step": round(loop_cpu.callbacks["feed"] / max(1, counts["feed"]), 1)},
     }
     if lag is not None:
         out["lag"] = lag
