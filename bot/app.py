@@ -187,11 +187,15 @@ class Application:
                 now - self._forecast_saved_ms < at_most_every_ms
                 or time.monotonic() - self._forecast_saved_wall < FORECAST_SAVE_MIN_WALL_S):
             return  # (and at most every few wall seconds: at a high --speed the text is the cost)
-        parts = []
-        for part in self.forecaster.text_parts():  # thousands of legs: the other loops run in between
-            parts.append(part)
-            await anyio.lowlevel.checkpoint()
-        await self.store.set_kv(FORECAST_LEVELS_KEY, "\n".join(parts), now)
+        if at_most_every_ms:  # the periodic save: thousands of legs, the other loops run in between
+            parts = []
+            for part in self.forecaster.text_parts():
+                parts.append(part)
+                await anyio.lowlevel.checkpoint()
+            text = "\n".join(parts)
+        else:  # at close (and on request): in one go, no other loop gets a turn before the write
+            text = self.forecaster.to_text()
+        await self.store.set_kv(FORECAST_LEVELS_KEY, text, now)
         self._forecast_saved_ms, self._forecast_saved_wall = now, time.monotonic()
 
     async def close(self) -> None:
