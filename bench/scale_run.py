@@ -9,6 +9,7 @@ and stale-data breaker openings; reports the loops' lag when the tree measures i
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import json
 import tempfile
@@ -17,11 +18,53 @@ from pathlib import Path
 
 import anyio
 
+LOOPS = {"feed_loop": "feed", "strategy_loop": "strategy", "reconcile_loop": "reconcile", "read_venues": "reconcile"}
+
+
+class LoopCpu:
+    """This thread's CPU time per event-loop callback, charged to the application loop whose task
+    ran it (its coroutine chain names ``Application.feed_loop`` etc.; reconciliation's per-venue
+    reads too); the rest is ``other``. Counting starts at ``start()``."""
+
+    def __init__(self) -> None:
+        self.ms = {"feed": 0.0, "strategy": 0.0, "reconcile": 0.0, "other": 0.0}
+        self.counting = False
+        self.max_chunk_ms = {name: 0.0 for name in self.ms}  # the longest callback: how long others wait
+        self.callbacks = {name: 0 for name in self.ms}  # turns on the event loop
+        self._run = asyncio.events.Handle._run
+        counter = self
+
+        def _run(handle) -> None:
+            start = time.thread_time()
+            counter._run(handle)
+            if counter.counting:
+                ms = (time.thread_time() - start) * 1000
+                name = counter.loop_of(handle)
+                counter.ms[name] += ms
+                counter.callbacks[name] += 1
+                counter.max_chunk_ms[name] = max(counter.max_chunk_ms[name], ms)
+
+        asyncio.events.Handle._run = _run  # type: ignore[method-assign]
+
+    @staticmethod
+    def loop_of(handle) -> str:
+        task = getattr(getattr(handle, "_callback", None), "__self__", None)
+        coro = task.get_coro() if isinstance(task, asyncio.Task) else None
+        while coro is not None:
+            name = getattr(coro, "__qualname__", "").rsplit(".", 1)[-1]
+            for part in (name, getattr(coro, "__qualname__", "")):
+                for key, loop in LOOPS.items():
+                    if key in part:
+                        return loop
+            coro = getattr(coro, "cr_await", None)
+        return "other"
+
 
 async def run(symbols: int, venues: int, speed: float, wall_seconds: float, warmup_seconds: float) -> dict:
     from loguru import logger
 
     logger.remove()
+    loop_cpu = LoopCpu()
     from bot.app import Application
     from bot.core.clock import ScaledClock, parse_iso_utc
     from bot.settings import Settings
@@ -75,11 +118,15 @@ async def run(symbols: int, venues: int, speed: float, wall_seconds: float, warm
             warm = dict(counts)
             sim_start = clock.now_ms()
             cpu_start, wall_start = time.process_time(), time.perf_counter()
+            loop_cpu.counting = True
             await anyio.sleep(wall_seconds)
-            cpu_share = (time.process_time() - cpu_start) / (time.perf_counter() - wall_start)
+            loop_cpu.counting = False
+            process_cpu_s = time.process_time() - cpu_start
+            cpu_share = process_cpu_s / (time.perf_counter() - wall_start)
+            sim_end = clock.now_ms()
             tg.cancel_scope.cancel()
         counts = {k: v - warm[k] for k, v in counts.items()}
-        sim_hours = (clock.now_ms() - sim_start) / 3_600_000
+        sim_hours = (sim_end - sim_start) / 3_600_000
         lag = app.lag_report() if hasattr(app, "lag_report") else None
         if hasattr(app, "status_line"):  # the reference tree
             status = await app.status_line()
@@ -107,6 +154,20 @@ async def run(symbols: int, venues: int, speed: float, wall_seconds: float, warm
         "status_line": status,
         # this process's CPU time over the measured wall time: near 1.0 the loops are CPU-bound
         "process_cpu_share": round(cpu_share, 3),
+        # CPU per simulated hour (process CPU time, not wall: comparable on a loaded machine), and
+        # this thread's CPU per loop (what each loop's work costs; the longest single callback is
+        # how long the other loops had to wait for it)
+        "process_cpu_ms_per_sim_hour": round(process_cpu_s * 1000 / sim_hours, 1),
+        "loop_cpu_ms_per_sim_hour": {name: round(ms / sim_hours, 1) for name, ms in loop_cpu.ms.items()},
+        "loop_cpu_ms_per_run": {
+            "strategy_pass": round(loop_cpu.ms["strategy"] / max(1, counts["strategy"]), 2),
+            "reconcile": round(loop_cpu.ms["reconcile"] / max(1, counts["reconcile"]), 2),
+            "feed_step": round(loop_cpu.ms["feed"] / max(1, counts["feed"]), 2)},
+        "loop_max_callback_cpu_ms": {name: round(ms, 1) for name, ms in loop_cpu.max_chunk_ms.items()},
+        "loop_callbacks_per_run": {
+            "strategy_pass": round(loop_cpu.callbacks["strategy"] / max(1, counts["strategy"]), 1),
+            "reconcile": round(loop_cpu.callbacks["reconcile"] / max(1, counts["reconcile"]), 1),
+            "feed_step": round(loop_cpu.callbacks["feed"] / max(1, counts["feed"]), 1)},
     }
     if lag is not None:
         out["lag"] = lag

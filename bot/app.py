@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, TextIO
 
 import anyio
+import anyio.lowlevel
 from loguru import logger
 
 from bot.account_view import AccountUnknown, DirectAccount
@@ -186,7 +187,15 @@ class Application:
                 now - self._forecast_saved_ms < at_most_every_ms
                 or time.monotonic() - self._forecast_saved_wall < FORECAST_SAVE_MIN_WALL_S):
             return  # (and at most every few wall seconds: at a high --speed the text is the cost)
-        await self.store.set_kv(FORECAST_LEVELS_KEY, self.forecaster.to_text(), now)
+        if at_most_every_ms:  # the periodic save: thousands of legs, the other loops run in between
+            parts = []
+            for part in self.forecaster.text_parts():
+                parts.append(part)
+                await anyio.lowlevel.checkpoint()
+            text = "\n".join(parts)
+        else:  # at close (and on request): in one go, no other loop gets a turn before the write
+            text = self.forecaster.to_text()
+        await self.store.set_kv(FORECAST_LEVELS_KEY, text, now)
         self._forecast_saved_ms, self._forecast_saved_wall = now, time.monotonic()
 
     async def close(self) -> None:
@@ -273,12 +282,14 @@ class Application:
         """One pass: exits first (they free capacity and reduce risk), then at most one entry."""
         assert self.engine is not None and self.executor is not None
         # Ranking and exits read each quote's forecast rate; the venues' current rates stay as they are.
-        snapshot = self.market_pass.snapshot(self.clock.now_ms())  # bot.array_pass: lazy with a large universe
+        snapshot = await self.market_pass.snapshot_yielding(self.clock.now_ms())  # bot.array_pass: lazy, sliced
         self._apply_board(self.board.tick(snapshot.now_ts_ms))
         await self._record_equity(snapshot)
-        held = self.held_views(venue_sizes=await self._venue_sizes())
         ranked = self.market_pass.ranked(snapshot)  # one ranking per pass (screened, or incremental when quiet)
         self.last_ranked = ranked  # what the status line shows: the strategy's own (forecast) view
+        # (the venues' sizes are read after the ranking: the other loops get a turn between the two,
+        # and the held views are built from the engine right after that read, as before)
+        held = self.held_views(venue_sizes=await self._venue_sizes())
         best = ranked[0] if ranked else None
         for planned in plan_exits(snapshot, held, self.params, best):
             pos = self.engine.positions[planned.position_id]

@@ -7,8 +7,12 @@ exits with code 2; nothing else is lost and no traceback is shown.
 from __future__ import annotations
 
 import argparse
+import importlib.abc
+import importlib.util
 import os
 import sys
+from collections.abc import Callable
+from importlib.machinery import ModuleSpec
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import NoReturn
@@ -180,11 +184,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Runs ``then()`` right after the module ``name`` is first imported (before the importer
+    continues), then leaves ``sys.meta_path``."""
+
+    def __init__(self, name: str, then: Callable[[], None]) -> None:
+        self.name, self.then = name, then
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> ModuleSpec | None:
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)  # the ordinary finders
+        loader = spec.loader if spec is not None else None
+        exec_module = getattr(loader, "exec_module", None)
+        if exec_module is None:
+            return spec
+        then = self.then
+
+        def exec_then(module: object) -> None:
+            exec_module(module)
+            then()
+
+        loader.exec_module = exec_then  # type: ignore[union-attr]
+        return spec
+
+
+def _quiet_loguru_once_imported() -> None:
+    """Replace loguru's default sink (it prints frame variables) as soon as loguru is imported: a command that never imports it (``scan``) does not pay for
+    loguru and asyncio at start-up (about a tenth of a second)."""
+
+    def quiet() -> None:
+        # (not through bot.logging_setup: its own import of loguru may be what runs this)
+        from loguru import logger
+
+        # loguru's default stderr sink with ``diagnose=True`` prints frame variables: the same sink
+        # without variable values (commands that never call ``configure_logging`` use it)
+        logger.remove()
+        logger.add(sys.stderr, level="WARNING", diagnose=False, backtrace=False)
+
+    if "loguru" in sys.modules:
+        quiet()
+    elif not any(isinstance(finder, _AfterImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport("loguru", quiet))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
-    from bot.logging_setup import quiet_default_logging
-
-    quiet_default_logging()
+    _quiet_loguru_once_imported()
     try:
         return _dispatch(build_parser().parse_args(argv))
     except BrokenPipeError:  # e.g. `python -m bot report | head`: the reader left, nothing is lost

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Literal
@@ -164,9 +165,17 @@ class SpreadForecaster:
     # -- persistence (the levels survive a restart through the database's kv table) ----------
     def to_text(self) -> str:
         """A compact text form of every leg's level (venue|symbol|level|rate|ts|hours per line)."""
-        return "\n".join(
-            f"{v}|{s}|{leg.level}|{'' if leg.rate is None else leg.rate}|{'' if leg.ts_ms is None else leg.ts_ms}|{leg.hours_seen}"
-            for (v, s), leg in sorted(self.legs.items()))
+        return "\n".join(self.text_parts())
+
+    def text_parts(self, legs_per_part: int = 500) -> Iterator[str]:
+        """``to_text`` in parts of ``legs_per_part`` lines (``"\\n".join`` of the parts is
+        ``to_text()``), so a caller on an event loop can let other work run between them. Each
+        line is one leg's state when its part is made (every leg on its own consistent)."""
+        items = sorted(self.legs.items())
+        for start in range(0, len(items), max(1, legs_per_part)):
+            yield "\n".join(
+                f"{v}|{s}|{leg.level}|{'' if leg.rate is None else leg.rate}|{'' if leg.ts_ms is None else leg.ts_ms}|{leg.hours_seen}"
+                for (v, s), leg in items[start:start + max(1, legs_per_part)])
 
     def load_text(self, text: str) -> int:
         """Restore levels saved by ``to_text``; returns how many legs were read. Bad lines are skipped."""

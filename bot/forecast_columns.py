@@ -20,6 +20,7 @@ kept for screening only (``bot.array_pass``); it is re-read from the exact level
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import Decimal
 
 import numpy as np
@@ -29,6 +30,7 @@ from bot.forecast import MS_PER_HOUR, LegLevel, SpreadForecaster, level_weight
 from bot.quote_table import QuoteTable
 
 RESYNC_EVERY = 256
+FOLD_SLICE_KEYS = 1_000  # ``observe_steps`` yields after this many keys (about 1 ms of Decimal work)
 _HOURS_DEC: dict[int, Decimal] = {}
 
 
@@ -76,6 +78,14 @@ class ColumnObserver:
 
     def observe(self, table: QuoteTable, now_ms: int) -> None:
         """Fold ``table``'s quotes into the levels as of ``now_ms`` (as ``observe_quotes`` would)."""
+        for _ in self.observe_steps(table, now_ms):
+            pass
+
+    def observe_steps(self, table: QuoteTable, now_ms: int, slice_keys: int = FOLD_SLICE_KEYS) -> Iterator[None]:
+        """``observe`` in slices: yields after every ``slice_keys`` keys folded, so a caller on an
+        event loop can let other work run in between (``bot.array_pass``). At each yield every
+        leg is consistent on its own (folded to ``now_ms`` or not yet touched, its mirrors with
+        it); exhausting the generator gives exactly ``observe``'s levels."""
         if self._keys is not table.keys:
             self._bind(table)
         self._passes += 1
@@ -88,36 +98,39 @@ class ColumnObserver:
             common_ts = int(np.max(prev_ts))
             fast_mask = (prev_ts == common_ts) & ~np.isnan(self.rate_f[fresh_arr]) & (common_ts != _NO_TS) \
                 & (now_ms > common_ts)
-            fast = fresh_arr[fast_mask]
-            slow = fresh_arr[~fast_mask].tolist()
-            if len(fast):
+            fast_all = fresh_arr[fast_mask]
+            slow_arr = fresh_arr[~fast_mask]
+            if len(fast_all):
                 elapsed = now_ms - common_ts
                 w = level_weight(elapsed, half_life)
+                w_f = float(w)
                 inc = Decimal(elapsed) / MS_PER_HOUR
-                for k in fast.tolist():
-                    leg = legs[k]
-                    level = leg.level
-                    leg.level = level + w * (leg.rate - level)
-                    leg.hours_seen += inc
-                    leg.ts_ms = now_ms
-                changed = fast[(table.units[fast] != self._units[fast]) | (table.hours[fast] != self._hours[fast])]
                 quanta = self._quanta(table)
                 hours_dec = _HOURS_DEC
-                for k, units, hours in zip(changed.tolist(), table.units[changed].tolist(),
-                                           table.hours[changed].tolist()):
-                    # exactly QuoteTable.hourly_decimal: (units x quantum) / interval; the quantum
-                    # is 1E<exp> (coefficient 1), so quantum x units has units' digits at exponent
-                    # exp: the very Decimal ``Decimal(units).scaleb(exp)`` makes, at a third of its cost
-                    legs[k].rate = quanta[k] * units / (hours_dec.get(hours) or _hours_dec(hours))
-                self.level_f[fast] += float(w) * (self.rate_f[fast] - self.level_f[fast])
-                self._ts[fast] = now_ms
-            for k in slow:
+                for start in range(0, len(fast_all), max(1, slice_keys)):
+                    if start:
+                        yield  # the keys before ``start`` are folded, with their mirrors
+                    fast = fast_all[start:start + max(1, slice_keys)]
+                    for k in fast.tolist():
+                        leg = legs[k]
+                        level = leg.level
+                        leg.level = level + w * (leg.rate - level)
+                        leg.hours_seen += inc
+                        leg.ts_ms = now_ms
+                    changed = fast[(table.units[fast] != self._units[fast]) | (table.hours[fast] != self._hours[fast])]
+                    for k, units, hours in zip(changed.tolist(), table.units[changed].tolist(),
+                                               table.hours[changed].tolist()):
+                        # exactly QuoteTable.hourly_decimal: (units x quantum) / interval; the quantum
+                        # is 1E<exp> (coefficient 1), so quantum x units has units' digits at exponent
+                        # exp: the very Decimal ``Decimal(units).scaleb(exp)`` makes, at a third of its cost
+                        legs[k].rate = quanta[k] * units / (hours_dec.get(hours) or _hours_dec(hours))
+                    self.level_f[fast] += w_f * (self.rate_f[fast] - self.level_f[fast])
+                    self._ts[fast] = now_ms
+                    self._mirror(table, fast, gen)
+            for k in slow_arr.tolist():
                 self._leg(k).observe(now_ms, table.hourly_decimal(k), half_life)
                 self._sync_one(k)
-            self._units[fresh_arr] = table.units[fresh_arr]
-            self._hours[fresh_arr] = table.hours[fresh_arr]
-            self.rate_f[fresh_arr] = table.hourly[fresh_arr]
-            self._gen[fresh_arr] = gen
+            self._mirror(table, slow_arr, gen)
         objects = self._objects
         for k, quote in table.exact.items():
             if quote is None or objects.get(k) is quote:
@@ -131,6 +144,13 @@ class ColumnObserver:
                 self._hours[k] = -1
         if self._passes % RESYNC_EVERY == 0:
             self._resync()
+
+    def _mirror(self, table: QuoteTable, keys: np.ndarray, gen: int) -> None:
+        """``keys`` were observed from ``table`` (generation ``gen``): what the table said of them."""
+        self._units[keys] = table.units[keys]
+        self._hours[keys] = table.hours[keys]
+        self.rate_f[keys] = table.hourly[keys]
+        self._gen[keys] = gen
 
     def _quanta(self, table: QuoteTable) -> list[Decimal]:
         """Per key its venue's rate quantum ``1E<quantum_exp>`` (one shared object per venue)."""

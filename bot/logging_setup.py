@@ -28,13 +28,6 @@ def configure_logging(log_path: Path, *, terminal_level: str = "ERROR") -> None:
     logging.getLogger("transitions").setLevel(logging.WARNING)
 
 
-def quiet_default_logging() -> None:
-    """Replace loguru's default stderr sink (``diagnose=True``: it prints frame variables) with the
-    same sink without variable values; commands that never call ``configure_logging`` use it."""
-    logger.remove()
-    logger.add(sys.stderr, level="WARNING", diagnose=False, backtrace=False)
-
-
 _LEVELS = {"debug": "DEBUG", "info": "INFO", "warning": "WARNING", "error": "ERROR", "critical": "CRITICAL"}
 
 

@@ -65,12 +65,16 @@ def run_scan(args: argparse.Namespace, settings: Settings) -> int:
 def _with_forecast(snapshot: MarketSnapshot, market: Any, settings: Settings) -> MarketSnapshot:
     """Rank by the forecast spread, from the market's history before now, as the bot does."""
     from bot.forecast import SpreadForecaster
+    from bot.forecast_columns import warm_up
     from bot.params import forecast_params
 
     forecaster = SpreadForecaster(forecast_params(settings))
-    for s in market.history_settlements(settings.forecast.warmup_hours):
-        if s.interval_hours > 0:
-            forecaster.observe(s.venue, s.symbol, s.ts_ms, s.rate / s.interval_hours)
+    # The simulated market's history as columns (the same levels as observing every settlement,
+    # without a settlement object each: bot.forecast_columns); other markets settlement by settlement.
+    if warm_up(forecaster, market, settings.forecast.warmup_hours) is None:
+        for s in market.history_settlements(settings.forecast.warmup_hours):
+            if s.interval_hours > 0:
+                forecaster.observe(s.venue, s.symbol, s.ts_ms, s.rate / s.interval_hours)
     forecaster.observe_quotes(snapshot.quotes, snapshot.now_ts_ms)
     return forecaster.forecast_snapshot(snapshot)
 

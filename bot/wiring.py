@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from bot.account_view import AccountSource, CachedAccount
+from typing import TYPE_CHECKING
+
 from bot.core.clock import ScaledClock, iso_utc
-from bot.market_trigger import MarketTrigger
-from bot.order_activity import ActivityTrackingExecutor, OrderActivity
 from bot.core.ports import Clock, Executor, MarketFeed
 from bot.settings import Settings
+
+if TYPE_CHECKING:  # (imported where used: `scan` reads sim_market_config and needs none of them)
+    from bot.account_view import AccountSource
+    from bot.market_trigger import MarketTrigger
 
 ExecutorFactory = Callable[[MarketFeed, Clock], Awaitable[Executor]]
 LIVE_SWITCH_INTERVAL_S = 0.001  # GIL switch interval in live (see live_wiring)
@@ -83,7 +86,7 @@ def paper_executor_factory(settings: Settings, venue_db_path: Path | None, *, fa
             venue_down_probability=f.venue_outage_probability,
             venue_down_s=f.venue_outage_seconds,
         ) if faults else None
-        return PaperExecutor(
+        executor = PaperExecutor(
             market,
             market.fee_schedules(),
             store=store,
@@ -95,6 +98,10 @@ def paper_executor_factory(settings: Settings, venue_db_path: Path | None, *, fa
             # market motion at any --speed (at speed 1 it is wall time; in a backtest, none).
             sleep=clock.sleep,
         )
+        settle_only = getattr(market, "settle_only", None)
+        if callable(settle_only):  # the venues pay funding only where they hold: no settlement object elsewhere
+            settle_only(executor.settlement_keys)
+        return executor
 
     return open_executor
 
@@ -149,6 +156,10 @@ def live_wiring(settings: Settings, session: object, db_path: Path, clock: Clock
     # thread busy in Python holds the GIL up to the switch interval (5 ms by default) while the
     # event loop waits to send an entry's orders. Live hands it back within 1 ms.
     sys.setswitchinterval(min(sys.getswitchinterval(), LIVE_SWITCH_INTERVAL_S))
+    from bot.account_view import CachedAccount
+    from bot.market_trigger import MarketTrigger
+    from bot.order_activity import ActivityTrackingExecutor, OrderActivity
+
     activity = OrderActivity()
     executor = ActivityTrackingExecutor(session.executor, activity)  # type: ignore[attr-defined]
     account = CachedAccount(clock, activity, refresh_s=live.account_refresh_seconds,

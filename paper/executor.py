@@ -22,7 +22,7 @@ inside them (a duplicate client order id can never execute twice).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Protocol
@@ -773,6 +773,12 @@ class PaperExecutor:
     async def aclose(self) -> None:
         """Close the venues' store."""
         self._store.close()
+
+    def settlement_keys(self) -> Collection[tuple[str, str]]:
+        """The (venue, symbol) keys these venues ever held a position on (flat ones included):
+        ``settle_funding`` of any other key pays nothing and finds no earlier payment (a payment
+        needs a position), so a market may leave their settlements out (``SimulatedMarket.settle_only``)."""
+        return self._positions.keys()
 
     def settle_funding(self, settlement: FundingSettlement) -> list[FundingPayment]:
         """Pay/charge funding on the position held on ``settlement``'s venue/symbol at that instant.

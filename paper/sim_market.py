@@ -42,7 +42,7 @@ import dataclasses
 import functools
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
@@ -185,6 +185,8 @@ class SimulatedMarket:
         self._init_faults()
         self._table_keys: list[tuple[str, str]] | None = None
         self._columns: list[tuple] | None = None  # set on a history twin (``history_rate_columns``)
+        # ``settle_only``: the keys whose settlements are worth an object (None: every key)
+        self._settle_keys: Callable[[], Collection[tuple[str, str]]] | None = None
         n_s = self._n_symbols
         self._key_rate_scale = np.repeat([p.rate_scale for p in self._venue_params], n_s)
         self._key_rate_quantum = np.repeat([float(p.rate_quantum) for p in self._venue_params], n_s)
@@ -339,8 +341,19 @@ class SimulatedMarket:
         twin.advance_to(self._now_ts_ms)
         return keys, self._key_quantum_exp, self._n_symbols, [c for c in twin._columns if c[0] < self._now_ts_ms]
 
+    def settle_only(self, keys: Callable[[], Collection[tuple[str, str]]] | None) -> None:
+        """From now on ``advance_to`` returns only the settlements of the (venue, symbol) keys in
+        ``keys()`` (asked at each settlement instant); None: every key's (the default).
+
+        The paper venues pay funding only on a position they hold, so the paper wiring restricts
+        the settlements to the keys they ever held (``PaperExecutor.settlement_keys``): at 5,000
+        keys an 8-hour boundary otherwise builds 5,000 settlements that all pay nothing. What
+        the market does (rates, intervals, random draws) is the same either way."""
+        self._settle_keys = keys
+
     def advance_to(self, ts_ms: int) -> list[FundingSettlement]:
-        """Step the market to ``ts_ms`` and return the settlements crossed, in time order.
+        """Step the market to ``ts_ms`` and return the settlements crossed, in time order
+        (only of the keys ``settle_only`` names, when set).
 
         Steps land on multiples of ``step_seconds``; a settlement at instant T is returned by
         the call that moves ``now_ts_ms`` from before T to T or later. Moving backwards raises.
@@ -613,11 +626,21 @@ class SimulatedMarket:
         if self._columns is not None and not change:  # a history twin: columns, not objects
             self._columns.append((ts_ms, due_arr, units, hours_arr.copy()))
             return
+        wanted: set[int] | None = None
+        if self._settle_keys is not None:
+            wanted = {self._key(venue, symbol) for venue, symbol in self._settle_keys()
+                      if venue in self._venue_index and symbol in self._symbol_index}
+            if not change:  # (with interval changes every due key draws below, in order)
+                keep = np.isin(due_arr, np.fromiter(wanted, dtype=np.int64, count=len(wanted)))
+                due_arr, hours_arr, units = due_arr[keep], hours_arr[keep], units[keep]
         mark = self._price[self._key_symbol[due_arr]] * (1.0 + self._basis[due_arr])
         ticks = np.maximum(1, np.rint(mark / self._key_tick_f[due_arr]).astype(np.int64))
         profiles, traits, params = self._profiles, self._traits, self._venue_params
         for k, hours, unit, tick_count in zip(due_arr.tolist(), hours_arr.tolist(), units.tolist(), ticks.tolist()):
             v, s = divmod(k, n_s)
+            if wanted is not None and k not in wanted:
+                self._maybe_change_interval(k, v, hours)  # (only reached with interval changes on)
+                continue
             symbol_traits = traits[s]
             out.append(FundingSettlement(
                 venue=profiles[v].name,
@@ -627,9 +650,13 @@ class SimulatedMarket:
                 interval_hours=_hours_decimal(hours),
                 mark_price=Decimal(tick_count) * symbol_traits.tick_size,
             ))
-            if not change:
-                continue
-            choices = profiles[v].interval_choices
+            self._maybe_change_interval(k, v, hours)
+
+    def _maybe_change_interval(self, k: int, v: int, hours: int) -> None:
+        """The interval-change fault at a settlement of key ``k`` (one draw per due key, in order)."""
+        change = self._faults.interval_change_prob
+        if change:
+            choices = self._profiles[v].interval_choices
             if len(choices) > 1 and self._fault_rng.random() < change:
                 self._interval[k] = self._fault_rng.choice([h for h in choices if h != hours])
                 self._lists = None

@@ -58,6 +58,8 @@ async def test_entries_open_hedged_positions_and_funding_accrues(tmp_path: Path)
             assert pos.long_filled_base == pos.short_filled_base == pos.target_size_base
         assert len({p.symbol for p in active}) == len(active), "one position per symbol"
         assert any(v != 0 for v in app.engine.funding_usd.values()), "hourly settlements pay the held legs"
+        # the paper wiring asks the market only for the settlements of keys the venues ever held
+        assert app.market._settle_keys == app.executor.settlement_keys  # type: ignore[attr-defined]
         await app.flatten("shutdown")
         assert await app.verify_flat()
         assert all(p.exit_reason == "shutdown" for p in app.engine.positions.values() if p.exit_reason)

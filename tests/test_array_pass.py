@@ -156,3 +156,41 @@ def test_column_warm_up_equals_observing_every_settlement(hours: int) -> None:
     assert warm_up(col, market, hours) == len(settlements)
     assert col.to_text() == ref.to_text()
     assert (hours == 0) == (not settlements)
+
+
+@pytest.mark.parametrize("slice_keys", [1, 7, 10_000])
+def test_the_fold_in_slices_equals_the_whole_fold_and_is_consistent_at_every_pause(slice_keys: int) -> None:
+    whole_market, sliced_market = _market(), _market()
+    whole, sliced = SpreadForecaster(), SpreadForecaster()
+    _warm(whole, whole_market)
+    _warm(sliced, sliced_market)
+    whole_pass = MarketPass(whole_market, whole, RankingSource(_settings(Decimal("0.5"))))
+    sliced_pass = MarketPass(sliced_market, sliced, RankingSource(_settings(Decimal("0.5"))))
+    pauses = 0
+    for t in _pass_times()[:25]:
+        whole_market.advance_to(t)
+        sliced_market.advance_to(t)
+        whole_pass.snapshot(t)
+        table = sliced_market.quote_table()
+        assert table is not None
+        before = {key: (leg.level, leg.rate, leg.ts_ms) for key, leg in sliced.legs.items()}
+        for _ in sliced_pass.columns.observe_steps(table, t, slice_keys):
+            pauses += 1
+            # at a pause each leg is either folded to t or untouched, and its text line says so
+            for line in sliced.to_text().splitlines()[::17]:
+                venue, symbol, level, rate, ts, _hours = line.split("|")
+                leg = sliced.legs[(venue, symbol)]
+                assert (Decimal(level), int(ts)) == (leg.level, leg.ts_ms)
+                assert int(ts) == t or (leg.level, leg.rate, leg.ts_ms) == before[(venue, symbol)]
+        assert sliced.to_text() == whole.to_text()
+    assert (pauses > 0) == (slice_keys < 30 * 6)
+
+
+def test_text_parts_join_to_the_text() -> None:
+    forecaster = SpreadForecaster()
+    _warm(forecaster, _market())
+    assert len(forecaster.legs) > 100
+    parts = list(forecaster.text_parts(legs_per_part=50))
+    assert len(parts) == -(-len(forecaster.legs) // 50)
+    assert "\n".join(parts) == forecaster.to_text()
+    assert list(SpreadForecaster().text_parts()) == [] and SpreadForecaster().to_text() == ""

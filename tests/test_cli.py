@@ -7,12 +7,14 @@ stderr and no traceback; the read and control commands must work on a real datab
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from tests.helpers_cli import assert_usage_error, query, run_bot, write_settings
+from tests.helpers_cli import assert_usage_error, bot_env, query, run_bot, write_settings
 
 FIXED_START = '"2026-03-01T00:00:00Z"'
 SCAN_KEYS = ("symbol", "long_venue", "short_venue", "long_rate", "long_interval_hours", "short_rate",
@@ -177,6 +179,48 @@ def test_scan_table_output(workdir: Path, settings: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "simulated market" in proc.stdout
     assert "breakeven" in proc.stdout
+
+
+def _python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=bot_env(), capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def test_scan_starts_without_the_database_layer_or_loguru(workdir: Path, settings: Path) -> None:
+    # start-up: `scan` needs neither sqlite-utils (storage) nor loguru/asyncio (bot.cli defers
+    # quieting loguru until something imports it)
+    proc = _python("import sys\nfrom bot.cli import main\n"
+                   f"code = main(['scan', '--limit', '1', '--settings', {str(settings)!r}])\n"
+                   "print(code, sorted(m for m in ('sqlite_utils', 'loguru', 'asyncio') if m in sys.modules))",
+                   workdir)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "0 []"
+
+
+def test_loguru_imported_later_is_still_quieted(tmp_path: Path) -> None:
+    # loguru's default sink would print frame variables (diagnose); the CLI's replacement does not,
+    # and still drops INFO while printing WARNING, also when loguru is first imported after main()
+    code = """
+import sys
+from bot.cli import main, _quiet_loguru_once_imported
+_quiet_loguru_once_imported()
+from loguru import logger
+logger.info("info-line-not-shown")
+logger.warning("warning-line-shown")
+def fail(secret_value):
+    raise ValueError("boom" if secret_value else "")
+try:
+    fail("SECRET-" + str(6 * 7))  # the value only a variable dump would show
+except ValueError:
+    logger.exception("failed")
+"""
+    script = tmp_path / "late_loguru.py"  # a file: loguru's diagnose needs the source to show values
+    script.write_text(code)
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=bot_env(), capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning-line-shown" in proc.stderr and "info-line-not-shown" not in proc.stderr
+    assert "ValueError: boom" in proc.stderr and "SECRET-42" not in proc.stderr
 
 
 # ----------------------------------------------------------------------------- report / control on a real DB

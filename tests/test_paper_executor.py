@@ -477,6 +477,7 @@ async def test_funding_settlement_signs(side: OrderSide, rate: str, expected_usd
     balance_after_trade = (await env.ex.balances_usd())["alpha"]
     settlement = FundingSettlement(venue="alpha", symbol="BTC", ts_ms=T0 + 3_600_000, rate=D(rate),
                                    interval_hours=D(8), mark_price=D("100"))
+    assert ("alpha", "BTC") in env.ex.settlement_keys() and ("beta", "BTC") not in env.ex.settlement_keys()
     [payment] = env.ex.settle_funding(settlement)
     assert payment.amount_usd == D(expected_usd)
     assert payment.payment_id == f"alpha:BTC:{T0 + 3_600_000}"
@@ -492,6 +493,7 @@ async def test_funding_settlement_signs(side: OrderSide, rate: str, expected_usd
 async def test_flat_position_pays_no_funding() -> None:
     env = make_env()
     settlement = FundingSettlement("alpha", "BTC", T0, D("0.001"), D(8), D("100"))
+    assert set(env.ex.settlement_keys()) == set()  # never held anything: no settlement can pay
     assert env.ex.settle_funding(settlement) == []
     assert await env.ex.funding_payments_since("alpha", 0) == []
     assert (await env.ex.balances_usd())["alpha"] == D("10000")

@@ -332,6 +332,27 @@ def test_interval_changes_only_on_multi_interval_venues() -> None:
     assert [s.interval_hours for s in btc_mixed] == [Decimal(8)]
 
 
+@pytest.mark.parametrize("interval_change_prob", [0.0, 0.3])
+def test_settle_only_leaves_out_other_keys_settlements_and_changes_nothing_else(interval_change_prob: float) -> None:
+    faults = SimFaults(interval_change_prob=interval_change_prob)
+    full, only = market(seed=4, faults=faults), market(seed=4, faults=faults)
+    wanted = {("sim-8h", "BTC"), ("sim-hourly", "ETH"), ("nowhere", "BTC")}  # an unknown key is ignored
+    asked = []
+
+    def keys():
+        asked.append(1)
+        return wanted
+
+    only.settle_only(keys)
+    for hours in (3, 8, 17, 25):
+        expected = [s for s in full.advance_to(START + hours * HOUR_MS) if (s.venue, s.symbol) in wanted]
+        assert only.advance_to(START + hours * HOUR_MS) == expected
+        assert only.quotes() == full.quotes() and only.instruments() == full.instruments()
+    assert expected and {(s.venue, s.symbol) for s in expected} <= wanted and asked  # asked at settlement
+    only.settle_only(None)  # every key again
+    assert only.advance_to(START + 33 * HOUR_MS) == full.advance_to(START + 33 * HOUR_MS)
+
+
 # ----------------------------------------------------------------------------- calibration
 def test_fit_reproduces_pin_share_and_core_moments_analytically() -> None:
     for name, stats in REAL_FUNDING_STATS.items():
