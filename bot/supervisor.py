@@ -52,6 +52,8 @@ class Supervisor:
         self._stop_request: StopRequest | None = None
         self._flattening = False
         self._startup_scope: anyio.CancelScope | None = None
+        self._market_scope: anyio.CancelScope | None = None  # the feed and status loops (they use the store)
+        self._market_done = anyio.Event()
 
     def request_stop(self, reason: str, exit_code: int = EXIT_OK) -> None:
         if self._stop_request is None:
@@ -119,8 +121,7 @@ class Supervisor:
             return await self._stop_during_startup()
         code = EXIT_LOOP_FAILED
         async with anyio.create_task_group() as market:
-            market.start_soon(self._supervised, "feed", app.feed_loop)
-            market.start_soon(self._supervised, "status", app.status_loop)
+            market.start_soon(self._market_loops)
             for name, loop in (self.surface.tasks() if self.surface is not None else []):
                 # operator surface (web, metrics, notifications): restarted, never stops trading
                 market.start_soon(functools.partial(self._supervised, name, loop, critical=False))
@@ -131,6 +132,27 @@ class Supervisor:
                     await self.surface.drain()
                 market.cancel_scope.cancel()
         return code
+
+    async def _market_loops(self) -> None:
+        """The feed and status loops, in a scope of their own: they run through the shutdown flatten
+        (closing orders need the market) and are stopped by ``_stop_market_loops`` before the store
+        closes (a feed step writing to a closed database failed the loop and the exit code)."""
+        try:
+            async with anyio.create_task_group() as loops:
+                self._market_scope = loops.cancel_scope
+                loops.start_soon(self._supervised, "feed", self.app.feed_loop)
+                loops.start_soon(self._supervised, "status", self.app.status_loop)
+        finally:
+            self._market_done.set()
+
+    async def _stop_market_loops(self) -> None:
+        """Stop the feed and status loops and wait (bounded) until they have: called just before the
+        app closes its store. A no-op when they never started."""
+        if self._market_scope is None:
+            return
+        self._market_scope.cancel()
+        with anyio.move_on_after(STEP_BOUND_S):
+            await self._market_done.wait()
 
     async def _trade_until_stopped(self) -> int:
         app = self.app
@@ -247,6 +269,7 @@ class Supervisor:
                 await app.bot_transition("shutdown_complete", f"{'flat' if flat else 'NOT flat'} ({request.reason})")
             except Exception as exc:  # the exit code and the final line below still tell the truth
                 logger.opt(exception=exc).bind(event="shutdown_record_failed").error(f"recording failed: {exc!r}")
+            await self._stop_market_loops()
             await app.close()
         self._end_status_line()
         if flat:
@@ -271,6 +294,7 @@ class Supervisor:
                 await app.event("not_flat", "critical", f"keep shutdown: unexpected exposure {problems}")
             await app.bot_transition("shutdown_complete", f"kept {len(kept)} hedged position(s) open "
                                      f"({request.reason})" if not problems else f"NOT as kept ({request.reason})")
+            await self._stop_market_loops()
             await app.close()
         app.end_status()
         if problems:
