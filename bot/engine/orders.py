@@ -47,8 +47,13 @@ class OrderFlowMixin(EngineCore):
         async with anyio.create_task_group() as tg:
             for leg, req in legs:
                 tg.start_soon(self._send_and_record, pos, leg, req, purpose, stamps)
+            # Started after the legs, so it runs once each leg has reached its first wait.
+            tg.start_soon(self._orders_away)
         if len(stamps) == 2:
             self.metrics.dispatch_skew_ns.append(abs(stamps[0] - stamps[1]))
+
+    async def _orders_away(self) -> None:
+        self._on_orders_away()
 
     async def _send_and_record(
         self, pos: PositionFsm, leg: LegSide, req: OrderRequest, purpose: str, stamps: list[int] | None = None
