@@ -666,3 +666,37 @@ async def test_ordinary_exit_is_not_forced_through_a_halted_gate_but_an_emergenc
     assert ("close", True) in seen
     assert_clean(h)
     await h.aclose()
+
+
+async def test_on_orders_away_runs_once_both_entry_legs_are_with_the_executor(tmp_path):
+    """The engine's ``on_orders_away`` hook (live: the collector hold ends there) runs after each
+    entry leg has reached the executor and before either answer is in."""
+    h = await make_harness(tmp_path)
+    inner = h.engine.executor
+    started: list[str] = []
+    seen: list[tuple[int, str]] = []
+    release = anyio.Event()
+
+    class Gated:
+        def __getattr__(self, name):
+            return getattr(inner, name)
+
+        async def place_order(self, request):
+            started.append(request.client_order_id)
+            await release.wait()  # the answer is held until the hook has run
+            return await inner.place_order(request)
+
+    def away() -> None:
+        seen.append((len(started), pos_state()))
+        release.set()
+
+    def pos_state() -> str:
+        return next(iter(h.engine.positions.values())).state
+
+    h.engine.executor = Gated()
+    h.engine._on_orders_away = away
+    with anyio.fail_after(30):
+        pos = await h.engine.open_position(opportunity("AAA"), ONE, "test")
+    assert seen == [(2, "opening")]
+    assert pos.state == PositionState.MONITORING
+    await h.aclose()
