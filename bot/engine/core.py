@@ -326,7 +326,7 @@ class EngineCore:
             attempt=widen_steps, widen_bps=self.config.repair_widen_bps,
         )
         return OrderRequest(
-            client_order_id=client_order_id(pos.position_id, purpose, leg, attempt),
+            client_order_id=cid,
             venue=venue,
             symbol=pos.symbol,
             side=side,
