@@ -4,6 +4,7 @@ in their arrival order; without a dispatch in progress they are handled at once.
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from adapters.ccxt_common.client import install_orders_first
@@ -44,7 +45,7 @@ async def test_messages_wait_behind_the_legs_in_arrival_order() -> None:
                 tg.start_soon(leg)
             ex.handle_message("client", "m3")  # while m1, m2 wait: joins them, never overtakes
             while len(ex.handled) < 4:
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
         finally:
             if orders_first.in_progress():
                 orders_first.end()
@@ -61,7 +62,7 @@ async def test_a_dispatch_that_never_ends_delays_messages_a_few_loop_passes_only
         ex.handle_message("client", "m1")
         with anyio.fail_after(10):
             while not ex.handled:
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
         assert ex.handled == ["m1"]
     finally:
         orders_first.end()
@@ -82,7 +83,7 @@ def test_a_handler_error_is_raised_after_the_other_waiting_messages() -> None:
         orders_first.end()
         with anyio.fail_after(10):
             while not ex.handled:
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
 
     anyio.run(main)
     assert ex.handled == ["after"]

@@ -16,6 +16,7 @@ at most).
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 
 MAX_YIELDS = 20
 
@@ -43,4 +44,4 @@ async def behind_orders() -> None:
     for _ in range(MAX_YIELDS):
         if not _in_progress:
             return
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()

@@ -16,6 +16,7 @@ from adapters.errors import (
     OrderRejected,
     TemporaryVenueError,
 )
+from bot.core import orders_first
 from bot.core.domain import (
     ZERO,
     Fill,
@@ -24,7 +25,6 @@ from bot.core.domain import (
     OrderRequest,
     OrderStatus,
 )
-from bot.core import orders_first
 from bot.engine.core import (
     UNKNOWN_STATUS,
     EngineCore,
