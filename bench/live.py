@@ -16,7 +16,9 @@
    - ``on wire``: that order request handed to the venue's HTTP client (ccxt ``fetch`` / pybit
      ``place_order``), i.e. after the adapter's own work and the client-side rate limiters.
    ``book_to_orders_ms`` = the later leg's ``leave`` minus the update; ``book_to_orders_on_wire_ms``
-   the same to the later ``on wire``; the breakdown splits the path (pass, intent transaction, send).
+   the same to the later ``on wire``; the breakdown splits the path (pass, intent transaction, send);
+   ``cpu_breakdown_ms`` is the same split in the event-loop thread's CPU time (``time.thread_time``),
+   which a loaded machine inflates far less than wall time.
    Reference in the same run: ``venue_rtt_ms``, one signed REST round trip to the emulator (Bybit
    ``get_positions`` through the adapter's client), and the load average before and after.
 2. Peak RSS of ``python -m bot --live`` with three venues (bybit, binanceusdm, hyperliquid) trading
@@ -159,6 +161,7 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
                                        max_slippage_bps=settings.risk.max_slippage_bps)
     arrivals: list[float] = []  # perf_counter s of each applied book update
     leaves: dict[str, float] = {}  # client order id -> perf_counter s when handed to the venue's executor
+    leaves_cpu: dict[str, float] = {}  # the same moment in this (event-loop) thread's CPU time (thread_time s)
     wire: dict[str, list[float]] = {}  # venue -> perf_counter s of each order request handed to the HTTP client
 
     for venue in session.venues:
@@ -185,6 +188,7 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
 
         async def place(request, _orig=original_place):
             leaves.setdefault(request.client_order_id, time.perf_counter())
+            leaves_cpu.setdefault(request.client_order_id, time.thread_time())
             return await _orig(request)
         executor.place_order = place
 
@@ -198,7 +202,7 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
         wiring = live_wiring(settings, session, workdir / "latency.sqlite", ScaledClock(utc_now_ms(), 1.0))
         app = Application(settings, wiring, status_out=io.StringIO())
         supervisor = Supervisor(app=app, duration_wall_s=None, deadline_wall_s=settings.shutdown.deadline_seconds)
-        passes: list[tuple[float, float | None, bool]] = []  # (pass start, latest arrival before it, a pass was running)
+        passes: list[tuple[float, float | None, bool, float]] = []  # (pass start, latest arrival before it, a pass was running, thread_time)
         running = [False]
         timer_seen = [0]
         timer_entries = [0]
@@ -212,7 +216,8 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
             if trigger is not None:
                 timer_seen[0] = trigger.timer_wakes
             # A timer pass was not woken by an update: its entries are counted apart (no arrival).
-            passes.append((time.perf_counter(), None if timer_pass else trigger.last_notify_s, running[0]))
+            passes.append((time.perf_counter(), None if timer_pass else trigger.last_notify_s, running[0],
+                           time.thread_time()))
             running[0] = True
             if PROFILE is not None:
                 PROFILE.enable()
@@ -224,7 +229,9 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
                     PROFILE.disable()
         app.strategy_step = strategy_step
         open_started: list[float] = []
+        open_cpu: list[float] = []  # thread_time at each open_position
         persisted: list[tuple[float, float]] = []  # (start, end) of each entry's intent transaction
+        persisted_cpu: list[tuple[float, float]] = []  # the same in thread_time
 
         async def controller() -> None:
             with anyio.fail_after(180):
@@ -236,16 +243,18 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
 
             async def open_position(*args, **kwargs):
                 open_started.append(time.perf_counter())
+                open_cpu.append(time.thread_time())
                 return await original_open(*args, **kwargs)
             app.engine.open_position = open_position
             original_persist = app.engine._persist_entry_intent
 
             async def persist(*args, **kwargs):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.thread_time()
                 try:
                     return await original_persist(*args, **kwargs)
                 finally:
                     persisted.append((t0, time.perf_counter()))
+                    persisted_cpu.append((c0, time.thread_time()))
             app.engine._persist_entry_intent = persist
             for _ in range(20):  # the reference: one signed REST round trip through the adapter's client
                 t0 = time.perf_counter()
@@ -282,7 +291,8 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
                     while any(p.state == "opening" for p in app.engine.positions.values()):
                         await anyio.sleep(0.01)
                 on_wire = [next((t for t in wire.get(venues_of[c], []) if t >= leaves[c]), None) for c in opened]
-                pass_start, arrival, overlapped = next(p for p in reversed(passes) if p[0] <= last)
+                pass_start, arrival, overlapped, pass_cpu = next(p for p in reversed(passes) if p[0] <= last)
+                last_cpu = max(leaves_cpu[c] for c in opened)
                 if arrival is None:
                     timer_entries[0] += 1
                 else:
@@ -294,7 +304,14 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
                                     "open_position_to_persist": (persisted[-1][0] - open_started[-1]) * 1000,
                                     "persist_intent": (persisted[-1][1] - persisted[-1][0]) * 1000,
                                     "persisted_to_orders": (last - persisted[-1][1]) * 1000,
-                                    "overlapped": float(overlapped)})
+                                    "overlapped": float(overlapped),
+                                    # the event-loop thread's CPU time over the same steps (robust to a
+                                    # loaded machine: compare before/after in the same conditions)
+                                    "cpu_pass_to_orders": (last_cpu - pass_cpu) * 1000,
+                                    "cpu_pass_to_open_position": (open_cpu[-1] - pass_cpu) * 1000,
+                                    "cpu_open_position_to_persist": (persisted_cpu[-1][0] - open_cpu[-1]) * 1000,
+                                    "cpu_persist_intent": (persisted_cpu[-1][1] - persisted_cpu[-1][0]) * 1000,
+                                    "cpu_persisted_to_orders": (last_cpu - persisted_cpu[-1][1]) * 1000})
                     if None not in on_wire:
                         samples[-1]["book_to_wire"] = (max(on_wire) - arrival) * 1000  # type: ignore[type-var]
             supervisor.request_stop("bench done")
@@ -320,6 +337,10 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
             "pass_breakdown_ms": {name: _summary(column(name)) for name in
                                   ("book_to_pass", "pass_to_open_position", "open_position_to_orders",
                                    "open_position_to_persist", "persist_intent", "persisted_to_orders")},
+            "cpu_breakdown_ms": {name: _summary(column("cpu_" + name)) for name in
+                                 ("pass_to_orders", "pass_to_open_position", "open_position_to_persist",
+                                  "persist_intent", "persisted_to_orders")},
+            "collector_holds": getattr(getattr(app, "collector", None), "holds", None),
             "book_to_orders_on_wire_ms": _summary([x["book_to_wire"] for x in samples if "book_to_wire" in x]),
             "entries_while_a_pass_was_running": int(sum(column("overlapped"))),
             "entries_by_timer_pass_not_timed": timer_entries[0],

@@ -24,7 +24,7 @@ from bot.core.ports import Clock, Executor, MarketFeed
 from bot.engine import EngineConfig, TradingEngine
 from bot.forecast import SpreadForecaster
 from bot.forecast_columns import warm_up
-from bot.heap import HeapFreeze
+from bot.heap import CollectorHold, HeapFreeze
 from bot.incremental import RankingSource, RankSettings
 from bot.logging_setup import log_event
 from bot.market_catch_up import MarketCatchUp
@@ -76,6 +76,8 @@ class Application:
         self.executor: Executor | None = None
         self.engine: TradingEngine | None = None
         self.heap = HeapFreeze()  # live: the start-up heap frozen (bot.heap)
+        # live: no cyclic collection between a pass's start and its entry orders leaving (bot.heap)
+        self.collector = CollectorHold(enabled=wiring.hold_collector_on_entry)
         self.bot = BotFsm()
         self.board = BreakerBoard.create(self.market.venues(), breaker_settings(settings))
         self.forecaster = SpreadForecaster(forecast_params(settings))
@@ -135,6 +137,7 @@ class Application:
             gate=self.gate,
             on_unhedged_window=self._on_unhedged_window,
             on_venue_result=self._on_venue_result,
+            on_orders_away=self.collector.release,
             known_venues=self.market.venues(),
             fees=self.market.fee_schedules().get,
         )
@@ -279,7 +282,17 @@ class Application:
             await self.strategy_step()
 
     async def strategy_step(self) -> None:
-        """One pass: exits first (they free capacity and reduce risk), then at most one entry."""
+        """One pass: exits first (they free capacity and reduce risk), then at most one entry.
+
+        Live holds the cyclic collector off the pass until its entry orders are on their way (the
+        engine's ``on_orders_away``), or until an exit is sent, or the pass ends (``bot.heap``)."""
+        self.collector.hold()
+        try:
+            await self._strategy_pass()
+        finally:
+            self.collector.release()
+
+    async def _strategy_pass(self) -> None:
         assert self.engine is not None and self.executor is not None
         # Ranking and exits read each quote's forecast rate; the venues' current rates stay as they are.
         snapshot = await self.market_pass.snapshot_yielding(self.clock.now_ms())  # bot.array_pass: lazy, sliced
@@ -292,6 +305,7 @@ class Application:
         held = self.held_views(venue_sizes=await self._venue_sizes())
         best = ranked[0] if ranked else None
         for planned in plan_exits(snapshot, held, self.params, best):
+            self.collector.release()  # an exit waits for the venues' answers: not held that long
             pos = self.engine.positions[planned.position_id]
             await self.bot_transition("start_close", f"{pos.symbol}: {planned.decision.reason.value}")
             with anyio.CancelScope(shield=True):

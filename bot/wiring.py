@@ -55,6 +55,9 @@ class Wiring:
     # Freeze the start-up heap so collections never walk it (``bot.heap``; live: the venues' market
     # tables made full collections take tens of ms on the entry path).
     freeze_heap_after_start: bool = False
+    # Hold the cyclic collector off each strategy pass until its entry orders are on their way
+    # (``bot.heap.CollectorHold``; live: a young collection on that path cost up to 3 ms).
+    hold_collector_on_entry: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +188,7 @@ def live_wiring(settings: Settings, session: object, db_path: Path, clock: Clock
         trigger=trigger,
         feed_step_seconds=LIVE_FEED_STEP_SECONDS,
         freeze_heap_after_start=True,
+        hold_collector_on_entry=True,
     )
 
 

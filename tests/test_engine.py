@@ -26,6 +26,7 @@ from engine_harness import (
     purpose_of,
     venue_exposure,
 )
+from bot.core import orders_first
 from machines.position import PositionState
 from storage import client_order_id
 
@@ -666,3 +667,70 @@ async def test_ordinary_exit_is_not_forced_through_a_halted_gate_but_an_emergenc
     assert ("close", True) in seen
     assert_clean(h)
     await h.aclose()
+
+
+async def test_on_orders_away_runs_once_both_entry_legs_are_with_the_executor(tmp_path):
+    """The engine's ``on_orders_away`` hook (live: the collector hold ends there) runs after each
+    entry leg has reached the executor and before either answer is in."""
+    h = await make_harness(tmp_path)
+    inner = h.engine.executor
+    started: list[str] = []
+    seen: list[tuple[int, str]] = []
+    in_progress: list[bool] = []
+    release = anyio.Event()
+
+    class Gated:
+        def __getattr__(self, name):
+            return getattr(inner, name)
+
+        async def place_order(self, request):
+            started.append(request.client_order_id)
+            in_progress.append(orders_first.in_progress())  # market-data handlers step behind the legs
+            await release.wait()  # the answer is held until the hook has run
+            return await inner.place_order(request)
+
+    def away() -> None:
+        seen.append((len(started), pos_state()))
+        release.set()
+
+    def pos_state() -> str:
+        return next(iter(h.engine.positions.values())).state
+
+    h.engine.executor = Gated()
+    h.engine._on_orders_away = away
+    with anyio.fail_after(30):
+        pos = await h.engine.open_position(opportunity("AAA"), ONE, "test")
+    assert seen == [(2, "opening")]
+    assert in_progress == [True, True] and not orders_first.in_progress()
+    assert pos.state == PositionState.MONITORING
+    await h.aclose()
+
+
+async def test_market_data_handlers_step_behind_a_dispatch_in_progress():
+    """``behind_orders`` is free when no dispatch is in progress; during one it yields, so a handler
+    already queued runs after the legs started after it (bounded: ``MAX_YIELDS`` loop passes)."""
+    order: list[str] = []
+    with anyio.fail_after(10):
+        await orders_first.behind_orders()  # idle: returns at once
+        orders_first.begin()
+        try:
+            async def handler() -> None:
+                await orders_first.behind_orders()
+                order.append("book applied")
+
+            async def leg() -> None:
+                order.append("leg started")
+                orders_first.end()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(handler)  # queued first, like a book delivered during the pass
+                tg.start_soon(leg)
+        finally:
+            orders_first.end()
+        assert order == ["leg started", "book applied"]
+        orders_first.begin()  # a dispatch that never ends delays a handler by MAX_YIELDS passes at most
+        try:
+            await orders_first.behind_orders()
+        finally:
+            orders_first.end()
+    assert not orders_first.in_progress()

@@ -39,3 +39,33 @@ def test_the_live_freeze_keeps_the_collectors_default_threshold() -> None:
     finally:
         heap.release()
     assert gc.get_threshold() == before
+
+
+def test_collector_hold_disables_collection_until_released_and_only_undoes_its_own_disable() -> None:
+    from bot.heap import CollectorHold
+
+    assert gc.isenabled()
+    hold = CollectorHold(enabled=True)
+    try:
+        hold.hold()
+        assert not gc.isenabled() and hold.held and hold.holds == 1
+        hold.hold()  # idempotent: one stretch
+        assert hold.holds == 1
+    finally:
+        hold.release()
+    assert gc.isenabled() and not hold.held
+    hold.release()  # twice is harmless
+    assert gc.isenabled()
+    # A collector disabled by someone else is left disabled.
+    gc.disable()
+    try:
+        hold.hold()
+        assert not hold.held
+        hold.release()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    # Off (paper, backtest): nothing changes.
+    off = CollectorHold(enabled=False)
+    off.hold()
+    assert gc.isenabled() and not off.held and off.holds == 0

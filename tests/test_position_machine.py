@@ -679,3 +679,37 @@ PositionEngine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_position_engine_random_walk = PositionEngine.TestCase
+
+
+def test_new_from_a_prepared_spare_is_exactly_a_fresh_machine() -> None:
+    """``PositionFsm.new`` takes a model joined to the machine in advance (off an entry's path):
+    same state, fields, empty outbox and working triggers as ``PositionFsm(...)``."""
+    from machines import position as module
+
+    module._SPARES.clear()
+    PositionFsm.prepare_spare()
+    spare = module._SPARES[-1]
+    fields = dict(position_id="p-spare", symbol="BTC", long_venue="a", short_venue="b",
+                  target_size_base=TARGET, tolerance_base=TOL)
+    pos = PositionFsm.new(**fields)
+    assert pos is spare and not module._SPARES  # the spare was used
+    plain = PositionFsm(**{**fields, "position_id": "p-plain"})
+    for model in (pos, plain):
+        assert model.state is S.SCANNING and model.is_attached and model.drain_transitions() == []
+        assert (model.long_filled_base, model.short_filled_base, model.exit_reason) == (D(0), D(0), None)
+    assert (pos.symbol, pos.long_venue, pos.short_venue, pos.target_size_base, pos.tolerance_base) == (
+        "BTC", "a", "b", TARGET, TOL)
+    pos.begin_open(reason="go")
+    assert pos.state is S.OPENING and [(r.source, r.dest) for r in pos.drain_transitions()] == [("scanning", "opening")]
+    assert plain.state is S.SCANNING  # models do not share state
+    # Without a spare it builds one; an invalid request leaves a prepared spare blank and usable.
+    assert PositionFsm.new(**{**fields, "position_id": "p-built"}).state is S.SCANNING
+    PositionFsm.prepare_spare()
+    with pytest.raises(ValueError, match="two different venues"):
+        PositionFsm.new(**{**fields, "short_venue": "a"})
+    assert len(module._SPARES) == 1
+    assert PositionFsm.new(**{**fields, "position_id": "p-after"}).position_id == "p-after"
+    for _ in range(module.MAX_SPARES + 3):
+        PositionFsm.prepare_spare()
+    assert len(module._SPARES) == module.MAX_SPARES
+    module._SPARES.clear()

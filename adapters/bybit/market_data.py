@@ -28,6 +28,7 @@ from adapters.bybit.http import BybitHttp
 from adapters.errors import AbsurdVenueData, VenueError
 from adapters.markets import VenueMarket
 from bot.core.domain import FeeSchedule, FundingQuote, Instrument, OrderBook
+from bot.core.orders_first import behind_orders
 
 BOOK_DEPTH = 50
 SUBSCRIBE_BATCH = 10  # Bybit accepts at most 10 args per subscribe request on linear
@@ -235,6 +236,7 @@ class BybitMarketData:
             if scope.cancelled_caught:
                 logger.bind(venue=self.venue).warning("public stream silent for {} s: reconnecting", self._stale_after_s)
                 return
+            await behind_orders()  # an entry's orders being handed to the venues go first
             try:
                 message = json.loads(raw)
             except ValueError:

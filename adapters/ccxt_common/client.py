@@ -9,6 +9,7 @@ section 1 requires (``hostname`` alone does not work).
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -95,6 +96,54 @@ def install_order_priority(exchange: Any) -> None:
     exchange.throttle = throttle
 
 
+def install_orders_first(exchange: Any) -> None:
+    """Let an entry's orders go before ccxt.pro's stream handling (``bot.core.orders_first``).
+
+    ccxt handles each stream message in a loop callback of its own (``Client.receive_loop``: the
+    exchange's ``handle_message`` parses it and merges book deltas, ~0.1-1 ms), queued wherever the
+    message arrived: one that arrived while the strategy pass was deciding ran between the decision
+    and the orders. While a dispatch is starting its legs, messages are kept in arrival order and
+    handled by a callback queued behind the legs (at most ``orders_first.MAX_YIELDS`` loop passes
+    later); a message arriving while earlier ones wait joins them, so the order is never changed.
+    ``Client`` objects take ``exchange.handle_message`` when they are created: install this before
+    any stream is opened. A handler error is re-raised (logged by the event loop) after the rest
+    of the waiting messages were handled.
+    """
+    import asyncio
+
+    from bot.core import orders_first
+
+    original = exchange.handle_message
+    waiting: deque[tuple[Any, Any]] = deque()
+    passes = [0]
+
+    def drain() -> None:
+        if orders_first.in_progress() and passes[0] < orders_first.MAX_YIELDS:
+            passes[0] += 1
+            asyncio.get_running_loop().call_soon(drain)
+            return
+        passes[0] = 0
+        error: BaseException | None = None
+        while waiting:
+            client, message = waiting.popleft()
+            try:
+                original(client, message)
+            except Exception as exc:  # noqa: BLE001 - re-raised below, after the others
+                error = error or exc
+        if error is not None:
+            raise error
+
+    def handle_message(client: Any, message: Any) -> Any:
+        if not waiting and not orders_first.in_progress():
+            return original(client, message)
+        if not waiting:
+            asyncio.get_running_loop().call_soon(drain)
+        waiting.append((client, message))
+        return None
+
+    exchange.handle_message = handle_message
+
+
 def build_exchange(venue: str, *, credentials: Credentials | None, testnet: bool = False,
                    base_url: str | None = None, ws_url: str | None = None,
                    options: Mapping[str, Any] | None = None, timeout_ms: int = 10_000) -> Any:
@@ -122,4 +171,5 @@ def build_exchange(venue: str, *, credentials: Credentials | None, testnet: bool
 
         install_order_deadline(exchange)
     install_order_priority(exchange)
+    install_orders_first(exchange)
     return exchange

@@ -25,6 +25,7 @@ from adapters.errors import AbsurdVenueData, VenueError
 from adapters.markets import VenueMarket
 from adapters.validation import decimal_from_wire, validate_book
 from bot.core.domain import BookLevel, FeeSchedule, FundingQuote, Instrument, OrderBook
+from bot.core.orders_first import behind_orders
 
 QuoteFetcher = Callable[[Any, Mapping[str, VenueMarket], int], Awaitable[tuple[list[FundingQuote], list[str]]]]
 BOOK_DEPTH = 20
@@ -158,6 +159,7 @@ class CcxtMarketData:
                     await anyio.sleep(backoff * (1 + random.random()))
                     backoff = min(max_backoff_s, backoff * 2)
                     continue
+                await behind_orders()  # an entry's orders being handed to the venues go first
                 self.accept_book(raw, market)
                 backoff = 0.5
             if scope.cancelled_caught:

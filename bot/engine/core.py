@@ -138,6 +138,7 @@ class EngineCore:
         gate: OrderGate,
         on_unhedged_window: Callable[[str, float], None] | None = None,
         on_venue_result: Callable[[str, bool], None] | None = None,
+        on_orders_away: Callable[[], None] | None = None,
         known_venues: Iterable[str] = (),
         fees: Callable[[str], FeeSchedule | None] | None = None,
     ) -> None:
@@ -150,6 +151,9 @@ class EngineCore:
         self._gate = gate
         self._on_unhedged_window = on_unhedged_window or (lambda _pid, _ms: None)
         self._on_venue_result = on_venue_result or (lambda _venue, _ok: None)
+        # Called once the legs of a concurrent dispatch have all started (each ran up to its first
+        # wait: its request is with the venue's client), e.g. to let the collector run again.
+        self._on_orders_away = on_orders_away or (lambda: None)
         self.positions: dict[str, PositionFsm] = {}
         self.orders: dict[str, OrderMeta] = {}
         self.metrics = EngineMetrics()
@@ -184,6 +188,7 @@ class EngineCore:
         self._funding_seen: dict[str, tuple[int | None, set[str]]] = {}
         # (spot market, symbol) -> wallet balance that is not the bot's (``bot.engine.spot``).
         self.spot_baselines: dict[tuple[str, str], Decimal] = {}
+        PositionFsm.prepare_spare()  # the first entry's machine model, built before any entry
 
     # ------------------------------------------------------------------ queries
     def orphaned_symbols(self) -> frozenset[str]:
@@ -321,7 +326,7 @@ class EngineCore:
             attempt=widen_steps, widen_bps=self.config.repair_widen_bps,
         )
         return OrderRequest(
-            client_order_id=client_order_id(pos.position_id, purpose, leg, attempt),
+            client_order_id=cid,
             venue=venue,
             symbol=pos.symbol,
             side=side,

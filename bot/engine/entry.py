@@ -46,7 +46,7 @@ class EntryMixin(SpotMixin, EngineCore):
                 # One position per (venue, symbol): venues net positions, so two would corrupt both.
                 raise ValueError(f"{symbol} on {venue} is already held by an active position")
         tolerance = self._tolerance_for(symbol, long_venue, short_venue, size_base)
-        pos = PositionFsm(
+        pos = PositionFsm.new(  # a spare machine model when one is ready (prepared after each entry)
             position_id=position_id,
             symbol=symbol,
             long_venue=long_venue,
@@ -82,6 +82,7 @@ class EntryMixin(SpotMixin, EngineCore):
             transitions = await self._persist_entry_intent(pos, opp, legs)
             await self._dispatch_concurrently(pos, legs, "open")
             self._log_transitions(transitions)  # on disk before the send; the log line can follow it
+            PositionFsm.prepare_spare()  # for the next entry, now that these orders are answered
             await self._settle_entry(pos)
         return pos
 

@@ -16,6 +16,7 @@ from adapters.errors import (
     OrderRejected,
     TemporaryVenueError,
 )
+from bot.core import orders_first
 from bot.core.domain import (
     ZERO,
     Fill,
@@ -44,11 +45,24 @@ class OrderFlowMixin(EngineCore):
             await self._send_and_record(pos, leg, req, purpose)
             return
         stamps: list[int] = []
-        async with anyio.create_task_group() as tg:
-            for leg, req in legs:
-                tg.start_soon(self._send_and_record, pos, leg, req, purpose, stamps)
+        away: list[bool] = []
+        orders_first.begin()  # market-data handlers queued meanwhile step behind the legs
+        try:
+            async with anyio.create_task_group() as tg:
+                for leg, req in legs:
+                    tg.start_soon(self._send_and_record, pos, leg, req, purpose, stamps)
+                # Started after the legs, so it runs once each leg has reached its first wait.
+                tg.start_soon(self._orders_away, away)
+        finally:
+            if not away:
+                orders_first.end()
         if len(stamps) == 2:
             self.metrics.dispatch_skew_ns.append(abs(stamps[0] - stamps[1]))
+
+    async def _orders_away(self, away: list[bool]) -> None:
+        away.append(True)
+        orders_first.end()
+        self._on_orders_away()
 
     async def _send_and_record(
         self, pos: PositionFsm, leg: LegSide, req: OrderRequest, purpose: str, stamps: list[int] | None = None
