@@ -69,6 +69,17 @@ def order_priority() -> Iterator[None]:
         _ORDER_PRIORITY.reset(token)
 
 
+def _charge(throttler: Any, cost: Any) -> None:
+    """Charge a request that skipped the queue to ccxt's leaky bucket: its tokens go down by the
+    cost, so the reads after it wait for it and the instance's overall rate stays ccxt's. Done on
+    the bucket directly (queueing a future instead keeps ccxt's refill loop waking every
+    millisecond on the event loop, on the entry path). Other algorithms are not charged (our own
+    per-venue limiter still bounds these requests)."""
+    config = getattr(throttler, "config", None)
+    if isinstance(config, dict) and config.get("algorithm", "leakyBucket") == "leakyBucket":
+        config["tokens"] = config.get("tokens", 0) - (config.get("cost", 1.0) if cost is None else cost)
+
+
 def install_order_priority(exchange: Any) -> None:
     """Let order placements and the look-ups of their outcome (``order_priority``) skip ccxt's
     throttle's queue; everything else keeps it.
@@ -87,9 +98,7 @@ def install_order_priority(exchange: Any) -> None:
 
     async def throttle(cost: Any = None) -> Any:
         if _ORDER_PRIORITY.get():
-            # Not waited for, but charged: the cost joins ccxt's bucket (its queue keeps the future),
-            # so the reads after it wait for it and the instance's overall rate stays ccxt's.
-            exchange.throttler(cost)
+            _charge(exchange.throttler, cost)
             return None
         return await original(cost)
 
