@@ -1,5 +1,5 @@
-"""Order placements and the look-ups of their outcome skip ccxt's serial client-side throttle (their
-cost still charged to it); every other request keeps it.
+"""Order placements, the reads they need before they leave, and the look-ups of their outcome skip
+ccxt's serial client-side throttle (their cost still charged to it); every other request keeps it.
 
 ccxt makes each request wait until the previous requests' cost has drained: an order queued behind
 the background account reads left one leg seconds after the other. Here the throttle never drains,
@@ -98,13 +98,18 @@ def test_the_executor_sends_its_orders_with_priority_and_reads_without() -> None
         executor = CcxtExecutor(RecordingExchange(), DIALECT, markets={"BTC": market}, max_slippage_bps=Decimal(10))
         report = await executor.place_order(OrderRequest("p1", "binanceusdm", "BTC", OrderSide.BUY, Decimal("0.5")))
         await executor.positions()
+        # A close: its position read (reduce-only sizing) is part of sending it.
+        await executor.place_order(OrderRequest("p2", "binanceusdm", "BTC", OrderSide.SELL, Decimal("0.5"),
+                                                reduce_only=True))
         await executor.get_order("binanceusdm", "p1")  # a later look-up (reconciliation) is an ordinary read
         return report.status
 
     assert asyncio.run(main()) is OrderStatus.FILLED
-    assert seen["create_order"] == [True], "the order itself skips ccxt's throttle"
-    assert seen["fetch_order_book"] and not any(seen["fetch_order_book"]), "reads keep it"
-    assert seen["fetch_positions"] and not any(seen["fetch_positions"]), "reads keep it"
+    assert seen["create_order"] == [True, True], "the orders themselves skip ccxt's throttle"
+    # The order's own pre-send reads (the REST book when the feed has none; a close's position) go
+    # with it; a reconciliation read (positions()) keeps the throttle.
+    assert seen["fetch_order_book"] and all(seen["fetch_order_book"]), "an order's own book read goes with it"
+    assert seen["fetch_positions"] == [False, True], "positions() keeps it; a close's position read does not"
     # The order's own outcome (its status, then its trades) is looked up with the order's priority.
     assert seen["fetch_order"][0] is True and seen["fetch_my_trades"][0] is True
     assert seen["fetch_order"][-1] is False and seen["fetch_my_trades"][-1] is False

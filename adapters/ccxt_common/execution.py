@@ -126,14 +126,18 @@ class CcxtExecutor:
         check_request(request, market)
         cid = request.client_order_id
         self._symbol_of_cid[cid] = market.symbol
-        if self._ledger.was_sent(cid):
-            existing = await self._lookup(cid)
-            if existing is not None:
-                return existing
-        size = request.size_base
-        if request.reduce_only:
-            size = await self._reduce_only_size(request, market)
-        price = bound_price(request, market, await self._book(market), self._max_slippage_bps)
+        # The reads an order needs before it leaves (a resent id's look-up, a reduce-only order's
+        # position, a REST book when the feed has none) are part of sending it: they skip ccxt's
+        # throttle queue like the order (a close waited ~3 s there behind the feed's reads).
+        with order_priority():
+            if self._ledger.was_sent(cid):
+                existing = await self._lookup(cid)
+                if existing is not None:
+                    return existing
+            size = request.size_base
+            if request.reduce_only:
+                size = await self._reduce_only_size(request, market)
+            price = bound_price(request, market, await self._book(market), self._max_slippage_bps)
         if self._d.round_price is not None:
             price = self._d.round_price(price, market, request.side)
         self._refuse_if_ccxt_would_change(market, price, market.contracts(size))
