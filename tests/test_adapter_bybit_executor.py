@@ -115,3 +115,37 @@ async def test_an_order_with_more_executions_than_one_page_reports_all_of_them()
     assert report.status is OrderStatus.FILLED and report.filled_base == D("0.15")
     assert len(report.fills) == 150 and len({f.trade_id for f in report.fills}) == 150
     assert sum((f.size_base for f in report.fills), D(0)) == report.filled_base
+
+
+@pytest.mark.anyio
+async def test_an_order_request_is_begun_in_its_worker_before_the_loop_runs_anything_else() -> None:
+    """An order's worker thread starts the request before the event loop goes on to other work (the
+    other leg, stream messages): queued to a worker that waits for the loop to sleep, a Bybit order
+    sat 3-6 ms behind the other leg's preparation (bench/live.py)."""
+    import functools
+    import time
+
+    import anyio
+
+    from adapters.bybit.http import OrderHandoff
+
+    fake = FakeBybitSession()
+    started_at: list[float] = []
+
+    def place_order(**params):
+        started_at.append(time.perf_counter())
+        return {"retCode": 0, "result": {"orderId": "1"}}
+
+    fake.place_order = place_order  # type: ignore[method-assign]
+    ex = make_executor(fake)
+    ex._http._orders = OrderHandoff(wait_s=30.0)  # the bound only; it returns once the worker began
+    other_work_at: list[float] = []
+
+    async def other_work() -> None:
+        other_work_at.append(time.perf_counter())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(functools.partial(ex._http.call, "place_order", order=True, category="linear"))
+        tg.start_soon(other_work)
+    assert started_at and other_work_at
+    assert started_at[0] < other_work_at[0]
