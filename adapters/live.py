@@ -40,6 +40,8 @@ class VenueMarketData(Protocol):
 
     def instruments(self) -> list[Instrument]: ...
 
+    def instrument(self, symbol: str) -> Instrument | None: ...
+
     def fee_schedules(self) -> dict[str, FeeSchedule]: ...
 
     def quotes(self) -> list[FundingQuote]: ...
@@ -181,7 +183,7 @@ class LiveMarketFeed:
         part = self._parts.get(venue)
         if part is None:
             return None
-        return next((i for i in part.instruments() if i.symbol == symbol), None)
+        return part.instrument(symbol)
 
     def advance_to(self, ts_ms: int) -> list[FundingSettlement]:
         return []

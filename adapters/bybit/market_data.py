@@ -76,6 +76,11 @@ class BybitMarketData:
     def instruments(self) -> list[Instrument]:
         return [m.instrument for m in self._markets.values()]
 
+    def instrument(self, symbol: str) -> Instrument | None:
+        """The instrument of canonical ``symbol`` (a dict look-up: the strategy reads it per pair)."""
+        market = self._markets.get(symbol)
+        return market.instrument if market is not None else None
+
     def fee_schedules(self) -> dict[str, FeeSchedule]:
         return {self.venue: self._fees}
 
