@@ -5,6 +5,8 @@
 - ``bound_price``: the IOC limit price. A MARKET request is bounded by the slippage cap from the
   book's best opposite price; every price is rounded onto the tick CONSERVATIVELY (never past the
   cap), unlike ccxt's ``price_to_precision``.
+- ``reduce_only_size``: what a reduce-only order may send against the venue's position (never
+  more than closes it, whole lots); one that would open or grow a position is ``OrderRejected``.
 - ``SendLedger``: remembers when each client id was (last) sent, so ``get_order`` answers None
   ("can never execute") only after the venue-side expiry of the request (recv window + clock skew
   allowance) has passed; before that a not-found is "unknown yet" (``TemporaryVenueError``).
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from adapters.errors import OrderRejected, TemporaryVenueError
-from adapters.markets import VenueMarket, round_limit_price
+from adapters.markets import VenueMarket, round_limit_price, round_size_down
 from bot.core.domain import BPS, OrderBook, OrderRequest, OrderSide, OrderType
 
 
@@ -54,6 +56,21 @@ def bound_price(request: OrderRequest, market: VenueMarket, book: OrderBook | No
     if price <= 0:
         raise OrderRejected(request.venue, f"limit_price bound {raw} rounds to nothing on tick {tick}")
     return price
+
+
+def reduce_only_size(request: OrderRequest, market: VenueMarket, position_base: Decimal) -> Decimal:
+    """The size a reduce-only ``request`` may send when the venue holds ``position_base`` (signed):
+    at most the position, rounded down to whole lots. ``OrderRejected`` when the order would open or
+    increase a position, or the position is below one lot."""
+    closing = ((request.side is OrderSide.SELL and position_base > 0)
+               or (request.side is OrderSide.BUY and position_base < 0))
+    if not closing:
+        raise OrderRejected(request.venue, f"reduce_only {request.side.value} would open or increase "
+                                           f"a position of {position_base} {request.symbol}")
+    size = min(request.size_base, round_size_down(abs(position_base), market.instrument.lot_size_base))
+    if size <= 0:
+        raise OrderRejected(request.venue, f"reduce_only: position {position_base} is below one lot")
+    return size
 
 
 @dataclass

@@ -27,8 +27,8 @@ from adapters.bybit.http import BybitHttp
 from adapters.bybit.private_stream import BybitPrivateStream
 from adapters.client_ids import CodecMemo, codec_for
 from adapters.errors import OrderNotFoundYet, OrderRejected, TemporaryVenueError
-from adapters.markets import VenueMarket, round_size_down
-from adapters.order_flow import SendLedger, bound_price, check_request
+from adapters.markets import VenueMarket
+from adapters.order_flow import SendLedger, bound_price, check_request, reduce_only_size
 from bot.core.domain import (
     ZERO,
     Fill,
@@ -158,15 +158,7 @@ class BybitExecutor:
         }
 
     async def _reduce_only_size(self, request: OrderRequest, market: VenueMarket) -> Decimal:
-        position = await self._position_size(market)
-        closing = (request.side is OrderSide.SELL and position > 0) or (request.side is OrderSide.BUY and position < 0)
-        if not closing:
-            raise OrderRejected(self.venue, f"reduce_only {request.side.value} would open or increase "
-                                            f"a position of {position} {request.symbol}")
-        size = min(request.size_base, round_size_down(abs(position), market.instrument.lot_size_base))
-        if size <= 0:
-            raise OrderRejected(self.venue, f"reduce_only: position {position} is below one lot")
-        return size
+        return reduce_only_size(request, market, await self._position_size(market))
 
     async def _resolve_unknown(self, cid: str) -> OrderReport:
         for _ in range(FILL_SETTLE_POLLS):

@@ -31,7 +31,6 @@ from adapters.bybit import config
 from adapters.bybit.errors import translate
 from adapters.credentials import Credentials
 
-
 HANDOFF_WAIT_S = 0.002  # the longest the event loop blocks handing an order to its worker
 ORDER_WORKERS = 4  # orders in flight at once per client (a carry or a repair may send two together)
 
