@@ -63,10 +63,6 @@ class OrderHandoff:
             self.waits_timed_out += 1
         return await future
 
-    def close(self) -> None:
-        """Stop accepting requests; a request already sent finishes in its thread."""
-        self._pool.shutdown(wait=False)
-
 
 class BybitHttp:
     """Async facade over ``pybit.unified_trading.HTTP``."""
