@@ -619,6 +619,37 @@ async def test_entry_whose_intent_could_not_be_written_sends_nothing_and_leaves_
     await h.aclose()
 
 
+async def test_market_data_steps_behind_an_entry_from_its_decision_to_its_orders(tmp_path):
+    """From the moment an entry is decided (its intent transaction included) until both legs have
+    started, market-data handlers step behind it (``orders_first``); the window always closes, also
+    when the intent could not be written."""
+    import sqlite3
+
+    from bot.core import orders_first
+
+    h = await make_harness(tmp_path)
+    real_write = h.store.insert_entry_intent
+    during_write: list[bool] = []
+    fail = {"next": True}
+
+    async def recording(*args):
+        during_write.append(orders_first.in_progress())
+        if fail["next"]:
+            fail["next"] = False
+            raise sqlite3.OperationalError("disk I/O error")
+        return await real_write(*args)
+
+    h.store.insert_entry_intent = recording  # type: ignore[method-assign]
+    with pytest.raises(sqlite3.OperationalError):
+        await h.engine.open_position(opportunity("AAA"), ONE, "test")
+    assert not orders_first.in_progress()  # a failed entry leaves no window open
+    pos = await h.engine.open_position(opportunity("AAA"), ONE, "test")
+    assert pos.state == PositionState.MONITORING
+    assert during_write == [True, True]
+    assert not orders_first.in_progress()
+    await h.aclose()
+
+
 async def test_gate_closing_between_the_two_entry_legs_still_ends_hedged_or_flat(tmp_path):
     from risk.trading_state import TradingState, gate_order
 

@@ -8,6 +8,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
+from bot.core import orders_first
 from bot.core.domain import (
     ExecutionMode,
     is_spot,
@@ -70,7 +71,17 @@ class EntryMixin(SpotMixin, EngineCore):
                 await self._open_maker_taker(pos, opp, plan, reason)
                 return pos
             # No price for the maker order (its side of the book is empty): enter taker-taker.
-        async with self.lock_for(position_id):
+        # Decided: market data waits behind this entry's intent and orders (``orders_first``).
+        window = orders_first.Window()
+        try:
+            await self._open_taker_taker(pos, opp, size_base, reason, window)
+        finally:
+            window.close()
+        return pos
+
+    async def _open_taker_taker(self, pos: PositionFsm, opp: Opportunity, size_base: Decimal, reason: str,
+                                window: orders_first.Window) -> None:
+        async with self.lock_for(pos.position_id):
             pos.begin_open(reason=reason, details={
                 "expected_net_usd": str(opp.expected_net), "spread_hourly": str(opp.spread_hourly),
                 "current_spread_hourly": str(opp.current_spread_hourly), "costs_usd": str(opp.costs),
@@ -80,11 +91,10 @@ class EntryMixin(SpotMixin, EngineCore):
                 (LegSide.SHORT, self._order(pos, LegSide.SHORT, "open", size_base, attempt=0)),
             ]
             transitions = await self._persist_entry_intent(pos, opp, legs)
-            await self._dispatch_concurrently(pos, legs, "open")
+            await self._dispatch_concurrently(pos, legs, "open", window)
             self._log_transitions(transitions)  # on disk before the send; the log line can follow it
             PositionFsm.prepare_spare()  # for the next entry, now that these orders are answered
             await self._settle_entry(pos)
-        return pos
 
     async def _persist_entry_intent(self, pos: PositionFsm, opp: Opportunity,
                                     legs: list[tuple[LegSide, OrderRequest]]) -> list[Any]:

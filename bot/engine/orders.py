@@ -38,30 +38,32 @@ class OrderFlowMixin(EngineCore):
     """Sends orders and applies their answers."""
 
     # ------------------------------------------------------------------ sending
-    async def _dispatch_concurrently(self, pos: PositionFsm, legs: list[tuple[LegSide, OrderRequest]], purpose: str) -> None:
-        """Send several legs at once. Never leg-by-leg with a wait in between."""
+    async def _dispatch_concurrently(self, pos: PositionFsm, legs: list[tuple[LegSide, OrderRequest]], purpose: str,
+                                     window: orders_first.Window | None = None) -> None:
+        """Send several legs at once. Never leg-by-leg with a wait in between. ``window``: the
+        caller's open ``orders_first.Window`` (closed here once the legs have started), else one
+        is opened now."""
         if len(legs) == 1:
+            if window is not None:
+                window.close()
             leg, req = legs[0]
             await self._send_and_record(pos, leg, req, purpose)
             return
         stamps: list[int] = []
-        away: list[bool] = []
-        orders_first.begin()  # market-data handlers queued meanwhile step behind the legs
+        window = window or orders_first.Window()  # market-data handlers queued meanwhile step behind the legs
         try:
             async with anyio.create_task_group() as tg:
                 for leg, req in legs:
                     tg.start_soon(self._send_and_record, pos, leg, req, purpose, stamps)
                 # Started after the legs, so it runs once each leg has reached its first wait.
-                tg.start_soon(self._orders_away, away)
+                tg.start_soon(self._orders_away, window)
         finally:
-            if not away:
-                orders_first.end()
+            window.close()
         if len(stamps) == 2:
             self.metrics.dispatch_skew_ns.append(abs(stamps[0] - stamps[1]))
 
-    async def _orders_away(self, away: list[bool]) -> None:
-        away.append(True)
-        orders_first.end()
+    async def _orders_away(self, window: orders_first.Window) -> None:
+        window.close()
         self._on_orders_away()
 
     async def _send_and_record(
