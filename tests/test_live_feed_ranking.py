@@ -130,7 +130,7 @@ class _Blind(IncrementalRanker):
 def test_a_cross_check_difference_is_logged_with_what_differs_and_why(monkeypatch) -> None:
     from loguru import logger
 
-    import bot.incremental as incremental
+    from bot import incremental
 
     monkeypatch.setattr(incremental, "IncrementalRanker", _Blind)
     lines: list[str] = []
