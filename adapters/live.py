@@ -67,7 +67,11 @@ def reference_mark(part: VenueMarketData, symbol: str) -> Decimal | None:
     if is_spot(part.venue):
         source: Callable[[str], Decimal | None] | None = getattr(part, "mark_source", None)
         return source(symbol) if source is not None else None
-    quote = next((q for q in part.quotes() if q.symbol == symbol), None)
+    lookup: Callable[[str], FundingQuote | None] | None = getattr(part, "quote", None)
+    if callable(lookup):  # the parts keep their quotes by symbol: one read, not a scan of every quote
+        quote = lookup(symbol)
+    else:
+        quote = next((q for q in part.quotes() if q.symbol == symbol), None)
     return quote.mark_price if quote is not None and quote.mark_price > 0 else None
 
 
@@ -77,8 +81,11 @@ def book_divergence(part: VenueMarketData, symbol: str, book: OrderBook | None) 
     there is nothing to compare (no book, an empty side, no mark yet)."""
     if book is None or not book.bids or not book.asks:
         return None
-    mark = reference_mark(part, symbol)
-    if mark is None:
+    return _divergence(part, symbol, book, reference_mark(part, symbol))
+
+
+def _divergence(part: VenueMarketData, symbol: str, book: OrderBook, mark: Decimal | None) -> str | None:
+    if not book.bids or not book.asks or mark is None:
         return None
     mid = (book.bids[0].price + book.asks[0].price) / 2
     if abs(mid / mark - 1) > MAX_BOOK_MARK_DIVERGENCE:
@@ -129,6 +136,10 @@ class LiveMarketFeed:
         self._max_book_age_ms = max_book_age_ms
         self._now_ms = now_ms
         self._history: list[FundingSettlement] = []
+        # (venue, symbol) -> (the part's book, the mark it was checked against, the book served or
+        # None): a book is checked against the mark once, not on every read (a strategy pass reads
+        # the books of the legs it ranks again on every pass), and a refused one is logged once
+        self._checked: dict[tuple[str, str], tuple[OrderBook, Decimal | None, OrderBook | None]] = {}
         for part in parts:
             if is_spot(part.venue):  # spot books are checked against the perpetuals' mark of the coin
                 part.mark_source = functools.partial(self.perp_mark, exchange_of(part.venue))  # type: ignore[attr-defined]
@@ -172,12 +183,31 @@ class LiveMarketFeed:
 
     def book(self, venue: str, symbol: str) -> OrderBook | None:
         part = self._parts.get(venue)
-        book = mark_checked_book(part, symbol) if part else None
+        book = self._mark_checked(part, symbol) if part else None
         stale = (book is not None and self._max_book_age_ms is not None and self._now_ms is not None
                  and self._now_ms() - book.ts_ms > self._max_book_age_ms)
         if stale:
             return None  # the caller must not price on a stale book
         return book
+
+    def _mark_checked(self, part: VenueMarketData, symbol: str) -> OrderBook | None:
+        """``mark_checked_book``, remembered while the part's book and the mark are the same."""
+        raw = part.book(symbol)
+        if raw is None:
+            return None
+        mark = reference_mark(part, symbol)
+        key = (part.venue, symbol)
+        seen = self._checked.get(key)
+        if seen is not None and seen[0] is raw and seen[1] == mark:
+            return seen[2]
+        problem = _divergence(part, symbol, raw, mark)
+        if problem is not None:
+            drop = getattr(part, "_drop", None)
+            if drop is not None:
+                drop(problem)
+        served = None if problem is not None else raw
+        self._checked[key] = (raw, mark, served)
+        return served
 
     def instrument(self, venue: str, symbol: str) -> Instrument | None:
         part = self._parts.get(venue)

@@ -35,8 +35,12 @@ only fall as quotes age). A change of fee schedules or costing mode (books or no
 going back, rebuilds. ``cross_check`` compares with a full ranking (start-up and periodically;
 tests hold them equal after every update).
 
-Contract: ``apply`` is told every key whose quote, book or instrument changed (a feed issues a new
-quote object whenever a key's quote or book changes: ``changed_keys`` compares identity).
+Contract: ``apply`` is told every key whose quote or instrument changed (``changed_keys`` compares
+quote identity). Books need not be told: a live feed replaces a book many times between two funding
+polls with the same quote object, and stops serving one that turned stale or disagrees with the
+mark (``adapters.live.LiveMarketFeed.book``), so ``top`` reads again the snapshot's book of every
+leg it looked at and re-files the legs whose book is not the object they were looked at with
+(only looked-at legs depend on a book; the others are filed under quote-only bounds).
 """
 
 from __future__ import annotations
@@ -113,6 +117,10 @@ class IncrementalRanker:
         self._heap_mark = 0  # heap size after the last sweep of void entries
         self._exact: list[tuple] = []  # (ranking_key, Opportunity), sorted: every evaluated valid pair
         self._expiry: list[tuple] = []  # (expires_ts_ms, seq, symbol state)
+        # Legs looked at with a book read: key -> leg record (its ``book`` is the object it saw).
+        # ``top`` re-reads these keys' books: a live feed replaces a book without a new quote.
+        self._watched: dict[Key, _LegRecord] = {}
+        self._books_checked: object = None  # the snapshot book mapping last checked against them
         self._seq = itertools.count()
         self._params: _Params | None = None
         self._fee_terms: dict | None = None
@@ -123,6 +131,7 @@ class IncrementalRanker:
         self._slack = (self._scale + settings.notional_usd) * _BOUND_SLACK
         self.reranked = 0  # symbols whose changed legs were looked at (for tests and benchmarks)
         self.evaluated = 0  # pairs evaluated exactly (memoised costs included)
+        self.books_rechanged = 0  # legs re-filed because their book changed without a new quote
 
     # ------------------------------------------------------------------ public
     def rebuild(self, snapshot: MarketSnapshot) -> None:
@@ -133,6 +142,8 @@ class IncrementalRanker:
         self._heap_mark = 0
         self._exact.clear()
         self._expiry.clear()
+        self._watched.clear()
+        self._books_checked = None
         self._params = self._fee_terms = self._fees = self._estimated = None
         self._now = -1
         self._sync(snapshot)
@@ -161,6 +172,7 @@ class IncrementalRanker:
             raise ValueError(f"top({n}) needs per_symbol >= {n} (it is {self.per_symbol})")
         self._sync(snapshot)
         self._expire(snapshot)
+        self._recheck_books(snapshot)
         self._resolve(snapshot, n)
         return [entry[1] for entry in self._exact[:n]]
 
@@ -173,6 +185,59 @@ class IncrementalRanker:
         mine = mine + [None] * (width - len(mine))
         full = full + [None] * (width - len(full))
         return [(a, b) for a, b in zip(mine, full) if a != b]
+
+    def unnoticed_changes(self, snapshot: MarketSnapshot, symbol: str) -> list[str]:
+        """Why the ranker's view of ``symbol`` may differ from ``snapshot``: each input it holds (a
+        leg's quote, the book it looked at, a pair's instrument) that is no longer the snapshot's
+        object, i.e. a change ``apply`` was never told about (for the cross-check's log line)."""
+        state = self._symbols.get(symbol)
+        quotes = snapshot.quotes
+        if state is None:
+            venues = sorted(v for v, s in quotes if s == symbol)
+            return [f"{symbol} not held by the ranker (quoted on {', '.join(venues) or 'no venue'})"]
+        out: list[str] = []
+        for venue in sorted(set(state.venues) | {v for v, s in quotes if s == symbol}):
+            key = (venue, symbol)
+            quote, rec = quotes.get(key), state.legs.get(venue)
+            if venue not in state.venues:
+                out.append(f"{venue} quote appeared unnoticed")
+                continue
+            if rec is None:
+                continue  # no leg (an unusable quote)
+            if rec.quote is not quote:
+                out.append(f"{venue} quote changed unnoticed")
+            if self._watched.get(key) is rec:
+                book = snapshot.books.get(key)
+                if book is not rec.book:
+                    out.append(f"{venue} book changed unnoticed (looked at {_book_text(rec.book)}, "
+                               f"now {_book_text(book)})")
+        instruments = snapshot.instruments
+        for long_venue, short_venue in state.exact:
+            memo = state.memo.get((long_venue, short_venue))
+            if memo is not None and (memo[2] is not instruments.get((long_venue, symbol))
+                                     or memo[3] is not instruments.get((short_venue, symbol))):
+                out.append(f"{long_venue}/{short_venue} instrument changed unnoticed")
+        return out
+
+    def describe(self, snapshot: MarketSnapshot,
+                 differences: list[tuple[Opportunity | None, Opportunity | None]]) -> str:
+        """One line per differing place of ``cross_check``: what each ranking had there and the
+        unnoticed changes of the symbols involved (the cross-check's log detail)."""
+        def one(opp: Opportunity | None) -> str:
+            if opp is None:
+                return "nothing"
+            return f"{opp.symbol} long {opp.long_venue} short {opp.short_venue} net {opp.expected_net:.6f}"
+
+        lines, symbols = [], []
+        for mine, full in differences:
+            lines.append(f"incremental {one(mine)} / full {one(full)}")
+            for opp in (mine, full):
+                if opp is not None and opp.symbol not in symbols:
+                    symbols.append(opp.symbol)
+        for symbol in symbols:
+            why = self.unnoticed_changes(snapshot, symbol)
+            lines.append(f"{symbol}: {'; '.join(why) if why else 'no unnoticed input change'}")
+        return " | ".join(lines)
 
     @property
     def pending_symbols(self) -> frozenset[str]:
@@ -236,7 +301,10 @@ class IncrementalRanker:
         self._file_pending(state)
 
     def _drop_leg(self, state: _Symbol, venue: str) -> None:
-        del state.legs[venue]
+        rec = state.legs.pop(venue)
+        key = (venue, state.name)
+        if self._watched.get(key) is rec:
+            del self._watched[key]
         state.unlooked.discard(venue)
         exact = state.exact
         for pair in [pair for pair in exact if venue in pair]:
@@ -250,6 +318,9 @@ class IncrementalRanker:
         del merged[i]
 
     def _forget(self, state: _Symbol) -> None:
+        for venue, rec in state.legs.items():
+            if self._watched.get((venue, state.name)) is rec:
+                del self._watched[(venue, state.name)]
         for entry in state.exact.values():
             self._remove_exact(entry)
         state.exact.clear()
@@ -319,6 +390,28 @@ class IncrementalRanker:
         if pos < len(pairs):
             state.pairs_entry = entry = [pairs[pos][0], next(self._seq), _PAIRS, state, True]
             self._push(entry)
+
+    def _recheck_books(self, snapshot: MarketSnapshot) -> None:
+        """Re-file the legs whose book in ``snapshot`` is no longer the one they were looked at
+        with (a new book, none, or one the feed now refuses as stale or absurd). A live feed
+        replaces books many times between two funding quotes, so a book change does not come with
+        a new quote object and ``apply`` is not told about it; only the legs looked at depend on a
+        book (the others are filed under quote-only bounds), so only those are read again. The
+        same mapping object as at the last check holds the same books (a snapshot is immutable)."""
+        books = snapshot.books
+        if books is self._books_checked:
+            return
+        self._books_checked = books
+        if not self._watched:
+            return
+        get = books.get
+        by_symbol: dict[str, list[str]] = {}
+        for (venue, symbol), rec in self._watched.items():
+            if get((venue, symbol)) is not rec.book:
+                by_symbol.setdefault(symbol, []).append(venue)
+        for symbol, venues in by_symbol.items():
+            self.books_rechanged += len(venues)
+            self._update(snapshot, symbol, venues)
 
     def _expire(self, snapshot: MarketSnapshot) -> None:
         """Symbols whose looked-at inputs turned stale: every leg is read again from the snapshot."""
@@ -395,6 +488,9 @@ class IncrementalRanker:
             a = None
             if rec.quote.ts_ms >= min_ts:
                 a = _close_look(snapshot, symbol, rec.quote, fee_terms, params)
+                if not params.estimated:  # the book the look saw (the snapshot's: read once per snapshot)
+                    rec.book = snapshot.books.get((venue, symbol))
+                    self._watched[(venue, symbol)] = rec
             rec.looked = a
             if a is None:
                 continue
@@ -502,6 +598,10 @@ class IncrementalRanker:
         state.exact[pair] = entry
 
 
+def _book_text(book) -> str:
+    return "no book (none, stale or refused)" if book is None else f"the book of ts {book.ts_ms}"
+
+
 _PENDING, _PAIRS = 0, 1  # heap entry kinds: a symbol's changed legs, its next pair
 
 
@@ -509,7 +609,7 @@ class _LegRecord:
     """One (venue, symbol) quote as a leg; a new record per change (pair entries hold the records
     they were computed from, so a changed leg voids them by identity)."""
 
-    __slots__ = ("venue", "quote", "short_raw", "long_raw", "looked")
+    __slots__ = ("venue", "quote", "short_raw", "long_raw", "looked", "book")
 
     def __init__(self, venue: str, quote, short_raw: Decimal, long_raw: Decimal) -> None:
         self.venue = venue
@@ -517,6 +617,7 @@ class _LegRecord:
         self.short_raw = short_raw  # h - c with the quote-only fee term (no book read)
         self.long_raw = long_raw  # h + c
         self.looked = _UNSEEN  # the scanner's close look once done (None: not a usable leg)
+        self.book = None  # the snapshot's book when looked at (None: none, or not read)
 
 
 class _Symbol:
@@ -554,15 +655,17 @@ def changed_keys(previous: dict[Key, object] | None, current: dict[Key, object])
 class RankingSource:
     """The strategy's ranked candidates per pass: incremental when few symbols changed, else full.
 
-    Each pass compares the snapshot's quotes with the previous pass's (object identity: a feed
-    issues a new quote object whenever a key's quote or book changes; the simulated and replayed
-    markets do). When at most ``incremental_fraction`` of the symbols changed and the per-symbol
-    cache is built, only those symbols are re-ranked; otherwise one full bound-pruned ranking runs
+    Each pass compares the snapshot's quotes with the previous pass's (object identity; a book
+    that changed without a new quote, as a live feed's do, is noticed by the ranker itself: see
+    ``IncrementalRanker._recheck_books``). When at most ``incremental_fraction`` of the symbols
+    changed and the per-symbol cache is built, only those symbols are re-ranked; otherwise one full bound-pruned ranking runs
     (the simulated market moves every key every step, so it always takes that path; a live feed
     moving a few keys between passes takes the incremental one). The cache is built on the first
     quiet pass (a full ranking of every symbol: the start-up cost) and dropped after a busy one.
     Every ``cross_check_every`` incremental passes the result is compared with a full ranking; a
-    difference is logged, counted and repaired by a rebuild.
+    difference is logged (each differing place, both rankings' entries, and the inputs the ranker
+    holds that are no longer the snapshot's: ``IncrementalRanker.describe``), counted and repaired
+    by a rebuild.
     """
 
     def __init__(self, settings: RankSettings, n: int = 5, *, incremental_fraction: float = 0.05,
@@ -604,6 +707,7 @@ class RankingSource:
 
                 self.cross_check_failures += 1
                 logger.bind(kind="ranking_cross_check").error(
-                    f"incremental ranking differs from a full ranking at {len(differences)} place(s); rebuilt")
+                    "incremental ranking differs from a full ranking at {} place(s); rebuilt: {}",
+                    len(differences), self._ranker.describe(snapshot, differences))
                 self._ranker.rebuild(snapshot)
         return self._ranker.top(snapshot, self.n)

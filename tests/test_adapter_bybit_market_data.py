@@ -39,6 +39,7 @@ def test_ticker_snapshot_then_delta_keeps_the_merged_quote() -> None:
                "data": {"symbol": "BTCUSDT", "fundingRate": "0.0001"}})  # deltas carry changed fields only
     (q,) = md.quotes()
     assert (q.rate_per_interval, q.mark_price, q.ts_ms) == (D("0.0001"), D("17217.33"), snap["ts"] + 100)
+    assert md.quote("BTC") is q and md.quote("ETH") is None  # by canonical symbol (the book mark check)
 
 
 def test_books_and_gap_detection_and_absurd_data_dropped() -> None:

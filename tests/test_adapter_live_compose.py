@@ -54,6 +54,31 @@ def test_a_book_near_the_mark_is_served() -> None:
     assert part.dropped == []
 
 
+class KeyedPart(FakePart):
+    """A part that keeps its quotes by symbol, as the real ones do (``quote``: no scan)."""
+
+    def quote(self, symbol: str):
+        return self._quote if symbol == "BTC" else None
+
+
+def test_a_book_is_checked_once_per_book_and_mark_and_again_when_either_changes() -> None:
+    """``LiveMarketFeed.book`` remembers its mark check while the part's book and the mark are the
+    same (a strategy pass reads the books of the legs it ranks on every pass: a refused book is
+    logged once, not on every read), and checks again as soon as either changes."""
+    part = KeyedPart(D(100_000), D(100_050))
+    feed = LiveMarketFeed([part])
+    assert feed.book("hyperliquid", "BTC") is part._book
+    part._quote = FundingQuote("hyperliquid", "BTC", D("0.0001"), D(1), 3_600_000, D(100), 2)  # the mark jumps
+    assert feed.book("hyperliquid", "BTC") is None, "the same book against a new mark is checked again"
+    assert feed.book("hyperliquid", "BTC") is None
+    assert len(part.dropped) == 1 and "far from the mark price 100" in part.dropped[0]
+    part._book = OrderBook("hyperliquid", "BTC", (BookLevel(D(99), D(1)),), (BookLevel(D(101), D(1)),), 3)
+    assert feed.book("hyperliquid", "BTC") is part._book, "a new book near the mark is served"
+    part._book = OrderBook("hyperliquid", "BTC", (BookLevel(D(99_999), D(1)),), (BookLevel(D(100_001), D(1)),), 4)
+    assert feed.book("hyperliquid", "BTC") is None, "a new absurd book is refused at once"
+    assert len(part.dropped) == 2
+
+
 def test_a_book_at_1000x_the_mark_is_refused_and_named() -> None:
     part = FakePart(D(100_000_000), D(100_000))
     feed = LiveMarketFeed([part])

@@ -8,6 +8,12 @@ heartbeat that refreshes many keys at once. A share of the updates targets the s
 current top and the held positions' symbols. After each update ``IncrementalRanker.top(n)`` must
 equal ``full_rank(snapshot, settings, n)`` exactly (every field of every opportunity, in order).
 
+With ``live_books`` the market behaves as a live feed does: a book moves, goes stale or disappears
+without a new quote object, and the ranker is told only the keys whose quote or instrument changed
+(``RankingSource`` compares quote identity); the ranker must notice the books itself. Found in an
+emulator rehearsal of ``--live``: the periodic cross-check logged differences when ccxt venues'
+books moved between two funding polls.
+
 The driver is checked to catch a pruning error: a ranker whose pending bounds are too low (so it
 skips symbols that do reach the top) must be reported as different.
 """
@@ -43,8 +49,9 @@ class Market:
     """A mutable synthetic market; ``snapshot()`` freezes it (new dicts: one consistent view)."""
 
     def __init__(self, rng: random.Random, n_symbols: int, venues: tuple[str, ...], *, books: bool = True,
-                 spot: bool = False, bad_quotes: bool = True) -> None:
+                 spot: bool = False, bad_quotes: bool = True, live_books: bool = False) -> None:
         self.rng = rng
+        self.live_books = live_books  # books change without new quotes, and nobody is told
         self.bad_quotes = bad_quotes  # NaN rates and zero intervals (the adapters reject them before a strategy)
         self.now = START_MS
         self.with_books = books
@@ -146,8 +153,10 @@ class Market:
             if rng.random() < 0.1:
                 rate = Decimal(rng.randint(-3, 6)).scaleb(-5)  # onto the grid: ties
             self.quotes[key] = dataclasses.replace(quote, rate_per_interval=rate, ts_ms=self.now)
-        elif action < 0.72:  # the book moves (and the feed issues a new quote with it)
+        elif action < 0.72:  # the book moves (a simulated feed issues a new quote with it, a live one not)
             self.set_book(venue, symbol, shallow=rng.random() < 0.1, crossed=rng.random() < 0.03)
+            if self.live_books:
+                return set()
             self.quotes[key] = dataclasses.replace(quote, ts_ms=self.now)
         elif action < 0.77:  # the venue stops quoting it
             del self.quotes[key]
@@ -159,6 +168,8 @@ class Market:
                 self.books.pop(key, None)
             elif key in self.books:
                 self.books[key] = dataclasses.replace(self.books[key], ts_ms=self.now - MAX_AGE_MS - 1)
+            if self.live_books:
+                return set()
             self.quotes[key] = dataclasses.replace(quote, ts_ms=self.now)
         elif action < 0.87:  # an unusable rate (NaN) or a non-positive interval
             if not self.bad_quotes:
@@ -185,10 +196,10 @@ class Market:
 
 
 def drive(ranker_factory, settings: RankSettings, *, seed: int, symbols: int = 40, updates: int = 300, n: int = 5,
-          books: bool = True, spot: bool = False) -> tuple[int, str | None]:
+          books: bool = True, spot: bool = False, live_books: bool = False) -> tuple[int, str | None]:
     """Run ``updates`` random updates; returns (comparisons, first difference or None)."""
     rng = random.Random(seed)
-    market = Market(rng, symbols, VENUES, books=books, spot=spot)
+    market = Market(rng, symbols, VENUES, books=books, spot=spot, live_books=live_books)
     snapshot = market.snapshot()
     ranker: IncrementalRanker = ranker_factory(settings)
     ranker.rebuild(snapshot)
@@ -245,6 +256,26 @@ def test_maker_taker_execution_and_spot_carry_stay_equal() -> None:
     _, difference = drive(_ranker, settings, seed=300, spot=True)
     assert difference is None, difference
     _, difference = drive(_ranker, SETTINGS, seed=301, spot=True)  # spot quotes present, carry off
+    assert difference is None, difference
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_live_book_changes_without_new_quotes_stay_equal(seed: int) -> None:
+    """A live feed moves books between funding polls: no new quote, ``apply`` not told."""
+    compared, difference = drive(_ranker, SETTINGS, seed=500 + seed, live_books=True)
+    assert difference is None, difference
+    assert compared == 300
+
+
+def test_live_book_changes_with_a_net_floor_and_spot_carry_stay_equal() -> None:
+    rng = random.Random(600)
+    unfloored = full_rank(Market(rng, 40, VENUES).snapshot(), SETTINGS, 12)
+    floor = unfloored[len(unfloored) // 2].expected_net
+    _, difference = drive(_ranker, dataclasses.replace(SETTINGS, min_expected_net_usd=floor), seed=600,
+                          live_books=True)
+    assert difference is None, difference
+    settings = dataclasses.replace(SETTINGS, pair_kinds=frozenset({PairKind.PERP_PERP, PairKind.SPOT_PERP}))
+    _, difference = drive(_ranker, settings, seed=601, spot=True, live_books=True)
     assert difference is None, difference
 
 

@@ -87,6 +87,11 @@ class BybitMarketData:
     def quotes(self) -> list[FundingQuote]:
         return list(self._quotes.values())
 
+    def quote(self, symbol: str) -> FundingQuote | None:
+        """The latest funding quote of canonical ``symbol`` (a dict read: the mark check of every book read uses it)."""
+        market = self._markets.get(symbol)
+        return self._quotes.get(market.venue_symbol) if market else None
+
     def books(self) -> list[OrderBook]:
         return list(self._book_views.values())
 

@@ -89,6 +89,10 @@ class CcxtMarketData:
     def quotes(self) -> list[FundingQuote]:
         return list(self._quotes.values())
 
+    def quote(self, symbol: str) -> FundingQuote | None:
+        """The latest funding quote of ``symbol`` (a dict read: the mark check of every book read uses it)."""
+        return self._quotes.get(symbol)
+
     def books(self) -> list[OrderBook]:
         return list(self._books.values())
 
