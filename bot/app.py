@@ -107,8 +107,11 @@ class Application:
             "strategy": self._pacer("strategy", settings.strategy.loop_interval_seconds, first_delay_s=0.0),
             "reconcile": self._pacer("reconcile", settings.reconcile.interval_seconds),
         }
-        # paper: a running reconciliation goes before the strategy pass's long turns (bot.pacing)
-        self.reconcile_first = GoesFirst(wiring.reconcile_first_wait_s)
+        # paper: a running reconciliation goes before the strategy pass's long turns (bot.pacing),
+        # unless this strategy pass itself started a whole interval late
+        strategy_pacer = self.pacers["strategy"]
+        self.reconcile_first = GoesFirst(
+            wiring.reconcile_first_wait_s, unless=lambda: strategy_pacer.last_lag_ms >= strategy_pacer.interval_ms)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:

@@ -141,15 +141,17 @@ class GoesFirst:
 
     The step runs inside ``running()``; the other loop calls ``pause()`` between slices of its
     work. A pause while the step runs waits until the step ends (its turns then only alternate
-    with what does not pause), at most ``max_wait_s`` wall seconds per step in total; otherwise a
-    pause is a plain checkpoint. Nothing else changes: the step does the same work in the same
-    order, and the paused work resumes where it was.
+    with what does not pause), at most ``max_wait_s`` wall seconds per step in total, and not when
+    ``unless()`` says the paused loop is itself late; otherwise a pause is a plain checkpoint.
+    Nothing else changes: the step does the same work in the same order, and the paused work
+    resumes where it was.
     """
 
-    def __init__(self, max_wait_s: float = 0.005) -> None:
+    def __init__(self, max_wait_s: float = 0.005, *, unless: Callable[[], bool] | None = None) -> None:
         if max_wait_s < 0:
             raise ValueError("max_wait_s must not be negative")
         self.max_wait_s = max_wait_s
+        self.unless = unless  # when it returns True a pause does not wait (the paused loop is late itself)
         self._done: anyio.Event | None = None
         self._deadline = 0.0  # time.monotonic() after which pauses no longer wait for this step
         self.pauses_waited = 0  # pauses that waited for the step (for benchmarks and tests)
@@ -184,7 +186,7 @@ class GoesFirst:
         if done is None:
             return False
         remaining = self._deadline - time.monotonic()
-        if remaining <= 0:
+        if remaining <= 0 or (self.unless is not None and self.unless()):
             return False
         self.pauses_waited += 1
         with anyio.move_on_after(remaining):

@@ -117,6 +117,29 @@ async def test_no_wait_and_no_turn_when_idle_or_disabled() -> None:
         GoesFirst(max_wait_s=-1)
 
 
+@pytest.mark.anyio
+async def test_a_late_loop_does_not_wait() -> None:
+    late = [False]
+    first = GoesFirst(max_wait_s=60.0, unless=lambda: late[0])
+    with first.running():
+        late[0] = True  # the paused loop is itself late: it goes on
+        assert not await first.wait_if_running()
+    assert first.pauses_waited == 0
+
+
+def test_the_strategy_pass_waits_only_while_it_is_on_time(tmp_path: Path) -> None:
+    clock = ManualClock(START_MS)
+    settings = Settings()
+    app = Application(settings, paper_wiring(settings, PaperOptions(
+        seed=1, speed=1.0, db_path=tmp_path / "p.sqlite", start_ts_ms=START_MS), clock=clock))
+    pacer, unless = app.pacers["strategy"], app.reconcile_first.unless
+    assert unless is not None
+    pacer.last_lag_ms = pacer.interval_ms // 2
+    assert not unless()
+    pacer.last_lag_ms = pacer.interval_ms  # the pass started a whole interval late
+    assert unless()
+
+
 def test_not_reentrant() -> None:
     first = GoesFirst()
     with first.running(), pytest.raises(RuntimeError), first.running():
