@@ -28,7 +28,7 @@ from bot.heap import CollectorHold, HeapFreeze
 from bot.incremental import RankingSource, RankSettings
 from bot.logging_setup import log_event
 from bot.market_catch_up import MarketCatchUp
-from bot.pacing import Pacer
+from bot.pacing import GoesFirst, Pacer
 from bot.params import breaker_settings, forecast_params, strategy_params
 from bot.settings import Settings
 from bot.strategy import (
@@ -107,6 +107,11 @@ class Application:
             "strategy": self._pacer("strategy", settings.strategy.loop_interval_seconds, first_delay_s=0.0),
             "reconcile": self._pacer("reconcile", settings.reconcile.interval_seconds),
         }
+        # paper: a running reconciliation goes before the strategy pass's long turns (bot.pacing),
+        # unless this strategy pass itself started a whole interval late
+        strategy_pacer = self.pacers["strategy"]
+        self.reconcile_first = GoesFirst(
+            wiring.reconcile_first_wait_s, unless=lambda: strategy_pacer.last_lag_ms >= strategy_pacer.interval_ms)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -294,10 +299,13 @@ class Application:
 
     async def _strategy_pass(self) -> None:
         assert self.engine is not None and self.executor is not None
+        await self.reconcile_first.wait_if_running()  # paper: a running reconciliation first (bot.pacing)
         # Ranking and exits read each quote's forecast rate; the venues' current rates stay as they are.
-        snapshot = await self.market_pass.snapshot_yielding(self.clock.now_ms())  # bot.array_pass: lazy, sliced
+        # bot.array_pass: lazy, sliced; a running reconciliation goes first between slices (bot.pacing)
+        snapshot = await self.market_pass.snapshot_yielding(self.clock.now_ms(), self.reconcile_first.pause)
         self._apply_board(self.board.tick(snapshot.now_ts_ms))
         await self._record_equity(snapshot)
+        await self.reconcile_first.wait_if_running()  # milliseconds of ranking next: a reconciliation first
         ranked = self.market_pass.ranked(snapshot)  # one ranking per pass (screened, or incremental when quiet)
         self.last_ranked = ranked  # what the status line shows: the strategy's own (forecast) view
         # (the venues' sizes are read after the ranking: the other loops get a turn between the two,
@@ -369,6 +377,17 @@ class Application:
             await self.reconcile_step()
 
     async def reconcile_step(self) -> None:
+        assert self.engine is not None
+        if self.reconcile_first.busy:  # a step already running (called from elsewhere): no priority
+            await self._reconcile_step()
+            return
+        # Its many short turns (one per venue request) go before the strategy pass's fold slices
+        # (bot.pacing.GoesFirst): otherwise each turn waits behind a slice, and at a high --speed
+        # a reconciliation takes longer than its interval.
+        with self.reconcile_first.running():
+            await self._reconcile_step()
+
+    async def _reconcile_step(self) -> None:
         assert self.engine is not None
         # A level's half-life is weeks: a restart after a crash loses at most minutes of it.
         await self.save_forecast(at_most_every_ms=FORECAST_SAVE_INTERVAL_MS)

@@ -9,12 +9,17 @@ When a loop falls more than ``behind_intervals`` whole intervals behind (the wor
 at the requested speed) the schedule is re-anchored at now (the missed ticks are counted, never
 run in a burst) and ``on_behind`` is called once, the first time only, so the bot can say so
 clearly; ``on_recovered`` is called when a later tick starts on time again.
+
+``GoesFirst`` lets one loop's step go first on a busy event loop: while it runs, another loop's
+cooperative pauses wait for it to end (a bounded wait), instead of taking turns with it.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import anyio
@@ -123,3 +128,67 @@ class Pacer:
 
         return LagStats(self.name, self.interval_ms, self.ticks, self.missed_ticks, self.last_lag_ms,
                         self.max_lag_ms, pct(0.5), pct(0.99), self.behind)
+
+
+class GoesFirst:
+    """One loop's step goes first; other loops' long work pauses for it (see below).
+
+    A step made of many short turns on the event loop (reconciliation: every venue read is a
+    request, i.e. a turn) takes turns with whatever else is ready; when another loop is busy with
+    milliseconds of CPU work per turn (the strategy pass's forecast fold at thousands of keys),
+    each of the step's turns waits behind one of those, and a 1 ms step takes 10-20 ms of wall
+    time: at a high ``--speed`` that is more than its interval, and its ticks are skipped.
+
+    The step runs inside ``running()``; the other loop calls ``pause()`` between slices of its
+    work. A pause while the step runs waits until the step ends (its turns then only alternate
+    with what does not pause), at most ``max_wait_s`` wall seconds per step in total, and not when
+    ``unless()`` says the paused loop is itself late; otherwise a pause is a plain checkpoint.
+    Nothing else changes: the step does the same work in the same order, and the paused work
+    resumes where it was.
+    """
+
+    def __init__(self, max_wait_s: float = 0.005, *, unless: Callable[[], bool] | None = None) -> None:
+        if max_wait_s < 0:
+            raise ValueError("max_wait_s must not be negative")
+        self.max_wait_s = max_wait_s
+        self.unless = unless  # when it returns True a pause does not wait (the paused loop is late itself)
+        self._done: anyio.Event | None = None
+        self._deadline = 0.0  # time.monotonic() after which pauses no longer wait for this step
+        self.pauses_waited = 0  # pauses that waited for the step (for benchmarks and tests)
+
+    @property
+    def busy(self) -> bool:
+        """The step is running."""
+        return self._done is not None
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """The step runs in this block (not re-entrant: one step at a time)."""
+        if self._done is not None:
+            raise RuntimeError("GoesFirst.running is not re-entrant")
+        self._done = anyio.Event()
+        self._deadline = time.monotonic() + self.max_wait_s
+        try:
+            yield
+        finally:
+            done, self._done = self._done, None
+            done.set()
+
+    async def pause(self) -> None:
+        """A checkpoint; while the step runs, wait for it to end (bounded, see the class docstring)."""
+        if not await self.wait_if_running():
+            await anyio.lowlevel.checkpoint()
+
+    async def wait_if_running(self) -> bool:
+        """While the step runs (and its time is not used up) wait for it to end and return True;
+        otherwise return False at once, without a checkpoint (no turn given to anything else)."""
+        done = self._done
+        if done is None:
+            return False
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0 or (self.unless is not None and self.unless()):
+            return False
+        self.pauses_waited += 1
+        with anyio.move_on_after(remaining):
+            await done.wait()
+        return True

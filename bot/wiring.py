@@ -29,6 +29,7 @@ LIVE_SWITCH_INTERVAL_S = 0.001  # GIL switch interval in live (see live_wiring)
 
 
 LIVE_FEED_STEP_SECONDS = 1.0  # wall seconds between live feed steps (freshness for the stale-data breakers)
+PAPER_RECONCILE_FIRST_WAIT_S = 0.005  # wall seconds a paper strategy pass may pause per reconciliation (Wiring)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,11 @@ class Wiring:
     # Hold the cyclic collector off each strategy pass until its entry orders are on their way
     # (``bot.heap.CollectorHold``; live: a young collection on that path cost up to 3 ms).
     hold_collector_on_entry: bool = False
+    # A strategy pass pauses for a running reconciliation, at most this many wall seconds per
+    # reconciliation (``bot.pacing.GoesFirst``; 0: never). Paper: on the simulated market the pass
+    # is milliseconds of CPU per turn and at a high --speed each of the reconciliation's short
+    # turns (one per venue request) would wait behind one; live, orders on market data wait for nothing.
+    reconcile_first_wait_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +129,7 @@ def paper_wiring(settings: Settings, options: PaperOptions, clock: Clock | None 
         open_executor=paper_executor_factory(settings, venue_store_path_for(options.db_path)),
         description=(f"paper on the simulated market: sim start {iso_utc(options.start_ts_ms)}, "
                      f"speed x{options.speed:g}, seed {options.seed}"),
+        reconcile_first_wait_s=PAPER_RECONCILE_FIRST_WAIT_S,
     )
 
 

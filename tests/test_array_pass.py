@@ -194,3 +194,39 @@ def test_text_parts_join_to_the_text() -> None:
     assert len(parts) == -(-len(forecaster.legs) // 50)
     assert "\n".join(parts) == forecaster.to_text()
     assert list(SpreadForecaster().text_parts()) == [] and SpreadForecaster().to_text() == ""
+
+
+def test_first_count_is_the_fewest_best_symbols_whose_pairs_can_fill_the_places() -> None:
+    from bot.array_pass import _first_count
+
+    assert _first_count([45, 45, 45], 5) == 1  # ten venues: one symbol has 45 pairs
+    assert _first_count([1, 3, 3, 3], 5) == 3  # two and three venues: 1 + 3 + 3 >= 5
+    assert _first_count([0, 1, 1], 5) == 3  # never enough: all of them
+    assert _first_count([], 5) == 1
+
+
+def test_the_exact_ranking_starts_from_few_symbols_and_widens_only_when_needed() -> None:
+    # 10 venues: the best-bounded symbol alone has 45 pairs. The exact ranking starts there (not
+    # from ten symbols) and widens (doubling) while a symbol left out could still place; the
+    # result is the full ranking of the per-quote path every pass.
+    settings = _settings(Decimal("0.5"))
+    ref_market, col_market = _market(symbols=200, venues=10), _market(symbols=200, venues=10)
+    ref, col = SpreadForecaster(), SpreadForecaster()
+    _warm(ref, ref_market)
+    _warm(col, col_market)
+    market_pass = MarketPass(col_market, col, RankingSource(settings, n=5))
+    candidates = []
+    for n, t in enumerate(_pass_times()[:20]):
+        ref_market.advance_to(t)
+        col_market.advance_to(t)
+        market_snapshot = take_snapshot(ref_market, t)
+        ref.observe_quotes(market_snapshot.quotes, t)
+        expected = full_rank(ref.forecast_snapshot(market_snapshot), settings, 5)
+        snapshot = market_pass.snapshot(t)
+        assert market_pass.ranked(snapshot) == expected, f"pass {n}"
+        assert market_pass.screened_symbols > 10  # many symbols could reach the minimum ...
+        candidates.append(market_pass.candidate_symbols)
+        # ... and exact quotes are built for the symbols ranked exactly only
+        assert snapshot.quotes.fetched <= market_pass.candidate_symbols * 10  # type: ignore[attr-defined]
+    assert min(candidates) == 1 and sum(candidates) / len(candidates) < 8
+    assert market_pass.widenings > 0  # some passes needed more than the first symbol
