@@ -97,13 +97,17 @@ def mark_checked_book(part: VenueMarketData, symbol: str) -> OrderBook | None:
     """``part``'s book of ``symbol``, or None when its mid disagrees with the venue's own mark price
     by more than ``MAX_BOOK_MARK_DIVERGENCE`` (absurd data: the caller must not price on it)."""
     book = part.book(symbol)
-    problem = book_divergence(part, symbol, book)
-    if problem is not None:
-        drop = getattr(part, "_drop", None)
-        if drop is not None:
-            drop(problem)
-        return None
-    return book
+    return _served(part, book, book_divergence(part, symbol, book))
+
+
+def _served(part: VenueMarketData, book: OrderBook | None, problem: str | None) -> OrderBook | None:
+    """``book``, or None (the part told why, when it can be told) when ``problem`` refuses it."""
+    if problem is None:
+        return book
+    drop = getattr(part, "_drop", None)
+    if drop is not None:
+        drop(problem)
+    return None
 
 
 def executor_book(part: VenueMarketData, symbol: str) -> OrderBook | None:
@@ -179,7 +183,7 @@ class LiveMarketFeed:
 
     def books(self) -> list[OrderBook]:
         return [b for p in self._parts.values() for b in p.books()
-                if mark_checked_book(p, b.symbol) is not None]
+                if self._mark_checked(p, b.symbol) is not None]
 
     def book(self, venue: str, symbol: str) -> OrderBook | None:
         part = self._parts.get(venue)
@@ -200,12 +204,7 @@ class LiveMarketFeed:
         seen = self._checked.get(key)
         if seen is not None and seen[0] is raw and seen[1] == mark:
             return seen[2]
-        problem = _divergence(part, symbol, raw, mark)
-        if problem is not None:
-            drop = getattr(part, "_drop", None)
-            if drop is not None:
-                drop(problem)
-        served = None if problem is not None else raw
+        served = _served(part, raw, _divergence(part, symbol, raw, mark))
         self._checked[key] = (raw, mark, served)
         return served
 
