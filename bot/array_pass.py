@@ -191,7 +191,7 @@ class MarketPass:
         if fp.mode == "persistent":
             rank = hourly
         else:
-            level = self.columns.level_f
+            level = self.columns.seen_level_f()
             rank = float(fp.level_weight) * level + float(fp.deviation_weight) * (hourly - level)
         ts = np.full(len(table.keys), table.ts_ms, dtype=np.int64)
         for k, quote in table.exact.items():
@@ -211,7 +211,7 @@ class MarketPass:
         score = best_short - best_long
         scale_f, slack_f = float(scale), float(slack)
         bound = np.where(score > 0, score * scale_f + slack_f, slack_f)
-        magnitude = max(float(np.abs(rank).max(initial=0.0)), float(np.abs(self.columns.level_f).max(initial=0.0)),
+        magnitude = max(float(np.abs(rank).max(initial=0.0)), float(np.abs(self.columns.seen_level_f()).max(initial=0.0)),
                         float(np.abs(c).max(initial=0.0)))
         margin = SCREEN_MARGIN_USD + SCREEN_MARGIN_REL * scale_f * magnitude
         keep = np.flatnonzero((legs >= 2) & (bound >= float(minimum) - margin))

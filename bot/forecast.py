@@ -44,6 +44,9 @@ class ForecastParams:
     level_half_life_hours: Decimal = Decimal(504)
     level_weight: Decimal = Decimal("0.728")
     deviation_weight: Decimal = Decimal("0.028")
+    # The level samples each leg's rate at most this often (``LegLevel``): with a half-life of
+    # weeks, a rate move inside one step would shift the level by < 4e-4 of the move.
+    level_sample_ms: int = 15 * 60_000
 
     def leg_forecast(self, level: Decimal, current: Decimal) -> Decimal:
         """The leg's forecast average hourly rate over the horizon."""
@@ -62,23 +65,54 @@ def level_weight(elapsed_ms: int, half_life_hours: Decimal) -> Decimal:
 
 @dataclass(slots=True)
 class LegLevel:
-    """One leg's exponentially weighted level of its hourly rate (piecewise-constant rate)."""
+    """One leg's exponentially weighted level of its hourly rate (piecewise-constant rate).
 
-    level: Decimal = ZERO
-    rate: Decimal | None = None  # the current hourly rate
-    ts_ms: int | None = None  # when ``rate`` was observed (the level includes time up to here)
-    hours_seen: Decimal = ZERO
+    The level samples the rate: an observation at least ``sample_ms`` after the current rate
+    began (``ts_ms``) folds the time since into the level at that rate and starts the new one; an
+    observation sooner only moves ``seen_ms`` (the sampled rate holds until the next sample).
+    The level as of the latest observation (``seen_level``) folds the held stretch on read, in
+    one step: the level is a closed form in time (``level_weight`` of the elapsed hours). With a
+    half-life of weeks a sample every few minutes loses nothing a forecast could use, and a
+    strategy pass over thousands of legs does Decimal work only for the legs due a sample
+    (``bot.forecast_columns``). ``sample_ms=0`` samples every observation.
+    """
 
-    def observe(self, ts_ms: int, hourly_rate: Decimal, half_life_hours: Decimal) -> None:
-        """The leg's hourly rate is ``hourly_rate`` from ``ts_ms`` on; the time since the last
-        observation is folded into the level at the previous rate."""
-        if self.ts_ms is not None and self.rate is not None and ts_ms > self.ts_ms:
-            elapsed_ms = ts_ms - self.ts_ms
+    level: Decimal = ZERO  # folded up to ``ts_ms``
+    rate: Decimal | None = None  # the sampled hourly rate, held since ``ts_ms``
+    ts_ms: int | None = None  # when ``rate`` was sampled (the level includes time up to here)
+    hours_seen: Decimal = ZERO  # hours with a known rate, up to ``ts_ms``
+    seen_ms: int | None = None  # the latest observation (>= ``ts_ms``; None: ``ts_ms``)
+
+    def observe(self, ts_ms: int, hourly_rate: Decimal, half_life_hours: Decimal, sample_ms: int = 0) -> None:
+        """The leg's hourly rate is ``hourly_rate`` at ``ts_ms``: sampled (the time since the last
+        sample folded into the level at that sample's rate) when the last sample is at least
+        ``sample_ms`` old; otherwise only the latest observation time moves."""
+        ts = self.ts_ms
+        if ts is not None and self.rate is not None and ts <= ts_ms < ts + sample_ms:
+            if self.seen_ms is None or ts_ms > self.seen_ms:
+                self.seen_ms = ts_ms
+            return
+        if ts is not None and self.rate is not None and ts_ms > ts:
+            elapsed_ms = ts_ms - ts
             self.level += level_weight(elapsed_ms, half_life_hours) * (self.rate - self.level)
             self.hours_seen += Decimal(elapsed_ms) / MS_PER_HOUR
-        if self.ts_ms is None or ts_ms >= self.ts_ms:
-            self.ts_ms = ts_ms
+        if ts is None or ts_ms >= ts:
+            self.ts_ms = self.seen_ms = ts_ms
             self.rate = hourly_rate
+
+    def seen_level(self, half_life_hours: Decimal) -> Decimal:
+        """The level as of the latest observation (``seen_ms``): the held stretch folded in."""
+        seen, ts = self.seen_ms, self.ts_ms
+        if seen is None or ts is None or seen <= ts or self.rate is None:
+            return self.level
+        return self.level + level_weight(seen - ts, half_life_hours) * (self.rate - self.level)
+
+    def seen_hours(self) -> Decimal:
+        """``hours_seen`` as of the latest observation."""
+        seen, ts = self.seen_ms, self.ts_ms
+        if seen is None or ts is None or seen <= ts or self.rate is None:
+            return self.hours_seen
+        return self.hours_seen + Decimal(seen - ts) / MS_PER_HOUR
 
 
 @dataclass(slots=True)
@@ -87,10 +121,11 @@ class SpreadForecaster:
 
     params: ForecastParams = field(default_factory=ForecastParams)
     legs: dict[tuple[str, str], LegLevel] = field(default_factory=dict)
-    # key -> (source quote, level it was forecast at, forecast quote): an unchanged quote of a leg
+    # key -> (source quote, its leg's (level, seen_ms) when forecast, forecast quote): an unchanged quote of a leg
     # whose level did not move keeps its forecast quote object, so an incremental ranking sees
     # only the keys that really changed (``bot.incremental.changed_keys`` compares identity).
-    _issued: dict[tuple[str, str], tuple[FundingQuote, Decimal, FundingQuote]] = field(default_factory=dict)
+    _issued: dict[tuple[str, str], tuple[FundingQuote, tuple[Decimal, int | None] | None, FundingQuote]] = field(
+        default_factory=dict)
     # key -> the quote object last observed: the same object again carries nothing new
     _observed: dict[tuple[str, str], FundingQuote] = field(default_factory=dict)
 
@@ -98,7 +133,7 @@ class SpreadForecaster:
         leg = self.legs.get((venue, symbol))
         if leg is None:
             leg = self.legs[(venue, symbol)] = LegLevel()
-        leg.observe(ts_ms, hourly_rate, self.params.level_half_life_hours)
+        leg.observe(ts_ms, hourly_rate, self.params.level_half_life_hours, self.params.level_sample_ms)
 
     def observe_quotes(self, quotes: dict[tuple[str, str], FundingQuote] | list[FundingQuote], now_ms: int) -> None:
         """Every usable quote's current hourly rate, as of ``now_ms``. A quote object already
@@ -119,7 +154,7 @@ class SpreadForecaster:
     def leg_forecast(self, venue: str, symbol: str, current_hourly: Decimal) -> Decimal:
         """Forecast average hourly rate of one leg given its current rate (zero level if unseen)."""
         leg = self.legs.get((venue, symbol))
-        level = leg.level if leg is not None else ZERO
+        level = leg.seen_level(self.params.level_half_life_hours) if leg is not None else ZERO
         return self.params.leg_forecast(level, current_hourly)
 
     def spread_forecast(self, symbol: str, long_venue: str, short_venue: str,
@@ -134,21 +169,22 @@ class SpreadForecaster:
             return snapshot
         quotes = {}
         issued, legs = self._issued, self.legs
-        fresh: dict[tuple[str, str], tuple[FundingQuote, Decimal, FundingQuote]] = {}
+        half_life = self.params.level_half_life_hours
+        fresh: dict[tuple[str, str], tuple[FundingQuote, tuple[Decimal, int | None] | None, FundingQuote]] = {}
         for key, q in snapshot.quotes.items():
             hourly = q.hourly_rate_or_none
             if hourly is None:
                 quotes[key] = q
                 continue
             leg = legs.get((q.venue, q.symbol))
-            level = leg.level if leg is not None else ZERO
+            state = (leg.level, leg.seen_ms) if leg is not None else None
             previous = issued.get(key)
-            if previous is not None and previous[0] is q and previous[1] == level:
+            if previous is not None and previous[0] is q and previous[1] == state:
                 out = previous[2]  # same quote, same level: the very same forecast
             else:
-                out = self.forecast_quote(q, hourly, level)
+                out = self.forecast_quote(q, hourly, ZERO if leg is None else leg.seen_level(half_life))
             quotes[key] = out
-            fresh[key] = (q, level, out)
+            fresh[key] = (q, state, out)
         self._issued = fresh
         return replace(snapshot, quotes=quotes)
 
@@ -164,7 +200,8 @@ class SpreadForecaster:
 
     # -- persistence (the levels survive a restart through the database's kv table) ----------
     def to_text(self) -> str:
-        """A compact text form of every leg's level (venue|symbol|level|rate|ts|hours per line)."""
+        """A compact text form of every leg's level (venue|symbol|level|rate|ts|hours per line), each
+        as of its latest observation (``LegLevel.seen_level``; read back, it is sampled from there)."""
         return "\n".join(self.text_parts())
 
     def text_parts(self, legs_per_part: int = 500) -> Iterator[str]:
@@ -172,9 +209,11 @@ class SpreadForecaster:
         ``to_text()``), so a caller on an event loop can let other work run between them. Each
         line is one leg's state when its part is made (every leg on its own consistent)."""
         items = sorted(self.legs.items())
+        half_life = self.params.level_half_life_hours
         for start in range(0, len(items), max(1, legs_per_part)):
             yield "\n".join(
-                f"{v}|{s}|{leg.level}|{'' if leg.rate is None else leg.rate}|{'' if leg.ts_ms is None else leg.ts_ms}|{leg.hours_seen}"
+                f"{v}|{s}|{leg.seen_level(half_life)}|{'' if leg.rate is None else leg.rate}|"
+                f"{'' if leg.ts_ms is None else leg.ts_ms if leg.seen_ms is None else leg.seen_ms}|{leg.seen_hours()}"
                 for (v, s), leg in items[start:start + max(1, legs_per_part)])
 
     def load_text(self, text: str) -> int:

@@ -173,15 +173,17 @@ def test_the_fold_in_slices_equals_the_whole_fold_and_is_consistent_at_every_pau
         whole_pass.snapshot(t)
         table = sliced_market.quote_table()
         assert table is not None
-        before = {key: (leg.level, leg.rate, leg.ts_ms) for key, leg in sliced.legs.items()}
+        before = {key: (leg.level, leg.rate, leg.ts_ms, leg.seen_ms) for key, leg in sliced.legs.items()}
+        half_life = sliced.params.level_half_life_hours
         for _ in sliced_pass.columns.observe_steps(table, t, slice_keys):
             pauses += 1
-            # at a pause each leg is either folded to t or untouched, and its text line says so
+            # at a pause each leg is either observed at t or untouched, and its text line (the
+            # level as of its latest observation) says so
             for line in sliced.to_text().splitlines()[::17]:
                 venue, symbol, level, rate, ts, _hours = line.split("|")
                 leg = sliced.legs[(venue, symbol)]
-                assert (Decimal(level), int(ts)) == (leg.level, leg.ts_ms)
-                assert int(ts) == t or (leg.level, leg.rate, leg.ts_ms) == before[(venue, symbol)]
+                assert (Decimal(level), int(ts)) == (leg.seen_level(half_life), leg.seen_ms)
+                assert int(ts) == t or (leg.level, leg.rate, leg.ts_ms, leg.seen_ms) == before[(venue, symbol)]
         assert sliced.to_text() == whole.to_text()
     assert (pauses > 0) == (slice_keys < 30 * 6)
 

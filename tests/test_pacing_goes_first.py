@@ -191,7 +191,7 @@ async def test_a_reconciliation_started_during_the_fold_runs_before_the_folds_ne
         await app.reconcile_step()  # (and the forecast saved: the next step does not save it again)
         log.clear()
         monkeypatch.setattr(app.engine, "reconcile", logged_reconcile)
-        clock.advance(60)
+        clock.advance(app.forecaster.params.level_sample_ms / 1000)  # every leg is due its next sample
         await app.feed_step()  # the market moves: every key is folded again
 
         async def reconcile_mid_fold() -> None:
