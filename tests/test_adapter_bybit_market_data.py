@@ -74,6 +74,9 @@ async def test_silent_stream_triggers_reconnect_and_rest_resync() -> None:
     async with websockets.serve(venue, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1]
         md = make(f"ws://127.0.0.1:{port}", stale_after_s=0.3)
+        updates: list[tuple[str, str, str | None]] = []
+        md.on_update = lambda venue, symbol: updates.append(
+            (venue, symbol, None if md.book(symbol) is None else str(md.book(symbol).best_bid)))  # type: ignore[union-attr]
         with anyio.move_on_after(5):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(md.run)
@@ -85,3 +88,5 @@ async def test_silent_stream_triggers_reconnect_and_rest_resync() -> None:
     assert book is not None and book.best_bid == D("49990")
     (q,) = md.quotes()
     assert (q.symbol, q.mark_price) == ("BTC", D("50000"))
+    # the listener heard of the resynced book too (the ranking and the market trigger rely on it)
+    assert ("bybit", "BTC", "49990") in updates, updates

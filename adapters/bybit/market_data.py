@@ -122,10 +122,12 @@ class BybitMarketData:
         except AbsurdVenueData as exc:
             self._drop(str(exc))
             return
-        if self.on_update is not None:
-            market = self._by_venue_symbol.get(topic.rsplit(".", 1)[-1])
-            if market is not None:
-                self.on_update(self.venue, market.symbol)
+        self._notify(self._by_venue_symbol.get(topic.rsplit(".", 1)[-1]))
+
+    def _notify(self, market: VenueMarket | None) -> None:
+        """Tell the listener (the live feed's ranking and market trigger) that ``market`` changed."""
+        if self.on_update is not None and market is not None:
+            self.on_update(self.venue, market.symbol)
 
     def _on_ticker(self, message: Mapping[str, Any]) -> None:
         data = message.get("data")
@@ -175,6 +177,8 @@ class BybitMarketData:
                         symbol=market.symbol)
                 except AbsurdVenueData as exc:
                     self._drop(str(exc))
+                    continue
+                self._notify(market)
             for market in self._markets.values():
                 answer = await self._http.call("get_orderbook", category=config.CATEGORY, symbol=market.venue_symbol,
                                                limit=BOOK_DEPTH)
@@ -182,6 +186,8 @@ class BybitMarketData:
                     self._book_views[market.venue_symbol] = wire.parse_rest_orderbook(answer, market.symbol)
                 except AbsurdVenueData as exc:
                     self._drop(str(exc))
+                    continue
+                self._notify(market)
         except VenueError as exc:
             logger.bind(venue=self.venue).warning("REST resync failed: {}", exc)
 

@@ -160,5 +160,7 @@ class BybitSpotMarketData(BybitMarketData):
                     self._publish_quote(market.venue_symbol)
                 except AbsurdVenueData as exc:
                     self._drop(str(exc))
+                    continue
+                self._notify(market)
         except VenueError as exc:
             logger.bind(venue=self.venue).warning("REST resync failed: {}", exc)
