@@ -598,7 +598,7 @@ async def test_entry_whose_intent_could_not_be_written_sends_nothing_and_leaves_
     import sqlite3
 
     h = await make_harness(tmp_path)
-    real_write = h.store.insert_entry_intent  # the entry intent's write (on the entry's critical path)
+    real_write = h.store.journal_entry_intent  # the entry intent's write (on the entry's critical path)
     calls = {"n": 0}
 
     async def failing_once(*args):
@@ -607,7 +607,7 @@ async def test_entry_whose_intent_could_not_be_written_sends_nothing_and_leaves_
             raise sqlite3.OperationalError("database is locked")
         return await real_write(*args)
 
-    h.store.insert_entry_intent = failing_once  # type: ignore[method-assign]
+    h.store.journal_entry_intent = failing_once  # type: ignore[method-assign]
     with pytest.raises(sqlite3.OperationalError):
         await h.engine.open_position(opportunity("AAA"), ONE, "test")
 
@@ -628,7 +628,7 @@ async def test_market_data_steps_behind_an_entry_from_its_decision_to_its_orders
     from bot.core import orders_first
 
     h = await make_harness(tmp_path)
-    real_write = h.store.insert_entry_intent
+    real_write = h.store.journal_entry_intent
     during_write: list[bool] = []
     fail = {"next": True}
 
@@ -639,7 +639,7 @@ async def test_market_data_steps_behind_an_entry_from_its_decision_to_its_orders
             raise sqlite3.OperationalError("disk I/O error")
         return await real_write(*args)
 
-    h.store.insert_entry_intent = recording  # type: ignore[method-assign]
+    h.store.journal_entry_intent = recording  # type: ignore[method-assign]
     with pytest.raises(sqlite3.OperationalError):
         await h.engine.open_position(opportunity("AAA"), ONE, "test")
     assert not orders_first.in_progress()  # a failed entry leaves no window open
