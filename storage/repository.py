@@ -278,6 +278,7 @@ def _event_from_row(row: dict[str, Any]) -> EventRecord:
 
 
 _JOURNAL_TABLES = frozenset({"transitions", "positions", "orders"})
+_JOURNAL_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # encoded rows: str, int, None
 
 
 def _placeholders(values: Sequence[Any]) -> str:
@@ -419,7 +420,7 @@ class Storage:
                   ("positions", [_position_columns(position)]),
                   ("orders", [_intent_columns(intent) for intent in intents])]
         tables = [(table, rows) for table, rows in tables if rows]
-        payload = json.dumps(tables, separators=(",", ":"), allow_nan=False)
+        payload = _JOURNAL_ENCODER.encode(tables)
         cids = [intent.request.client_order_id for intent in intents]
         conn = self._db.conn
         with self._atomic():

@@ -950,3 +950,23 @@ def test_a_journalled_entry_is_settled_once_and_refuses_ids_already_on_record(st
     with pytest.raises(sqlite3.IntegrityError):
         storage.journal_entry_intent([], other, [])
     assert storage.pending_entry_journal() == ["pos-2"]
+
+
+def test_details_json_and_iso_text_match_the_plain_encodings_they_shortcut() -> None:
+    """``to_json``'s flat-dict path and ``iso_utc``'s per-second text (entry-path shortcuts) give
+    exactly what ``json.dumps(..., default, sort_keys)`` and a full ``datetime`` format give."""
+    import json
+    from datetime import datetime, timezone
+
+    from bot.core.domain import LegSide
+    from storage.codec import _json_default, iso_utc, to_json
+
+    details = {"b": "1", "a": Decimal("1.50"), "c": [1, {"x": None}], "e": LegSide.LONG, "n": None, "i": 3,
+               "t": True, "s": frozenset({"z"})}
+    assert to_json(details) == json.dumps(details, default=_json_default, sort_keys=True, allow_nan=False)
+    for bad in ({"a": 1.5}, {"a": Decimal("NaN")}, {"a": {"b": [1.5]}}, [1.5]):
+        with pytest.raises(StorageError):
+            to_json(bad)  # type: ignore[arg-type]
+    for ts_ms in (T0, T0 + 999, T0 + 1000, T0 + 1, 0, T0 - 1, T0 + 86_400_000):
+        moment = datetime.fromtimestamp(ts_ms // 1000, tz=timezone.utc)
+        assert iso_utc(ts_ms) == f"{moment:%Y-%m-%dT%H:%M:%S}.{ts_ms % 1000:03d}Z"
