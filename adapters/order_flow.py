@@ -37,13 +37,18 @@ def check_request(request: OrderRequest, market: VenueMarket) -> None:
         raise OrderRejected(request.venue, f"limit_price must be positive, got {request.limit_price}")
 
 
+def is_priced_limit(request: OrderRequest) -> bool:
+    """A LIMIT request with its own price: ``bound_price`` needs no book for it (callers skip the read)."""
+    return request.order_type is OrderType.LIMIT and request.limit_price is not None
+
+
 def bound_price(request: OrderRequest, market: VenueMarket, book: OrderBook | None,
                 max_slippage_bps: Decimal) -> Decimal:
     """The limit price to send: the request's own (rounded conservatively) or, for MARKET, the
     best opposite price moved by ``max_slippage_bps`` against us. No book: ``TemporaryVenueError``
     (we never send an unbounded order)."""
     tick = market.instrument.tick_size
-    if request.order_type is OrderType.LIMIT and request.limit_price is not None:
+    if is_priced_limit(request):
         return round_limit_price(request.limit_price, tick, request.side)
     if book is None:
         raise TemporaryVenueError(request.venue, f"no order book for {request.symbol}: cannot bound a market order")

@@ -78,6 +78,7 @@ class Application:
         self.heap = HeapFreeze()  # live: the start-up heap frozen (bot.heap)
         # live: no cyclic collection between a pass's start and its entry orders leaving (bot.heap)
         self.collector = CollectorHold(enabled=wiring.hold_collector_on_entry)
+        self._entry_bot_fire: Opportunity | None = None  # an entry's bot "begin_open", fired once its orders are away
         self.bot = BotFsm()
         self.board = BreakerBoard.create(self.market.venues(), breaker_settings(settings))
         self.forecaster = SpreadForecaster(forecast_params(settings))
@@ -142,7 +143,7 @@ class Application:
             gate=self.gate,
             on_unhedged_window=self._on_unhedged_window,
             on_venue_result=self._on_venue_result,
-            on_orders_away=self.collector.release,
+            on_orders_away=self._orders_away,
             known_venues=self.market.venues(),
             fees=self.market.fee_schedules().get,
         )
@@ -332,6 +333,17 @@ class Application:
         self._note_entry_denial(None)
         await self._enter(planned_entry.opportunity)
 
+    def _orders_away(self) -> None:
+        """An entry's (or exit's) legs have all started: the collector may run again, and an entry's
+        bot-machine "begin_open" is fired now (``_enter``)."""
+        self.collector.release()
+        self._fire_entry_bot()
+
+    def _fire_entry_bot(self) -> None:
+        opp, self._entry_bot_fire = self._entry_bot_fire, None
+        if opp is not None:
+            self._fire_bot("begin_open", f"{opp.symbol} long {opp.long_venue} / short {opp.short_venue}")
+
     def _note_entry_denial(self, top: PlannedEntry | None) -> None:
         """Remember why the best candidate is not entered; log it once per change, not every pass."""
         if top is None:
@@ -355,7 +367,9 @@ class Application:
         # The bot machine's "opening" is recorded after the orders leave (with the next bot write):
         # the position row and both order intents are persisted before sending (engine), and one
         # database round trip less sits between the decision and the orders.
-        self._fire_bot("begin_open", f"{opp.symbol} long {opp.long_venue} / short {opp.short_venue}")
+        # The bot machine's own "begin_open" is fired in memory once the orders are away (or the
+        # entry ended before that): nothing reads it in between, and it is off the orders' path.
+        self._entry_bot_fire = opp
         now_spread = opp.current_spread_hourly if opp.current_spread_hourly is not None else opp.spread_hourly
         reason = (f"expected net {opp.expected_net:.4f} USD over {opp.horizon_hours}h "
                   f"(forecast spread {opp.spread_hourly:.8f}/h, current {now_spread:.8f}/h, costs {opp.costs:.4f})")
@@ -363,6 +377,7 @@ class Application:
             try:
                 pos = await self.engine.open_position(opp, size, reason)
             finally:
+                self._fire_entry_bot()
                 await self._persist_bot()
         self.entry_info[pos.position_id] = (opp.spread_hourly, self.clock.now_ms(), opp.notional_usd)
         if pos.state == PositionState.CLOSED or (

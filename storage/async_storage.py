@@ -94,6 +94,18 @@ class AsyncStorage:
         position row and order intents, one transaction, before its orders leave."""
         await self._inline(self._storage.insert_entry_intent, transitions, position, intents)
 
+    async def journal_entry_intent(self, transitions: Sequence[TransitionRecord], position: PositionRecord,
+                                   intents: Sequence[OrderIntent]) -> tuple[int, list[tuple[str, list[dict[str, Any]]]]]:
+        """``Storage.journal_entry_intent`` inline: an entry's intent as one journal row, committed
+        before its orders leave (settle it with ``settle_entry_journal`` once they are away)."""
+        return await self._inline(self._storage.journal_entry_intent, transitions, position, intents)
+
+    async def settle_entry_journal(self, journal_id: int,
+                                   tables: Sequence[tuple[str, Sequence[dict[str, Any]]]] | None = None) -> bool:
+        """``Storage.settle_entry_journal`` inline: the journalled entry's normal rows, written while
+        its orders travel and before any answer about them is recorded."""
+        return await self._inline(self._storage.settle_entry_journal, journal_id, tables)
+
     async def _inline(self, fn: Callable[..., T], *args: Any) -> T:
         try:
             self._limiter.acquire_nowait()

@@ -52,10 +52,17 @@ def check_ts_ms(value: int, name: str = "ts_ms") -> int:
 
 def iso_utc(ts_ms: int) -> str:
     """``2024-01-02T03:04:05.678Z`` for an integer ms timestamp, computed without floats."""
+    global _ISO_SECOND
     check_ts_ms(ts_ms)
     seconds, millis = divmod(ts_ms, 1000)
-    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{millis:03d}Z"
+    cached = _ISO_SECOND  # one immutable tuple: safe from any thread
+    if cached[0] != seconds:  # the second's text is reused (one entry stamps several rows with it)
+        moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+        cached = _ISO_SECOND = (seconds, f"{moment:%Y-%m-%dT%H:%M:%S}")
+    return f"{cached[1]}.{millis:03d}Z"
+
+
+_ISO_SECOND: tuple[int | None, str] = (None, "")  # (seconds, its "%Y-%m-%dT%H:%M:%S" text), latest iso_utc call
 
 
 def optional_iso_utc(ts_ms: int | None) -> str | None:
@@ -72,12 +79,28 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON-serialisable for storage: {type(value).__name__}")
 
 
+_ENCODER = json.JSONEncoder(default=_json_default, sort_keys=True, allow_nan=False)  # one, not one per call
+
+
 def to_json(details: dict[str, Any] | None) -> str | None:
     """Canonical JSON for a details column; Decimals become strings, floats are refused."""
     if details is None:
         return None
-    _refuse_floats(details)
-    return json.dumps(details, default=_json_default, sort_keys=True, allow_nan=False)
+    if type(details) is not dict:
+        _refuse_floats(details)
+        return _ENCODER.encode(details)
+    # The usual flat dict of str / Decimal / int values: Decimals encoded here (as ``_json_default``
+    # would), nothing else walked; the text is exactly json.dumps(details, default=_json_default,
+    # sort_keys=True, allow_nan=False).
+    flat = {}
+    for key, value in details.items():
+        kind = type(value)
+        if kind is Decimal:
+            value = decimal_to_text(value)
+        elif kind is not str and kind is not int and value is not None:
+            _refuse_floats(value)
+        flat[key] = value
+    return _ENCODER.encode(flat)
 
 
 def from_json(text: str | None) -> dict[str, Any] | None:

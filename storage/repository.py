@@ -13,6 +13,8 @@ The storage layer never reads the clock: every timestamp is passed in by the cal
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields as dataclass_fields
@@ -275,6 +277,10 @@ def _event_from_row(row: dict[str, Any]) -> EventRecord:
     )
 
 
+_JOURNAL_TABLES = frozenset({"transitions", "positions", "orders"})
+_JOURNAL_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # encoded rows: str, int, None
+
+
 def _placeholders(values: Sequence[Any]) -> str:
     return ", ".join("?" for _ in values)
 
@@ -287,8 +293,15 @@ class Storage:
 
     @classmethod
     def open(cls, path: Path) -> "Storage":
-        """Open (or create and migrate) the database file at ``path``."""
-        return cls(open_database(path))
+        """Open (or create and migrate) the database file at ``path``; an entry journalled but not
+        yet normalised (a kill between the two) is materialised first (``replay_entry_journal``)."""
+        storage = cls(open_database(path))
+        try:
+            storage.replay_entry_journal()
+        except BaseException:
+            storage.close()
+            raise
+        return storage
 
     @classmethod
     def open_readonly(cls, path: Path) -> "Storage":
@@ -389,6 +402,68 @@ class Storage:
             for table, rows in tables:
                 if rows:
                     self._execute_insert(table, rows)
+
+    def journal_entry_intent(
+        self,
+        transitions: Sequence[TransitionRecord],
+        position: PositionRecord,
+        intents: Sequence[OrderIntent],
+    ) -> tuple[int, list[tuple[str, list[dict[str, Any]]]]]:
+        """An entry's intent as ONE journal row in one ``BEGIN IMMEDIATE`` transaction (the cheap
+        write an entry's orders wait for): the same rows ``insert_entry_intent`` writes, encoded
+        and validated now, stored as one JSON record. ``settle_entry_journal`` writes them as
+        normal rows (and deletes the record) once the orders are on their way; ``Storage.open``
+        does it for a record a kill left behind. A position id or client order id already on
+        record raises ``sqlite3.IntegrityError`` here, before anything is sent, as the normal
+        insert would. Returns the journal row id and the encoded rows (for the settle)."""
+        tables = [("transitions", [_transition_columns(t) for t in transitions]),
+                  ("positions", [_position_columns(position)]),
+                  ("orders", [_intent_columns(intent) for intent in intents])]
+        tables = [(table, rows) for table, rows in tables if rows]
+        payload = _JOURNAL_ENCODER.encode(tables)
+        cids = [intent.request.client_order_id for intent in intents]
+        conn = self._db.conn
+        with self._atomic():
+            taken = conn.execute(
+                "SELECT 1 FROM positions WHERE id = ? UNION ALL SELECT 1 FROM entry_journal WHERE position_id = ?"
+                + "".join(" UNION ALL SELECT 1 FROM orders WHERE client_order_id = ?" for _ in cids),
+                [position.id, position.id, *cids]).fetchone()
+            if taken is not None:
+                raise sqlite3.IntegrityError(f"position {position.id} or one of its client order ids is already on record")
+            cursor = conn.execute("INSERT INTO entry_journal (position_id, payload) VALUES (?, ?)",
+                                  (position.id, payload))
+        return int(cursor.lastrowid), tables
+
+    def settle_entry_journal(self, journal_id: int,
+                             tables: Sequence[tuple[str, Sequence[dict[str, Any]]]] | None = None) -> bool:
+        """Write a journal row's normal rows and delete it, ONE transaction (``journal_entry_intent``);
+        ``tables``: its rows as that call returned them (else read back from the record). False when
+        the row was already settled."""
+        conn = self._db.conn
+        with self._atomic():
+            if tables is None:
+                row = conn.execute("SELECT payload FROM entry_journal WHERE id = ?", (journal_id,)).fetchone()
+                if row is None:
+                    return False
+                tables = json.loads(row[0])
+            if conn.execute("DELETE FROM entry_journal WHERE id = ?", (journal_id,)).rowcount != 1:
+                return False
+            for table, rows in tables:
+                if table not in _JOURNAL_TABLES:
+                    raise StorageError(f"entry journal row {journal_id} names table {table!r}")
+                self._execute_insert(table, rows)
+        return True
+
+    def replay_entry_journal(self) -> int:
+        """Materialise every journal row left behind (a kill after an entry's intent was journalled
+        and before its normal rows were written): its orders may have been sent, so its position
+        and pending orders must be on record for restore to look them up. Returns how many."""
+        ids = [row[0] for row in self._db.conn.execute("SELECT id FROM entry_journal ORDER BY id")]
+        return sum(1 for journal_id in ids if self.settle_entry_journal(journal_id))
+
+    def pending_entry_journal(self) -> list[str]:
+        """Position ids journalled and not yet written as normal rows (tests, diagnostics)."""
+        return [row[0] for row in self._db.conn.execute("SELECT position_id FROM entry_journal ORDER BY id")]
 
     def update_position(
         self, position_id: str, updated_at_ts_ms: int, **changes: Any

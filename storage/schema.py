@@ -207,10 +207,20 @@ _V3 = [
     "ALTER TABLE fills ADD COLUMN fee_base TEXT NOT NULL DEFAULT '0'",
 ]
 
+_V4 = [
+    # A taker-taker entry's intent as ONE row (its already-encoded transitions, position and order
+    # rows), committed before its orders leave; the normalised rows are written, and this row
+    # deleted, in one transaction once the orders are on their way. A row still here at open (a
+    # kill between the two) is materialised then (``Storage.replay_entry_journal``). No index: it
+    # holds at most the entries in flight.
+    "CREATE TABLE entry_journal (id INTEGER PRIMARY KEY, position_id TEXT NOT NULL, payload TEXT NOT NULL)",
+]
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", tuple(_V1)),
     Migration(2, "orders.post_only", tuple(_V2)),
     Migration(3, "fills.fee_base", tuple(_V3)),
+    Migration(4, "entry_journal", tuple(_V4)),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -106,6 +106,27 @@ async def test_limit_price_rounded_conservatively() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_priced_limit_order_reads_no_book_a_market_order_does() -> None:
+    """A LIMIT order is bounded by its own price: no book read (here the feed has none, so the read
+    would be a REST round trip before the order); a MARKET order still needs the book."""
+    fake = FakeBybitSession()
+    reads: list[dict] = []
+    original = fake.get_orderbook
+
+    def get_orderbook(**p):
+        reads.append(p)
+        return original(**p)
+
+    fake.get_orderbook = get_orderbook  # type: ignore[method-assign]
+    ex = make_executor(fake)
+    await ex.place_order(OrderRequest("c7", "bybit", "BTC", OrderSide.BUY, D("0.5"), OrderType.LIMIT,
+                                      limit_price=D("50050.05")))
+    assert fake.orders["c7"]["price"] == "50050.0" and reads == []
+    await ex.place_order(OrderRequest("c8", "bybit", "BTC", OrderSide.BUY, D("0.5")))
+    assert len(reads) == 1
+
+
+@pytest.mark.anyio
 async def test_an_order_with_more_executions_than_one_page_reports_all_of_them() -> None:
     """Bybit pages executions (at most 100 a page): an IOC that swept 150 small levels must come back
     with 150 fills, or the engine would see "filled 0.15, fills 0.1" (an answer it refuses)."""

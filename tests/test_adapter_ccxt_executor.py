@@ -89,3 +89,26 @@ async def test_funding_payments_use_the_venue_sign_rule() -> None:
          "time": "1707465600000", "tranId": "8082457372019390060"}])
     (p,) = await make(fake).funding_payments_since("binanceusdm", 0)
     assert (p.payment_id, p.amount_usd, p.ts_ms) == ("8082457372019390060", D("-0.04618913"), 1707465600000)
+
+
+@pytest.mark.anyio
+async def test_a_priced_limit_order_reads_no_book_a_market_order_does() -> None:
+    """A LIMIT order is bounded by its own price: no book read (here the feed has none, so the read
+    would be a REST round trip before the order); a MARKET order still needs the book."""
+    from bot.core.domain import OrderType
+
+    fake = FakeCcxtExchange()
+    reads: list[str] = []
+    original = fake.fetch_order_book
+
+    async def fetch_order_book(symbol, limit):
+        reads.append(symbol)
+        return await original(symbol, limit)
+
+    fake.fetch_order_book = fetch_order_book  # type: ignore[method-assign]
+    ex = make(fake)
+    await ex.place_order(OrderRequest("c7", "binanceusdm", "BTC", OrderSide.BUY, D("0.5"), OrderType.LIMIT,
+                                      limit_price=D("50050.05")))
+    assert reads == []
+    await ex.place_order(OrderRequest("c8", "binanceusdm", "BTC", OrderSide.BUY, D("0.5")))
+    assert reads == ["BTC/USDT:USDT"]

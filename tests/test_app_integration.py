@@ -13,6 +13,7 @@ from bot.wiring import PaperOptions, paper_wiring
 from bot.core.clock import ManualClock, parse_iso_utc
 from bot.settings import Settings
 from machines.bot import BotState
+from storage import MachineKind
 
 START_MS = parse_iso_utc("2026-03-01T00:00:00Z")
 
@@ -180,5 +181,37 @@ async def test_trading_is_active_right_after_start_up(tmp_path: Path) -> None:
     try:
         assert app.board.trading_state().value == "active"
         assert app.bot.state is BotState.SCANNING
+    finally:
+        await app.close()
+
+
+@pytest.mark.anyio
+async def test_an_entry_fires_the_bot_begin_open_once_its_orders_are_away_and_records_it(tmp_path: Path) -> None:
+    """The bot machine's "begin_open" is off the entry orders' path (fired once both legs have
+    started, ``Application._orders_away``), and still recorded with the entry."""
+    app, clock = await make_app(tmp_path, easy_settings())
+    try:
+        assert app.engine is not None and app.store is not None
+        executor = app.engine.executor
+        original = executor.place_order
+        bot_states_at_entry_orders: list[BotState] = []
+
+        async def place_order(request):
+            if request.client_order_id[22] == "o":  # an entry order (purpose "open")
+                bot_states_at_entry_orders.append(app.bot.state)
+            return await original(request)
+
+        executor.place_order = place_order  # type: ignore[method-assign]
+        for _ in range(130):
+            clock.advance(60)
+            await app.feed_step()
+            await app.strategy_step()
+            if bot_states_at_entry_orders:
+                break
+        assert bot_states_at_entry_orders == [BotState.SCANNING, BotState.SCANNING]
+        assert app.engine.active_positions()
+        transitions = await app.store.list_transitions(machine=MachineKind.BOT)
+        opening = [t for t in transitions if t.trigger == "begin_open"]
+        assert len(opening) == 1 and (opening[0].source, opening[0].dest) == ("scanning", "opening")
     finally:
         await app.close()

@@ -113,3 +113,49 @@ def test_the_executor_sends_its_orders_with_priority_and_reads_without() -> None
     # The order's own outcome (its status, then its trades) is looked up with the order's priority.
     assert seen["fetch_order"][0] is True and seen["fetch_my_trades"][0] is True
     assert seen["fetch_order"][-1] is False and seen["fetch_my_trades"][-1] is False
+
+
+def test_precision_formatting_is_memoised_exactly_and_computed_once_per_order_value() -> None:
+    """An order's price and amount are formatted by our "would ccxt alter it" check and again by
+    ccxt building the request: the second time comes from the instance's memo (``build_exchange``
+    installs it), with exactly the plain function's text; zero, NaN and Decimals are not kept."""
+    import math
+    import random
+    from decimal import Decimal
+
+    from ccxt.base.decimal_to_precision import (DECIMAL_PLACES, NO_PADDING, ROUND, TICK_SIZE, TRUNCATE,
+                                                decimal_to_precision as plain)
+
+    exchange = build_exchange("binanceusdm", credentials=None, base_url="http://127.0.0.1:9")
+    calls: list[tuple] = []
+    memoised = exchange.decimal_to_precision
+    assert memoised is not plain and getattr(memoised, "_memoised", False)
+
+    rng = random.Random(7)
+    for _ in range(400):
+        value = rng.choice([rng.uniform(0.0001, 100000), rng.randint(1, 10**6), f"{rng.uniform(0, 999):.6f}"])
+        mode, counting = rng.choice([ROUND, TRUNCATE]), rng.choice([TICK_SIZE, DECIMAL_PLACES])
+        precision = rng.choice([0.1, 0.001, 1e-05, 2, 3, "0.01"]) if counting == TICK_SIZE else rng.choice([0, 2, 3, 8])
+        for _ in range(2):
+            assert memoised(value, mode, precision, counting, NO_PADDING) == plain(value, mode, precision, counting, NO_PADDING)
+
+    def counting_plain(*args):
+        calls.append(args)
+        return plain(*args)
+
+    exchange.decimal_to_precision = counting_plain
+    from adapters.ccxt_common.client import install_precision_memo
+
+    install_precision_memo(exchange)
+    price = 50050.1
+    for _ in range(3):  # the check, ccxt's request building, a resend: one computation
+        exchange.decimal_to_precision(price, ROUND, 0.1, TICK_SIZE, NO_PADDING)
+    assert len([c for c in calls if c[0] == price]) == 1
+    for value in (0.0, -0.0, math.nan, Decimal("1.5")):  # never kept: computed on every call
+        before = len(calls)
+        for _ in range(2):
+            try:
+                exchange.decimal_to_precision(value, ROUND, 0.1, TICK_SIZE, NO_PADDING)
+            except Exception:  # noqa: BLE001 - ccxt refuses some of them; only the call count matters
+                pass
+        assert len(calls) == before + 2

@@ -384,6 +384,79 @@ async def test_restart_after_crash_between_venue_fill_and_record_applies_the_fil
     await h2.aclose()
 
 
+async def test_kill_after_the_entry_journal_before_its_rows_restores_and_resolves_both_orders(tmp_path):
+    """A taker-taker entry's intent is one journal row before its orders leave; its normal rows
+    follow once they are away. A kill between the two (both orders executed at the venues): the
+    restart writes the rows out, restores the position and resolves both orders by client id."""
+    import sqlite3
+
+    class Killed(BaseException):
+        pass
+
+    h = await make_harness(tmp_path)
+
+    async def killed(*_args):
+        raise Killed("process killed before the entry's normal rows were written")
+
+    h.store.settle_entry_journal = killed  # type: ignore[method-assign]
+    with pytest.raises(BaseException):
+        await h.engine.open_position(opportunity("AAA"), ONE, "test")
+    pid = next(iter(h.engine.positions))
+    await h.aclose()
+    assert venue_sizes(h) == {("alpha", "AAA"): ONE, ("beta", "AAA"): -ONE}  # both orders were sent
+    raw = sqlite3.connect(h.db_path)
+    try:  # on disk: the journal row only (nothing in the normal tables yet)
+        assert raw.execute("SELECT COUNT(*) FROM positions").fetchone()[0] == 0
+        assert raw.execute("SELECT COUNT(*) FROM orders").fetchone()[0] == 0
+        assert [r[0] for r in raw.execute("SELECT position_id FROM entry_journal")] == [pid]
+    finally:
+        raw.close()
+
+    h2 = await make_harness(tmp_path, clock=h.clock)
+    assert await h2.engine.restore() == 1
+    assert h2.engine.positions[pid].state == PositionState.OPENING
+    await h2.engine.reconcile()
+    pos = h2.engine.positions[pid]
+    assert pos.state == PositionState.MONITORING
+    assert (pos.long_filled_base, pos.short_filled_base) == (ONE, ONE)
+    assert sorted(await orders_of(h2, pid)) == [("open", "long", "filled", ONE), ("open", "short", "filled", ONE)]
+    assert [(t.source, t.dest) for t in await h2.store.list_transitions(entity_id=pid)][0] == ("scanning", "opening")
+    assert_clean(h2)
+    await h2.aclose()
+
+
+async def test_an_entry_answer_is_recorded_only_after_its_journalled_rows(tmp_path):
+    """Each leg writes the journalled entry's normal rows before it records its answer, also when the
+    orders-away step could not write them (here it fails: logged, the rows stay pending for the legs),
+    so no answer ever meets a missing order row."""
+    import inspect
+
+    h = await make_harness(tmp_path)
+    real_settle, real_run = h.store.settle_entry_journal, h.store.run
+    failed_away: list[bool] = []
+    pending_at_answers: list[list[str]] = []
+
+    async def settle(*args):
+        if any(frame.function == "_orders_away" for frame in inspect.stack()):
+            failed_away.append(True)
+            raise OSError("disk busy")
+        return await real_settle(*args)
+
+    async def run(fn):
+        pending_at_answers.append(await real_run(lambda s: s.pending_entry_journal()))
+        return await real_run(fn)
+
+    h.store.settle_entry_journal = settle  # type: ignore[method-assign]
+    h.store.run = run  # type: ignore[method-assign]
+    pos = await h.engine.open_position(opportunity("AAA"), ONE, "test")
+    assert pos.state == PositionState.MONITORING
+    assert len(failed_away) <= 1  # (the paper venues may answer before that step runs)
+    assert len(pending_at_answers) >= 2 and all(p == [] for p in pending_at_answers), pending_at_answers
+    assert sorted(await orders_of(h, pos.position_id)) == [("open", "long", "filled", ONE),
+                                                           ("open", "short", "filled", ONE)]
+    await h.aclose()
+
+
 # ----------------------------------------------------------------------------------- reconciliation
 async def test_reconcile_applies_a_fill_whose_answer_was_lost(tmp_path):
     h = await make_harness(tmp_path)
@@ -598,7 +671,7 @@ async def test_entry_whose_intent_could_not_be_written_sends_nothing_and_leaves_
     import sqlite3
 
     h = await make_harness(tmp_path)
-    real_write = h.store.insert_entry_intent  # the entry intent's write (on the entry's critical path)
+    real_write = h.store.journal_entry_intent  # the entry intent's write (on the entry's critical path)
     calls = {"n": 0}
 
     async def failing_once(*args):
@@ -607,7 +680,7 @@ async def test_entry_whose_intent_could_not_be_written_sends_nothing_and_leaves_
             raise sqlite3.OperationalError("database is locked")
         return await real_write(*args)
 
-    h.store.insert_entry_intent = failing_once  # type: ignore[method-assign]
+    h.store.journal_entry_intent = failing_once  # type: ignore[method-assign]
     with pytest.raises(sqlite3.OperationalError):
         await h.engine.open_position(opportunity("AAA"), ONE, "test")
 
@@ -628,7 +701,7 @@ async def test_market_data_steps_behind_an_entry_from_its_decision_to_its_orders
     from bot.core import orders_first
 
     h = await make_harness(tmp_path)
-    real_write = h.store.insert_entry_intent
+    real_write = h.store.journal_entry_intent
     during_write: list[bool] = []
     fail = {"next": True}
 
@@ -639,7 +712,7 @@ async def test_market_data_steps_behind_an_entry_from_its_decision_to_its_orders
             raise sqlite3.OperationalError("disk I/O error")
         return await real_write(*args)
 
-    h.store.insert_entry_intent = recording  # type: ignore[method-assign]
+    h.store.journal_entry_intent = recording  # type: ignore[method-assign]
     with pytest.raises(sqlite3.OperationalError):
         await h.engine.open_position(opportunity("AAA"), ONE, "test")
     assert not orders_first.in_progress()  # a failed entry leaves no window open

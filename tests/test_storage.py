@@ -903,3 +903,70 @@ def test_an_entry_intent_is_one_transaction_transitions_first(storage: Storage) 
         storage.insert_entry_intent([again], make_position(), other_orders)
     assert len(storage.list_orders("pos-1")) == 2
     assert [t.trigger for t in storage.list_transitions(entity_id="pos-1")] == ["begin_open"]
+
+
+def test_a_journalled_entry_left_by_a_kill_is_written_out_at_open(db_path: Path) -> None:
+    """An entry's intent journalled (one row, before its orders leave) and the process killed before
+    its normal rows were written: the next open writes the same rows an ``insert_entry_intent`` would
+    have (the orders may be at the venue: restore must find them), and the journal is empty."""
+    opening = TransitionRecord(T0, MachineKind.POSITION, "pos-1", "scanning", "opening", "begin_open",
+                               "expected net 1.5", {"expected_net_usd": "1.5"})
+    position = make_position(entry_details={"expected_net_usd": "1.5"})
+    first = Storage.open(db_path)
+    journal_id, _rows = first.journal_entry_intent([opening], position, open_intents())
+    assert first.get_position("pos-1") is None and first.list_orders("pos-1") == []  # only the journal row
+    assert first.pending_entry_journal() == ["pos-1"]
+    first.close()  # the kill: its normal rows were never written
+
+    reference = Storage.open(db_path.parent / "reference.db")
+    reference.insert_entry_intent([opening], position, open_intents())
+    again = Storage.open(db_path)
+    try:
+        assert again.pending_entry_journal() == []
+        assert again.get_position("pos-1") == reference.get_position("pos-1")
+        assert again.list_orders("pos-1") == reference.list_orders("pos-1")
+        assert again.list_transitions(entity_id="pos-1") == reference.list_transitions(entity_id="pos-1")
+        assert again.settle_entry_journal(journal_id) is False  # written once only
+    finally:
+        again.close()
+        reference.close()
+
+
+def test_a_journalled_entry_is_settled_once_and_refuses_ids_already_on_record(storage: Storage) -> None:
+    opening = TransitionRecord(T0, MachineKind.POSITION, "pos-1", "scanning", "opening", "begin_open")
+    journal_id, rows = storage.journal_entry_intent([opening], make_position(), open_intents())
+    assert storage.settle_entry_journal(journal_id, rows) is True
+    assert storage.settle_entry_journal(journal_id, rows) is False  # never twice (duplicate rows)
+    assert storage.pending_entry_journal() == []
+    assert len(storage.list_orders("pos-1")) == 2
+    # The same position id, or a client order id already on record: refused before anything is sent.
+    with pytest.raises(sqlite3.IntegrityError):
+        storage.journal_entry_intent([opening], make_position(), [])
+    other = make_position("pos-2")
+    with pytest.raises(sqlite3.IntegrityError):
+        storage.journal_entry_intent([], other, [replace(open_intents()[0], position_id="pos-2")])
+    # ... also while an earlier journal row of the same position is not settled yet.
+    storage.journal_entry_intent([], other, [])
+    with pytest.raises(sqlite3.IntegrityError):
+        storage.journal_entry_intent([], other, [])
+    assert storage.pending_entry_journal() == ["pos-2"]
+
+
+def test_details_json_and_iso_text_match_the_plain_encodings_they_shortcut() -> None:
+    """``to_json``'s flat-dict path and ``iso_utc``'s per-second text (entry-path shortcuts) give
+    exactly what ``json.dumps(..., default, sort_keys)`` and a full ``datetime`` format give."""
+    import json
+    from datetime import datetime, timezone
+
+    from bot.core.domain import LegSide
+    from storage.codec import _json_default, iso_utc, to_json
+
+    details = {"b": "1", "a": Decimal("1.50"), "c": [1, {"x": None}], "e": LegSide.LONG, "n": None, "i": 3,
+               "t": True, "s": frozenset({"z"})}
+    assert to_json(details) == json.dumps(details, default=_json_default, sort_keys=True, allow_nan=False)
+    for bad in ({"a": 1.5}, {"a": Decimal("NaN")}, {"a": {"b": [1.5]}}, [1.5]):
+        with pytest.raises(StorageError):
+            to_json(bad)  # type: ignore[arg-type]
+    for ts_ms in (T0, T0 + 999, T0 + 1000, T0 + 1, 0, T0 - 1, T0 + 86_400_000):
+        moment = datetime.fromtimestamp(ts_ms // 1000, tz=timezone.utc)
+        assert iso_utc(ts_ms) == f"{moment:%Y-%m-%dT%H:%M:%S}.{ts_ms % 1000:03d}Z"

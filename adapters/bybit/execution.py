@@ -28,7 +28,7 @@ from adapters.bybit.private_stream import BybitPrivateStream
 from adapters.client_ids import CodecMemo, codec_for
 from adapters.errors import OrderNotFoundYet, OrderRejected, TemporaryVenueError
 from adapters.markets import VenueMarket
-from adapters.order_flow import SendLedger, bound_price, check_request, reduce_only_size
+from adapters.order_flow import SendLedger, bound_price, check_request, is_priced_limit, reduce_only_size
 from bot.core.domain import (
     ZERO,
     Fill,
@@ -129,7 +129,9 @@ class BybitExecutor:
         size = request.size_base
         if request.reduce_only:
             size = await self._reduce_only_size(request, market)
-        price = bound_price(request, market, await self._book(market), self._max_slippage_bps)
+        # (a priced limit order is bounded by its own price: no book is read for it)
+        book = None if is_priced_limit(request) else await self._book(market)
+        price = bound_price(request, market, book, self._max_slippage_bps)
         link_id = self._codec.encode(cid)
         params = self._order_params(request, market, size, price, str(link_id))
         self._ledger.sent(cid, self._now_ms())

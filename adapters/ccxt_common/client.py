@@ -56,6 +56,43 @@ def point_at(exchange: Any, base_url: str, ws_url: str | None = None) -> None:
     exchange.urls["api"] = rewrite_urls(exchange.urls["api"], base_url.rstrip("/"), ws_base.rstrip("/") if ws_base else None)
 
 
+PRECISION_MEMO_SIZE = 512
+
+
+def install_precision_memo(exchange: Any) -> None:
+    """Memoise the instance's ``decimal_to_precision`` (a pure function of its arguments, pure
+    Python and slow): an order's price and amount are formatted by our check that ccxt would not
+    alter them (``CcxtExecutor._refuse_if_ccxt_would_change``) and again by ccxt building the
+    request, on the entry's path. Only float/int/str inputs are kept (exact keys; zero and NaN are
+    never kept); errors are never kept; bounded (cleared when full)."""
+    compute = getattr(exchange, "decimal_to_precision", None)
+    if compute is None or getattr(compute, "_memoised", False):
+        return
+    memo: dict[tuple, Any] = {}
+
+    def decimal_to_precision(*args: Any, **kwargs: Any) -> Any:
+        # ccxt's own calls: (n, rounding_mode, precision, counting_mode, padding_mode), positional
+        if kwargs or len(args) != 5:
+            return compute(*args, **kwargs)
+        n, precision = args[0], args[2]
+        if type(n) not in _EXACT_KEYS or type(precision) not in _EXACT_KEYS or not n or n != n:
+            return compute(*args)
+        key = (type(n), type(precision), *args)
+        hit = memo.get(key)
+        if hit is None:
+            hit = compute(*args)
+            if len(memo) >= PRECISION_MEMO_SIZE:
+                memo.clear()
+            memo[key] = hit
+        return hit
+
+    decimal_to_precision._memoised = True  # type: ignore[attr-defined]
+    exchange.decimal_to_precision = decimal_to_precision
+
+
+_EXACT_KEYS = (float, int, str)
+
+
 _ORDER_PRIORITY: ContextVar[bool] = ContextVar("ccxt_order_priority", default=False)
 
 
@@ -181,4 +218,5 @@ def build_exchange(venue: str, *, credentials: Credentials | None, testnet: bool
         install_order_deadline(exchange)
     install_order_priority(exchange)
     install_orders_first(exchange)
+    install_precision_memo(exchange)
     return exchange

@@ -27,7 +27,7 @@ from adapters.ccxt_common.order_stream import CcxtOrderStream
 from adapters.client_ids import CodecMemo, codec_for
 from adapters.errors import OrderNotFoundYet, OrderRejected, TemporaryVenueError
 from adapters.markets import VenueMarket
-from adapters.order_flow import SendLedger, bound_price, check_request, reduce_only_size
+from adapters.order_flow import SendLedger, bound_price, check_request, is_priced_limit, reduce_only_size
 from bot.core.domain import (
     ZERO,
     Fill,
@@ -136,7 +136,9 @@ class CcxtExecutor:
             size = request.size_base
             if request.reduce_only:
                 size = await self._reduce_only_size(request, market)
-            price = bound_price(request, market, await self._book(market), self._max_slippage_bps)
+            # (a priced limit order is bounded by its own price: no book is read for it)
+            book = None if is_priced_limit(request) else await self._book(market)
+            price = bound_price(request, market, book, self._max_slippage_bps)
         if self._d.round_price is not None:
             price = self._d.round_price(price, market, request.side)
         self._refuse_if_ccxt_would_change(market, price, market.contracts(size))

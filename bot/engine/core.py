@@ -188,6 +188,9 @@ class EngineCore:
         self._funding_seen: dict[str, tuple[int | None, set[str]]] = {}
         # (spot market, symbol) -> wallet balance that is not the bot's (``bot.engine.spot``).
         self.spot_baselines: dict[tuple[str, str], Decimal] = {}
+        # position id -> (journal row id, encoded rows) of an entry whose intent is journalled and
+        # whose normal rows are not written yet (``EntryMixin._persist_entry_intent``).
+        self._entry_journal: dict[str, tuple[int, Any]] = {}
         PositionFsm.prepare_spare()  # the first entry's machine model, built before any entry
 
     # ------------------------------------------------------------------ queries
@@ -446,6 +449,19 @@ class EngineCore:
         transitions = self._stamp(pos.drain_transitions(), now_ms)
         await self.store.update_position_with_transitions(pos.position_id, now_ms, transitions, **fields)
         self._log_transitions(transitions)
+
+    async def _settle_entry_journal(self, position_id: str) -> None:
+        """Write a journalled entry's normal rows (position, order intents, transition) now, if still
+        pending: called once its orders are away and before anything about them is recorded. On a
+        failure the journal row stays on disk (a restart writes it) and the next call tries again."""
+        pending = self._entry_journal.pop(position_id, None)
+        if pending is None:
+            return
+        try:
+            await self.store.settle_entry_journal(*pending)
+        except BaseException:
+            self._entry_journal[position_id] = pending
+            raise
 
     @staticmethod
     def _stamp(records: list[Any], now_ms: int) -> list[Any]:

@@ -90,15 +90,24 @@ class EntryMixin(SpotMixin, EngineCore):
                 (LegSide.LONG, self._order(pos, LegSide.LONG, "open", size_base, attempt=0)),
                 (LegSide.SHORT, self._order(pos, LegSide.SHORT, "open", size_base, attempt=0)),
             ]
-            transitions = await self._persist_entry_intent(pos, opp, legs)
-            await self._dispatch_concurrently(pos, legs, "open", window)
+            transitions = await self._persist_entry_intent(pos, opp, legs, journal=True)
+            try:
+                await self._dispatch_concurrently(pos, legs, "open", window)
+            finally:
+                # (written once the legs were away; this catches a dispatch that ended before that)
+                await self._settle_entry_journal(pos.position_id)
             self._log_transitions(transitions)  # on disk before the send; the log line can follow it
             PositionFsm.prepare_spare()  # for the next entry, now that these orders are answered
             await self._settle_entry(pos)
 
     async def _persist_entry_intent(self, pos: PositionFsm, opp: Opportunity,
-                                    legs: list[tuple[LegSide, OrderRequest]]) -> list[Any]:
-        """Intent first: position row + the entry order intents + the transition, one transaction."""
+                                    legs: list[tuple[LegSide, OrderRequest]], *, journal: bool = False) -> list[Any]:
+        """Intent first: position row + the entry order intents + the transition, one transaction.
+
+        With ``journal`` (taker-taker entries) that transaction is one journal row holding the same
+        encoded rows (``Storage.journal_entry_intent``: far fewer pages to commit while the orders
+        wait); ``_settle_entry_journal`` writes the normal rows once the orders are on their way,
+        before any answer about them is recorded, and a restart materialises a row a kill left."""
         now_ms = self.clock.now_ms()
         record = replace(PositionRecord.from_opportunity(pos.position_id, opp, pos.target_size_base, pos.state,
                                                          now_ms), opened_at_ts_ms=now_ms)
@@ -108,7 +117,11 @@ class EntryMixin(SpotMixin, EngineCore):
         try:
             # Small and on the entry's critical path: written on the loop's thread, one transaction
             # (the transition first, so a post-mortem reads "scanning -> opening" before the orders).
-            await self.store.insert_entry_intent(transitions, record, intents)
+            if journal:
+                self._entry_journal[pos.position_id] = await self.store.journal_entry_intent(
+                    transitions, record, intents)
+            else:
+                await self.store.insert_entry_intent(transitions, record, intents)
         except Exception:
             # Rolled back: nothing is on disk and nothing was sent, so there is nothing to track
             # (a phantom here would fail every later persist). Cancellation is not caught: the

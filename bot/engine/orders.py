@@ -56,15 +56,21 @@ class OrderFlowMixin(EngineCore):
                 for leg, req in legs:
                     tg.start_soon(self._send_and_record, pos, leg, req, purpose, stamps)
                 # Started after the legs, so it runs once each leg has reached its first wait.
-                tg.start_soon(self._orders_away, window)
+                tg.start_soon(self._orders_away, window, pos.position_id)
         finally:
             window.close()
         if len(stamps) == 2:
             self.metrics.dispatch_skew_ns.append(abs(stamps[0] - stamps[1]))
 
-    async def _orders_away(self, window: orders_first.Window) -> None:
+    async def _orders_away(self, window: orders_first.Window, position_id: str) -> None:
         window.close()
         self._on_orders_away()
+        try:
+            # A journalled entry's normal rows, written while its orders travel (before either
+            # leg records an answer: each leg also settles it first, see ``_send_and_record``).
+            await self._settle_entry_journal(position_id)
+        except Exception as exc:  # the legs must not be cancelled by it: their own settle raises it
+            logger.bind(position_id=position_id).error(f"entry journal not written out yet: {exc!r}")
 
     async def _send_and_record(
         self, pos: PositionFsm, leg: LegSide, req: OrderRequest, purpose: str, stamps: list[int] | None = None
@@ -79,6 +85,7 @@ class OrderFlowMixin(EngineCore):
         )
         decision = self._gate(intent)
         if not decision.allowed:
+            await self._settle_entry_journal(pos.position_id)  # its order row first (a journalled entry)
             await self._mark_order(req.client_order_id, OrderStatus.REJECTED.value, ZERO, None, f"gate: {decision.reason}")
             await self._event("order_denied", pos.position_id, "warning",
                               f"{purpose} {leg.value} on {req.venue} denied by trading-state gate: {decision.reason}")
@@ -87,6 +94,7 @@ class OrderFlowMixin(EngineCore):
         # cancelled (shutdown); the executor call is bounded by leg_timeout_s inside.
         with anyio.CancelScope(shield=True):
             report = await self._place(req, stamps)
+            await self._settle_entry_journal(pos.position_id)  # its order row before its answer
             if report is UNKNOWN_STATUS:
                 await self._mark_order(req.client_order_id, UNKNOWN_STATUS, ZERO, None, "outcome unknown")
                 return
