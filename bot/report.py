@@ -50,6 +50,10 @@ def open_existing(path: Path, *, write: bool = False) -> Storage:
         raise UserInputError(f"cannot use database {path}: {exc}") from None
 
 
+JOURNALLED = ("entry journalled, its orders possibly sent, not yet written as a position (the bot stopped "
+              "right then): start the bot once and it records it and looks its orders up by client id")
+
+
 def running_line(db: Path) -> str:
     """Whether a bot holds ``db`` now (its instance lock), in words."""
     pid = running_pid(db)
@@ -123,6 +127,9 @@ def build_report(storage: Storage, venue_db: Path) -> dict[str, Any]:
         "breakers": breakers,
         "halts": halts,
         "unhedged_window_ms": _distribution(windows),
+        # entries whose intent is journalled and not yet written as rows: the bot stopped between
+        # sending their orders and recording them; its next start writes them and resolves the orders
+        "entries_journalled_not_written": storage.pending_entry_journal(),
     }
 
 
@@ -168,6 +175,8 @@ def run_report(args: argparse.Namespace, settings: Settings) -> int:
     print("breakers: " + (json.dumps(breakers) if breakers else "none ever opened"))
     if report["halts"]:
         print("halts: " + "; ".join(f"{h['at']} {h['kind']}: {h['reason']}" for h in report["halts"]))
+    if report["entries_journalled_not_written"]:
+        print(f"{JOURNALLED}: {', '.join(report['entries_journalled_not_written'])}")
     w = report["unhedged_window_ms"]
     if w["count"]:
         print(f"unhedged windows: {w['count']} (p50 {w['p50']} ms, p99 {w['p99']} ms, max {w['max']} ms)")
@@ -195,10 +204,13 @@ def run_postmortem(args: argparse.Namespace, settings: Settings) -> int:
     storage = open_existing(db)
     try:
         doc = postmortem_doc(storage, args.position_id)
+        journalled = storage.pending_entry_journal() if doc is None else []
     except sqlite3.Error as exc:
         raise UserInputError(f"cannot read database {db}: {exc}") from None
     finally:
         storage.close()
+    if doc is None and args.position_id in journalled:
+        raise UserInputError(f"position {args.position_id!r}: {JOURNALLED}")
     if doc is None:
         raise UserInputError(f"no position {args.position_id!r} in {db} (python -m bot report lists them)")
     if args.json:

@@ -123,3 +123,27 @@ def test_a_request_without_a_running_bot_says_it_waits_and_the_next_start_says_i
     run = run_bot("--paper", "--duration", "1", "--speed", "60", "--db", db, "--settings", settings, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "pending control request(s) applied now: halt (manual: maintenance)" in run.stderr
+
+
+def test_report_and_postmortem_name_an_entry_a_kill_left_in_the_journal(tmp_path: Path) -> None:
+    # an entry's intent journalled (its orders may have left) and the bot killed before its rows
+    # were written: the read-only commands must say so, not show nothing
+    from storage import MachineKind, TransitionRecord
+    from tests.test_storage import T0, make_position, open_intents
+
+    settings = write_settings(tmp_path)
+    db = tmp_path / "paper.sqlite"
+    storage = Storage.open(db)
+    storage.journal_entry_intent([TransitionRecord(T0, MachineKind.POSITION, "pos-1", "scanning", "opening", "begin_open")],
+                                 make_position(), open_intents())
+    storage.close()
+    before = _digest(db)
+    proc = run_bot("report", "--db", db, "--settings", settings, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "entry journalled" in proc.stdout and "pos-1" in proc.stdout and "start the bot once" in proc.stdout
+    as_json = json.loads(run_bot("report", "--json", "--db", db, "--settings", settings, cwd=tmp_path).stdout)
+    assert as_json["entries_journalled_not_written"] == ["pos-1"]
+    proc = run_bot("postmortem", "pos-1", "--db", db, "--settings", settings, cwd=tmp_path)
+    line = assert_usage_error(proc, "pos-1")
+    assert "entry journalled" in line
+    assert _digest(db) == before  # read-only: the next start writes it, not a report
