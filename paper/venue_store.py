@@ -25,6 +25,7 @@ from bot.core.domain import (
     TimeInForce,
     VenuePosition,
 )
+from storage.connection import PAGE_CACHE_KIB
 from storage.db_check import VENUE_APPLICATION_ID, check_venue_file
 from storage.instance_lock import InstanceLock
 
@@ -232,6 +233,7 @@ class VenueStore:
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")  # bounded, as the bot's own
                 store = cls(conn, p)
             except BaseException:
                 conn.close()

@@ -12,6 +12,10 @@ from storage.errors import StorageError
 from storage.schema import LATEST_VERSION, current_version, migrate
 
 BUSY_TIMEOUT_MS = 5000
+# SQLite's page cache per connection (KiB). Its default (2 MiB) fills as the file grows over weeks,
+# which a months-long run sees as RSS growth; the bot's reads are small indexed look-ups (the hot
+# B-tree pages fit in far less) and the OS caches the file anyway (bench/scale_year.py).
+PAGE_CACHE_KIB = 512
 
 
 def open_database(path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Database:
@@ -33,6 +37,7 @@ def open_database(path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Databas
         if str(mode).lower() != "wal":
             raise StorageError(f"could not enable WAL on {path} (journal_mode={mode})")
         conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
         conn.execute("PRAGMA foreign_keys = ON")
         if conn.execute("PRAGMA foreign_keys").fetchone()[0] != 1:
             raise StorageError("this SQLite build cannot enforce foreign keys")

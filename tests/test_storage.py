@@ -970,3 +970,20 @@ def test_details_json_and_iso_text_match_the_plain_encodings_they_shortcut() -> 
     for ts_ms in (T0, T0 + 999, T0 + 1000, T0 + 1, 0, T0 - 1, T0 + 86_400_000):
         moment = datetime.fromtimestamp(ts_ms // 1000, tz=timezone.utc)
         assert iso_utc(ts_ms) == f"{moment:%Y-%m-%dT%H:%M:%S}.{ts_ms % 1000:03d}Z"
+
+
+def test_the_page_cache_of_each_database_connection_is_bounded(tmp_path: Path) -> None:
+    # SQLite's default 2 MiB cache per connection fills as the file grows over months (RSS growth in
+    # bench/scale_year.py); the bot's and the paper venues' connections use a bounded, smaller one
+    from paper.venue_store import VenueStore
+    from storage.connection import PAGE_CACHE_KIB
+
+    storage = Storage.open(tmp_path / "bot.sqlite")
+    venues = VenueStore.open(tmp_path / "venues.sqlite")
+    try:
+        assert storage.db.conn.execute("PRAGMA cache_size").fetchone()[0] == -PAGE_CACHE_KIB
+        assert venues._conn.execute("PRAGMA cache_size").fetchone()[0] == -PAGE_CACHE_KIB
+        assert 0 < PAGE_CACHE_KIB < 2000  # below SQLite's default
+    finally:
+        storage.close()
+        venues.close()
