@@ -153,6 +153,14 @@ def test_pybit_websocket_book_ticker_and_private_order_topics(emu) -> None:
         private.order_stream(keep)
         _connected(private, "private")
         private.wallet_stream(keep)
+        # pybit's *_stream() returns once the request is sent: wait until the emulator holds both
+        # private topics, or an order placed at once may find no subscriber yet (a loaded machine)
+        hub = emu._running.dialects["bybit"].hub
+        registered = time.monotonic() + 30
+        while not any(c.kind == "private" and {"order", "wallet"} <= c.topics for c in list(hub)):
+            if time.monotonic() > registered:
+                pytest.fail("the emulator never registered the private order/wallet subscriptions")
+            time.sleep(0.05)
         session = pybit_http(emu)
         deadline = time.monotonic() + 30  # generous: a loaded CI machine starts the streams slowly
         while time.monotonic() < deadline:
