@@ -100,19 +100,22 @@ class LegLevel:
             self.ts_ms = self.seen_ms = ts_ms
             self.rate = hourly_rate
 
+    def _held_ms(self) -> int:
+        """How long the sampled rate has held up to the latest observation (0: nothing to fold)."""
+        seen, ts = self.seen_ms, self.ts_ms
+        return 0 if seen is None or ts is None or seen <= ts or self.rate is None else seen - ts
+
     def seen_level(self, half_life_hours: Decimal) -> Decimal:
         """The level as of the latest observation (``seen_ms``): the held stretch folded in."""
-        seen, ts = self.seen_ms, self.ts_ms
-        if seen is None or ts is None or seen <= ts or self.rate is None:
+        held_ms = self._held_ms()
+        if not held_ms:
             return self.level
-        return self.level + level_weight(seen - ts, half_life_hours) * (self.rate - self.level)
+        return self.level + level_weight(held_ms, half_life_hours) * (self.rate - self.level)  # type: ignore[operator]
 
     def seen_hours(self) -> Decimal:
         """``hours_seen`` as of the latest observation."""
-        seen, ts = self.seen_ms, self.ts_ms
-        if seen is None or ts is None or seen <= ts or self.rate is None:
-            return self.hours_seen
-        return self.hours_seen + Decimal(seen - ts) / MS_PER_HOUR
+        held_ms = self._held_ms()
+        return self.hours_seen + Decimal(held_ms) / MS_PER_HOUR if held_ms else self.hours_seen
 
 
 @dataclass(slots=True)
