@@ -8,7 +8,11 @@ half-way. To make several calls one transaction, pass a function to ``run``.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -31,6 +35,7 @@ from storage.records import (
     TransitionRecord,
 )
 from storage.checkpointer import SAFETY_NET_PAGES, WalCheckpointer
+from storage.errors import StorageError
 from storage.repository import Storage
 
 T = TypeVar("T")
@@ -43,6 +48,8 @@ class AsyncStorage:
         self._storage = storage
         self._limiter = anyio.CapacityLimiter(1)
         self.checkpointer = checkpointer
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wal_restarts: set[asyncio.Task] = set()
 
     @classmethod
     async def open(cls, path: Path, *, background_checkpoints: bool = True) -> "AsyncStorage":
@@ -57,11 +64,36 @@ class AsyncStorage:
             return storage
 
         storage = await anyio.to_thread.run_sync(open_storage)
-        checkpointer = None
-        if background_checkpoints:
-            checkpointer = WalCheckpointer(path)
-            checkpointer.start()
-        return cls(storage, checkpointer)
+        if not background_checkpoints:
+            return cls(storage)
+        store = cls(storage, WalCheckpointer(path))
+        store._loop = asyncio.get_running_loop()
+        store.checkpointer.restart_wal = store._request_wal_restart  # type: ignore[union-attr]
+        store.checkpointer.start()  # type: ignore[union-attr]
+        return store
+
+    def _request_wal_restart(self, done: threading.Event) -> None:
+        """(checkpointer thread) Have the writer start the log over, on its worker thread."""
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(self._start_wal_restart, done)
+        except RuntimeError:  # the event loop is closed: nothing more is written
+            done.set()
+
+    def _start_wal_restart(self, done: threading.Event) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(self._restart_wal(done))
+        self._wal_restarts.add(task)
+        task.add_done_callback(self._wal_restarts.discard)
+
+    async def _restart_wal(self, done: threading.Event) -> None:
+        try:
+            await self._call(self._storage.restart_wal, time.time_ns() // 1_000_000)
+        except (sqlite3.Error, StorageError) as exc:
+            assert self.checkpointer is not None
+            self.checkpointer.note_failure(exc)
+        finally:
+            done.set()
 
     @property
     def sync(self) -> Storage:
@@ -119,6 +151,8 @@ class AsyncStorage:
     async def aclose(self) -> None:
         if self.checkpointer is not None:
             await anyio.to_thread.run_sync(self.checkpointer.stop)
+        for task in list(self._wal_restarts):  # a restart asked for before the stop: written first
+            await task
         await self._call(self._storage.close)
 
     # positions

@@ -65,6 +65,8 @@ from storage.records import (
 )
 from storage.totals import position_totals
 
+WAL_RESTARTS_KEY = "storage.wal_restarts"  # kv: how many times the writer started the log over
+
 PENDING = "pending"  # stored order status before any venue answer is recorded
 
 _POSITION_DECIMALS = frozenset(
@@ -879,6 +881,13 @@ class Storage:
             " updated_at_ts_ms = excluded.updated_at_ts_ms",
             [key, value, ts_ms],
         )
+
+    def restart_wal(self, ts_ms: int) -> None:
+        """One small write (a counter in ``kv``) after a checkpoint copied the whole log: the
+        write starts the log over, and pays its header sync, here (``storage.checkpointer``)."""
+        with self._atomic():
+            count = int(self.get_kv(WAL_RESTARTS_KEY) or 0) + 1
+            self.set_kv(WAL_RESTARTS_KEY, str(count), ts_ms)
 
     def get_kv(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM kv WHERE key = ?", [key]).fetchone()

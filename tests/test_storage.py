@@ -862,6 +862,46 @@ async def test_the_running_bots_wal_is_checkpointed_by_a_thread_not_by_its_commi
         reopened.close()
 
 
+def _wal_salts(db_path: Path) -> bytes:
+    """The log header's salts (bytes 16-24 of the -wal file): new each time the log starts over."""
+    with open(f"{db_path}-wal", "rb") as wal:
+        return wal.read(24)[16:24]
+
+
+@pytest.mark.anyio
+async def test_the_log_starts_over_on_the_writer_thread_not_in_the_next_entrys_commit(db_path: Path) -> None:
+    """After a checkpoint copied the whole log, the next commit starts the log over and syncs its
+    header. The checkpointer has the writer's worker do that at once, so an entry's intent (the
+    commit its orders wait for, on the event loop) appends to a log already started over."""
+    from storage.repository import WAL_RESTARTS_KEY
+
+    store = await AsyncStorage.open(db_path)
+    try:
+        assert store.checkpointer is not None
+        await store.insert_position_with_intents(make_position("pos-0"), open_intents("pos-0"))
+        salts_before = _wal_salts(db_path)
+        store.checkpointer.interval_s = 0.01
+        with anyio.fail_after(30):
+            while await store.run(lambda s: s.get_kv(WAL_RESTARTS_KEY)) is None:
+                await anyio.sleep(0.01)
+        restarted = _wal_salts(db_path)
+        assert restarted != salts_before  # the restart's write started the log over
+        checkpoints = store.checkpointer.checkpoints
+        await anyio.sleep(0.2)  # quiet: no commit since the restart, so no checkpoint and no restart
+        assert store.checkpointer.checkpoints == checkpoints
+        assert store.checkpointer.restarts_requested == 1
+        opening = TransitionRecord(T0, MachineKind.POSITION, "pos-1", "scanning", "opening", "begin_open")
+        await store.journal_entry_intent([opening], make_position(), open_intents())
+        assert _wal_salts(db_path) == restarted  # appended: the entry's commit did not start the log over
+        with anyio.fail_after(30):  # the entry's row is checkpointed, and the log started over once more
+            while store.checkpointer.restarts_requested < 2 or await store.run(
+                    lambda s: s.get_kv(WAL_RESTARTS_KEY)) != "2":
+                await anyio.sleep(0.01)
+        assert store.checkpointer.failures == 0, store.checkpointer.last_error
+    finally:
+        await store.aclose()
+
+
 @pytest.mark.anyio
 async def test_without_background_checkpoints_the_writer_checkpoints_as_sqlite_does(db_path: Path) -> None:
     store = await AsyncStorage.open(db_path, background_checkpoints=False)
