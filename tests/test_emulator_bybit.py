@@ -190,6 +190,32 @@ def test_pybit_websocket_book_ticker_and_private_order_topics(emu) -> None:
     assert any(m.get("topic") == "wallet" and m["data"][0]["accountType"] == "UNIFIED" for m in got)
 
 
+def test_pybit_websocket_survives_an_answer_before_subscribe_recorded_it(emu) -> None:
+    """pybit's subscribe() sends, then records the req_id and callback: an answer handled in between
+    killed the socket (KeyError in pybit's receive thread, no reconnect). Widen that window to 0.3 s."""
+    got: list[dict] = []
+    public = pybit_websocket(emu, "linear")
+    try:
+        _connected(public, "public")
+        send = public.ws.send
+
+        def send_then_stall(data, *args, **kwargs):
+            sent = send(data, *args, **kwargs)
+            if '"op": "subscribe"' in data:
+                time.sleep(0.3)  # the emulator answers and pushes the snapshot meanwhile
+            return sent
+
+        public.ws.send = send_then_stall
+        public.orderbook_stream(50, "BTCUSDT", got.append)
+        deadline = time.monotonic() + 30
+        while not got and time.monotonic() < deadline and public.is_connected():
+            time.sleep(0.05)
+        assert public.is_connected(), "pybit's socket closed after the subscription was answered"
+        assert got and got[0]["topic"] == "orderbook.50.BTCUSDT" and got[0]["data"]["b"]
+    finally:
+        public.exit()
+
+
 @pytest.mark.anyio
 async def test_ccxt_pro_bybit_order_book_and_ticker_streams(emu) -> None:
     ex = ccxt_client(emu, "bybit", pro=True, keys=False)

@@ -1,4 +1,5 @@
-"""Unmodified ccxt / pybit clients pointed at a running emulator, configured as LIVE.md advises.
+"""Unmodified ccxt / pybit clients pointed at a running emulator, configured as LIVE.md advises
+(pybit's WebSocket gets one guard against a race of its own, see ``pybit_websocket``).
 
 For tests, benchmarks and rehearsals only; the live adapters build their own clients from settings.
 """
@@ -75,15 +76,40 @@ def pybit_http(handle: EmulatorHandle, **kwargs: Any) -> Any:
 
 
 def pybit_websocket(handle: EmulatorHandle, channel_type: str, **kwargs: Any) -> Any:
-    """A pybit ``unified_trading.WebSocket`` whose connections (and reconnections) go to this emulator."""
+    """A pybit ``unified_trading.WebSocket`` whose connections (and reconnections) go to this emulator.
+
+    pybit's own code runs unchanged, with one guard around a race of its own: ``subscribe()`` (pybit
+    5.17 ``_V5WebSocketManager.subscribe``) sends the request and only then records its ``req_id``
+    and the topic's callback. When the receiving thread handles the answer (or the first snapshot)
+    inside that window, ``self.subscriptions[req_id]`` (or the callback lookup) raises ``KeyError``
+    in that thread, pybit's ``_on_error`` closes the socket for good and does not reconnect. A local
+    emulator answers within a millisecond while the subscribing thread waits for the GIL, so the
+    window is hit (about 1 subscribe in 20 on a quiet 2-core machine); a real user close to Bybit
+    with a busy process can hit it too. Here the receiving thread waits until ``subscribe()`` has
+    recorded the request, as it would if pybit recorded before sending. The bot's live streams do
+    not use pybit's WebSocket (adapters/bybit/market_data.py, private_stream.py use ``websockets``)."""
+    import threading
+
     from pybit.unified_trading import WebSocket
 
     base = handle.ws_urls["bybit"]
 
     class EmulatedWebSocket(WebSocket):
+        def __init__(self, **params: Any) -> None:
+            self._recording = threading.RLock()  # held by subscribe() until pybit has recorded the request
+            super().__init__(**params)
+
         def _connect(self, url: str) -> None:
             path = url[url.index("/v5/"):]
             super()._connect(base + path)
+
+        def subscribe(self, topic: str, callback: Any, symbol: Any = False) -> None:
+            with self._recording:
+                super().subscribe(topic, callback, symbol)
+
+        def _on_message(self, message: str) -> None:
+            with self._recording:
+                super()._on_message(message)
 
     if channel_type == "private" and "api_key" not in kwargs:
         cred = handle.credentials["bybit"]
