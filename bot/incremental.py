@@ -48,11 +48,12 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
 from bot.core.domain import ZERO, ExecutionMode, Liquidity, MarketSnapshot, Opportunity, PairKind, is_spot, pair_kind
+from bot.lazy_ranking import LazyRanking
 from bot.scanner import (
     _BOOK,
     _HOURLY,
@@ -71,7 +72,7 @@ from bot.scanner import (
     _params,
     _size_pair,
     _sized,
-    rank_opportunities,
+    iter_opportunities,
     ranking_key,
 )
 
@@ -96,7 +97,16 @@ class RankSettings:
 
 def full_rank(snapshot: MarketSnapshot, settings: RankSettings, limit: int | None) -> list[Opportunity]:
     """One ranking of the whole snapshot (the scanner's bound-pruned search)."""
-    return rank_opportunities(snapshot, notional_usd=settings.notional_usd, horizon_hours=settings.horizon_hours,
+    return list(_iter_rank(snapshot, settings, limit))
+
+
+def lazy_full_rank(snapshot: MarketSnapshot, settings: RankSettings, limit: int | None) -> LazyRanking:
+    """``full_rank``, each entry searched for when first read (``bot.lazy_ranking``)."""
+    return LazyRanking(_iter_rank(snapshot, settings, limit))
+
+
+def _iter_rank(snapshot: MarketSnapshot, settings: RankSettings, limit: int | None) -> Iterator[Opportunity]:
+    return iter_opportunities(snapshot, notional_usd=settings.notional_usd, horizon_hours=settings.horizon_hours,
                               max_quote_age_ms=settings.max_quote_age_ms, limit=limit,
                               estimated_slippage_bps=settings.estimated_slippage_bps, execution=settings.execution,
                               pair_kinds=settings.pair_kinds, min_expected_net_usd=settings.min_expected_net_usd)
@@ -692,7 +702,8 @@ class RankingSource:
         if not quiet:
             self._ranker = None
             self.full_passes += 1
-            return full_rank(snapshot, self.settings, self.n)
+            # Lazy: a pass that enters (or refuses) the best pair never evaluates the others.
+            return lazy_full_rank(snapshot, self.settings, self.n)
         if self._ranker is None:
             self._ranker = IncrementalRanker(self.settings, per_symbol=self.n)
             self._ranker.rebuild(snapshot)

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from operator import itemgetter
@@ -158,6 +158,33 @@ def rank_opportunities(
     ``costs_estimated=True`` and instruments are optional (a leg without one adds no lot rule). A
     leg whose mark price is not positive borrows the other leg's; a pair with none is skipped.
     """
+    return list(iter_opportunities(
+        snapshot, notional_usd=notional_usd, horizon_hours=horizon_hours, max_quote_age_ms=max_quote_age_ms,
+        liquidity=liquidity, min_expected_net_usd=min_expected_net_usd, limit=limit,
+        allowed_symbols=allowed_symbols, estimated_slippage_bps=estimated_slippage_bps,
+        max_price_divergence=max_price_divergence, execution=execution, pair_kinds=pair_kinds))
+
+
+def iter_opportunities(
+    snapshot: MarketSnapshot,
+    *,
+    notional_usd: Decimal,
+    horizon_hours: Decimal,
+    max_quote_age_ms: int,
+    liquidity: Liquidity = Liquidity.TAKER,
+    min_expected_net_usd: Decimal | None = None,
+    limit: int | None = None,
+    allowed_symbols: Collection[str] | None = None,
+    estimated_slippage_bps: Decimal = DEFAULT_ESTIMATED_SLIPPAGE_BPS,
+    max_price_divergence: Decimal = DEFAULT_MAX_PRICE_DIVERGENCE,
+    execution: ExecutionMode = ExecutionMode.TAKER,
+    pair_kinds: Collection[PairKind] | None = None,
+) -> Iterator[Opportunity]:
+    """``rank_opportunities``'s results one at a time, best first: each is searched for only when
+    asked for (the bound-pruned search stops at the first exact net no bound can beat), so taking
+    the best one evaluates fewer pairs than ranking ``limit``. The arguments are checked at once;
+    the search reads only ``snapshot`` (its books, instruments and fees are the objects it holds),
+    so a later step gives what the eager ranking gave."""
     params = _params(snapshot, notional_usd, horizon_hours, max_quote_age_ms, liquidity, estimated_slippage_bps,
                      max_price_divergence, execution, pair_kinds)
     if PairKind.SPOT_PERP not in params.pair_kinds and any(is_spot(v) for v, _s in snapshot.quotes):
@@ -165,7 +192,14 @@ def rank_opportunities(
     if limit is not None and limit < 0:
         raise ValueError(f"limit must not be negative, got {limit}")
     if limit == 0:
-        return []
+        return iter(())
+    return _search(snapshot, params, min_expected_net_usd, limit, allowed_symbols)
+
+
+def _search(snapshot: MarketSnapshot, params: _Params, min_expected_net_usd: Decimal | None, limit: int | None,
+            allowed_symbols: Collection[str] | None) -> Iterator[Opportunity]:
+    """The best-first search of ``iter_opportunities`` (a generator: it runs as results are taken)."""
+    notional_usd, horizon_hours = params.notional_usd, params.horizon_hours
     fee_terms = _fee_terms(snapshot, params)
     scale = horizon_hours * notional_usd
     slack = (scale + notional_usd) * _BOUND_SLACK
@@ -184,15 +218,16 @@ def rank_opportunities(
     seq = itertools.count(len(groups))
     heappush, heappop = heapq.heappush, heapq.heappop
 
-    results: list[Opportunity] = []
+    emitted = 0
     while heap:
         entry = heappop(heap)
         if min_expected_net_usd is not None and -entry[0] < min_expected_net_usd:
-            break  # every remaining bound and net is at most this one
+            return  # every remaining bound and net is at most this one
         if entry[1] == 1:
-            results.append(entry[6])
-            if limit is not None and len(results) >= limit:
-                break
+            yield entry[6]
+            emitted += 1
+            if limit is not None and emitted >= limit:
+                return
             continue
         kind, payload = entry[3], entry[4]
         if kind == _SYMBOL:
@@ -232,7 +267,6 @@ def rank_opportunities(
         opp = _evaluate(work.symbol, long_leg, short_leg, sized, params)
         if opp is not None:
             heappush(heap, (-opp.expected_net, 1, -opp.apr, work.symbol, opp.long_venue, opp.short_venue, opp))
-    return results
 
 
 def symbol_bound_usd(
