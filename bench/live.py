@@ -18,7 +18,12 @@
    ``book_to_orders_ms`` = the later leg's ``leave`` minus the update; ``book_to_orders_on_wire_ms``
    the same to the later ``on wire``; the breakdown splits the path (pass, intent transaction, send);
    ``cpu_breakdown_ms`` is the same split in the event-loop thread's CPU time (``time.thread_time``),
-   which a loaded machine inflates far less than wall time.
+   which a loaded machine inflates far less than wall time. ``loop_thread_off_cpu`` says why the wall
+   figure exceeds it: per entry, whether the event-loop thread was preempted (the kernel ran another
+   task on its CPU while it was runnable) or blocked (it waited: a lock, an fsync, the GIL) between
+   the pass start and the later leg (``getrusage(RUSAGE_THREAD)`` switch counts), and the latency of
+   the entries that were not preempted. On this 2-vCPU machine the preempting task is mostly the
+   emulator process (seen with ``perf sched``); a real venue does not share the bot's CPUs.
    Reference in the same run: ``venue_rtt_ms``, one signed REST round trip to the emulator (Bybit
    ``get_positions`` through the adapter's client), and the load average before and after.
 2. Peak RSS of ``python -m bot --live`` with three venues (bybit, binanceusdm, hyperliquid) trading
@@ -163,6 +168,8 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
     leaves: dict[str, float] = {}  # client order id -> perf_counter s when handed to the venue's executor
     leaves_cpu: dict[str, float] = {}  # the same moment in this (event-loop) thread's CPU time (thread_time s)
     wire: dict[str, list[float]] = {}  # venue -> perf_counter s of each order request handed to the HTTP client
+    leaves_switches: dict[str, tuple[int, int]] = {}  # the same moment: this thread's (voluntary, involuntary) switches
+    pass_switches: list[tuple[int, int]] = []  # the same at each pass start
 
     for venue in session.venues:
         part = venue.market
@@ -189,6 +196,7 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
         async def place(request, _orig=original_place):
             leaves.setdefault(request.client_order_id, time.perf_counter())
             leaves_cpu.setdefault(request.client_order_id, time.thread_time())
+            leaves_switches.setdefault(request.client_order_id, _thread_switches())
             return await _orig(request)
         executor.place_order = place
 
@@ -216,6 +224,7 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
             if trigger is not None:
                 timer_seen[0] = trigger.timer_wakes
             # A timer pass was not woken by an update: its entries are counted apart (no arrival).
+            pass_switches.append(_thread_switches())
             passes.append((time.perf_counter(), None if timer_pass else trigger.last_notify_s, running[0],
                            time.thread_time()))
             running[0] = True
@@ -291,7 +300,11 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
                     while any(p.state == "opening" for p in app.engine.positions.values()):
                         await anyio.sleep(0.01)
                 on_wire = [next((t for t in wire.get(venues_of[c], []) if t >= leaves[c]), None) for c in opened]
-                pass_start, arrival, overlapped, pass_cpu = next(p for p in reversed(passes) if p[0] <= last)
+                pass_index = next(i for i in range(len(passes) - 1, -1, -1) if passes[i][0] <= last)
+                pass_start, arrival, overlapped, pass_cpu = passes[pass_index]
+                last_cid = max(opened, key=lambda c: leaves[c])
+                blocked = leaves_switches[last_cid][0] - pass_switches[pass_index][0]
+                preempted = leaves_switches[last_cid][1] - pass_switches[pass_index][1]
                 last_cpu = max(leaves_cpu[c] for c in opened)
                 if arrival is None:
                     timer_entries[0] += 1
@@ -311,7 +324,12 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
                                     "cpu_pass_to_open_position": (open_cpu[-1] - pass_cpu) * 1000,
                                     "cpu_open_position_to_persist": (persisted_cpu[-1][0] - open_cpu[-1]) * 1000,
                                     "cpu_persist_intent": (persisted_cpu[-1][1] - persisted_cpu[-1][0]) * 1000,
-                                    "cpu_persisted_to_orders": (last_cpu - persisted_cpu[-1][1]) * 1000})
+                                    "cpu_persisted_to_orders": (last_cpu - persisted_cpu[-1][1]) * 1000,
+                                    # the event-loop thread taken off its CPU between the pass start and
+                                    # the later leg: by the kernel while runnable (another task ran), or
+                                    # because it waited (a lock, a sync, the GIL)
+                                    "preempted": float(preempted > 0), "blocked": float(blocked > 0),
+                                    "wall_minus_cpu": (last - pass_start - (last_cpu - pass_cpu)) * 1000})
                     if None not in on_wire:
                         samples[-1]["book_to_wire"] = (max(on_wire) - arrival) * 1000  # type: ignore[type-var]
             supervisor.request_stop("bench done")
@@ -343,6 +361,15 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
             "collector_holds": getattr(getattr(app, "collector", None), "holds", None),
             "book_to_orders_on_wire_ms": _summary([x["book_to_wire"] for x in samples if "book_to_wire" in x]),
             "entries_while_a_pass_was_running": int(sum(column("overlapped"))),
+            # Why wall time exceeds the loop's CPU time on the path (getrusage RUSAGE_THREAD):
+            "loop_thread_off_cpu": {
+                "entries_preempted": int(sum(column("preempted"))),
+                "entries_blocked": int(sum(column("blocked"))),
+                "wall_minus_cpu_ms": _summary(column("wall_minus_cpu")),
+                "book_to_orders_ms_not_preempted": _summary(
+                    [x["book_to_orders"] for x in samples if not x["preempted"]]),
+                "book_to_orders_ms_preempted": _summary([x["book_to_orders"] for x in samples if x["preempted"]]),
+            },
             "entries_by_timer_pass_not_timed": timer_entries[0],
             "trigger": {"market_wakes": trigger.market_wakes, "timer_wakes": trigger.timer_wakes,
                         "notifications": trigger.notifications} if trigger is not None else None,
@@ -385,6 +412,14 @@ class GcPauses:
 
     def summary(self) -> dict[str, dict]:
         return {f"gen{g}": _summary(values) for g, values in self.pauses.items()}
+
+
+def _thread_switches() -> tuple[int, int]:
+    """This thread's (voluntary, involuntary) context switches so far."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_THREAD)
+    return usage.ru_nvcsw, usage.ru_nivcsw
 
 
 def _venue_of(app, cid: str) -> str:
