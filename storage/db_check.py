@@ -44,6 +44,8 @@ def read_only_uri(path: Path) -> str:
 def inspect(path: str | Path) -> DbInfo:
     """Read the marker and table names through a read-only connection (the file must exist)."""
     p = Path(path)
+    if p.is_dir():  # sqlite would say only "disk I/O error"
+        raise BadDatabase(f"{p} is a directory, not a database file: give a file path (e.g. {p / 'state.sqlite'})")
     try:
         conn = sqlite3.connect(read_only_uri(p), uri=True, timeout=5)
     except sqlite3.Error as exc:

@@ -147,3 +147,14 @@ def test_report_and_postmortem_name_an_entry_a_kill_left_in_the_journal(tmp_path
     line = assert_usage_error(proc, "pos-1")
     assert "entry journalled" in line
     assert _digest(db) == before  # read-only: the next start writes it, not a report
+
+
+def test_a_directory_given_as_a_database_is_named_as_such(tmp_path: Path) -> None:
+    """sqlite says only "disk I/O error" for a directory: the line says what is wrong and the fix."""
+    settings = write_settings(tmp_path)
+    folder = tmp_path / "state"
+    folder.mkdir()
+    for command in (["report", "--db", folder], ["emulate", "--venues", "bybit", "--state", folder]):
+        proc = run_bot(*command, "--settings", settings, cwd=tmp_path)
+        assert_usage_error(proc, str(folder), "is a directory", "file path")
+    assert list(folder.iterdir()) == []
