@@ -24,8 +24,11 @@
    the pass start and the later leg (``getrusage(RUSAGE_THREAD)`` switch counts), and the latency of
    the entries that were not preempted. On this 2-vCPU machine the preempting task is mostly the
    emulator process (seen with ``perf sched``); a real venue does not share the bot's CPUs.
-   Reference in the same run: ``venue_rtt_ms``, one signed REST round trip to the emulator (Bybit
-   ``get_positions`` through the adapter's client), and the load average before and after.
+   References in the same run: ``venue_rtt_ms``, one signed REST round trip to the emulator (Bybit
+   ``get_positions`` through the adapter's client), the load average before and after, and
+   ``cpu_reference_ms``, a fixed pure-Python workload of the entry path's kind (Decimal, dicts, JSON,
+   HMAC) timed in this process before the emulator starts: the latency figures depend on the
+   machine's speed, and ``ratios_to_cpu_reference`` compares runs on different machines.
 2. Peak RSS of ``python -m bot --live`` with three venues (bybit, binanceusdm, hyperliquid) trading
    for ``--rss-seconds`` wall seconds, read from ``/proc/PID/status`` VmHWM just before it stops;
    reference: the same for ``python -m bot --paper`` in the same run.
@@ -414,6 +417,35 @@ class GcPauses:
         return {f"gen{g}": _summary(values) for g, values in self.pauses.items()}
 
 
+def cpu_reference_ms(rounds: int = 7) -> float:
+    """The machine's speed at the kind of work on the entry path, in this process, best of ``rounds``:
+    a fixed pure-Python workload (Decimal arithmetic and quantising, small dicts and tuples, a JSON
+    encoding, an HMAC-SHA256 signature, a short sort) of ~10-20 ms on a 2020s server core. Figures
+    from machines of different speed compare through their ratio to it (``ratios_to_cpu_reference``)."""
+    import hashlib
+    import hmac
+    from decimal import Decimal
+
+    secret = b"reference-secret-not-a-key"
+    tick = Decimal("0.1")
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        total = Decimal(0)
+        for i in range(2000):
+            price = Decimal(60000 + i) / Decimal(7)
+            size = (Decimal(1000) / price).quantize(Decimal("0.001"))
+            fee = price * size * Decimal("0.00055")
+            total += (price - fee).quantize(tick)
+            order = {"symbol": "BTCUSDT", "side": "Buy", "qty": str(size), "price": str(price.quantize(tick)),
+                     "orderLinkId": f"bench-{i:08d}", "timeInForce": "IOC"}
+            body = json.dumps(order, separators=(",", ":"))
+            hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()
+            sorted((price, size, fee, total))
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 3)
+
+
 def _thread_switches() -> tuple[int, int]:
     """This thread's (voluntary, involuntary) context switches so far."""
     import resource
@@ -529,6 +561,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from paper.emulator import start_emulator
 
+    reference_ms = cpu_reference_ms()  # before the emulator starts: this process alone
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-live-"))
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -557,6 +590,14 @@ def main(argv: list[str] | None = None) -> int:
             "rss_met": memory["live_three_venues_peak_rss_mb"] is not None
             and memory["live_three_venues_peak_rss_mb"] < RSS_TARGET_MB,
         },
+        # The machine's speed in the same run (``cpu_reference_ms``): latency on a slower machine
+        # compares through these ratios; the venue round trip is another same-run reference.
+        "cpu_reference_ms": reference_ms,
+        "ratios_to_cpu_reference": {
+            name: (round(value / reference_ms, 4) if value is not None else None) for name, value in (
+                ("book_to_orders_p50", latency["book_to_orders_ms"]["p50"]), ("book_to_orders_p99", p99),
+                ("path_cpu_p50", latency["cpu_breakdown_ms"]["pass_to_orders"]["p50"]),
+                ("venue_rtt_p50", latency["venue_rtt_ms"]["p50"]))},
         "venues": VENUES, "python": platform.python_version(), "cpus": os.cpu_count(),
         "wall_s": round(time.monotonic() - started, 1), "workdir": str(workdir),
     }
