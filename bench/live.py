@@ -27,8 +27,10 @@
    References in the same run: ``venue_rtt_ms``, one signed REST round trip to the emulator (Bybit
    ``get_positions`` through the adapter's client), the load average before and after, and
    ``cpu_reference_ms``, a fixed pure-Python workload of the entry path's kind (Decimal, dicts, JSON,
-   HMAC) timed in this process before the emulator starts: the latency figures depend on the
-   machine's speed, and ``ratios_to_cpu_reference`` compares runs on different machines.
+   HMAC) timed in this process before the emulator starts, and sampled again between entries
+   (``cpu_reference_during_run_ms``, in the untimed part): the latency figures depend on the
+   machine's speed, which on a shared VM moves during a run, and ``ratios_to_cpu_reference`` (to the
+   during-run median) compares runs on different machines or periods.
 2. Peak RSS of ``python -m bot --live`` with three venues (bybit, binanceusdm, hyperliquid) trading
    for ``--rss-seconds`` wall seconds, read from ``/proc/PID/status`` VmHWM just before it stops;
    reference: the same for ``python -m bot --paper`` in the same run.
@@ -204,6 +206,7 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
         executor.place_order = place
 
     rtts: list[float] = []
+    references: list[float] = []  # cpu_reference_ms sampled between entries (the machine's speed during the run)
     samples: list[dict[str, float]] = []
     gc_pauses = GcPauses()
     bybit = next(v for v in session.venues if v.name == "bybit")
@@ -289,6 +292,8 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
                             await anyio.sleep(0.01)
                     await anyio.sleep(0.2)
                     await app._sync_bot_state()  # what the tail of the closing pass does: back to scanning
+                    # The machine's speed now (the untimed part: ~2 ms on this loop between entries).
+                    references.append(cpu_reference_ms(rounds=1, iterations=REFERENCE_ITERATIONS // 8))
                 with anyio.move_on_after(30):
                     while True:  # the shipped loops make the next entry on their own
                         opened = [cid for cid in leaves if cid not in before and cid[22] == "o"]
@@ -373,6 +378,7 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
                     [x["book_to_orders"] for x in samples if not x["preempted"]]),
                 "book_to_orders_ms_preempted": _summary([x["book_to_orders"] for x in samples if x["preempted"]]),
             },
+            "cpu_reference_during_run_ms": _summary(references),
             "entries_by_timer_pass_not_timed": timer_entries[0],
             "trigger": {"market_wakes": trigger.market_wakes, "timer_wakes": trigger.timer_wakes,
                         "notifications": trigger.notifications} if trigger is not None else None,
@@ -417,11 +423,16 @@ class GcPauses:
         return {f"gen{g}": _summary(values) for g, values in self.pauses.items()}
 
 
-def cpu_reference_ms(rounds: int = 7) -> float:
+REFERENCE_ITERATIONS = 2000
+
+
+def cpu_reference_ms(rounds: int = 7, iterations: int = REFERENCE_ITERATIONS) -> float:
     """The machine's speed at the kind of work on the entry path, in this process, best of ``rounds``:
     a fixed pure-Python workload (Decimal arithmetic and quantising, small dicts and tuples, a JSON
-    encoding, an HMAC-SHA256 signature, a short sort) of ~10-20 ms on a 2020s server core. Figures
-    from machines of different speed compare through their ratio to it (``ratios_to_cpu_reference``)."""
+    encoding, an HMAC-SHA256 signature, a short sort) of ~15 ms at ``REFERENCE_ITERATIONS`` on a
+    2020s server core, in ms of this thread's CPU time per ``REFERENCE_ITERATIONS`` (a shorter run is
+    scaled up). Figures from machines, or periods, of different speed compare through their ratio
+    to it (like ``cpu_breakdown_ms``, it is CPU time: waits for the GIL or the CPU are not in it)."""
     import hashlib
     import hmac
     from decimal import Decimal
@@ -430,9 +441,9 @@ def cpu_reference_ms(rounds: int = 7) -> float:
     tick = Decimal("0.1")
     best = float("inf")
     for _ in range(rounds):
-        started = time.perf_counter()
+        started = time.thread_time()  # CPU time: another thread taking the GIL or the CPU is not counted
         total = Decimal(0)
-        for i in range(2000):
+        for i in range(iterations):
             price = Decimal(60000 + i) / Decimal(7)
             size = (Decimal(1000) / price).quantize(Decimal("0.001"))
             fee = price * size * Decimal("0.00055")
@@ -442,8 +453,8 @@ def cpu_reference_ms(rounds: int = 7) -> float:
             body = json.dumps(order, separators=(",", ":"))
             hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()
             sorted((price, size, fee, total))
-        best = min(best, time.perf_counter() - started)
-    return round(best * 1000, 3)
+        best = min(best, time.thread_time() - started)
+    return round(best * 1000 * REFERENCE_ITERATIONS / iterations, 3)
 
 
 def _thread_switches() -> tuple[int, int]:
@@ -582,6 +593,7 @@ def main(argv: list[str] | None = None) -> int:
         with start_emulator(VENUES, state_path=workdir / "rss.venues.sqlite", seed=3) as emu:
             memory = measure_rss(emu, workdir, args.rss_seconds)
     p99 = latency["book_to_orders_ms"]["p99"]
+    during = latency["cpu_reference_during_run_ms"]["p50"] or reference_ms
     result = {
         "latency": latency, "memory": memory,
         "targets": {
@@ -590,11 +602,13 @@ def main(argv: list[str] | None = None) -> int:
             "rss_met": memory["live_three_venues_peak_rss_mb"] is not None
             and memory["live_three_venues_peak_rss_mb"] < RSS_TARGET_MB,
         },
-        # The machine's speed in the same run (``cpu_reference_ms``): latency on a slower machine
-        # compares through these ratios; the venue round trip is another same-run reference.
+        # The machine's speed in the same run (``cpu_reference_ms`` before the emulator starts, and
+        # sampled between entries: a shared VM's speed moves during a run): latency on a slower
+        # machine compares through these ratios (to the during-run median); the venue round trip
+        # is another same-run reference.
         "cpu_reference_ms": reference_ms,
         "ratios_to_cpu_reference": {
-            name: (round(value / reference_ms, 4) if value is not None else None) for name, value in (
+            name: (round(value / during, 4) if value is not None else None) for name, value in (
                 ("book_to_orders_p50", latency["book_to_orders_ms"]["p50"]), ("book_to_orders_p99", p99),
                 ("path_cpu_p50", latency["cpu_breakdown_ms"]["pass_to_orders"]["p50"]),
                 ("venue_rtt_p50", latency["venue_rtt_ms"]["p50"]))},
