@@ -60,6 +60,9 @@ from live_torture import keys_env  # noqa: E402
 
 DEFAULT_OUT = ROOT / "bench" / "results" / "live.json"
 VENUES = ["bybit", "binanceusdm", "hyperliquid"]
+# Each entry is timed on one pair; every dialect is traded beside each other one (pybit with ccxt,
+# ccxt REST with ccxt EIP-712 signing), since their order paths cost differently.
+LATENCY_PAIRS = [("binanceusdm", "bybit"), ("bybit", "hyperliquid"), ("binanceusdm", "hyperliquid")]
 P99_TARGET_MS = 5.0
 PROFILE = None  # a cProfile.Profile over every strategy pass with --profile (development aid)
 RSS_TARGET_MB = 200.0
@@ -151,8 +154,9 @@ class ExternalEmulator:
         self._log.close()
 
 
-async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) -> dict:
-    """``entries`` entries made by the shipped loops; see the module docstring."""
+async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float, venues: list[str]) -> dict:
+    """``entries`` entries made by the shipped loops trading ``venues`` (a pair); see the module
+    docstring. The raw samples are returned too (``summarize_latency`` pools the pairs)."""
     import anyio
 
     from adapters.registry import LiveVenueConfig, build_live_session
@@ -162,9 +166,9 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
     from bot.supervisor import Supervisor
     from bot.wiring import live_wiring
 
-    venues = list(emu.venues)
+    tag = "+".join(venues)
     settings = load_settings(write_settings(workdir, emu.base_urls, venues, loop_s=60, max_hold_h="1000",
-                                            reconcile_s=30, unhedged_ms=600_000))
+                                            reconcile_s=30, unhedged_ms=600_000, name=f"latency-{tag}.toml"))
     # (the unhedged-window breaker would halt the bench after one slow leg; the windows are reported)
     configs = {v: LiveVenueConfig(base_url=emu.base_urls[v]) for v in venues}
     session = await build_live_session(configs, keys_env(emu), symbols=settings.live.symbols,
@@ -209,11 +213,11 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
     references: list[float] = []  # cpu_reference_ms sampled between entries (the machine's speed during the run)
     samples: list[dict[str, float]] = []
     gc_pauses = GcPauses()
-    bybit = next(v for v in session.venues if v.name == "bybit")
+    bybit = next((v for v in session.venues if v.name == "bybit"), None)
     load_before = os.getloadavg()
     try:
         await session.setup()
-        wiring = live_wiring(settings, session, workdir / "latency.sqlite", ScaledClock(utc_now_ms(), 1.0))
+        wiring = live_wiring(settings, session, workdir / f"latency-{tag}.sqlite", ScaledClock(utc_now_ms(), 1.0))
         app = Application(settings, wiring, status_out=io.StringIO())
         supervisor = Supervisor(app=app, duration_wall_s=None, deadline_wall_s=settings.shutdown.deadline_seconds)
         passes: list[tuple[float, float | None, bool, float]] = []  # (pass start, latest arrival before it, a pass was running, thread_time)
@@ -271,7 +275,7 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
                     persisted.append((t0, time.perf_counter()))
                     persisted_cpu.append((c0, time.thread_time()))
             app.engine._persist_entry_intent = persist
-            for _ in range(20):  # the reference: one signed REST round trip through the adapter's client
+            for _ in range(20 if bybit is not None else 0):  # the reference: one signed REST round trip
                 t0 = time.perf_counter()
                 await bybit.executor.positions("bybit")
                 rtts.append((time.perf_counter() - t0) * 1000)
@@ -340,6 +344,9 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
                                     "wall_minus_cpu": (last - pass_start - (last_cpu - pass_cpu)) * 1000})
                     if None not in on_wire:
                         samples[-1]["book_to_wire"] = (max(on_wire) - arrival) * 1000  # type: ignore[type-var]
+                    for cid, sent in zip(opened, on_wire):  # each leg: handed to its executor -> its HTTP client
+                        if sent is not None:
+                            samples[-1]["handed_to_wire:" + venues_of[cid]] = (sent - leaves[cid]) * 1000
             supervisor.request_stop("bench done")
 
         async with anyio.create_task_group() as tg:
@@ -355,6 +362,25 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
     trigger = wiring.trigger
     account = wiring.account
 
+    return {
+        "samples": samples, "rtts": rtts, "references": references,
+        "run": {
+            "venues": venues, "collector_holds": getattr(getattr(app, "collector", None), "holds", None),
+            "entries_by_timer_pass_not_timed": timer_entries[0],
+            "trigger": {"market_wakes": trigger.market_wakes, "timer_wakes": trigger.timer_wakes,
+                        "notifications": trigger.notifications} if trigger is not None else None,
+            "account_reads": account.reads if account is not None else None,
+            "unhedged_window_ms": _summary(list(app.engine.metrics.unhedged_windows_ms)) if app.engine else None,
+            "supervisor_exit_code": code,
+            # Collector pauses over the whole run, per generation (live freezes its start-up heap: bot.heap).
+            "gc_pause_ms": gc_pauses.summary(), "heap_frozen_objects": gc_pauses.frozen_objects,
+            "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in load_after],
+        },
+    }
+
+
+def summarize_latency(samples: list[dict[str, float]], rtts: list[float], references: list[float]) -> dict:
+    """The latency figures of ``samples`` (one dict per timed entry, ``measure_latency``)."""
     def column(name: str) -> list[float]:
         return [s[name] for s in samples]
     return {"book_to_orders_ms": _summary(column("book_to_orders")),
@@ -366,9 +392,11 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
             "cpu_breakdown_ms": {name: _summary(column("cpu_" + name)) for name in
                                  ("pass_to_orders", "pass_to_open_position", "open_position_to_persist",
                                   "persist_intent", "persisted_to_orders")},
-            "collector_holds": getattr(getattr(app, "collector", None), "holds", None),
             "book_to_orders_on_wire_ms": _summary([x["book_to_wire"] for x in samples if "book_to_wire" in x]),
             "entries_while_a_pass_was_running": int(sum(column("overlapped"))),
+            # per venue: an entry order handed to the venue's executor -> its request at the HTTP client
+            "leg_handed_to_wire_ms": {key.split(":", 1)[1]: _summary([x[key] for x in samples if key in x])
+                                      for key in sorted({k for x in samples for k in x if k.startswith("handed_to_wire:")})},
             # Why wall time exceeds the loop's CPU time on the path (getrusage RUSAGE_THREAD):
             "loop_thread_off_cpu": {
                 "entries_preempted": int(sum(column("preempted"))),
@@ -379,19 +407,11 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float) ->
                 "book_to_orders_ms_preempted": _summary([x["book_to_orders"] for x in samples if x["preempted"]]),
             },
             "cpu_reference_during_run_ms": _summary(references),
-            "entries_by_timer_pass_not_timed": timer_entries[0],
-            "trigger": {"market_wakes": trigger.market_wakes, "timer_wakes": trigger.timer_wakes,
-                        "notifications": trigger.notifications} if trigger is not None else None,
-            "account_reads": account.reads if account is not None else None,
-            "unhedged_window_ms": _summary(list(app.engine.metrics.unhedged_windows_ms)) if app.engine else None,
-            "supervisor_exit_code": code,
-            # Collector pauses over the whole run, per generation (live freezes its start-up heap: bot.heap).
-            "gc_pause_ms": gc_pauses.summary(), "heap_frozen_objects": gc_pauses.frozen_objects,
-            "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in load_after],
             "method": "python -m bot --live's own loops (bot.supervisor.Supervisor over bot.wiring.live_wiring): "
                       "entries are made by the strategy loop woken by book updates (live.trigger_on_market_data); "
                       "book_to_orders = later entry order handed to its venue executor minus the latest book "
-                      "update applied before that pass began; the bench only closes each position (untimed)"}
+                      "update applied before that pass began; the bench only closes each position (untimed); "
+                      "the entries of every venue pair (LATENCY_PAIRS: each dialect beside each other) pooled"}
 
 
 class GcPauses:
@@ -558,6 +578,16 @@ def measure_rss(emu, workdir: Path, seconds: float) -> dict:
             "seconds": seconds}
 
 
+def _pairs(text: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in text.split(","):
+        pair = tuple(item.strip().split("+"))
+        if len(pair) != 2 or pair[0] == pair[1] or not set(pair) <= set(VENUES):
+            raise argparse.ArgumentTypeError(f"{item!r}: write two of {', '.join(VENUES)} joined by '+'")
+        pairs.append(pair)
+    return pairs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--entries", type=int, default=60)
@@ -567,6 +597,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--profile", type=Path, help="write a cProfile of the strategy passes here")
+    parser.add_argument("--pairs", type=_pairs, default=LATENCY_PAIRS,
+                        help="venue pairs to time, e.g. bybit+hyperliquid,binanceusdm+bybit (default: all three)")
     args = parser.parse_args(argv)
     import anyio
 
@@ -582,10 +614,21 @@ def main(argv: list[str] | None = None) -> int:
 
         PROFILE = cProfile.Profile()
     emu = ExternalEmulator(VENUES, workdir)
+    runs: dict[str, dict] = {}
     try:
-        latency = anyio.run(measure_latency, emu, workdir, args.entries, args.timeout)
+        for index, pair in enumerate(args.pairs):  # the entries split evenly over the pairs
+            share = args.entries // len(args.pairs) + (index < args.entries % len(args.pairs))
+            runs["+".join(pair)] = anyio.run(measure_latency, emu, workdir, share,
+                                             args.timeout / len(args.pairs), list(pair))
     finally:
         emu.close()
+    latency = summarize_latency([x for run in runs.values() for x in run["samples"]],
+                                [x for run in runs.values() for x in run["rtts"]],
+                                [x for run in runs.values() for x in run["references"]])
+    latency["by_pair"] = {tag: {**summarize_latency(run["samples"], run["rtts"], run["references"]), **run["run"]}
+                          for tag, run in runs.items()}
+    for part in latency["by_pair"].values():
+        part.pop("method")
     if PROFILE is not None:
         PROFILE.dump_stats(str(args.profile))
     memory: dict = {"live_three_venues_peak_rss_mb": None, "skipped": True}

@@ -7,6 +7,7 @@ is expected. Secrets never live here: API keys come only from the environment (s
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 import typing
@@ -425,6 +426,14 @@ def _line_of(text: str, loc: list[str]) -> int | None:
     return None
 
 
+def toml_key(name: str) -> str:
+    """``name`` as a TOML key to quote in a message: bare when TOML allows it, else a quoted key
+    with every control and non-ASCII character escaped (the message stays one printable line)."""
+    if name and all(c.isascii() and (c.isalnum() or c in "_-") for c in name):
+        return name
+    return json.dumps(name)  # \uXXXX escapes are TOML basic-string escapes too
+
+
 def venue_costs_for(settings: Settings, venue: str) -> "VenueCosts":
     """The costs of ``venue``: built-in figures (known venues) overridden by ``[venues.NAME]``.
 
@@ -439,7 +448,7 @@ def venue_costs_for(settings: Settings, venue: str) -> "VenueCosts":
     overrides = {k: v for k, v in (own.model_dump() if own else {}).items() if v is not None and k in cost_fields}
     if known is None and ("maker_fee_bps" not in overrides or "taker_fee_bps" not in overrides):
         raise UserInputError(
-            f"venue {venue!r} has no known fees: add [venues.{venue}] with maker_fee_bps and taker_fee_bps "
+            f"venue {venue!r} has no known fees: add [venues.{toml_key(venue)}] with maker_fee_bps and taker_fee_bps "
             "(your fee tier, in bps) to the settings file")
     if known is None:
         return VenueCosts(**overrides)

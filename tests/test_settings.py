@@ -130,3 +130,17 @@ def test_a_settings_file_that_is_not_utf8_is_one_error_line(tmp_path: Path) -> N
     with pytest.raises(UserInputError) as caught:
         load_settings(path)
     assert "not UTF-8" in str(caught.value) and str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("venue", ["newdex", "\x80\x0bbinance", "a b", "v\u00e9nue", "a.b", "line\nbreak"])
+def test_an_unknown_venues_fee_error_is_one_printable_line_with_a_key_toml_reads_back(venue: str) -> None:
+    import tomllib
+
+    from bot.settings import venue_costs_for
+
+    with pytest.raises(UserInputError) as caught:
+        venue_costs_for(Settings(), venue)
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1 and message.isprintable(), message
+    table = message.split("add [", 1)[1].split("] with", 1)[0]  # the table header the message asks for
+    assert list(tomllib.loads(f"[{table}]\nmaker_fee_bps = 1\n")["venues"]) == [venue]

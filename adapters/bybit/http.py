@@ -13,15 +13,22 @@
 - ``log_requests`` stays False (pybit would log the signed headers).
 - Errors leave as our classes (``adapters.bybit.errors.translate``).
 - ``base_url`` (already checked by ``adapters.endpoints``) replaces pybit's endpoint.
+- pybit's ``requests`` session stops reading the environment on every request when there is
+  nothing in it for ``requests`` (``environment_settings_in_use``): with ``trust_env`` on it scans
+  every environment variable three times per request for proxy settings (~0.2 ms of an order's
+  ~0.5 ms in pybit, more in a large environment). A proxy variable or a netrc file keeps
+  ``requests``'s behaviour unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -30,6 +37,18 @@ from aiolimiter import AsyncLimiter
 from adapters.bybit import config
 from adapters.bybit.errors import translate
 from adapters.credentials import Credentials
+
+def environment_settings_in_use(environ: Mapping[str, str] | None = None, home: Path | None = None) -> bool:
+    """Whether ``requests`` would take anything from this environment on pybit's path: a proxy
+    (``*_proxy`` variables, any case, ``no_proxy`` included; ``Session.send``) or netrc auth (the
+    ``NETRC`` variable or a netrc file in the home directory; ``Session.prepare_request``). pybit
+    never calls ``Session.request``, so the CA bundle variables are not read on it either way."""
+    environ = os.environ if environ is None else environ
+    if any(name.lower().endswith("_proxy") or name.upper() == "NETRC" for name in environ):
+        return True
+    home = Path(environ.get("HOME") or Path.home()) if home is None else home
+    return any((home / name).exists() for name in (".netrc", "_netrc"))
+
 
 HANDOFF_WAIT_S = 0.002  # the longest the event loop blocks handing an order to its worker
 ORDER_WORKERS = 4  # orders in flight at once per client (a carry or a repair may send two together)
@@ -84,6 +103,8 @@ class BybitHttp:
         )
         if base_url:
             self._session.endpoint = base_url
+        if not environment_settings_in_use():
+            self._session.client.trust_env = False  # nothing to read: skip the per-request scan
         self.recv_window_ms = recv_window_ms
         self._rest_limiter = AsyncLimiter(*config.REST_RATE)
         self._order_limiter = AsyncLimiter(*config.ORDER_RATE)

@@ -196,6 +196,9 @@ def build_exchange(venue: str, *, credentials: Credentials | None, testnet: bool
     """A configured ``ccxt.pro.<venue>`` instance (not yet connected; call ``load_markets``)."""
     import ccxt.pro as ccxtpro  # lazy: ~0.5 s and ~100 MB, never loaded by --paper
 
+    from adapters.ccxt_common.keccak import install_fast_keccak
+
+    install_fast_keccak()  # a Hyperliquid order's signature: ~0.2 ms instead of ~4 ms
     config: dict[str, Any] = {
         "enableRateLimit": True,
         "timeout": timeout_ms,
@@ -216,6 +219,10 @@ def build_exchange(venue: str, *, credentials: Credentials | None, testnet: bool
         from adapters.okx.dialect import install_order_deadline
 
         install_order_deadline(exchange)
+    if venue == "hyperliquid":
+        from adapters.hyperliquid.dialect import install_settled_client_init
+
+        install_settled_client_init(exchange)
     install_order_priority(exchange)
     install_orders_first(exchange)
     install_precision_memo(exchange)

@@ -82,6 +82,14 @@ async def prepare_account(venue: str, exchange: Any, markets: Iterable[VenueMark
                                          f"sync the system clock (NTP)")
     if venue == "okx":
         lines.append(f"position mode one-way: {await _one_way_okx(exchange)}")
+    elif venue == "hyperliquid":
+        from adapters.hyperliquid.dialect import read_account_abstraction
+
+        try:
+            abstraction = await read_account_abstraction(exchange)
+        except Exception as exc:  # noqa: BLE001  (classified and re-raised as ours)
+            raise translate(venue, exc) from None
+        lines.append(f"account abstraction {abstraction}: unchanged")  # read, never switched by us
     elif venue == "binanceusdm":
         first = markets[0].ccxt_symbol if markets else None
         lines.append(f"position mode one-way: {await _step(venue, lambda: exchange.set_position_mode(False, first))}")

@@ -248,6 +248,9 @@ class HyperliquidDialect(Dialect):
     def _info_spotClearinghouseState(self, body: dict[str, Any]) -> Any:
         return {"balances": []}
 
+    def _info_userAbstraction(self, body: dict[str, Any]) -> Any:
+        return "default"  # a JSON string, as the venue answers for a standard (not unified) account
+
     def _info_userFees(self, body: dict[str, Any]) -> Any:
         fees = self.core.fees[self.name]
         return {"userCrossRate": num(fees.taker_bps / 10_000), "userAddRate": num(fees.maker_bps / 10_000),
