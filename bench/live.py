@@ -15,8 +15,17 @@
    - ``leave``: an entry order (purpose ``open``) handed to the venue's executor (``place_order``);
    - ``on wire``: that order request handed to the venue's HTTP client (ccxt ``fetch`` / pybit
      ``place_order``), i.e. after the adapter's own work and the client-side rate limiters.
+   - ``on socket``: that order's bytes handed to the kernel, the first socket write carrying its
+     client id as the venue sees it (``SocketStamps``: asyncio's transport ``write``/``writelines``
+     for ccxt/aiohttp, ``socket.sendall`` for pybit). It is the strictest reading of "leaving":
+     aiohttp on Python 3.11 wrote a request's body one loop pass after ``fetch``, which put ~2 ms
+     between ``on wire`` and the socket (now written at once: ``adapters/ccxt_common/eager_writes.py``).
    ``book_to_orders_ms`` = the later leg's ``leave`` minus the update; ``book_to_orders_on_wire_ms``
-   the same to the later ``on wire``; the breakdown splits the path (pass, intent transaction, send);
+   the same to the later ``on wire``, ``book_to_orders_on_socket_ms`` to the later ``on socket``;
+   ``leg_handed_to_wire_ms`` / ``leg_handed_to_socket_ms`` per venue, each leg from ``leave``. The
+   entries are split over the venue pairs (``LATENCY_PAIRS``: Binance USD-M + Bybit, Bybit +
+   Hyperliquid, Binance USD-M + Hyperliquid; ``--pairs`` picks some), pooled in ``latency`` and
+   given per pair in ``latency.by_pair``; the breakdown splits the path (pass, intent transaction, send);
    ``cpu_breakdown_ms`` is the same split in the event-loop thread's CPU time (``time.thread_time``),
    which a loaded machine inflates far less than wall time. ``loop_thread_off_cpu`` says why the wall
    figure exceeds it: per entry, whether the event-loop thread was preempted (the kernel ran another
@@ -35,7 +44,8 @@
    for ``--rss-seconds`` wall seconds, read from ``/proc/PID/status`` VmHWM just before it stops;
    reference: the same for ``python -m bot --paper`` in the same run.
 
-Targets (issue 9): p99 book-to-orders under 5 ms, peak RSS under 200 MB; the JSON says whether each is met.
+Targets (issue 9): p99 book-to-orders under 5 ms, judged on the socket reading (``targets.p99_reading``;
+the other two readings beside it), peak RSS under 200 MB; the JSON says whether each is met.
 """
 
 from __future__ import annotations
@@ -49,6 +59,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -177,6 +188,7 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float, ve
     leaves: dict[str, float] = {}  # client order id -> perf_counter s when handed to the venue's executor
     leaves_cpu: dict[str, float] = {}  # the same moment in this (event-loop) thread's CPU time (thread_time s)
     wire: dict[str, list[float]] = {}  # venue -> perf_counter s of each order request handed to the HTTP client
+    sockets = SocketStamps()  # each entry order's bytes handed to the kernel
     leaves_switches: dict[str, tuple[int, int]] = {}  # the same moment: this thread's (voluntary, involuntary) switches
     pass_switches: list[tuple[int, int]] = []  # the same at each pass start
 
@@ -202,7 +214,9 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float, ve
         executor = venue.executor
         original_place = executor.place_order
 
-        async def place(request, _orig=original_place):
+        async def place(request, _orig=original_place, _codec=getattr(executor, "_codec", None)):
+            if _codec is not None and request.client_order_id[22] == "o":  # an entry order: its bytes
+                sockets.expect(str(_codec.encode(request.client_order_id)), request.client_order_id)
             leaves.setdefault(request.client_order_id, time.perf_counter())
             leaves_cpu.setdefault(request.client_order_id, time.thread_time())
             leaves_switches.setdefault(request.client_order_id, _thread_switches())
@@ -215,6 +229,7 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float, ve
     gc_pauses = GcPauses()
     bybit = next((v for v in session.venues if v.name == "bybit"), None)
     load_before = os.getloadavg()
+    sockets.install()
     try:
         await session.setup()
         wiring = live_wiring(settings, session, workdir / f"latency-{tag}.sqlite", ScaledClock(utc_now_ms(), 1.0))
@@ -347,6 +362,11 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float, ve
                     for cid, sent in zip(opened, on_wire):  # each leg: handed to its executor -> its HTTP client
                         if sent is not None:
                             samples[-1]["handed_to_wire:" + venues_of[cid]] = (sent - leaves[cid]) * 1000
+                    written = [sockets.sent.get(c) for c in opened]  # each leg's bytes handed to the kernel
+                    if None not in written:
+                        samples[-1]["book_to_socket"] = (max(written) - arrival) * 1000  # type: ignore[type-var]
+                        for cid, at in zip(opened, written):
+                            samples[-1]["handed_to_socket:" + venues_of[cid]] = (at - leaves[cid]) * 1000
             supervisor.request_stop("bench done")
 
         async with anyio.create_task_group() as tg:
@@ -357,6 +377,7 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float, ve
                 gc_pauses.stop()
             tg.cancel_scope.cancel()
     finally:
+        sockets.uninstall()
         await session.close()
     load_after = os.getloadavg()
     trigger = wiring.trigger
@@ -393,10 +414,15 @@ def summarize_latency(samples: list[dict[str, float]], rtts: list[float], refere
                                  ("pass_to_orders", "pass_to_open_position", "open_position_to_persist",
                                   "persist_intent", "persisted_to_orders")},
             "book_to_orders_on_wire_ms": _summary([x["book_to_wire"] for x in samples if "book_to_wire" in x]),
+            # the strictest reading: to both orders' bytes handed to the kernel (socket write)
+            "book_to_orders_on_socket_ms": _summary([x["book_to_socket"] for x in samples if "book_to_socket" in x]),
             "entries_while_a_pass_was_running": int(sum(column("overlapped"))),
             # per venue: an entry order handed to the venue's executor -> its request at the HTTP client
             "leg_handed_to_wire_ms": {key.split(":", 1)[1]: _summary([x[key] for x in samples if key in x])
                                       for key in sorted({k for x in samples for k in x if k.startswith("handed_to_wire:")})},
+            "leg_handed_to_socket_ms": {key.split(":", 1)[1]: _summary([x[key] for x in samples if key in x])
+                                        for key in sorted({k for x in samples for k in x
+                                                           if k.startswith("handed_to_socket:")})},
             # Why wall time exceeds the loop's CPU time on the path (getrusage RUSAGE_THREAD):
             "loop_thread_off_cpu": {
                 "entries_preempted": int(sum(column("preempted"))),
@@ -514,6 +540,56 @@ def _stamp_wire(venue, wire: dict[str, list[float]]) -> None:
             stamps.append(time.perf_counter())
             return _orig(*args, **kwargs)
         session.place_order = place_order
+
+
+class SocketStamps:
+    """When each entry order's bytes are handed to the kernel: the first socket write carrying its
+    client id as the venue sees it (asyncio transports for ccxt/aiohttp, ``socket.sendall`` for
+    pybit's worker thread). Later than the HTTP-client stamp when the client defers the write
+    (aiohttp on Python 3.11 writes a request body in a task of its own)."""
+
+    def __init__(self) -> None:
+        self.pending: dict[bytes, str] = {}  # wire client id -> our client order id
+        self.sent: dict[str, float] = {}  # our client order id -> perf_counter s of that write
+        self._lock = threading.Lock()
+        self._undo: list[tuple[object, str, object]] = []
+
+    def expect(self, wire_cid: str, cid: str) -> None:
+        with self._lock:
+            self.pending[wire_cid.encode()] = cid
+
+    def _seen(self, data) -> None:
+        if not self.pending:
+            return
+        now = time.perf_counter()
+        raw = bytes(data)
+        with self._lock:
+            for wire_cid in [w for w in self.pending if w in raw]:
+                self.sent.setdefault(self.pending.pop(wire_cid), now)
+
+    def install(self) -> None:
+        import asyncio.selector_events as selector_events
+        import socket
+
+        transport = selector_events._SelectorSocketTransport
+        for owner, name in ((transport, "write"), (transport, "writelines"), (socket.socket, "sendall")):
+            original = getattr(owner, name)
+            self._undo.append((owner, name, original))
+            if name == "writelines":
+                def patched(this, lines, _orig=original):
+                    lines = list(lines)
+                    self._seen(b"".join(bytes(x) for x in lines))
+                    return _orig(this, lines)
+            else:
+                def patched(this, data, *rest, _orig=original):
+                    self._seen(data)
+                    return _orig(this, data, *rest)
+            setattr(owner, name, patched)
+
+    def uninstall(self) -> None:
+        for owner, name, original in reversed(self._undo):
+            setattr(owner, name, original)
+        self._undo.clear()
 
 
 async def _close_all(app) -> None:
@@ -636,11 +712,16 @@ def main(argv: list[str] | None = None) -> int:
         with start_emulator(VENUES, state_path=workdir / "rss.venues.sqlite", seed=3) as emu:
             memory = measure_rss(emu, workdir, args.rss_seconds)
     p99 = latency["book_to_orders_ms"]["p99"]
+    socket_p99 = latency["book_to_orders_on_socket_ms"]["p99"]
     during = latency["cpu_reference_during_run_ms"]["p50"] or reference_ms
     result = {
         "latency": latency, "memory": memory,
         "targets": {
-            "book_to_orders_p99_ms": P99_TARGET_MS, "p99_met": p99 is not None and p99 < P99_TARGET_MS,
+            # judged on the strictest reading of "both orders leaving": their bytes at the socket
+            "book_to_orders_p99_ms": P99_TARGET_MS, "p99_reading": "on_socket",
+            "p99_met": socket_p99 is not None and socket_p99 < P99_TARGET_MS,
+            "p99_by_reading_ms": {"handed_to_executor": p99, "at_http_client": latency["book_to_orders_on_wire_ms"]["p99"],
+                                  "on_socket": socket_p99},
             "peak_rss_mb": RSS_TARGET_MB,
             "rss_met": memory["live_three_venues_peak_rss_mb"] is not None
             and memory["live_three_venues_peak_rss_mb"] < RSS_TARGET_MB,
@@ -653,6 +734,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratios_to_cpu_reference": {
             name: (round(value / during, 4) if value is not None else None) for name, value in (
                 ("book_to_orders_p50", latency["book_to_orders_ms"]["p50"]), ("book_to_orders_p99", p99),
+                ("book_to_orders_on_socket_p99", socket_p99),
                 ("path_cpu_p50", latency["cpu_breakdown_ms"]["pass_to_orders"]["p50"]),
                 ("venue_rtt_p50", latency["venue_rtt_ms"]["p50"]))},
         "venues": VENUES, "python": platform.python_version(), "cpus": os.cpu_count(),

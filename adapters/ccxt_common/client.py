@@ -199,6 +199,9 @@ def build_exchange(venue: str, *, credentials: Credentials | None, testnet: bool
     from adapters.ccxt_common.keccak import install_fast_keccak
 
     install_fast_keccak()  # a Hyperliquid order's signature: ~0.2 ms instead of ~4 ms
+    from adapters.ccxt_common.eager_writes import install_eager_request_writes
+
+    install_eager_request_writes()  # (Python 3.11) an order's body leaves with the request, not a loop pass later
     config: dict[str, Any] = {
         "enableRateLimit": True,
         "timeout": timeout_ms,

@@ -191,6 +191,7 @@ class EngineCore:
         # position id -> (journal row id, encoded rows) of an entry whose intent is journalled and
         # whose normal rows are not written yet (``EntryMixin._persist_entry_intent``).
         self._entry_journal: dict[str, tuple[int, Any]] = {}
+        self._entry_journal_settling: dict[str, anyio.Event] = {}  # a settle in flight, per position
         PositionFsm.prepare_spare()  # the first entry's machine model, built before any entry
 
     # ------------------------------------------------------------------ queries
@@ -453,15 +454,26 @@ class EngineCore:
     async def _settle_entry_journal(self, position_id: str) -> None:
         """Write a journalled entry's normal rows (position, order intents, transition) now, if still
         pending: called once its orders are away and before anything about them is recorded. On a
-        failure the journal row stays on disk (a restart writes it) and the next call tries again."""
+        failure the journal row stays on disk (a restart writes it) and the next call tries again.
+
+        A call while another task's settle of the same entry is in flight waits for it, and settles
+        itself if that one failed or was cancelled: returning at once (the rows "being written")
+        let a leg record its fill before its order row existed when the other settle was cancelled
+        (tests/test_engine_journal_settle.py)."""
+        while (in_flight := self._entry_journal_settling.get(position_id)) is not None:
+            await in_flight.wait()
         pending = self._entry_journal.pop(position_id, None)
         if pending is None:
             return
+        done = self._entry_journal_settling[position_id] = anyio.Event()
         try:
             await self.store.settle_entry_journal(*pending)
         except BaseException:
             self._entry_journal[position_id] = pending
             raise
+        finally:
+            del self._entry_journal_settling[position_id]
+            done.set()
 
     @staticmethod
     def _stamp(records: list[Any], now_ms: int) -> list[Any]:
