@@ -38,7 +38,7 @@ control a running bot (through its database):
   python -m bot halt [--reason TEXT] | resume | flatten
 local venue emulator (offline rehearsal of --live):
   python -m bot emulate --venues bybit,binanceusdm,hyperliquid,okx [--port-base N] [--state PATH] [--seed N] [--speed X]
-                       [--rate-limits] [--history-hours H]
+                       [--rate-limits] [--history-hours H] [--network-delay-ms MS]
 """
 
 
@@ -178,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="venue clock runs X times faster than the wall clock (default 1)")
     emulate.add_argument("--rate-limits", action="store_true",
                          help="enforce each venue's documented REST rate limits (default: off)")
+    emulate.add_argument("--network-delay-ms", type=_decimal_arg, metavar="MS", default=argparse.SUPPRESS,
+                         help="handle each REST request MS ms after it arrives, like a venue on another "
+                              "machine (default 0)")
     emulate.add_argument("--history-hours", type=_int_arg, metavar="H", default=DEFAULT_EMULATOR_HISTORY_HOURS,
                          help="public funding history a fresh state starts with, like a real venue's "
                               f"(default {DEFAULT_EMULATOR_HISTORY_HOURS}: a live bot's forecast warm-up; 0: none)")

@@ -55,7 +55,10 @@ def test_emulate_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
                            (["--venues", "bybit", "--speed", "0"], "--speed"),
                            (["--venues", "bybit", "--port-base", "70000"], "--port-base"),
                            (["--venues", "bybit", "--history-hours", "-1"], "--history-hours"),
-                           (["--venues", "bybit", "--history-hours", "x"], "--history-hours")):
+                           (["--venues", "bybit", "--history-hours", "x"], "--history-hours"),
+                           (["--venues", "bybit", "--network-delay-ms", "5000"], "--network-delay-ms"),
+                           (["--venues", "bybit", "--network-delay-ms", "-1"], "--network-delay-ms"),
+                           (["--venues", "bybit", "--network-delay-ms", "soon"], "--network-delay-ms")):
         result = run_bot("emulate", *args, cwd=tmp_path, timeout_s=30)
         assert result.returncode == 2, result.stderr
         lines = result.stderr.strip().splitlines()
@@ -73,3 +76,29 @@ def test_emulate_reports_a_taken_port_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: --port-base: cannot listen on 127.0.0.1")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_emulate_network_delay_holds_each_rest_request(tmp_path: Path) -> None:
+    def rest_ms(*extra: str) -> float:
+        proc = subprocess.Popen(bot_command("emulate", "--venues", "bybit", "--state", tmp_path / f"s{len(extra)}.sqlite",
+                                            *extra),
+                                cwd=tmp_path, env=bot_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            url = _read_banner(proc)["venues"]["bybit"]["rest"] + "/v5/market/time"
+            with requests.Session() as session:
+                session.get(url, timeout=5)  # connected
+                took = []
+                for _ in range(5):
+                    started = time.perf_counter()
+                    assert session.get(url, timeout=5).status_code == 200
+                    took.append((time.perf_counter() - started) * 1000)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=20) == 0
+            return min(took)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    assert rest_ms("--network-delay-ms", "150") >= 150  # every request waits its travel
+    assert rest_ms() < 150

@@ -17,6 +17,7 @@ from paper.emulator.server import start_servers
 
 DEFAULT_STATE_PATH = Path("data/emulator.venues.sqlite")
 MAX_HISTORY_HOURS = 24 * 365
+MAX_NETWORK_DELAY_MS = 1000
 
 
 def parse_venues(text: str) -> tuple[str, ...]:
@@ -42,19 +43,24 @@ def run_emulate(args) -> int:
     history_hours = getattr(args, "history_hours", 0) or 0
     if not 0 <= history_hours <= MAX_HISTORY_HOURS:
         raise UserInputError(f"--history-hours: {history_hours} is out of range; use 0..{MAX_HISTORY_HOURS}")
+    delay_ms = float(getattr(args, "network_delay_ms", 0) or 0)
+    if not 0 <= delay_ms <= MAX_NETWORK_DELAY_MS:
+        raise UserInputError(f"--network-delay-ms: {delay_ms:g} is out of range; use 0..{MAX_NETWORK_DELAY_MS}")
     try:
         core = EmulatorCore(venues, seed=seed, speed=speed, state_path=state, starting_balance_usd=Decimal(100_000))
     except OSError as exc:
         raise UserInputError(f"--state: cannot open {state} ({exc.strerror or exc}); choose a writable path") from None
     core.backfill_rate_history(history_hours)
-    return asyncio.run(_serve(core, venues, port_base, bool(getattr(args, "rate_limits", False))))
+    return asyncio.run(_serve(core, venues, port_base, bool(getattr(args, "rate_limits", False)), delay_ms))
 
 
-async def _serve(core: EmulatorCore, venues: tuple[str, ...], port_base: int, rate_limits: bool) -> int:
+async def _serve(core: EmulatorCore, venues: tuple[str, ...], port_base: int, rate_limits: bool,
+                 network_delay_ms: float = 0.0) -> int:
     board = FaultSwitchboard(venues, core.symbols)
     creds = {v: default_credentials(v) for v in venues}
     try:
-        running = await start_servers(core, board, _credential_tables(venues, creds), port_base, rate_limits)
+        running = await start_servers(core, board, _credential_tables(venues, creds), port_base, rate_limits,
+                                      network_delay_ms)
     except OSError as exc:
         core.close()
         raise UserInputError(f"--port-base: cannot listen on 127.0.0.1 ({exc.strerror or exc}); "

@@ -25,6 +25,7 @@ class Dialect:
         self.credentials = dict(credentials)  # api key (or address) -> secret ("" when none)
         self.hub: set[StreamConnection] = set()
         self.rate_limits = None  # a rate_limits.VenueRateLimits when the documented limits are enforced
+        self.network_delay_s = 0.0  # each REST request is handled this long after it arrived (its travel)
         self.placed_count = 0  # orders this dialect has put on the paper engine (the duplicate fault needs one)
         core.listeners.append(self._on_core_event)
 

@@ -72,6 +72,8 @@ def fault_middleware(dialect: Dialect):
     async def middleware(request: web.Request, handler) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await handler(request)
+        if dialect.network_delay_s > 0:  # the request's travel to a venue that is not on this machine
+            await asyncio.sleep(dialect.network_delay_s)
         scope = await dialect.scope_of(request)
         if dialect.rate_limits is not None and not dialect.rate_limits.admit(
                 request.path, scope, await _info_type(request), dict(request.query)):
@@ -169,9 +171,14 @@ class RunningEmulator:
 
 
 async def start_servers(core: EmulatorCore, board: FaultSwitchboard, credentials: dict[str, dict[str, str]],
-                        port_base: int = 0, rate_limits: bool = False) -> RunningEmulator:
-    """Create the dialects, bind every site on 127.0.0.1 and start the market ticker."""
+                        port_base: int = 0, rate_limits: bool = False, network_delay_ms: float = 0.0) -> RunningEmulator:
+    """Create the dialects, bind every site on 127.0.0.1 and start the market ticker.
+    ``network_delay_ms``: each venue handles a REST request that long after it arrived (a model of
+    a venue on another machine: its work on an order is then not done on the bot's CPUs while the
+    bot still prepares the other leg)."""
     dialects = {v: dialect_class(v)(core, board, credentials.get(v, {})) for v in core.venues}
+    for dialect in dialects.values():
+        dialect.network_delay_s = network_delay_ms / 1000
     if rate_limits:
         for venue, dialect in dialects.items():
             dialect.rate_limits = VenueRateLimits(venue)
