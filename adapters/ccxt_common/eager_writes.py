@@ -20,10 +20,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable, Coroutine
-from collections.abc import Coroutine as CoroutineABC
 from typing import Any
-
-TaskFactory = Callable[..., "asyncio.Future[Any]"]
 
 
 def _write_bytes_code() -> Any:
@@ -46,13 +43,14 @@ def install_eager_request_writes(loop: asyncio.AbstractEventLoop | None = None) 
         return False
     code = _write_bytes_code()
 
-    def factory(the_loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any) -> Any:
-        def make(c: Coroutine[Any, Any, Any]) -> Any:
-            return previous(the_loop, c, **kwargs) if previous is not None else asyncio.Task(c, loop=the_loop, **kwargs)
+    def make(the_loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], kwargs: dict[str, Any]) -> Any:
+        return previous(the_loop, coro, **kwargs) if previous is not None else asyncio.Task(coro, loop=the_loop, **kwargs)
 
+    def factory(the_loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kwargs: Any) -> Any:
+        # (every task of the loop passes here: one attribute read, no closure, for all but the body writer)
         if getattr(coro, "cr_code", None) is code:
-            return start_eagerly(the_loop, coro, make)
-        return make(coro)
+            return start_eagerly(the_loop, coro, lambda rest: make(the_loop, rest, kwargs))
+        return make(the_loop, coro, kwargs)
 
     factory._eager_request_writes = True  # type: ignore[attr-defined]
     loop.set_task_factory(factory)
@@ -84,7 +82,7 @@ def carry_on(coro: Coroutine[Any, Any, Any], awaited: Any) -> Coroutine[Any, Any
     return _Resumed(coro, awaited)
 
 
-class _Resumed(CoroutineABC):
+class _Resumed(Coroutine):
     def __init__(self, coro: Coroutine[Any, Any, Any], awaited: Any) -> None:
         self._coro = coro
         self._awaited = awaited
