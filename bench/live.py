@@ -1,6 +1,7 @@
 """Live-path latency and memory against the local venue emulator.
 
-    python bench/live.py [--entries 60] [--rss-seconds 40] [--json] [--out bench/results/live.json]
+    python bench/live.py [--entries 60] [--rss-seconds 40] [--no-busy-poll] [--share-cpus] [--json]
+                         [--samples-out FILE] [--out bench/results/live.json]
 
 1. Book-to-orders latency of the SHIPPED loops. The emulator (Bybit v5 via pybit, Binance USD-M and
    Hyperliquid via ccxt) runs as ``python -m bot emulate`` in its own process (a real venue is another
@@ -37,6 +38,11 @@
    REST request that long after it arrived, as a venue on another machine would, so its work on the
    first leg's order does not land on the bot's CPUs while the bot still prepares the other leg
    (without it, once orders left at once, 178 of 180 entries were preempted; with 0 it is measured).
+   Two more conditions, both in the JSON (``busy_poll``, ``cpu_affinity``): the emulator runs on the
+   last CPU and this process on the others (``--share-cpus`` lets them mix: then the emulator's work
+   on the first leg lands on the CPU preparing the second, as no real venue's would), and the bot's
+   loop busy-polls (``live.busy_poll``; ``--no-busy-poll`` times the default sleeping loop): on this
+   VM a CPU woken from idle runs the entry path ~1.6x slower (``bot/busy_poll.py``).
    References in the same run: ``venue_rtt_ms``, one signed REST round trip to the emulator (Bybit
    ``get_positions`` through the adapter's client), the load average before and after, and
    ``cpu_reference_ms``, a fixed pure-Python workload of the entry path's kind (Decimal, dicts, JSON,
@@ -95,6 +101,7 @@ status_interval_seconds = 60.0
 [live]
 venues = {venues}
 symbols = ["BTC", "ETH"]
+busy_poll = {busy_poll}
 
 [forecast]
 mode = "persistent"
@@ -120,12 +127,13 @@ interval_seconds = {reconcile_s}
 
 def write_settings(workdir: Path, base_urls: dict[str, str], venues: list[str], *, loop_s: float = 1.0,
                    max_hold_h: str = "0.0005", name: str = "live.toml", reconcile_s: float = 5,
-                   unhedged_ms: int = 2000) -> Path:
+                   unhedged_ms: int = 2000, busy_poll: bool = False) -> Path:
     sections = "".join(f'\n[venues.{v}]\nbase_url = "{base_urls[v]}"\n' for v in venues)
     path = workdir / name
     path.write_text(SETTINGS.format(work=workdir.as_posix(), venues=json.dumps(venues), loop_s=loop_s,
                                     max_hold_h=max_hold_h, venue_sections=sections,
-                                    reconcile_s=reconcile_s, unhedged_ms=unhedged_ms))
+                                    reconcile_s=reconcile_s, unhedged_ms=unhedged_ms,
+                                    busy_poll=json.dumps(busy_poll)))
     return path
 
 
@@ -146,7 +154,8 @@ class ExternalEmulator:
     """``python -m bot emulate`` in its own process (a real venue is another machine: an emulator
     thread in this process would share its GIL and inflate every figure)."""
 
-    def __init__(self, venues: list[str], workdir: Path, network_delay_ms: float = 0.0) -> None:
+    def __init__(self, venues: list[str], workdir: Path, network_delay_ms: float = 0.0,
+                 cpus: set[int] | None = None) -> None:
         from paper.emulator import default_credentials
 
         env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -154,7 +163,8 @@ class ExternalEmulator:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bot", "emulate", "--venues", ",".join(venues), "--seed", "3",
              "--state", str(workdir / "latency.venues.sqlite"), "--network-delay-ms", str(network_delay_ms)],
-            cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=self._log, text=True)
+            cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=self._log, text=True,
+            preexec_fn=None if cpus is None else (lambda: os.sched_setaffinity(0, cpus)))
         assert self.proc.stdout is not None
         banner = json.loads(self.proc.stdout.readline())
         self.base_urls = {v: banner["venues"][v]["rest"] for v in venues}
@@ -174,7 +184,8 @@ class ExternalEmulator:
         self._log.close()
 
 
-async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float, venues: list[str]) -> dict:
+async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float, venues: list[str],
+                          busy_poll: bool) -> dict:
     """``entries`` entries made by the shipped loops trading ``venues`` (a pair); see the module
     docstring. The raw samples are returned too (``summarize_latency`` pools the pairs)."""
     import anyio
@@ -188,7 +199,8 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float, ve
 
     tag = "+".join(venues)
     settings = load_settings(write_settings(workdir, emu.base_urls, venues, loop_s=60, max_hold_h="1000",
-                                            reconcile_s=30, unhedged_ms=600_000, name=f"latency-{tag}.toml"))
+                                            reconcile_s=30, unhedged_ms=600_000, name=f"latency-{tag}.toml",
+                                            busy_poll=busy_poll))
     # (the unhedged-window breaker would halt the bench after one slow leg; the windows are reported)
     configs = {v: LiveVenueConfig(base_url=emu.base_urls[v]) for v in venues}
     session = await build_live_session(configs, keys_env(emu), symbols=settings.live.symbols,
@@ -638,8 +650,8 @@ def peak_rss_mb(cmd: list[str], env: dict[str, str], cwd: Path, seconds: float) 
     return (round(peak_kb / 1024, 1) if peak_kb else None), code
 
 
-def measure_rss(emu, workdir: Path, seconds: float) -> dict:
-    settings = write_settings(workdir, emu.base_urls, list(emu.core.venues), name="rss.toml")
+def measure_rss(emu, workdir: Path, seconds: float, busy_poll: bool) -> dict:
+    settings = write_settings(workdir, emu.base_urls, list(emu.core.venues), name="rss.toml", busy_poll=busy_poll)
     env = {**os.environ, **keys_env(emu), "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     live_mb, live_code = peak_rss_mb([sys.executable, "-m", "bot", "--live", "--db", str(workdir / "rss.sqlite"),
                                       "--settings", str(settings)], env, workdir, seconds)
@@ -663,6 +675,17 @@ def measure_rss(emu, workdir: Path, seconds: float) -> dict:
             "seconds": seconds}
 
 
+def split_cpus(isolate: bool) -> dict[str, set[int] | None]:
+    """With ``isolate`` and two CPUs or more: the emulator gets the last CPU this process may use,
+    and this process (the bot, its threads) the others (set here, before any thread starts).
+    Without (or on one CPU): both unpinned (None)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if not isolate or len(cpus) < 2:
+        return {"bot": None, "emulator": None}
+    os.sched_setaffinity(0, set(cpus[:-1]))
+    return {"bot": set(cpus[:-1]), "emulator": {cpus[-1]}}
+
+
 def _pairs(text: str) -> list[tuple[str, str]]:
     pairs = []
     for item in text.split(","):
@@ -681,15 +704,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--samples-out", type=Path, help="also write every timed entry's raw figures here (JSON)")
     parser.add_argument("--profile", type=Path, help="write a cProfile of the strategy passes here")
     parser.add_argument("--venue-delay-ms", type=float, default=DEFAULT_VENUE_DELAY_MS,
                         help="the emulator handles each REST request this long after it arrives (one-way "
                              f"travel to a venue on another machine; default {DEFAULT_VENUE_DELAY_MS:g}; 0: none)")
+    parser.add_argument("--busy-poll", action=argparse.BooleanOptionalAction, default=True,
+                        help="the bot's event loop busy-polls (live.busy_poll; default on: the reading the "
+                             "target is judged on; --no-busy-poll times the default sleeping loop)")
+    parser.add_argument("--share-cpus", action="store_true",
+                        help="let the emulator run on the bot's CPUs (default: the emulator gets the last CPU "
+                             "and this process the others, as a venue on another machine would)")
     parser.add_argument("--pairs", type=_pairs, default=LATENCY_PAIRS,
                         help="venue pairs to time, e.g. bybit+hyperliquid,binanceusdm+bybit (default: all three)")
     args = parser.parse_args(argv)
     import anyio
 
+    from bot.busy_poll import loop_options
     from paper.emulator import start_emulator
 
     reference_ms = cpu_reference_ms()  # before the emulator starts: this process alone
@@ -701,13 +732,14 @@ def main(argv: list[str] | None = None) -> int:
         import cProfile
 
         PROFILE = cProfile.Profile()
-    emu = ExternalEmulator(VENUES, workdir, args.venue_delay_ms)
+    cpus = split_cpus(not args.share_cpus)
+    emu = ExternalEmulator(VENUES, workdir, args.venue_delay_ms, cpus["emulator"])
     runs: dict[str, dict] = {}
     try:
         for index, pair in enumerate(args.pairs):  # the entries split evenly over the pairs
             share = args.entries // len(args.pairs) + (index < args.entries % len(args.pairs))
-            runs["+".join(pair)] = anyio.run(measure_latency, emu, workdir, share,
-                                             args.timeout / len(args.pairs), list(pair))
+            runs["+".join(pair)] = anyio.run(measure_latency, emu, workdir, share, args.timeout / len(args.pairs),
+                                             list(pair), args.busy_poll, backend_options=loop_options(args.busy_poll))
     finally:
         emu.close()
     latency = summarize_latency([x for run in runs.values() for x in run["samples"]],
@@ -719,10 +751,12 @@ def main(argv: list[str] | None = None) -> int:
         part.pop("method")
     if PROFILE is not None:
         PROFILE.dump_stats(str(args.profile))
+    if args.samples_out is not None:
+        args.samples_out.write_text(json.dumps({tag: run["samples"] for tag, run in runs.items()}) + "\n")
     memory: dict = {"live_three_venues_peak_rss_mb": None, "skipped": True}
     if args.rss_seconds > 0:
         with start_emulator(VENUES, state_path=workdir / "rss.venues.sqlite", seed=3) as emu:
-            memory = measure_rss(emu, workdir, args.rss_seconds)
+            memory = measure_rss(emu, workdir, args.rss_seconds, args.busy_poll)
     p99 = latency["book_to_orders_ms"]["p99"]
     socket_p99 = latency["book_to_orders_on_socket_ms"]["p99"]
     during = latency["cpu_reference_during_run_ms"]["p50"] or reference_ms
@@ -750,7 +784,8 @@ def main(argv: list[str] | None = None) -> int:
                 ("path_cpu_p50", latency["cpu_breakdown_ms"]["pass_to_orders"]["p50"]),
                 ("venue_rtt_p50", latency["venue_rtt_ms"]["p50"]))},
         "venues": VENUES, "python": platform.python_version(), "cpus": os.cpu_count(),
-        "emulator_network_delay_ms": args.venue_delay_ms,
+        "emulator_network_delay_ms": args.venue_delay_ms, "busy_poll": args.busy_poll,
+        "cpu_affinity": {name: sorted(value) if value is not None else None for name, value in cpus.items()},
         "wall_s": round(time.monotonic() - started, 1), "workdir": str(workdir),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

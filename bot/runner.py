@@ -165,6 +165,9 @@ def run_live(args: argparse.Namespace, settings: Settings) -> int:
                   f"{settings.strategy.notional_usd_per_position} USD per leg, leverage {settings.live.leverage}, "
                   f"max slippage {settings.risk.max_slippage_bps} bps; database {db_path}; logs {settings.bot.log_path}. "
                   "Ctrl-C or SIGTERM flattens and stops.", file=sys.stderr)
+            if settings.live.busy_poll:
+                print("live: event loop busy-polls (live.busy_poll): one CPU stays at 100 % while the bot runs",
+                      file=sys.stderr)
             try:
                 for line in await session.setup():
                     print(f"live set-up: {line}", file=sys.stderr)
@@ -183,7 +186,9 @@ def run_live(args: argparse.Namespace, settings: Settings) -> int:
             with anyio.CancelScope(shield=True):
                 await session.close()
 
-    return anyio.run(main)
+    from bot.busy_poll import loop_options
+
+    return anyio.run(main, backend_options=loop_options(settings.live.busy_poll))
 
 
 def run_paper_live(args: argparse.Namespace, settings: Settings) -> int:

@@ -330,6 +330,7 @@ class LiveSection(_Section):
     account_max_age_seconds: float = Field(default=30.0, gt=0, le=3600)
     trigger_on_market_data: bool = True
     trigger_min_gap_seconds: float = Field(default=0.0, ge=0, le=3600)
+    busy_poll: bool = False
 
 
 class Settings(_Section):
