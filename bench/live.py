@@ -42,7 +42,7 @@
    last CPU and this process on the others (``--share-cpus`` lets them mix: then the emulator's work
    on the first leg lands on the CPU preparing the second, as no real venue's would), and the bot's
    loop busy-polls (``live.busy_poll``; ``--no-busy-poll`` times the default sleeping loop): on this
-   VM a CPU woken from idle runs the entry path ~1.6x slower (``bot/busy_poll.py``).
+   VM a CPU woken from idle runs the entry path ~1.6x slower (``bot/core/busy_poll.py``).
    References in the same run: ``venue_rtt_ms``, one signed REST round trip to the emulator (Bybit
    ``get_positions`` through the adapter's client), the load average before and after, and
    ``cpu_reference_ms``, a fixed pure-Python workload of the entry path's kind (Decimal, dicts, JSON,
@@ -720,7 +720,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import anyio
 
-    from bot.busy_poll import loop_options
+    from bot.core.busy_poll import loop_options
     from paper.emulator import start_emulator
 
     reference_ms = cpu_reference_ms()  # before the emulator starts: this process alone

@@ -186,7 +186,7 @@ def run_live(args: argparse.Namespace, settings: Settings) -> int:
             with anyio.CancelScope(shield=True):
                 await session.close()
 
-    from bot.busy_poll import loop_options
+    from bot.core.busy_poll import loop_options
 
     return anyio.run(main, backend_options=loop_options(settings.live.busy_poll))
 

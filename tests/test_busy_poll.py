@@ -19,7 +19,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from bot.busy_poll import BusyPollSelector, busy_poll_loop, loop_options
+from bot.core.busy_poll import BusyPollSelector, busy_poll_loop, loop_options, quiet_loop
 from tests.helpers_cli import bot_command, bot_env
 from tests.test_e2e_live import SETTINGS, _keys, emulator  # noqa: F401  (the fixture)
 
@@ -65,6 +65,40 @@ def test_select_without_timeout_returns_when_another_thread_makes_a_socket_ready
     timer.join()
     assert [key.fileobj for key, _events in ready] == [left]
     assert selector.polls > 1
+
+
+def test_while_a_thread_sends_an_order_the_selector_waits_in_the_kernel(watched) -> None:
+    selector, left, right = watched
+    inside = threading.Event()
+    leave = threading.Event()
+
+    def sender() -> None:
+        with quiet_loop():
+            inside.set()
+            leave.wait(10)
+            right.send(b"x")  # the order's answer, say: the blocked wait returns with it
+
+    thread = threading.Thread(target=sender)
+    thread.start()
+    assert inside.wait(10)
+    assert selector.select(0.02) == [] and selector.quiet_waits == 1 and selector.polls == 1  # one blocking wait
+    leave.set()
+    ready = selector.select(None)
+    thread.join()
+    assert [key.fileobj for key, _events in ready] == [left]
+    left.recv(1)
+    assert selector.select(0.02) == [] and selector.polls > 10  # the stretch ended: polling again
+
+
+def test_a_bybit_order_is_sent_inside_a_quiet_stretch() -> None:
+    from adapters.bybit.http import OrderHandoff
+    from bot.core import busy_poll
+
+    async def main() -> int:
+        return await OrderHandoff(workers=1).run(lambda: busy_poll._quiet_threads)
+
+    assert anyio.run(main) == 1
+    assert busy_poll._quiet_threads == 0
 
 
 def test_the_busy_polling_loop_runs_timers_sockets_and_threadsafe_callbacks() -> None:

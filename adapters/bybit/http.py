@@ -7,7 +7,8 @@
 - An order goes to a worker of its own (``OrderHandoff``) and the event loop waits, briefly and
   blocking, until that worker has started: a worker that only wakes up when the loop next sleeps
   (or when the interpreter's 5 ms switch interval forces the GIL over) left a Bybit order in its
-  queue for 3-6 ms while the loop prepared the other leg (measured in ``bench/live.py``).
+  queue for 3-6 ms while the loop prepared the other leg (measured in ``bench/live.py``). A loop that
+  busy-polls (``live.busy_poll``) blocks while the worker runs (``bot.core.busy_poll.quiet_loop``).
 - pybit's automatic retries are off (``max_retries=1, retry_codes={-1}, force_retry=False``: an
   empty set would silently restore the defaults, which re-send POSTs after blocking sleeps).
 - ``log_requests`` stays False (pybit would log the signed headers).
@@ -37,6 +38,7 @@ from aiolimiter import AsyncLimiter
 from adapters.bybit import config
 from adapters.bybit.errors import translate
 from adapters.credentials import Credentials
+from bot.core.busy_poll import quiet_loop
 
 def environment_settings_in_use(environ: Mapping[str, str] | None = None, home: Path | None = None) -> bool:
     """Whether ``requests`` would take anything from this environment on pybit's path: a proxy
@@ -73,8 +75,9 @@ class OrderHandoff:
         started = threading.Event()
 
         def begin() -> Any:
-            started.set()
-            return fn()
+            with quiet_loop():  # a busy-polling loop blocks meanwhile: this thread has the CPU and GIL
+                started.set()
+                return fn()
 
         future = asyncio.get_running_loop().run_in_executor(self._pool, begin)
         self.handoffs += 1
