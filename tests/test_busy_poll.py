@@ -141,7 +141,8 @@ def test_live_with_busy_poll_trades_and_a_sigterm_flattens(tmp_path: Path, emula
                            hyperliquid=emulator.base_urls["hyperliquid"])
     settings.write_text(text.replace('symbols = ["BTC", "ETH"]\n', 'symbols = ["BTC", "ETH"]\nbusy_poll = true\n'))
     bot = subprocess.Popen(bot_command("--live", "--settings", settings), cwd=tmp_path,
-                           env={**bot_env(), **_keys(emulator)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           env={**bot_env(), **_keys(emulator)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
     db = tmp_path / "live.sqlite"
     opened = 0
     deadline = time.monotonic() + 90

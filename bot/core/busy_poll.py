@@ -1,25 +1,29 @@
 """An event loop that polls instead of sleeping (``live.busy_poll``): lower latency for one CPU.
 
-An idle asyncio loop sleeps in ``epoll_wait`` until a socket is readable or a timer is due. Its
-CPU then goes idle, and on a virtual machine an idle vCPU is halted and handed back to the host:
-the next book update first waits for the vCPU to be woken, then runs the entry path on a cold CPU.
-Measured on the 2-vCPU VM of ``bench/live.py``: the same pure-Python workload run right after a
-200 ms sleep took 24-28 ms of CPU, right after 200 ms of polling 15 ms (``cpu_reference_ms``), and
-book-update-to-orders-on-the-socket fell from p50 4.6 to 3.7 ms.
+An idle asyncio loop sleeps in ``epoll_wait`` until a socket is readable or a timer is due. Its CPU
+then goes idle, and on a virtual machine an idle vCPU is halted and handed back to the host: the next
+book update runs the entry path on a cold CPU. Measured on the 2-vCPU VM of ``bench/live.py``: the
+same pure-Python workload took ~25 ms of CPU right after a 200 ms sleep and ~15 ms right after 200 ms
+of polling (``cpu_reference_ms``); book update to both entry orders at the socket, 180 entries, p50
+4.82 -> 4.16 ms and p99 8.83 -> 7.15 ms (``bench/results/live_sleeping_loop.json``, ``live.json``).
 
-``BusyPollSelector`` keeps asking the kernel with a zero timeout until something is ready or the
-loop's own timeout has passed, so the thread never sleeps: one CPU runs at 100 % for as long as
-the bot runs. Between two empty polls it yields the CPU (``sched_yield``, the GIL released): a
-thread of the bot woken on the same CPU (a pybit order's worker, the database writer) runs at once
-instead of waiting for the scheduler to preempt the polling thread (measured with both on one CPU:
-a worker's wake-up up to 3.5 ms late without the yield, 0.15 ms with it). That is the price, and why it is off by default: worth it on a dedicated server
-where entry latency matters, not on a laptop or a burstable cloud instance (CPU credits).
-While a thread of the bot sends an order (``quiet_loop``: a pybit order's worker), the loop waits
-as a normal loop does, blocked in the kernel: the worker then has the CPU and the GIL to itself
-until its request is written, instead of trading the GIL with a loop that polls (measured: a Bybit
-order handed over after the other leg reached its socket p50 0.8 / max 4.4 ms later with the loop
-polling; see ``bench/live.py``). Everything else is asyncio's own ``SelectorEventLoop``: callbacks, timers, signals (the wake-up
-pipe is one of the polled descriptors) and other threads' ``call_soon_threadsafe`` behave as usual.
+``BusyPollSelector`` asks the kernel with a zero timeout again and again until something is ready or
+the loop's own timeout has passed, so the thread does not sleep: one CPU runs at 100 % for as long as
+the bot runs. That is the price, and why it is off by default: worth it on a dedicated server where
+entry latency matters, not on a laptop or a burstable cloud instance (CPU credits).
+
+Two courtesies to the bot's own threads:
+- between two empty polls it yields the CPU (``sched_yield``, the GIL released), so a thread woken on
+  the same CPU (the database writer, a venue read) runs at once instead of waiting for the scheduler
+  to preempt the polling thread (measured with both on one CPU: a worker's wake-up up to 3.5 ms late
+  without the yield, 0.15 ms with it);
+- while a thread is inside ``quiet_loop`` (a pybit order's worker, from the hand-over until the
+  venue's answer) the loop waits in the kernel as a sleeping loop does, and still wakes at once on
+  any event: the worker has the CPU and the GIL to itself until its request is written (with the loop
+  polling, a Bybit order handed over after the other leg reached its socket up to 4.4 ms later).
+
+Everything else is asyncio's own ``SelectorEventLoop``: callbacks, timers, signals (the wake-up pipe is
+one of the polled descriptors) and other threads' ``call_soon_threadsafe`` behave as usual.
 """
 
 from __future__ import annotations
@@ -61,8 +65,9 @@ class BusyPollSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-ty
         self.quiet_waits = 0  # blocking waits made while a thread was in quiet_loop()
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        """Like ``select``, without ever blocking: ``timeout`` None waits for events for ever,
-        0 or less returns at once, else returns by then with what is ready (maybe nothing)."""
+        """Like ``select``, polling instead of blocking (except inside a ``quiet_loop`` stretch):
+        ``timeout`` None waits for events for ever, 0 or less returns at once, else returns by then
+        with what is ready (maybe nothing)."""
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
         poll = super().select
         while True:
