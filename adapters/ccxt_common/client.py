@@ -224,8 +224,10 @@ def build_exchange(venue: str, *, credentials: Credentials | None, testnet: bool
         install_order_deadline(exchange)
     if venue == "hyperliquid":
         from adapters.hyperliquid.dialect import install_settled_client_init
+        from adapters.hyperliquid.signing import install_fast_l1_signing
 
         install_settled_client_init(exchange)
+        install_fast_l1_signing(exchange)  # an order's signature with its constant work done once
     install_order_priority(exchange)
     install_orders_first(exchange)
     install_precision_memo(exchange)
