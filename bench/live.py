@@ -60,6 +60,7 @@ the other two readings beside it), peak RSS under 200 MB; the JSON says whether 
 
 from __future__ import annotations
 
+import asyncio
 import argparse
 import io
 import json
@@ -102,6 +103,7 @@ status_interval_seconds = 60.0
 venues = {venues}
 symbols = ["BTC", "ETH"]
 busy_poll = {busy_poll}
+rehearse_orders = {rehearse}
 
 [forecast]
 mode = "persistent"
@@ -127,13 +129,13 @@ interval_seconds = {reconcile_s}
 
 def write_settings(workdir: Path, base_urls: dict[str, str], venues: list[str], *, loop_s: float = 1.0,
                    max_hold_h: str = "0.0005", name: str = "live.toml", reconcile_s: float = 5,
-                   unhedged_ms: int = 2000, busy_poll: bool = False) -> Path:
+                   unhedged_ms: int = 2000, busy_poll: bool = False, rehearse: bool = True) -> Path:
     sections = "".join(f'\n[venues.{v}]\nbase_url = "{base_urls[v]}"\n' for v in venues)
     path = workdir / name
     path.write_text(SETTINGS.format(work=workdir.as_posix(), venues=json.dumps(venues), loop_s=loop_s,
                                     max_hold_h=max_hold_h, venue_sections=sections,
                                     reconcile_s=reconcile_s, unhedged_ms=unhedged_ms,
-                                    busy_poll=json.dumps(busy_poll)))
+                                    busy_poll=json.dumps(busy_poll), rehearse=json.dumps(rehearse)))
     return path
 
 
@@ -185,7 +187,7 @@ class ExternalEmulator:
 
 
 async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float, venues: list[str],
-                          busy_poll: bool) -> dict:
+                          busy_poll: bool, rehearse: bool = True) -> dict:
     """``entries`` entries made by the shipped loops trading ``venues`` (a pair); see the module
     docstring. The raw samples are returned too (``summarize_latency`` pools the pairs)."""
     import anyio
@@ -200,7 +202,7 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float, ve
     tag = "+".join(venues)
     settings = load_settings(write_settings(workdir, emu.base_urls, venues, loop_s=60, max_hold_h="1000",
                                             reconcile_s=30, unhedged_ms=600_000, name=f"latency-{tag}.toml",
-                                            busy_poll=busy_poll))
+                                            busy_poll=busy_poll, rehearse=rehearse))
     # (the unhedged-window breaker would halt the bench after one slow leg; the windows are reported)
     configs = {v: LiveVenueConfig(base_url=emu.base_urls[v]) for v in venues}
     session = await build_live_session(configs, keys_env(emu), symbols=settings.live.symbols,
@@ -414,6 +416,8 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float, ve
             "account_reads": account.reads if account is not None else None,
             "unhedged_window_ms": _summary(list(app.engine.metrics.unhedged_windows_ms)) if app.engine else None,
             "supervisor_exit_code": code,
+            # busy-poll idle slots used (order rehearsals, live.rehearse_orders): None without busy poll
+            "idle_task_runs": getattr(getattr(asyncio.get_running_loop(), "_selector", None), "idle_runs", None),
             # Collector pauses over the whole run, per generation (live freezes its start-up heap: bot.heap).
             "gc_pause_ms": gc_pauses.summary(), "heap_frozen_objects": gc_pauses.frozen_objects,
             "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in load_after],
@@ -538,6 +542,8 @@ def _venue_of(app, cid: str) -> str:
 
 
 def _stamp_wire(venue, wire: dict[str, list[float]]) -> None:
+    from adapters.ccxt_common.rehearsal import REHEARSING
+
     """Stamp each order request where the venue's HTTP client gets it (after the adapter's own work
     and the rate limiters: ccxt's ``fetch``, pybit's ``place_order`` in its worker thread)."""
     stamps = wire.setdefault(venue.name, [])
@@ -547,7 +553,8 @@ def _stamp_wire(venue, wire: dict[str, list[float]]) -> None:
 
         async def fetch(url, method="GET", headers=None, body=None, _orig=original_fetch):
             text = body if isinstance(body, str) else ""
-            if method == "POST" and (url.endswith("/order") or '"type":"order"' in text.replace(" ", "")):
+            if method == "POST" and (url.endswith("/order") or '"type":"order"' in text.replace(" ", "")) \
+                    and not REHEARSING.get():  # (an idle-time rehearsal stops at the next wrapper, unsent)
                 stamps.append(time.perf_counter())
             return await _orig(url, method, headers, body)
         exchange.fetch = fetch
@@ -712,6 +719,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--busy-poll", action=argparse.BooleanOptionalAction, default=True,
                         help="the bot's event loop busy-polls (live.busy_poll; default on: the reading the "
                              "target is judged on; --no-busy-poll times the default sleeping loop)")
+    parser.add_argument("--rehearse-orders", action=argparse.BooleanOptionalAction, default=True,
+                        help="live.rehearse_orders (default on; acts with --busy-poll): idle-time order "
+                             "rehearsals keep the order path warm")
     parser.add_argument("--share-cpus", action="store_true",
                         help="let the emulator run on the bot's CPUs (default: the emulator gets the last CPU "
                              "and this process the others, as a venue on another machine would)")
@@ -739,7 +749,8 @@ def main(argv: list[str] | None = None) -> int:
         for index, pair in enumerate(args.pairs):  # the entries split evenly over the pairs
             share = args.entries // len(args.pairs) + (index < args.entries % len(args.pairs))
             runs["+".join(pair)] = anyio.run(measure_latency, emu, workdir, share, args.timeout / len(args.pairs),
-                                             list(pair), args.busy_poll, backend_options=loop_options(args.busy_poll))
+                                             list(pair), args.busy_poll, args.rehearse_orders,
+                                             backend_options=loop_options(args.busy_poll))
     finally:
         emu.close()
     latency = summarize_latency([x for run in runs.values() for x in run["samples"]],
@@ -785,6 +796,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("venue_rtt_p50", latency["venue_rtt_ms"]["p50"]))},
         "venues": VENUES, "python": platform.python_version(), "cpus": os.cpu_count(),
         "emulator_network_delay_ms": args.venue_delay_ms, "busy_poll": args.busy_poll,
+        "rehearse_orders": args.rehearse_orders and args.busy_poll,
         "cpu_affinity": {name: sorted(value) if value is not None else None for name, value in cpus.items()},
         "wall_s": round(time.monotonic() - started, 1), "workdir": str(workdir),
     }

@@ -331,6 +331,7 @@ class LiveSection(_Section):
     trigger_on_market_data: bool = True
     trigger_min_gap_seconds: float = Field(default=0.0, ge=0, le=3600)
     busy_poll: bool = False
+    rehearse_orders: bool = True
 
 
 class Settings(_Section):

@@ -179,6 +179,11 @@ def live_wiring(settings: Settings, session: object, db_path: Path, clock: Clock
         return executor  # type: ignore[return-value]
 
     feed = session.feed  # type: ignore[attr-defined]
+    background = [feed.run, account.run]
+    if live.busy_poll and live.rehearse_orders:  # idle-time order rehearsals (bot.rehearsals)
+        from bot.rehearsals import OrderRehearsals, venue_executors
+
+        background.append(OrderRehearsals(venue_executors(session), live.symbols).run)
     trigger = None
     if live.trigger_on_market_data:
         trigger = MarketTrigger(min_gap_s=live.trigger_min_gap_seconds)
@@ -190,7 +195,7 @@ def live_wiring(settings: Settings, session: object, db_path: Path, clock: Clock
         db_path=db_path,
         open_executor=open_executor,
         description="live on " + ", ".join(feed.venues()),
-        background=(feed.run, account.run),
+        background=tuple(background),
         account=account,
         trigger=trigger,
         feed_step_seconds=LIVE_FEED_STEP_SECONDS,

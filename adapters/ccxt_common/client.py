@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from adapters.ccxt_common.rehearsal import REHEARSING, install_rehearsal_guard
 from adapters.credentials import Credentials
 
 _SCHEME_HOST = re.compile(r"^[a-z]+://[^/]+")
@@ -134,6 +135,8 @@ def install_order_priority(exchange: Any) -> None:
     original = exchange.throttle
 
     async def throttle(cost: Any = None) -> Any:
+        if REHEARSING.get():  # a rehearsal sends nothing: no wait, no charge (``rehearsal``)
+            return None
         if _ORDER_PRIORITY.get():
             _charge(exchange.throttler, cost)
             return None
@@ -229,6 +232,7 @@ def build_exchange(venue: str, *, credentials: Credentials | None, testnet: bool
         install_settled_client_init(exchange)
         install_fast_l1_signing(exchange)  # an order's signature with its constant work done once
     install_order_priority(exchange)
+    install_rehearsal_guard(exchange)  # before anything else wraps fetch: no rehearsal gets past it
     install_orders_first(exchange)
     install_precision_memo(exchange)
     return exchange

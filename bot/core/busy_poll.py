@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+IDLE_INTERVAL_S = 0.002  # the idle task's cadence (order rehearsals: ``bot.rehearsals``)
 _quiet_lock = threading.Lock()
 _quiet_threads = 0  # threads inside quiet_loop(): the polling loops block instead while any is
 
@@ -63,6 +64,10 @@ class BusyPollSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-ty
         super().__init__()
         self.polls = 0  # kernel polls made (for tests and benchmarks)
         self.quiet_waits = 0  # blocking waits made while a thread was in quiet_loop()
+        self.idle_task: Callable[[], object] | None = None  # run between empty polls (``attach_idle_task``)
+        self.idle_interval_s = IDLE_INTERVAL_S
+        self.idle_runs = 0
+        self._next_idle = 0.0
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         """Like ``select``, polling instead of blocking (except inside a ``quiet_loop`` stretch):
@@ -76,9 +81,42 @@ class BusyPollSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-ty
                 self.quiet_waits += 1
                 return poll(None if deadline is None else max(deadline - time.monotonic(), 0.0))
             ready = poll(0)
-            if ready or (deadline is not None and time.monotonic() >= deadline):
+            now = time.monotonic()
+            if ready or (deadline is not None and now >= deadline):
                 return ready
+            if self.idle_task is not None and now >= self._next_idle:
+                self._next_idle = now + self.idle_interval_s
+                self._run_idle_task()
             os.sched_yield()
+
+    def _run_idle_task(self) -> None:
+        task = self.idle_task
+        self.idle_runs += 1
+        try:
+            task()  # type: ignore[misc]
+        except Exception as exc:  # noqa: BLE001 - stopped and reported: idle work must never break the loop
+            self.idle_task = None
+            from loguru import logger
+
+            logger.bind(kind="idle_task_stopped").error(f"busy-poll idle task {task!r} stopped: {exc!r}")
+
+
+def attach_idle_task(task: Callable[[], object], interval_s: float = IDLE_INTERVAL_S) -> bool:
+    """Run ``task`` (synchronous, short: well under a millisecond) at most every ``interval_s``
+    between the running loop's empty polls; True when that loop busy-polls, else nothing is done.
+    A task that raises is stopped (and logged), the loop goes on."""
+    selector = getattr(asyncio.get_running_loop(), "_selector", None)  # SelectorEventLoop's own
+    if not isinstance(selector, BusyPollSelector):
+        return False
+    selector.idle_task, selector.idle_interval_s = task, interval_s
+    return True
+
+
+def detach_idle_task(task: Callable[[], object]) -> None:
+    """Undo ``attach_idle_task`` for ``task`` on the running loop (no-op if another is attached)."""
+    selector = getattr(asyncio.get_running_loop(), "_selector", None)
+    if isinstance(selector, BusyPollSelector) and selector.idle_task is task:
+        selector.idle_task = None
 
 
 def busy_poll_loop() -> asyncio.AbstractEventLoop:

@@ -1,0 +1,186 @@
+"""Order rehearsals (``live.rehearse_orders``; adapters/ccxt_common/rehearsal.py, bot/rehearsals.py):
+an order built and signed by the sending code, never sent, in the busy-polling loop's idle time."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import selectors
+import socket
+import time
+from decimal import Decimal as D
+
+import anyio
+import pytest
+
+from adapters.ccxt_common.rehearsal import REHEARSING, Rehearsed, install_rehearsal_guard, rehearse
+from adapters.registry import LiveVenueConfig, build_live_venue
+from bot.core.busy_poll import BusyPollSelector, attach_idle_task, busy_poll_loop, detach_idle_task
+from bot.core.domain import OrderRequest, OrderSide
+from bot.rehearsals import OrderRehearsals
+from tests.test_adapter_emulator_funding import ENV
+
+pytest.importorskip("ccxt")
+
+
+class FakeExchange:
+    """A ccxt-like instance whose ``fetch`` records what it would have sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def fetch(self, url: str, *_args: object) -> dict:
+        self.sent.append(url)
+        return {"id": "1"}
+
+    async def create_order(self, *, suspend_first: bool = False) -> dict:
+        if suspend_first:
+            await asyncio.sleep(0)
+        return await self.fetch("https://venue.example/order")
+
+
+def test_a_guarded_fetch_sends_nothing_while_rehearsing_and_everything_otherwise() -> None:
+    exchange = FakeExchange()
+    install_rehearsal_guard(exchange)
+    install_rehearsal_guard(exchange)  # once is enough: not wrapped twice
+    assert rehearse(exchange.create_order) is True
+    assert exchange.sent == []
+    assert REHEARSING.get() is False  # reset after the rehearsal
+    assert asyncio.run(exchange.create_order()) == {"id": "1"}
+    assert exchange.sent == ["https://venue.example/order"]
+
+
+def test_a_rehearsal_that_suspends_before_its_request_is_closed_there() -> None:
+    exchange = FakeExchange()
+    install_rehearsal_guard(exchange)
+    reached: list[str] = []
+
+    async def create_order() -> None:
+        await exchange.create_order(suspend_first=True)
+        reached.append("after")
+
+    async def main() -> bool:
+        ok = rehearse(create_order)
+        await asyncio.sleep(0.01)  # nothing of it runs later on the loop
+        return ok
+
+    assert asyncio.run(main()) is False
+    assert exchange.sent == [] and reached == []
+
+
+def test_rehearsed_is_not_an_error_anything_catches() -> None:
+    assert not issubclass(Rehearsed, Exception)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", ["binanceusdm", "hyperliquid", "okx"])
+async def test_rehearsals_reach_the_request_on_the_real_path_and_the_venue_gets_no_order(name: str, tmp_path) -> None:
+    if importlib.util.find_spec(f"paper.emulator.{name}") is None:
+        pytest.skip(f"the emulator in this checkout does not speak {name} yet")
+    from paper.emulator import start_emulator
+
+    with start_emulator([name], state_path=tmp_path / "v.sqlite", manual_clock=True) as emu:
+        cred = emu.credentials[name]
+        key_var, secret_var, *passphrase_var = ENV[name]
+        venue = await build_live_venue(name, LiveVenueConfig(base_url=emu.base_urls[name]),
+                                       {key_var: cred.key, secret_var: cred.secret,
+                                        **{v: cred.passphrase for v in passphrase_var}}, symbols=["BTC"],
+                                       max_slippage_bps=D(50))
+        try:
+            await venue.market.resync_book(venue.market._markets["BTC"])
+            exchange = venue.market._ex
+            tokens = exchange.throttler.config.get("tokens")
+            inner = exchange.fetch  # the guard: a request it lets through is stamped
+            sent_urls: list[str] = []
+            exchange.fetch = lambda url, *a, **k: (sent_urls.append(url), inner(url, *a, **k))[1]
+            results = [venue.executor.rehearse_order("BTC") for _ in range(25)]
+            assert results == [True] * 25  # the whole path ran, up to the request...
+            assert sent_urls and all(url for url in sent_urls)  # ...which reached the guard...
+            assert emu.call(lambda: emu.core.executor.orders(name)) == []  # ...and never the venue
+            assert exchange.throttler.config.get("tokens") == tokens  # no rate budget spent
+            assert venue.executor.rehearse_order("NOPE") is False  # unknown symbol: nothing to do
+            size = venue.market.instruments()[0].min_size_base * 10
+            report = await venue.executor.place_order(OrderRequest("real-1", name, "BTC", OrderSide.BUY, size))
+            assert report.filled_base == size  # a real order after rehearsals goes out as usual
+            assert len(emu.call(lambda: emu.core.executor.orders(name))) == 1
+        finally:
+            await venue.close()
+
+
+def test_the_idle_task_runs_between_empty_polls_at_its_cadence_and_stops_when_it_raises() -> None:
+    selector = BusyPollSelector()
+    left, right = socket.socketpair()
+    selector.register(left, selectors.EVENT_READ)
+    try:
+        runs: list[float] = []
+        selector.idle_task, selector.idle_interval_s = lambda: runs.append(time.monotonic()), 0.01
+        selector.select(0.1)
+        assert 5 <= len(runs) <= 11  # every 10 ms at most over 100 ms
+        assert all(b - a >= 0.0099 for a, b in zip(runs, runs[1:]))
+        right.send(b"x")
+        count = len(runs)
+        assert selector.select(5.0)  # something ready: returned at once
+        left.recv(1)
+        selector.idle_task = lambda: 1 / 0
+        selector.select(0.03)
+        assert selector.idle_task is None  # stopped, and the loop went on
+        assert len(runs) >= count
+    finally:
+        selector.close()
+        left.close()
+        right.close()
+
+
+def test_attach_works_only_on_a_busy_polling_loop() -> None:
+    def task() -> None:
+        return None
+
+    async def attached() -> tuple[bool, object, object]:
+        ok = attach_idle_task(task)
+        selector = asyncio.get_running_loop()._selector  # type: ignore[attr-defined]
+        before = getattr(selector, "idle_task", None)
+        detach_idle_task(task)
+        return ok, before, getattr(selector, "idle_task", None)
+
+    loop = busy_poll_loop()
+    try:
+        assert loop.run_until_complete(attached()) == (True, task, None)
+    finally:
+        loop.close()
+    assert asyncio.run(attached())[0] is False  # the default loop sleeps when idle: nothing attached
+
+
+class FakeExecutor:
+    def __init__(self, venue: str, ok: bool = True) -> None:
+        self.venue, self.ok, self.calls = venue, ok, []
+
+    def rehearse_order(self, symbol: str) -> bool:
+        self.calls.append(symbol)
+        return self.ok
+
+
+def test_rehearsals_take_each_venue_and_symbol_in_turn() -> None:
+    a, b = FakeExecutor("a"), FakeExecutor("b", ok=False)
+    rehearsals = OrderRehearsals([a, object(), b], ["BTC", "ETH"])  # an executor without rehearse_order: skipped
+    assert rehearsals.targets == 4
+    for _ in range(6):
+        rehearsals.step()
+    assert a.calls == ["BTC", "ETH", "BTC", "ETH"] and b.calls == ["BTC", "ETH"]
+    assert (rehearsals.runs, rehearsals.misses) == (4, 2)
+
+
+def test_rehearsals_run_in_the_loops_idle_time_until_cancelled() -> None:
+    executor = FakeExecutor("a")
+    rehearsals = OrderRehearsals([executor], ["BTC"])
+
+    async def main() -> tuple[int, object]:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(rehearsals.run)
+            await anyio.sleep(0.1)
+            tg.cancel_scope.cancel()
+        return len(executor.calls), asyncio.get_running_loop()._selector.idle_task  # type: ignore[attr-defined]
+
+    calls, left_attached = anyio.run(main, backend_options={"loop_factory": busy_poll_loop})
+    assert 10 <= calls <= 51  # every 2 ms at most
+    assert left_attached is None
+    assert anyio.run(OrderRehearsals([executor], ["BTC"]).run) is None  # a sleeping loop: returns at once
