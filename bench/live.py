@@ -71,6 +71,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import weakref
 import time
 from pathlib import Path
 
@@ -390,6 +391,11 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float, ve
                         samples[-1]["book_to_socket"] = (max(written) - arrival) * 1000  # type: ignore[type-var]
                         for cid, at in zip(opened, written):
                             samples[-1]["handed_to_socket:" + venues_of[cid]] = (at - leaves[cid]) * 1000
+                            samples[-1]["new_connection:" + venues_of[cid]] = float(cid in sockets.on_new_connection)
+                        # collector pauses inside the entry (update -> later socket write), by thread
+                        in_loop, in_workers = gc_pauses.inside(arrival, max(written))  # type: ignore[type-var]
+                        samples[-1]["gc_in_entry_loop_thread"] = in_loop
+                        samples[-1]["gc_in_entry_other_threads"] = in_workers
             supervisor.request_stop("bench done")
 
         async with anyio.create_task_group() as tg:
@@ -457,6 +463,16 @@ def summarize_latency(samples: list[dict[str, float]], rtts: list[float], refere
                     [x["book_to_orders"] for x in samples if not x["preempted"]]),
                 "book_to_orders_ms_preempted": _summary([x["book_to_orders"] for x in samples if x["preempted"]]),
             },
+            # Collector pauses between the update and the later socket write (the loop holds the
+            # collector until the legs are handed over; a worker thread may still collect after that).
+            "gc_inside_entries": {
+                "entries_paused_in_loop_thread": sum(1 for x in samples if x.get("gc_in_entry_loop_thread", 0) > 0),
+                "entries_paused_in_other_threads": sum(1 for x in samples
+                                                       if x.get("gc_in_entry_other_threads", 0) > 0),
+                "pause_ms_when_paused": _summary([x["gc_in_entry_loop_thread"] + x["gc_in_entry_other_threads"]
+                                                  for x in samples if x.get("gc_in_entry_loop_thread", 0)
+                                                  + x.get("gc_in_entry_other_threads", 0) > 0]),
+            },
             "cpu_reference_during_run_ms": _summary(references),
             "method": "python -m bot --live's own loops (bot.supervisor.Supervisor over bot.wiring.live_wiring): "
                       "entries are made by the strategy loop woken by book updates (live.trigger_on_market_data); "
@@ -470,14 +486,32 @@ class GcPauses:
 
     def __init__(self) -> None:
         self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self.events: list[tuple[float, float, bool]] = []  # (start, end, in the event-loop thread)
         self.frozen_objects = 0
         self._t0 = 0.0
+        self._loop_thread = threading.get_ident()
 
     def _callback(self, phase: str, info: dict) -> None:
         if phase == "start":
             self._t0 = time.perf_counter()
         else:
-            self.pauses[info["generation"]].append((time.perf_counter() - self._t0) * 1000)
+            end = time.perf_counter()
+            self.pauses[info["generation"]].append((end - self._t0) * 1000)
+            self.events.append((self._t0, end, threading.get_ident() == self._loop_thread))
+
+    def inside(self, start: float, end: float) -> tuple[float, float]:
+        """ms of collector pauses overlapping [start, end]: (in the event-loop thread, in others)."""
+        loop = other = 0.0
+        for t0, t1, in_loop in reversed(self.events):
+            if t1 < start:
+                break
+            if t0 <= end:
+                overlap = (min(t1, end) - max(t0, start)) * 1000
+                if in_loop:
+                    loop += overlap
+                else:
+                    other += overlap
+        return loop, other
 
     def start(self) -> None:
         import gc
@@ -542,7 +576,7 @@ def _venue_of(app, cid: str) -> str:
 
 
 def _stamp_wire(venue, wire: dict[str, list[float]]) -> None:
-    from adapters.ccxt_common.rehearsal import REHEARSING
+    from adapters.rehearsal import REHEARSING
 
     """Stamp each order request where the venue's HTTP client gets it (after the adapter's own work
     and the rate limiters: ccxt's ``fetch``, pybit's ``place_order`` in its worker thread)."""
@@ -579,6 +613,8 @@ class SocketStamps:
     def __init__(self) -> None:
         self.pending: dict[bytes, str] = {}  # wire client id -> our client order id
         self.sent: dict[str, float] = {}  # our client order id -> perf_counter s of that write
+        self.on_new_connection: set[str] = set()  # orders whose write was their connection's first
+        self._written: weakref.WeakSet = weakref.WeakSet()  # transports/sockets written to before
         self._lock = threading.Lock()
         self._undo: list[tuple[object, str, object]] = []
 
@@ -586,14 +622,20 @@ class SocketStamps:
         with self._lock:
             self.pending[wire_cid.encode()] = cid
 
-    def _seen(self, data) -> None:
+    def _seen(self, channel, data) -> None:
+        now = time.perf_counter()
+        first = channel not in self._written
+        if first:
+            self._written.add(channel)
         if not self.pending:
             return
-        now = time.perf_counter()
         raw = bytes(data)
         with self._lock:
             for wire_cid in [w for w in self.pending if w in raw]:
-                self.sent.setdefault(self.pending.pop(wire_cid), now)
+                cid = self.pending.pop(wire_cid)
+                self.sent.setdefault(cid, now)
+                if first:
+                    self.on_new_connection.add(cid)
 
     def install(self) -> None:
         import asyncio.selector_events as selector_events
@@ -606,11 +648,11 @@ class SocketStamps:
             if name == "writelines":
                 def patched(this, lines, _orig=original):
                     lines = list(lines)
-                    self._seen(b"".join(bytes(x) for x in lines))
+                    self._seen(this, b"".join(bytes(x) for x in lines))
                     return _orig(this, lines)
             else:
                 def patched(this, data, *rest, _orig=original):
-                    self._seen(data)
+                    self._seen(this, data)
                     return _orig(this, data, *rest)
             setattr(owner, name, patched)
 

@@ -1,7 +1,7 @@
 """Order rehearsals in the busy-polling loop's idle time (``live.rehearse_orders``).
 
-``OrderRehearsals`` takes each venue executor that can rehearse (``rehearse_order``: the ccxt venues,
-``adapters.ccxt_common.rehearsal``) and each configured symbol in turn, one rehearsal per idle slot
+``OrderRehearsals`` takes each venue executor that can rehearse (``rehearse_order``: the ccxt venues
+and Bybit, ``adapters.rehearsal``) and each configured symbol in turn, one rehearsal per idle slot
 of the busy-polling loop (``bot.core.busy_poll.attach_idle_task``, every 2 ms at most), so that an
 entry's orders find their path warm in the CPU caches. Nothing is sent. Without ``live.busy_poll``
 the loop sleeps when idle and nothing is rehearsed (waking it for that would cost what it saves).
@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import anyio
+from loguru import logger
 
 from bot.core.busy_poll import attach_idle_task, detach_idle_task
 
@@ -25,7 +26,8 @@ class OrderRehearsals:
                          for symbol in symbols]
         self._next = 0
         self.runs = 0  # rehearsals that ran the whole path up to the request
-        self.misses = 0  # rehearsals with nothing to rehearse (no book yet) or that stopped short
+        self.misses = 0  # rehearsals with nothing to rehearse now (no book yet)
+        self.dropped = 0  # targets dropped (their path suspended before the request)
         self._task = self.step  # the one bound method attached (and detached) by ``run``
 
     @property
@@ -33,12 +35,25 @@ class OrderRehearsals:
         return len(self._targets)
 
     def step(self) -> None:
-        """Rehearse the next (executor, symbol)."""
+        """Rehearse the next (executor, symbol). A target whose path suspended before its request
+        (``rehearse_order`` False: e.g. ccxt still settling the client) or that raised is dropped: it
+        would do so every time, and the suspension's own work would be started again and again."""
         if not self._targets:
             return
+        self._next %= len(self._targets)
         executor, symbol = self._targets[self._next]
-        self._next = (self._next + 1) % len(self._targets)
-        if executor.rehearse_order(symbol):
+        try:
+            outcome = executor.rehearse_order(symbol)
+        except Exception as exc:  # noqa: BLE001 - a rehearsal never breaks the loop: its target is dropped
+            logger.bind(kind="rehearsal_dropped").warning(
+                f"order rehearsals on {getattr(executor, 'venue', executor)} {symbol} stopped: {exc!r}")
+            outcome = False
+        if outcome is False:
+            del self._targets[self._next]
+            self.dropped += 1
+            return
+        self._next += 1
+        if outcome:
             self.runs += 1
         else:
             self.misses += 1

@@ -1,4 +1,4 @@
-"""Order rehearsals (``live.rehearse_orders``; adapters/ccxt_common/rehearsal.py, bot/rehearsals.py):
+"""Order rehearsals (``live.rehearse_orders``; adapters/rehearsal.py, bot/rehearsals.py):
 an order built and signed by the sending code, never sent, in the busy-polling loop's idle time."""
 
 from __future__ import annotations
@@ -13,7 +13,14 @@ from decimal import Decimal as D
 import anyio
 import pytest
 
-from adapters.ccxt_common.rehearsal import REHEARSING, Rehearsed, install_rehearsal_guard, rehearse
+from adapters.rehearsal import (
+    REHEARSING,
+    Rehearsed,
+    guard_requests_session,
+    install_rehearsal_guard,
+    rehearse,
+    rehearse_call,
+)
 from adapters.registry import LiveVenueConfig, build_live_venue
 from bot.core.busy_poll import BusyPollSelector, attach_idle_task, busy_poll_loop, detach_idle_task
 from bot.core.domain import OrderRequest, OrderSide
@@ -68,6 +75,37 @@ def test_a_rehearsal_that_suspends_before_its_request_is_closed_there() -> None:
     assert exchange.sent == [] and reached == []
 
 
+class FakeRequestsSession:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send(self, request: str, **_kwargs: object) -> str:
+        self.sent.append(request)
+        return "response"
+
+
+def test_a_guarded_requests_session_sends_nothing_while_rehearsing() -> None:
+    session = FakeRequestsSession()
+    guard_requests_session(session)
+    guard_requests_session(session)
+    assert rehearse_call(lambda: session.send("order")) is True
+    assert rehearse_call(lambda: None) is False  # no request on the path: not a rehearsal of one
+    assert session.sent == [] and REHEARSING.get() is False
+    assert session.send("order") == "response" and session.sent == ["order"]
+
+
+def test_a_rehearsal_is_invisible_to_a_worker_thread_sending_meanwhile() -> None:
+    session = FakeRequestsSession()
+    guard_requests_session(session)
+
+    async def main() -> None:
+        # the context a worker gets is copied from the task, where no rehearsal is ever set
+        await anyio.to_thread.run_sync(session.send, "real")
+
+    anyio.run(main)
+    assert session.sent == ["real"]
+
+
 def test_rehearsed_is_not_an_error_anything_catches() -> None:
     assert not issubclass(Rehearsed, Exception)
 
@@ -98,11 +136,44 @@ async def test_rehearsals_reach_the_request_on_the_real_path_and_the_venue_gets_
             assert sent_urls and all(url for url in sent_urls)  # ...which reached the guard...
             assert emu.call(lambda: emu.core.executor.orders(name)) == []  # ...and never the venue
             assert exchange.throttler.config.get("tokens") == tokens  # no rate budget spent
-            assert venue.executor.rehearse_order("NOPE") is False  # unknown symbol: nothing to do
+            assert venue.executor.rehearse_order("NOPE") is None  # unknown symbol: nothing to do
             size = venue.market.instruments()[0].min_size_base * 10
             report = await venue.executor.place_order(OrderRequest("real-1", name, "BTC", OrderSide.BUY, size))
             assert report.filled_base == size  # a real order after rehearsals goes out as usual
             assert len(emu.call(lambda: emu.core.executor.orders(name))) == 1
+        finally:
+            await venue.close()
+
+
+@pytest.mark.anyio
+async def test_bybit_rehearsals_reach_pybits_send_and_the_venue_gets_no_order(tmp_path) -> None:
+    pytest.importorskip("pybit")
+    from paper.emulator import start_emulator
+
+    with start_emulator(["bybit"], state_path=tmp_path / "v.sqlite", manual_clock=True) as emu:
+        cred = emu.credentials["bybit"]
+        key_var, secret_var = ENV["bybit"][:2]
+        venue = await build_live_venue("bybit", LiveVenueConfig(base_url=emu.base_urls["bybit"]),
+                                       {key_var: cred.key, secret_var: cred.secret}, symbols=["BTC"],
+                                       max_slippage_bps=D(50))
+        try:
+            await venue.market.resync_rest()
+            client = venue.executor._http._session.client
+            guard = client.send
+            bodies: list[str] = []
+            signed: list[bool] = []
+            client.send = lambda request, **kw: (bodies.append(str(request.body)),
+                                                 signed.append(bool(request.headers.get("X-BAPI-SIGN"))),
+                                                 guard(request, **kw))[2]
+            assert [venue.executor.rehearse_order("BTC") for _ in range(10)] == [True] * 10
+            assert len(bodies) == 10 and all("orderLinkId" in body for body in bodies)  # built...
+            assert signed == [True] * 10  # ...and signed...
+            assert emu.call(lambda: emu.core.executor.orders("bybit")) == []  # ...never sent
+            assert venue.executor.rehearse_order("NOPE") is None
+            size = venue.market.instruments()[0].min_size_base * 10
+            report = await venue.executor.place_order(OrderRequest("real-1", "bybit", "BTC", OrderSide.BUY, size))
+            assert report.filled_base == size  # a real order after rehearsals goes out as usual
+            assert len(emu.call(lambda: emu.core.executor.orders("bybit"))) == 1
         finally:
             await venue.close()
 
@@ -151,22 +222,43 @@ def test_attach_works_only_on_a_busy_polling_loop() -> None:
 
 
 class FakeExecutor:
-    def __init__(self, venue: str, ok: bool = True) -> None:
-        self.venue, self.ok, self.calls = venue, ok, []
+    def __init__(self, venue: str, outcome: bool | None = True) -> None:
+        self.venue, self.outcome, self.calls = venue, outcome, []
 
-    def rehearse_order(self, symbol: str) -> bool:
+    def rehearse_order(self, symbol: str) -> bool | None:
         self.calls.append(symbol)
-        return self.ok
+        return self.outcome
 
 
 def test_rehearsals_take_each_venue_and_symbol_in_turn() -> None:
-    a, b = FakeExecutor("a"), FakeExecutor("b", ok=False)
+    a, b = FakeExecutor("a"), FakeExecutor("b", outcome=None)
     rehearsals = OrderRehearsals([a, object(), b], ["BTC", "ETH"])  # an executor without rehearse_order: skipped
     assert rehearsals.targets == 4
     for _ in range(6):
         rehearsals.step()
     assert a.calls == ["BTC", "ETH", "BTC", "ETH"] and b.calls == ["BTC", "ETH"]
-    assert (rehearsals.runs, rehearsals.misses) == (4, 2)
+    assert (rehearsals.runs, rehearsals.misses, rehearsals.dropped) == (4, 2, 0)
+
+
+def test_a_target_whose_path_suspends_is_dropped() -> None:
+    a, b = FakeExecutor("a"), FakeExecutor("b", outcome=False)
+    rehearsals = OrderRehearsals([a, b], ["BTC"])
+    for _ in range(5):
+        rehearsals.step()
+    assert b.calls == ["BTC"] and a.calls == ["BTC"] * 4
+    assert (rehearsals.targets, rehearsals.dropped, rehearsals.runs) == (1, 1, 4)
+
+
+def test_a_target_that_raises_is_dropped_and_the_others_go_on() -> None:
+    class Broken(FakeExecutor):
+        def rehearse_order(self, symbol: str) -> bool | None:
+            raise RuntimeError("boom")
+
+    a = FakeExecutor("a")
+    rehearsals = OrderRehearsals([Broken("b"), a], ["BTC"])
+    for _ in range(3):
+        rehearsals.step()
+    assert a.calls == ["BTC"] * 2 and (rehearsals.targets, rehearsals.dropped) == (1, 1)
 
 
 def test_rehearsals_run_in_the_loops_idle_time_until_cancelled() -> None:

@@ -29,6 +29,7 @@ from adapters.client_ids import CodecMemo, codec_for
 from adapters.errors import OrderNotFoundYet, OrderRejected, TemporaryVenueError
 from adapters.markets import VenueMarket
 from adapters.order_flow import SendLedger, bound_price, check_request, is_priced_limit, reduce_only_size
+from adapters.rehearsal import rehearsal_request
 from bot.core.domain import (
     ZERO,
     Fill,
@@ -147,6 +148,25 @@ class BybitExecutor:
         if not isinstance(result, Mapping) or not result.get("orderId"):
             return await self._resolve_unknown(cid)  # success without an order id: look it up
         return await self._settled(cid, wait_terminal=request.time_in_force is TimeInForce.IOC)
+
+    def rehearse_order(self, symbol: str) -> bool | None:
+        """Build and sign an entry-like order on ``symbol`` through ``place_order``'s own steps and
+        pybit's, up to the request, and send nothing (``adapters.rehearsal``): keeps that path warm
+        in the CPU caches. True when it reached the request; None when there is nothing to rehearse
+        with now (unknown symbol, no book yet, terms refused)."""
+        market = self._markets.get(symbol)
+        book = self._book_for(symbol) if market is not None else None
+        request = rehearsal_request(self.venue, market, book) if market is not None else None
+        if market is None or request is None:
+            return None
+        try:
+            check_request(request, market)
+            price = bound_price(request, market, book, self._max_slippage_bps)
+        except OrderRejected:
+            return None
+        link_id = str(self._codec.encode(request.client_order_id))
+        params = self._order_params(request, market, request.size_base, price, link_id)
+        return self._http.rehearse("place_order", **params)
 
     def _order_params(self, request: OrderRequest, market: VenueMarket, size: Decimal, price: Decimal,
                       link_id: str) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from aiolimiter import AsyncLimiter
 from adapters.bybit import config
 from adapters.bybit.errors import translate
 from adapters.credentials import Credentials
+from adapters.rehearsal import guard_requests_session, rehearse_call
 from bot.core.busy_poll import quiet_loop
 
 def environment_settings_in_use(environ: Mapping[str, str] | None = None, home: Path | None = None) -> bool:
@@ -108,6 +109,7 @@ class BybitHttp:
             self._session.endpoint = base_url
         if not environment_settings_in_use():
             self._session.client.trust_env = False  # nothing to read: skip the per-request scan
+        guard_requests_session(self._session.client)  # no rehearsal's request leaves (adapters.rehearsal)
         self.recv_window_ms = recv_window_ms
         self._rest_limiter = AsyncLimiter(*config.REST_RATE)
         self._order_limiter = AsyncLimiter(*config.ORDER_RATE)
@@ -116,6 +118,11 @@ class BybitHttp:
     @property
     def endpoint(self) -> str:
         return str(self._session.endpoint)
+
+    def rehearse(self, method: str, **params: Any) -> bool:
+        """Run ``session.<method>(**params)`` on this thread up to its request and send nothing
+        (``adapters.rehearsal``); True when it reached the guarded ``send``."""
+        return rehearse_call(functools.partial(getattr(self._session, method), **params))
 
     async def call(self, method: str, *, order: bool = False, **params: Any) -> Mapping[str, Any]:
         """Call ``session.<method>(**params)``; return the JSON answer (retCode 0) or raise ours."""

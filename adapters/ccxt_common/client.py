@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from adapters.ccxt_common.rehearsal import REHEARSING, install_rehearsal_guard
+from adapters.rehearsal import REHEARSING, install_rehearsal_guard
 from adapters.credentials import Credentials
 
 _SCHEME_HOST = re.compile(r"^[a-z]+://[^/]+")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 from typing import Any
 
 import anyio
@@ -24,7 +24,7 @@ from adapters.ccxt_common.dialect import CcxtDialect
 from adapters.ccxt_common.errors import is_order_not_found, translate
 from adapters.ccxt_common.market_data import book_from_ccxt
 from adapters.ccxt_common.order_stream import CcxtOrderStream
-from adapters.ccxt_common.rehearsal import rehearse
+from adapters.rehearsal import rehearsal_request, rehearse
 from adapters.client_ids import CodecMemo, codec_for
 from adapters.errors import OrderNotFoundYet, OrderRejected, TemporaryVenueError
 from adapters.markets import VenueMarket
@@ -32,25 +32,19 @@ from adapters.order_flow import SendLedger, bound_price, check_request, is_price
 from bot.core.domain import (
     ZERO,
     Fill,
-    LegSide,
     FundingPayment,
     OrderBook,
     OrderReport,
     OrderRequest,
-    OrderSide,
-    OrderType,
     TimeInForce,
     VenuePosition,
     exchange_of,
 )
-from storage.ids import client_order_id
 
 SETTLE_POLLS = 40
 POLL_INTERVAL_S = 0.05
 TRADE_LOOKBACK_MS = 60_000
 STREAM_WAIT_S = 1.0
-# A rehearsal's client id (``rehearse_order``): well-formed for every codec, never sent.
-REHEARSAL_CLIENT_ID = client_order_id("000000000000", "open", LegSide.LONG, 0)
 
 
 def _wall_ms() -> int:
@@ -178,27 +172,24 @@ class CcxtExecutor:
         tif = "GTC" if request.time_in_force is TimeInForce.GTC else "IOC"
         return price, self._d.order_params(wire_cid, tif, request.reduce_only, self._now_ms())
 
-    def rehearse_order(self, symbol: str) -> bool:
-        """Build and sign an entry-like order on ``symbol`` (IOC buy at the best ask, the smallest
-        size the venue takes) through ``place_order``'s own code and ccxt's, up to the request, and
-        send nothing (``adapters.ccxt_common.rehearsal``): keeps that path warm in the CPU caches.
-        False when there is nothing to rehearse with (unknown symbol, no book) or it stopped short."""
+    def rehearse_order(self, symbol: str) -> bool | None:
+        """Build and sign an entry-like order on ``symbol`` through ``place_order``'s own code and
+        ccxt's, up to the request, and send nothing (``adapters.rehearsal``): keeps that path warm
+        in the CPU caches. True when it ran up to the request; None when there is nothing to
+        rehearse with now (unknown symbol, no book yet, terms refused); False when ccxt's path
+        suspended before its request."""
         market = self._markets.get(symbol)
         book = self._book_for(symbol) if market is not None else None
-        if market is None or book is None or not book.asks:
-            return False
-        inst = market.instrument
-        price = book.asks[0].price
-        lots = max(inst.min_size_base, inst.min_notional_usd / price) / inst.lot_size_base
-        size = inst.lot_size_base * max(lots.to_integral_value(rounding=ROUND_CEILING), Decimal(1))
-        request = OrderRequest(client_order_id=REHEARSAL_CLIENT_ID, venue=self.venue, symbol=symbol,
-                               side=OrderSide.BUY, size_base=size, order_type=OrderType.LIMIT, limit_price=price)
+        request = rehearsal_request(self.venue, market, book) if market is not None else None
+        if market is None or request is None:
+            return None
+        size = request.size_base
         try:
             check_request(request, market)
             price = bound_price(request, market, book, self._max_slippage_bps)
             price, params = self._order_terms(request, market, size, price)
         except OrderRejected:
-            return False
+            return None
         with order_priority():
             return rehearse(lambda: self._ex.create_order(market.ccxt_symbol, "limit", request.side.value,
                                                           float(market.contracts(size)), float(price), params))
