@@ -26,12 +26,14 @@ A rehearsal touches no ledger, limiter or order state of ours, and no venue stat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from contextvars import ContextVar
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
+from adapters.errors import VenueError
 from adapters.markets import VenueMarket
+from adapters.order_flow import bound_price, check_request
 from bot.core.domain import LegSide, OrderBook, OrderRequest, OrderSide, OrderType
 from storage.ids import client_order_id
 
@@ -55,6 +57,26 @@ def rehearsal_request(venue: str, market: VenueMarket, book: OrderBook | None) -
     size = inst.lot_size_base * max(lots.to_integral_value(rounding=ROUND_CEILING), Decimal(1))
     return OrderRequest(client_order_id=REHEARSAL_CLIENT_ID, venue=venue, symbol=market.symbol,
                         side=OrderSide.BUY, size_base=size, order_type=OrderType.LIMIT, limit_price=price)
+
+
+def rehearsal_terms(venue: str, markets: Mapping[str, VenueMarket], book_for: Callable[[str], OrderBook | None],
+                    symbol: str, max_slippage_bps: Decimal) -> tuple[VenueMarket, OrderRequest, Decimal] | None:
+    """An executor's rehearsal order on ``symbol`` through its own first steps (the feed's book,
+    checked as it is read; the request's checks; the slippage bound): (market, request, price), or
+    None when there is nothing to rehearse with now (unknown symbol, no book, an absurd book, terms
+    refused: the same would stop a real order)."""
+    market = markets.get(symbol)
+    if market is None:
+        return None
+    try:
+        book = book_for(symbol)
+        request = rehearsal_request(venue, market, book)
+        if request is None:
+            return None
+        check_request(request, market)
+        return market, request, bound_price(request, market, book, max_slippage_bps)
+    except VenueError:
+        return None
 
 
 def install_rehearsal_guard(exchange: Any) -> None:

@@ -83,6 +83,7 @@ status_interval_seconds = 60.0
 [live]
 venues = {venues}
 symbols = ["BTC", "ETH"]
+busy_poll = {busy_poll}
 
 [forecast]
 mode = "persistent"
@@ -112,10 +113,11 @@ INSTANT_PROBLEMS = ("duplicate_client_ids", "overfilled_orders", "unknown_venue_
                     "unowned_exposure", "closed_not_flat", "unknown_positions")
 
 
-def write_settings(workdir: Path, venues: list[str], base_urls: dict[str, str]) -> Path:
+def write_settings(workdir: Path, venues: list[str], base_urls: dict[str, str], busy_poll: bool = False) -> Path:
     sections = "".join(f'\n[venues.{v}]\nbase_url = "{base_urls[v]}"\n' for v in venues)
     path = workdir / "live.toml"
-    path.write_text(SETTINGS.format(work=workdir.as_posix(), venues=json.dumps(venues), venue_sections=sections))
+    path.write_text(SETTINGS.format(work=workdir.as_posix(), venues=json.dumps(venues), venue_sections=sections,
+                                    busy_poll=json.dumps(busy_poll)))
     return path
 
 
@@ -297,8 +299,9 @@ def absurd_orders(emu, db: Path) -> list[str]:
 
 def torture(workdir: Path, *, kills: int, seed: int, venues: list[str], faults: bool = True,
             fault_kinds: tuple[str, ...] | None = None, market_seed: int = 3,
-            until_fired_s: float | None = None) -> dict:
-    """Run the rounds and return the summary (see the module docstring)."""
+            until_fired_s: float | None = None, busy_poll: bool = False) -> dict:
+    """Run the rounds and return the summary (see the module docstring). ``busy_poll``: the bot's
+    ``live.busy_poll`` (with it, idle-time order rehearsals: ``live.rehearse_orders``)."""
     from paper.emulator import start_emulator
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -312,7 +315,7 @@ def torture(workdir: Path, *, kills: int, seed: int, venues: list[str], faults: 
         rnd.n = i
     started = time.monotonic()
     with start_emulator(venues, state_path=workdir / "venues.sqlite", seed=market_seed) as emu:
-        settings = write_settings(workdir, venues, emu.base_urls)
+        settings = write_settings(workdir, venues, emu.base_urls, busy_poll)
         env = keys_env(emu)
         for rnd in plan:
             run_round(emu, rnd, db, settings, workdir, env, rng, venues, until_fired_s=until_fired_s)
@@ -333,7 +336,7 @@ def torture(workdir: Path, *, kills: int, seed: int, venues: list[str], faults: 
         problems["traded_on_absurd_data"] = absurd
     states = dict(a.states)  # type: ignore[attr-defined]
     summary = {
-        "venues": venues, "seed": seed, "market_seed": market_seed, "rounds": len(plan),
+        "venues": venues, "seed": seed, "market_seed": market_seed, "rounds": len(plan), "busy_poll": busy_poll,
         "kills": sum(1 for r in plan if r.kind in ("kill", "fault")),
         "killed_before_startup": sum(1 for r in plan if r.killed_before_startup),
         "kills_while_holding": sum(1 for r in plan if r.held_at_kill),
@@ -377,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the emulated market's seed (3: a spread the bot enters at once)")
     parser.add_argument("--venues", default="bybit,hyperliquid", help="two or three of bybit,binanceusdm,hyperliquid,okx")
     parser.add_argument("--no-faults", action="store_true", help="kill rounds only")
+    parser.add_argument("--busy-poll", action="store_true",
+                        help="the bot runs with live.busy_poll = true (and so idle-time order rehearsals)")
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -384,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="live-torture-"))
     venues = [v.strip() for v in args.venues.split(",") if v.strip()]
     summary = torture(workdir, kills=args.kills, seed=args.seed, venues=venues, faults=not args.no_faults,
-                      market_seed=args.market_seed)
+                      market_seed=args.market_seed, busy_poll=args.busy_poll)
     summary["workdir"] = str(workdir)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")

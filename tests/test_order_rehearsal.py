@@ -276,3 +276,27 @@ def test_rehearsals_run_in_the_loops_idle_time_until_cancelled() -> None:
     assert 10 <= calls <= 51  # every 2 ms at most
     assert left_attached is None
     assert anyio.run(OrderRehearsals([executor], ["BTC"]).run) is None  # a sleeping loop: returns at once
+
+
+def test_rehearsal_terms_are_none_while_the_book_is_absurd_or_missing() -> None:
+    """Found by the live torture with busy_poll: an absurd-book fault dropped rehearsals for good."""
+    from adapters.errors import AbsurdVenueData
+    from adapters.markets import VenueMarket
+    from adapters.rehearsal import REHEARSAL_CLIENT_ID, rehearsal_terms
+    from bot.core.domain import BookLevel, Instrument, OrderBook
+
+    inst = Instrument(venue="v", symbol="BTC", venue_symbol="BTCUSDT", tick_size=D("0.1"), lot_size_base=D("0.001"),
+                      min_size_base=D("0.001"), funding_interval_hours=D(8), min_notional_usd=D(100))
+    market = VenueMarket(instrument=inst)
+    book = OrderBook("v", "BTC", (BookLevel(D("49999.9"), D(1)),), (BookLevel(D("50000"), D(1)),), 0)
+
+    def absurd(symbol: str) -> OrderBook:
+        raise AbsurdVenueData("v", "book mid far from the mark")
+
+    assert rehearsal_terms("v", {"BTC": market}, absurd, "BTC", D(10)) is None
+    assert rehearsal_terms("v", {"BTC": market}, lambda s: None, "BTC", D(10)) is None
+    assert rehearsal_terms("v", {"BTC": market}, lambda s: book, "ETH", D(10)) is None
+    _market, request, price = rehearsal_terms("v", {"BTC": market}, lambda s: book, "BTC", D(10))
+    assert request.client_order_id == REHEARSAL_CLIENT_ID and request.side is OrderSide.BUY
+    assert request.size_base == D("0.002")  # the 100 USD minimum notional at 50000, in whole lots
+    assert price == D("50000")  # its own limit: the best ask

@@ -29,7 +29,7 @@ from adapters.client_ids import CodecMemo, codec_for
 from adapters.errors import OrderNotFoundYet, OrderRejected, TemporaryVenueError
 from adapters.markets import VenueMarket
 from adapters.order_flow import SendLedger, bound_price, check_request, is_priced_limit, reduce_only_size
-from adapters.rehearsal import rehearsal_request
+from adapters.rehearsal import rehearsal_terms
 from bot.core.domain import (
     ZERO,
     Fill,
@@ -154,16 +154,10 @@ class BybitExecutor:
         pybit's, up to the request, and send nothing (``adapters.rehearsal``): keeps that path warm
         in the CPU caches. True when it reached the request; None when there is nothing to rehearse
         with now (unknown symbol, no book yet, terms refused)."""
-        market = self._markets.get(symbol)
-        book = self._book_for(symbol) if market is not None else None
-        request = rehearsal_request(self.venue, market, book) if market is not None else None
-        if market is None or request is None:
+        terms = rehearsal_terms(self.venue, self._markets, self._book_for, symbol, self._max_slippage_bps)
+        if terms is None:
             return None
-        try:
-            check_request(request, market)
-            price = bound_price(request, market, book, self._max_slippage_bps)
-        except OrderRejected:
-            return None
+        market, request, price = terms
         link_id = str(self._codec.encode(request.client_order_id))
         params = self._order_params(request, market, request.size_base, price, link_id)
         return self._http.rehearse("place_order", **params)

@@ -24,9 +24,9 @@ from adapters.ccxt_common.dialect import CcxtDialect
 from adapters.ccxt_common.errors import is_order_not_found, translate
 from adapters.ccxt_common.market_data import book_from_ccxt
 from adapters.ccxt_common.order_stream import CcxtOrderStream
-from adapters.rehearsal import rehearsal_request, rehearse
+from adapters.rehearsal import rehearsal_terms, rehearse
 from adapters.client_ids import CodecMemo, codec_for
-from adapters.errors import OrderNotFoundYet, OrderRejected, TemporaryVenueError
+from adapters.errors import OrderNotFoundYet, OrderRejected, TemporaryVenueError, VenueError
 from adapters.markets import VenueMarket
 from adapters.order_flow import SendLedger, bound_price, check_request, is_priced_limit, reduce_only_size
 from bot.core.domain import (
@@ -178,17 +178,14 @@ class CcxtExecutor:
         in the CPU caches. True when it ran up to the request; None when there is nothing to
         rehearse with now (unknown symbol, no book yet, terms refused); False when ccxt's path
         suspended before its request."""
-        market = self._markets.get(symbol)
-        book = self._book_for(symbol) if market is not None else None
-        request = rehearsal_request(self.venue, market, book) if market is not None else None
-        if market is None or request is None:
+        terms = rehearsal_terms(self.venue, self._markets, self._book_for, symbol, self._max_slippage_bps)
+        if terms is None:
             return None
+        market, request, price = terms
         size = request.size_base
         try:
-            check_request(request, market)
-            price = bound_price(request, market, book, self._max_slippage_bps)
             price, params = self._order_terms(request, market, size, price)
-        except OrderRejected:
+        except VenueError:  # the venue's rounding refused: nothing to rehearse this time
             return None
         with order_priority():
             return rehearse(lambda: self._ex.create_order(market.ccxt_symbol, "limit", request.side.value,
