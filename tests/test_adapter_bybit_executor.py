@@ -170,3 +170,89 @@ async def test_an_order_request_is_begun_in_its_worker_before_the_loop_runs_anyt
         tg.start_soon(other_work)
     assert started_at and other_work_at
     assert started_at[0] < other_work_at[0]
+
+
+@pytest.mark.anyio
+async def test_the_loop_goes_on_only_once_the_order_request_is_written() -> None:
+    """The loop waits (releasing the GIL) until the worker's request is written, not only begun: it
+    took the GIL back at the next switch interval and the two threads traded it until pybit's
+    request was out (bench/live.py: a Bybit leg up to 3.6 ms from handed to its socket write)."""
+    import functools
+    import time
+
+    import anyio
+
+    from adapters.bybit import http
+
+    written_at: list[float] = []
+
+    def place_order(**params):
+        time.sleep(0.02)  # building and writing the request (GIL released here: the loop could run)
+        written_at.append(time.perf_counter())
+        http._written.callback()  # what the session's connection does once the request is written
+        time.sleep(0.05)  # waiting for the venue's answer
+        return {"retCode": 0, "result": {"orderId": "1"}}
+
+    fake = FakeBybitSession()
+    fake.place_order = place_order  # type: ignore[method-assign]
+    ex = make_executor(fake)
+    handoff = http.OrderHandoff(wait_s=30.0, write_wait_s=30.0)  # the bounds only
+    ex._http._orders = handoff
+    other_work_at: list[float] = []
+
+    async def other_work() -> None:
+        other_work_at.append(time.perf_counter())
+
+    started = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(functools.partial(ex._http.call, "place_order", order=True, category="linear"))
+        tg.start_soon(other_work)
+    assert written_at[0] < other_work_at[0] < written_at[0] + 0.04  # after the write, before the answer
+    assert time.perf_counter() - started >= 0.07 and handoff.write_waits_timed_out == 0
+
+
+@pytest.mark.anyio
+async def test_a_request_not_written_in_time_lets_the_loop_go_on_at_the_bound() -> None:
+    import time
+
+    from adapters.bybit.http import OrderHandoff
+
+    handoff = OrderHandoff(wait_s=1.0, write_wait_s=0.005)
+    started = time.perf_counter()
+    assert await handoff.run(lambda: time.sleep(0.05) or "answer") == "answer"
+    assert handoff.write_waits_timed_out == 1 and time.perf_counter() - started >= 0.05
+
+
+def test_pybits_session_connections_say_when_a_request_is_written() -> None:
+    """The signal comes from urllib3's connection (requests' adapter extension point), on a real
+    socket: a request to a local server, answered after the signal."""
+    import http.server
+    import threading
+
+    from adapters.bybit.http import _written, signalling_adapter_class
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the stdlib's name
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            return None
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    import requests
+
+    session = requests.Session()
+    session.mount("http://", signalling_adapter_class()())
+    told: list[str] = []
+    _written.callback = lambda: told.append("written")
+    try:
+        answer = session.post(f"http://127.0.0.1:{server.server_port}/v5/order/create", data=b'{"qty":"1"}')
+    finally:
+        _written.callback = None
+        server.shutdown()
+    assert answer.status_code == 200 and told == ["written"]
