@@ -5,7 +5,8 @@ then goes idle, and on a virtual machine an idle vCPU is halted and handed back 
 book update runs the entry path on a cold CPU. Measured on the 2-vCPU VM of ``bench/live.py``: the
 same pure-Python workload took ~25 ms of CPU right after a 200 ms sleep and ~15 ms right after 200 ms
 of polling (``cpu_reference_ms``); book update to both entry orders at the socket, 180 entries, p50
-4.82 -> 4.16 ms and p99 8.83 -> 7.15 ms (``bench/results/live_sleeping_loop.json`` and that round's ``live.json``, commit 6705d34).
+4.82 -> 4.16 ms and p99 8.83 -> 7.15 ms (``bench/results/live_sleeping_loop.json`` and that round's
+``live.json``, commit 6705d34).
 
 ``BusyPollSelector`` asks the kernel with a zero timeout again and again until something is ready or
 the loop's own timeout has passed, so the thread does not sleep: one CPU runs at 100 % for as long as
