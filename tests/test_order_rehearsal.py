@@ -25,7 +25,7 @@ from adapters.registry import LiveVenueConfig, build_live_venue
 from bot.core.busy_poll import BusyPollSelector, attach_idle_task, busy_poll_loop, detach_idle_task
 from bot.core.domain import OrderRequest, OrderSide
 from bot.rehearsals import OrderRehearsals
-from tests.test_adapter_emulator_funding import ENV
+from tests.test_adapter_emulator_contract import _env
 
 pytest.importorskip("ccxt")
 
@@ -118,12 +118,8 @@ async def test_rehearsals_reach_the_request_on_the_real_path_and_the_venue_gets_
     from paper.emulator import start_emulator
 
     with start_emulator([name], state_path=tmp_path / "v.sqlite", manual_clock=True) as emu:
-        cred = emu.credentials[name]
-        key_var, secret_var, *passphrase_var = ENV[name]
-        venue = await build_live_venue(name, LiveVenueConfig(base_url=emu.base_urls[name]),
-                                       {key_var: cred.key, secret_var: cred.secret,
-                                        **{v: cred.passphrase for v in passphrase_var}}, symbols=["BTC"],
-                                       max_slippage_bps=D(50))
+        venue = await build_live_venue(name, LiveVenueConfig(base_url=emu.base_urls[name]), _env(emu, name),
+                                       symbols=["BTC"], max_slippage_bps=D(50))
         try:
             await venue.market.resync_book(venue.market._markets["BTC"])
             exchange = venue.market._ex
@@ -151,11 +147,8 @@ async def test_bybit_rehearsals_reach_pybits_send_and_the_venue_gets_no_order(tm
     from paper.emulator import start_emulator
 
     with start_emulator(["bybit"], state_path=tmp_path / "v.sqlite", manual_clock=True) as emu:
-        cred = emu.credentials["bybit"]
-        key_var, secret_var = ENV["bybit"][:2]
-        venue = await build_live_venue("bybit", LiveVenueConfig(base_url=emu.base_urls["bybit"]),
-                                       {key_var: cred.key, secret_var: cred.secret}, symbols=["BTC"],
-                                       max_slippage_bps=D(50))
+        venue = await build_live_venue("bybit", LiveVenueConfig(base_url=emu.base_urls["bybit"]), _env(emu, "bybit"),
+                                       symbols=["BTC"], max_slippage_bps=D(50))
         try:
             await venue.market.resync_rest()
             client = venue.executor._http._session.client
