@@ -23,7 +23,9 @@
      between ``on wire`` and the socket (now written at once: ``adapters/ccxt_common/eager_writes.py``).
    ``book_to_orders_ms`` = the later leg's ``leave`` minus the update; ``book_to_orders_on_wire_ms``
    the same to the later ``on wire``, ``book_to_orders_on_socket_ms`` to the later ``on socket``;
-   ``leg_handed_to_wire_ms`` / ``leg_handed_to_socket_ms`` per venue, each leg from ``leave``. The
+   ``leg_handed_to_wire_ms`` / ``leg_handed_to_socket_ms`` per venue, each leg from ``leave``;
+   ``legs_on_new_connection`` per venue counts the legs whose connection was made during their entry
+   (``live.spare_connections`` keeps idle ones open to the ccxt venues; ``--spare-connections 0``). The
    entries are split over the venue pairs (``LATENCY_PAIRS``: Binance USD-M + Bybit, Bybit +
    Hyperliquid, Binance USD-M + Hyperliquid; ``--pairs`` picks some), pooled in ``latency`` and
    given per pair in ``latency.by_pair``; the breakdown splits the path (pass, intent transaction, send);
@@ -105,6 +107,7 @@ venues = {venues}
 symbols = ["BTC", "ETH"]
 busy_poll = {busy_poll}
 rehearse_orders = {rehearse}
+spare_connections = {spare}
 
 [forecast]
 mode = "persistent"
@@ -130,13 +133,15 @@ interval_seconds = {reconcile_s}
 
 def write_settings(workdir: Path, base_urls: dict[str, str], venues: list[str], *, loop_s: float = 1.0,
                    max_hold_h: str = "0.0005", name: str = "live.toml", reconcile_s: float = 5,
-                   unhedged_ms: int = 2000, busy_poll: bool = False, rehearse: bool = True) -> Path:
+                   unhedged_ms: int = 2000, busy_poll: bool = False, rehearse: bool = True,
+                   spare_connections: int = 2) -> Path:
     sections = "".join(f'\n[venues.{v}]\nbase_url = "{base_urls[v]}"\n' for v in venues)
     path = workdir / name
     path.write_text(SETTINGS.format(work=workdir.as_posix(), venues=json.dumps(venues), loop_s=loop_s,
                                     max_hold_h=max_hold_h, venue_sections=sections,
                                     reconcile_s=reconcile_s, unhedged_ms=unhedged_ms,
-                                    busy_poll=json.dumps(busy_poll), rehearse=json.dumps(rehearse)))
+                                    busy_poll=json.dumps(busy_poll), rehearse=json.dumps(rehearse),
+                                    spare=spare_connections))
     return path
 
 
@@ -188,7 +193,7 @@ class ExternalEmulator:
 
 
 async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float, venues: list[str],
-                          busy_poll: bool, rehearse: bool = True) -> dict:
+                          busy_poll: bool, rehearse: bool = True, spare_connections: int = 2) -> dict:
     """``entries`` entries made by the shipped loops trading ``venues`` (a pair); see the module
     docstring. The raw samples are returned too (``summarize_latency`` pools the pairs)."""
     import anyio
@@ -203,7 +208,8 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float, ve
     tag = "+".join(venues)
     settings = load_settings(write_settings(workdir, emu.base_urls, venues, loop_s=60, max_hold_h="1000",
                                             reconcile_s=30, unhedged_ms=600_000, name=f"latency-{tag}.toml",
-                                            busy_poll=busy_poll, rehearse=rehearse))
+                                            busy_poll=busy_poll, rehearse=rehearse,
+                                            spare_connections=spare_connections))
     # (the unhedged-window breaker would halt the bench after one slow leg; the windows are reported)
     configs = {v: LiveVenueConfig(base_url=emu.base_urls[v]) for v in venues}
     session = await build_live_session(configs, keys_env(emu), symbols=settings.live.symbols,
@@ -391,7 +397,9 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float, ve
                         samples[-1]["book_to_socket"] = (max(written) - arrival) * 1000  # type: ignore[type-var]
                         for cid, at in zip(opened, written):
                             samples[-1]["handed_to_socket:" + venues_of[cid]] = (at - leaves[cid]) * 1000
-                            samples[-1]["new_connection:" + venues_of[cid]] = float(cid in sockets.on_new_connection)
+                            # its connection was made during this entry (after the update arrived)
+                            made = sockets.connection_made.get(cid)
+                            samples[-1]["new_connection:" + venues_of[cid]] = float(made is not None and made >= arrival)
                         # collector pauses inside the entry (update -> later socket write), by thread
                         in_loop, in_workers = gc_pauses.inside(arrival, max(written))  # type: ignore[type-var]
                         samples[-1]["gc_in_entry_loop_thread"] = in_loop
@@ -411,6 +419,8 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float, ve
     load_after = os.getloadavg()
     trigger = wiring.trigger
     account = wiring.account
+    reserves = [task.__self__ for task in wiring.background
+                if type(getattr(task, "__self__", None)).__name__ == "ConnectionReserve"]
 
     return {
         "samples": samples, "rtts": rtts, "references": references,
@@ -424,6 +434,10 @@ async def measure_latency(emu, workdir: Path, entries: int, timeout_s: float, ve
             "supervisor_exit_code": code,
             # busy-poll idle slots used (order rehearsals, live.rehearse_orders): None without busy poll
             "idle_task_runs": getattr(getattr(asyncio.get_running_loop(), "_selector", None), "idle_runs", None),
+            # live.spare_connections: what each ccxt venue's reserve did in the background
+            "spare_connections": {reserve.venue: {"opened": reserve.opened, "renewed": reserve.renewed,
+                                                  "dropped_by_venue": reserve.dropped, "disabled": reserve.disabled}
+                                  for reserve in reserves},
             # Collector pauses over the whole run, per generation (live freezes its start-up heap: bot.heap).
             "gc_pause_ms": gc_pauses.summary(), "heap_frozen_objects": gc_pauses.frozen_objects,
             "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in load_after],
@@ -454,6 +468,11 @@ def summarize_latency(samples: list[dict[str, float]], rtts: list[float], refere
             "leg_handed_to_socket_ms": {key.split(":", 1)[1]: _summary([x[key] for x in samples if key in x])
                                         for key in sorted({k for x in samples for k in x
                                                            if k.startswith("handed_to_socket:")})},
+            # per venue: entry orders whose connection was made during their entry (a new TCP connection
+            # on the path; live.spare_connections keeps idle ones ready for the ccxt venues)
+            "legs_on_new_connection": {key.split(":", 1)[1]: int(sum(x[key] for x in samples if key in x))
+                                       for key in sorted({k for x in samples for k in x
+                                                          if k.startswith("new_connection:")})},
             # Why wall time exceeds the loop's CPU time on the path (getrusage RUSAGE_THREAD):
             "loop_thread_off_cpu": {
                 "entries_preempted": int(sum(column("preempted"))),
@@ -613,8 +632,10 @@ class SocketStamps:
     def __init__(self) -> None:
         self.pending: dict[bytes, str] = {}  # wire client id -> our client order id
         self.sent: dict[str, float] = {}  # our client order id -> perf_counter s of that write
-        self.on_new_connection: set[str] = set()  # orders whose write was their connection's first
-        self._written: weakref.WeakSet = weakref.WeakSet()  # transports/sockets written to before
+        # our client order id -> perf_counter s when the connection its bytes went on was made
+        # (None: made before the stamps were installed)
+        self.connection_made: dict[str, float | None] = {}
+        self._made: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # transport/socket -> made at
         self._lock = threading.Lock()
         self._undo: list[tuple[object, str, object]] = []
 
@@ -622,20 +643,20 @@ class SocketStamps:
         with self._lock:
             self.pending[wire_cid.encode()] = cid
 
+    def _made_now(self, channel) -> None:
+        self._made[channel] = time.perf_counter()
+
     def _seen(self, channel, data) -> None:
         now = time.perf_counter()
-        first = channel not in self._written
-        if first:
-            self._written.add(channel)
         if not self.pending:
             return
         raw = bytes(data)
         with self._lock:
             for wire_cid in [w for w in self.pending if w in raw]:
                 cid = self.pending.pop(wire_cid)
-                self.sent.setdefault(cid, now)
-                if first:
-                    self.on_new_connection.add(cid)
+                if cid not in self.sent:
+                    self.sent[cid] = now
+                    self.connection_made[cid] = self._made.get(channel)
 
     def install(self) -> None:
         import asyncio.selector_events as selector_events
@@ -655,6 +676,16 @@ class SocketStamps:
                     self._seen(this, data)
                     return _orig(this, data, *rest)
             setattr(owner, name, patched)
+        # when each connection is made: an asyncio transport (aiohttp) or a connected socket (urllib3)
+        for owner, name in ((transport, "__init__"), (socket.socket, "connect")):
+            original = getattr(owner, name)
+            self._undo.append((owner, name, original))
+
+            def made(this, *args, _orig=original, **kwargs):
+                result = _orig(this, *args, **kwargs)
+                self._made_now(this)
+                return result
+            setattr(owner, name, made)
 
     def uninstall(self) -> None:
         for owner, name, original in reversed(self._undo):
@@ -764,6 +795,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rehearse-orders", action=argparse.BooleanOptionalAction, default=True,
                         help="live.rehearse_orders (default on; acts with --busy-poll): idle-time order "
                              "rehearsals keep the order path warm")
+    parser.add_argument("--spare-connections", type=int, default=2, metavar="N",
+                        help="live.spare_connections (default 2; 0: off): idle keep-alive connections kept "
+                             "open to each ccxt venue")
     parser.add_argument("--share-cpus", action="store_true",
                         help="let the emulator run on the bot's CPUs (default: the emulator gets the last CPU "
                              "and this process the others, as a venue on another machine would)")
@@ -791,7 +825,7 @@ def main(argv: list[str] | None = None) -> int:
         for index, pair in enumerate(args.pairs):  # the entries split evenly over the pairs
             share = args.entries // len(args.pairs) + (index < args.entries % len(args.pairs))
             runs["+".join(pair)] = anyio.run(measure_latency, emu, workdir, share, args.timeout / len(args.pairs),
-                                             list(pair), args.busy_poll, args.rehearse_orders,
+                                             list(pair), args.busy_poll, args.rehearse_orders, args.spare_connections,
                                              backend_options=loop_options(args.busy_poll))
     finally:
         emu.close()
@@ -839,6 +873,7 @@ def main(argv: list[str] | None = None) -> int:
         "venues": VENUES, "python": platform.python_version(), "cpus": os.cpu_count(),
         "emulator_network_delay_ms": args.venue_delay_ms, "busy_poll": args.busy_poll,
         "rehearse_orders": args.rehearse_orders and args.busy_poll,
+        "spare_connections": args.spare_connections,
         "cpu_affinity": {name: sorted(value) if value is not None else None for name, value in cpus.items()},
         "wall_s": round(time.monotonic() - started, 1), "workdir": str(workdir),
     }

@@ -332,6 +332,7 @@ class LiveSection(_Section):
     trigger_min_gap_seconds: float = Field(default=0.0, ge=0, le=3600)
     busy_poll: bool = False
     rehearse_orders: bool = True
+    spare_connections: int = Field(default=2, ge=0, le=8)
 
 
 class Settings(_Section):

@@ -184,6 +184,11 @@ def live_wiring(settings: Settings, session: object, db_path: Path, clock: Clock
         from bot.rehearsals import OrderRehearsals, venue_executors
 
         background.append(OrderRehearsals(venue_executors(session), live.symbols).run)
+    if live.spare_connections:  # idle keep-alive connections per ccxt venue (adapters.ccxt_common.connection_reserve)
+        from adapters.ccxt_common.connection_reserve import reserves_for
+
+        background.extend(reserve.run for reserve in reserves_for(getattr(session, "venues", ()),
+                                                                  live.spare_connections))
     trigger = None
     if live.trigger_on_market_data:
         trigger = MarketTrigger(min_gap_s=live.trigger_min_gap_seconds)

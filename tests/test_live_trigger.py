@@ -79,6 +79,14 @@ async def test_a_book_update_wakes_a_strategy_pass_in_the_live_wiring(tmp_path: 
                 assert wiring.trigger.timer_wakes <= 1
                 assert passes[2] > passes[1] > 0, "each woken pass follows new book updates"
                 assert wiring.account.reads >= 1 and await wiring.account.balances_usd()
+                # live.spare_connections (2): the ccxt venue's pool holds two idle connections, opened
+                # in the background (adapters.ccxt_common.connection_reserve); pybit's Bybit has none
+                reserves = [t.__self__ for t in wiring.background if type(getattr(t, "__self__", None)).__name__
+                            == "ConnectionReserve"]
+                assert [r.venue for r in reserves] == ["hyperliquid"]
+                with anyio.fail_after(10):
+                    while max(reserves[0].idle_counts().values(), default=0) < 2:
+                        await anyio.sleep(0.05)
                 tg.cancel_scope.cancel()
             await app.close()
             assert not app.heap.frozen and gc.get_freeze_count() == 0

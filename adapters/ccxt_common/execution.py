@@ -83,6 +83,11 @@ class CcxtExecutor:
         self._cid_of_order: dict[str, str] = {}
         self._limiter = AsyncLimiter(*dialect.rate)
 
+    @property
+    def exchange(self) -> Any:
+        """The ccxt instance this executor sends through (shared with the venue's feed)."""
+        return self._ex
+
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """One ccxt call; its errors leave as our classes. Order sends are shielded by the caller."""
         async with self._limiter:
