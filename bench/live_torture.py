@@ -56,6 +56,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from live_audit import audit_live  # noqa: E402
 
+from bot.settings import load_settings  # noqa: E402
+
 DEFAULT_OUT = ROOT / "bench" / "results" / "live_torture.json"
 POLL_S = 0.05
 # (kind, params) of every emulator fault, in the order the fault rounds use them.
@@ -337,6 +339,7 @@ def torture(workdir: Path, *, kills: int, seed: int, venues: list[str], faults: 
     states = dict(a.states)  # type: ignore[attr-defined]
     summary = {
         "venues": venues, "seed": seed, "market_seed": market_seed, "rounds": len(plan), "busy_poll": busy_poll,
+        "spare_connections": load_settings(settings).live.spare_connections,  # (the bot's default)
         "kills": sum(1 for r in plan if r.kind in ("kill", "fault")),
         "killed_before_startup": sum(1 for r in plan if r.killed_before_startup),
         "kills_while_holding": sum(1 for r in plan if r.held_at_kill),
