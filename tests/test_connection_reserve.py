@@ -197,3 +197,35 @@ async def test_reserves_for_takes_each_ccxt_instance_once() -> None:
     finally:
         await shared.session.close()
         await other.session.close()
+
+
+
+async def test_a_connection_that_never_completes_is_given_up_and_retried_later(venue, monkeypatch) -> None:
+    import adapters.ccxt_common.connection_reserve as reserve_module
+
+    class HangingConnector(aiohttp.TCPConnector):
+        hang = False
+
+        async def _create_connection(self, req, traces, timeout):  # noqa: ANN001 - aiohttp's signature
+            if self.hang:
+                await asyncio.sleep(3600)  # a handshake that never ends
+            return await super()._create_connection(req, traces, timeout)
+
+    _, base = venue
+    monkeypatch.setattr(reserve_module, "CONNECT_TIMEOUT_S", 0.05)
+    connector = HangingConnector()
+    exchange = SimpleNamespace(session=aiohttp.ClientSession(connector=connector))
+    try:
+        async with exchange.session.get(base + "/fast") as response:
+            await response.read()
+        connector.hang = True
+        reserve = ConnectionReserve(exchange, venue="v", spare=2)
+        assert await asyncio.wait_for(reserve.tick(), 5) == 0  # given up after CONNECT_TIMEOUT_S
+        key = next(iter(reserve._hosts))
+        assert reserve._failures[key] == 1 and reserve.opened == 0
+        connector.hang = False
+        reserve._retry_at[key] = 0.0  # the pause is over
+        assert await reserve.tick() == 1 and reserve.idle_counts() == {f"{key.host}:{key.port}": 2}
+        assert key not in reserve._failures
+    finally:
+        await exchange.session.close()

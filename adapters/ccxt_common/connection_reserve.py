@@ -142,7 +142,10 @@ class ConnectionReserve:
         opened = 0
         for _ in range(count):
             try:
-                proto = await connector._create_connection(request, [], ClientTimeout(total=CONNECT_TIMEOUT_S))
+                # (bounded here: ``connect``'s own bound is around the call it makes, not in it)
+                with anyio.fail_after(CONNECT_TIMEOUT_S):
+                    proto = await connector._create_connection(
+                        request, [], ClientTimeout(total=CONNECT_TIMEOUT_S, sock_connect=CONNECT_TIMEOUT_S))
             except Exception as exc:  # noqa: BLE001 - a reserve failure never stops trading: retried later
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
