@@ -147,10 +147,13 @@ async def test_connections_the_venue_closed_are_dropped_and_replaced(client) -> 
         await client.get(base + "/fast")
         reserve = ConnectionReserve(client, venue="v", spare=2)
         await reserve.tick()
-        await asyncio.sleep(0.4)
+        connector = client.session.connector
+        for _ in range(500):  # the venue closes both within its 0.1 s keep-alive (bounded at 5 s)
+            if not any(proto.is_connected() for conns in connector._conns.values() for proto, _ in conns):
+                break
+            await asyncio.sleep(0.01)
         await reserve.tick()
         assert reserve.dropped == 2 and reserve.opened == 3
-        connector = client.session.connector
         assert all(proto.is_connected() for conns in connector._conns.values() for proto, _ in conns)
     finally:
         await server.stop()
