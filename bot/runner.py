@@ -90,11 +90,17 @@ def latest_recorded_ts_ms(db_path: Path) -> int:
     return latest
 
 
+def _unreachable_at_start(exc: BaseException) -> str:
+    """The one line for a venue that did not answer during ``--live`` start-up (before any order)."""
+    return (f"a venue did not answer during start-up: {exc} (no order was sent; check [venues.NAME] base_url, "
+            "the network and the venue's status, then start again)")
+
+
 def run_live(args: argparse.Namespace, settings: Settings) -> int:
     """Trade on the venues of ``live.venues`` (keys from the environment only) until a signal."""
     import os
 
-    from adapters.errors import FatalVenueError
+    from adapters.errors import FatalVenueError, VenueError
     from adapters.registry import (
         LIVE_SPOT_MARKETS,
         LIVE_VENUES,
@@ -158,6 +164,8 @@ def run_live(args: argparse.Namespace, settings: Settings) -> int:
                                                max_slippage_bps=settings.risk.max_slippage_bps)
         except (LiveConfigError, FatalVenueError) as exc:
             raise UserInputError(str(exc)) from None
+        except VenueError as exc:  # (reading markets: nothing was sent)
+            raise UserInputError(_unreachable_at_start(exc)) from None
         try:
             for line in session.banner():
                 print(f"live: {line}", file=sys.stderr)
@@ -174,6 +182,8 @@ def run_live(args: argparse.Namespace, settings: Settings) -> int:
             except (LiveConfigError, FatalVenueError) as exc:
                 raise UserInputError(f"venue set-up refused: {exc} (check the keys in the environment and the "
                                      "account's permissions)") from None
+            except VenueError as exc:  # (account settings and reads: no order was sent yet)
+                raise UserInputError(_unreachable_at_start(exc)) from None
             # The spread forecast's warm-up (used when the database has no saved levels yet).
             with anyio.move_on_after(60):
                 for line in await session.feed.load_history(settings.forecast.warmup_hours, utc_now_ms()):

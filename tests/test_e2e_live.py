@@ -129,3 +129,31 @@ def test_live_without_keys_or_with_a_remote_url_is_one_line(tmp_path: Path, emul
         'venues = ["bybit", "hyperliquid"]', 'venues = ["bybit", "notavenue"]'))
     proc = _run(["--live", "--settings", str(unknown)], tmp_path, _keys(emulator))
     assert_usage_error(proc, "notavenue")
+
+
+def _closed_local_url() -> str:
+    """An http URL on 127.0.0.1 where nothing listens (a port bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize("down", ["bybit", "hyperliquid"])
+def test_live_with_a_venue_down_at_start_is_one_line(tmp_path: Path, emulator, down: str) -> None:
+    """A venue that does not answer while the bot reads its markets (pybit for Bybit, ccxt for
+    Hyperliquid): one line naming the fix, exit 2, no traceback, and no order anywhere."""
+    urls = {**emulator.base_urls, down: _closed_local_url()}
+    settings = tmp_path / "live.toml"
+    settings.write_text(SETTINGS.format(work=tmp_path.as_posix(), bybit=urls["bybit"], hyperliquid=urls["hyperliquid"]))
+    def venue_orders() -> int:
+        with sqlite3.connect(emulator.core.store.path) as conn:
+            return conn.execute("SELECT COUNT(*) FROM venue_orders").fetchone()[0]
+
+    before = venue_orders()
+    proc = _run(["--live", "--settings", str(settings), "--duration", "5"], tmp_path, _keys(emulator))
+    assert_usage_error(proc, "base_url")
+    assert "did not answer during start-up" in proc.stderr and "no order was sent" in proc.stderr
+    assert venue_orders() == before
