@@ -43,7 +43,7 @@ def run_paper(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:  # the simulated market refuses an impossible configuration
         raise UserInputError(f"setting 'sim': {exc}") from None
     surface.attach(app)
-    configure_logging(settings.bot.log_path)
+    _configure_logging(settings)
     duration = float(args.duration) if args.duration is not None else None
     supervisor = Supervisor(app=app, duration_wall_s=duration, deadline_wall_s=settings.shutdown.deadline_seconds,
                             on_signal=settings.shutdown.on_signal, surface=surface)
@@ -53,6 +53,15 @@ def run_paper(args: argparse.Namespace, settings: Settings) -> int:
              else "stops, keeping hedged positions open (shutdown.on_signal = keep)."), file=sys.stderr)
     with lock:
         return anyio.run(supervisor.run)
+
+
+def _configure_logging(settings: Settings) -> None:
+    """``configure_logging`` on ``bot.log_path``; a path that cannot be written is a one-line user error."""
+    try:
+        configure_logging(settings.bot.log_path)
+    except OSError as exc:
+        raise UserInputError(f"setting 'bot.log_path': cannot write {settings.bot.log_path}: "
+                             f"{exc.strerror or exc} (point it at a writable file)") from None
 
 
 def _check_writable(db_path: Path) -> None:
@@ -136,6 +145,7 @@ def run_live(args: argparse.Namespace, settings: Settings) -> int:
     if db_path.resolve() == settings.bot.paper_db_path.resolve():
         raise UserInputError(f"live database {db_path} is the paper database (bot.paper_db_path); "
                              "live runs must use another file (--db or bot.live_db_path)")
+    lock = claim_database(db_path, venue_file=False)  # one bot per database, our own healthy file (else exit 2)
     _check_writable(db_path)
     configs = {}
     for name in venues:
@@ -155,7 +165,7 @@ def run_live(args: argparse.Namespace, settings: Settings) -> int:
             leverage=settings.live.leverage,
             fees=fees,
         )
-    configure_logging(settings.bot.log_path)
+    _configure_logging(settings)
     duration = float(args.duration) if args.duration is not None else None
 
     async def main() -> int:
@@ -198,7 +208,8 @@ def run_live(args: argparse.Namespace, settings: Settings) -> int:
 
     from bot.core.busy_poll import loop_options
 
-    return anyio.run(main, backend_options=loop_options(settings.live.busy_poll))
+    with lock:
+        return anyio.run(main, backend_options=loop_options(settings.live.busy_poll))
 
 
 def run_paper_live(args: argparse.Namespace, settings: Settings) -> int:
@@ -245,7 +256,7 @@ def run_paper_live(args: argparse.Namespace, settings: Settings) -> int:
     surface = OperatorSurface(settings)
     lock = claim_database(db_path)  # one bot per database, our own healthy file (else exit 2)
     _check_writable(db_path)
-    configure_logging(settings.bot.log_path)
+    _configure_logging(settings)
     duration = float(args.duration) if args.duration is not None else None
 
     async def main() -> int:

@@ -157,3 +157,48 @@ def test_live_with_a_venue_down_at_start_is_one_line(tmp_path: Path, emulator, d
     assert_usage_error(proc, "base_url")
     assert "did not answer during start-up" in proc.stderr and "no order was sent" in proc.stderr
     assert venue_orders() == before
+
+
+def test_live_refuses_a_foreign_database_and_an_unwritable_log_in_one_line(tmp_path: Path, emulator) -> None:
+    """Both found by trying ``--live`` as a new user: a corrupt database file ended in a traceback
+    from inside the supervisor, a ``bot.log_path`` that is a directory in one from loguru."""
+    settings = tmp_path / "live.toml"
+    text = SETTINGS.format(work=tmp_path.as_posix(), bybit=emulator.base_urls["bybit"],
+                           hyperliquid=emulator.base_urls["hyperliquid"])
+    settings.write_text(text)
+    (tmp_path / "live.sqlite").write_bytes(b"this is not a database" * 100)
+    proc = _run(["--live", "--settings", str(settings), "--duration", "5"], tmp_path, _keys(emulator))
+    assert_usage_error(proc, "live.sqlite")
+    (tmp_path / "live.sqlite").unlink()
+    (tmp_path / "logs").mkdir()
+    settings.write_text(text.replace(f'log_path = "{tmp_path.as_posix()}/bot.log.jsonl"',
+                                     f'log_path = "{tmp_path.as_posix()}/logs"'))
+    proc = _run(["--live", "--settings", str(settings), "--duration", "5"], tmp_path, _keys(emulator))
+    assert_usage_error(proc, "bot.log_path")
+
+
+def test_a_second_live_bot_on_the_same_database_is_refused(tmp_path: Path, emulator) -> None:
+    """One bot per database: a second ``--live`` on the first one's database would trade the same
+    positions twice. It exits 2 naming the running bot's pid, and the first goes on."""
+    import subprocess
+    import time
+
+    settings = tmp_path / "live.toml"
+    settings.write_text(SETTINGS.format(work=tmp_path.as_posix(), bybit=emulator.base_urls["bybit"],
+                                        hyperliquid=emulator.base_urls["hyperliquid"]))
+    env = {**os.environ, **_keys(emulator), "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    first = subprocess.Popen(bot_command("--live", "--settings", str(settings), "--duration", "25"), cwd=tmp_path,
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "live.sqlite").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)  # the first bot holds the lock from before it opens the database
+        second = _run(["--live", "--settings", str(settings), "--duration", "5"], tmp_path, _keys(emulator))
+        assert_usage_error(second, f"pid {first.pid}")
+        out, err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 0, err[-2000:]
