@@ -16,6 +16,7 @@ Variables per venue (documented in the README):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -24,6 +25,14 @@ ENV_NAMES: dict[str, dict[str, str]] = {
     "binanceusdm": {"api_key": "BINANCEUSDM_API_KEY", "secret": "BINANCEUSDM_API_SECRET"},
     "okx": {"api_key": "OKX_API_KEY", "secret": "OKX_API_SECRET", "password": "OKX_API_PASSPHRASE"},
     "hyperliquid": {"wallet_address": "HYPERLIQUID_WALLET_ADDRESS", "private_key": "HYPERLIQUID_PRIVATE_KEY"},
+}
+
+
+# Values whose shape is fixed: checked before any request (a malformed one was only refused by
+# the venue's stream later, or failed as "transport error"). The message never shows the value.
+FORMATS: dict[tuple[str, str], tuple[re.Pattern[str], str]] = {
+    ("hyperliquid", "wallet_address"): (re.compile(r"0x[0-9a-fA-F]{40}"), "an address: 0x and 40 hex digits"),
+    ("hyperliquid", "private_key"): (re.compile(r"(0x)?[0-9a-fA-F]{64}"), "a private key: 64 hex digits, 0x optional"),
 }
 
 
@@ -61,7 +70,13 @@ def load_credentials(venue: str, env: Mapping[str, str]) -> Credentials:
         raise CredentialsError(
             f"venues.{venue}: set the environment variable(s) {', '.join(missing)} (keys are read only from the "
             f"environment)")
-    return Credentials(venue=venue, values={role: env[var].strip() for role, var in names.items()})
+    values = {role: env[var].strip() for role, var in names.items()}
+    malformed = [f"{names[role]} is not {shape}" for role, value in values.items()
+                 if (check := FORMATS.get((venue, role))) is not None and not check[0].fullmatch(value)
+                 for shape in (check[1],)]
+    if malformed:
+        raise CredentialsError(f"venues.{venue}: {'; '.join(malformed)} (fix the environment variable)")
+    return Credentials(venue=venue, values=values)
 
 
 def scrub(text: str, credentials: Credentials | None) -> str:

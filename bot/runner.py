@@ -100,9 +100,16 @@ def latest_recorded_ts_ms(db_path: Path) -> int:
 
 
 def _unreachable_at_start(exc: BaseException) -> str:
-    """The one line for a venue that did not answer during ``--live`` start-up (before any order)."""
-    return (f"a venue did not answer during start-up: {exc} (no order was sent; check [venues.NAME] base_url, "
-            "the network and the venue's status, then start again)")
+    """The one line for a venue that failed a ``--live`` start-up request (before any order): one
+    that did not answer, or one that refused (a key the venue does not know, a leverage it does not
+    take)."""
+    from adapters.errors import TemporaryVenueError
+
+    if isinstance(exc, TemporaryVenueError):
+        return (f"a venue did not answer during start-up: {exc} (no order was sent; check [venues.NAME] base_url, "
+                "the network and the venue's status, then start again)")
+    return (f"a venue refused a start-up request: {exc} (no order was sent; check the keys in the environment, "
+            "live.leverage and the account's settings on the venue)")
 
 
 def run_live(args: argparse.Namespace, settings: Settings) -> int:

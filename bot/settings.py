@@ -334,6 +334,14 @@ class LiveSection(_Section):
     rehearse_orders: bool = True
     spare_connections: int = Field(default=2, ge=0, le=8)
 
+    @field_validator("venues", "symbols")
+    @classmethod
+    def _listed_once(cls, value: list[str]) -> list[str]:
+        twice = sorted({item for item in value if value.count(item) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} listed twice: list each once")
+        return value
+
 
 class Settings(_Section):
     """Every section of settings.toml; each key is documented in the shipped file and the README."""
