@@ -71,9 +71,11 @@ def load_credentials(venue: str, env: Mapping[str, str]) -> Credentials:
             f"venues.{venue}: set the environment variable(s) {', '.join(missing)} (keys are read only from the "
             f"environment)")
     values = {role: env[var].strip() for role, var in names.items()}
-    malformed = [f"{names[role]} is not {shape}" for role, value in values.items()
-                 if (check := FORMATS.get((venue, role))) is not None and not check[0].fullmatch(value)
-                 for shape in (check[1],)]
+    malformed = []
+    for role, value in values.items():
+        pattern, shape = FORMATS.get((venue, role), (None, ""))
+        if pattern is not None and not pattern.fullmatch(value):
+            malformed.append(f"{names[role]} is not {shape}")
     if malformed:
         raise CredentialsError(f"venues.{venue}: {'; '.join(malformed)} (fix the environment variable)")
     return Credentials(venue=venue, values=values)
