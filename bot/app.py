@@ -499,13 +499,21 @@ class Application:
         """Non-zero venue positions plus positions the bot still holds open."""
         assert self.executor is not None and self.engine is not None
         remaining: dict[str, str] = {}
+        unreachable: set[str] = set()
         try:
             # Perp positions and the bot's spot coins (wallet above its baseline).
-            for (venue, symbol), size in sorted((await self.engine.venue_sizes()).items()):
-                if size != 0:
-                    remaining[f"{venue}:{symbol}"] = str(size)
-        except Exception as exc:  # the venue could not be asked: that is not flat
-            remaining["venues"] = f"unreachable ({exc})"
+            sizes = await self.engine.venue_sizes()
+        except Exception as exc:  # a venue could not be asked: that is not flat; which ones, and the rest
+            logger.bind(event="exposure_unread").warning(f"venue positions not read: {exc!r}")
+            try:
+                sizes, unreachable = await self.engine.exposure_by_venue()
+            except Exception as again:  # noqa: BLE001  (reported below as the answer)
+                sizes, remaining["venues"] = {}, f"unreachable ({again})"
+        for (venue, symbol), size in sorted(sizes.items()):
+            if size != 0:
+                remaining[f"{venue}:{symbol}"] = str(size)
+        for venue in sorted(unreachable):
+            remaining[f"venue {venue}"] = "unreachable"
         for pos in self.engine.active_positions():
             remaining[f"position:{pos.position_id}"] = pos.state.value
         return remaining

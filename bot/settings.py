@@ -58,8 +58,9 @@ def _admits(annotation: Any, kind: type) -> bool:
 
 
 class _Section(BaseModel):
-    """Strict scalars everywhere: no true/false where a number belongs, no binary float where
-    money or a quantity (Decimal) belongs, no absurd magnitudes; ``~`` expanded in paths."""
+    """Strict scalars everywhere: no true/false where a number belongs, only true/false where a
+    switch belongs (no "yes" or 1), no binary float where money or a quantity (Decimal) belongs, no
+    absurd magnitudes; ``~`` expanded in paths."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -69,6 +70,9 @@ class _Section(BaseModel):
         annotation = cls.model_fields[info.field_name].annotation if info.field_name else None
         if isinstance(value, bool) and not _admits(annotation, bool):
             raise ValueError("expected a number or text, not true/false")
+        if annotation is bool and not isinstance(value, bool):
+            # pydantic's lax mode reads "yes", "on", "1" and 1 as true: a switch is written true or false
+            raise ValueError("expected true or false (unquoted)")
         if isinstance(value, float) and _admits(annotation, Decimal):
             raise ValueError('write money and quantities as quoted decimal text, e.g. "1000.5" '
                              "(a TOML float is binary and inexact)")
@@ -311,6 +315,15 @@ class VenueSection(_Section):
     ws_url: str | None = None  # live: stream endpoint override (default: base_url as ws://)
     testnet: bool = False  # live: the venue's testnet where it has one
     allow_remote_base_url: bool = False  # live: allow a base_url that is not 127.0.0.1/localhost
+
+    @field_validator("testnet")
+    @classmethod
+    def _one_endpoint(cls, testnet: bool, info: ValidationInfo) -> bool:
+        # Both set would silently mean base_url (the user believing they are on testnet, or not)
+        if testnet and info.data.get("base_url"):
+            raise ValueError("testnet = true and base_url are both set: keep one (base_url would be used "
+                             "and testnet ignored)")
+        return testnet
 
 
 class BacktestSection(_Section):

@@ -265,7 +265,7 @@ class Supervisor:
                 if scope.cancelled_caught:
                     await app.event("shutdown_deadline", "error", f"flatten did not finish within {flatten_s:g}s")
                 if not flat:
-                    await app.event("not_flat", "critical", f"NOT FLAT after shutdown: {remaining}")
+                    await app.event("not_flat", "critical", f"NOT FLAT after shutdown: {exposure_text(remaining)}")
                 await app.bot_transition("shutdown_complete", f"{'flat' if flat else 'NOT flat'} ({request.reason})")
             except Exception as exc:  # the exit code and the final line below still tell the truth
                 logger.opt(exception=exc).bind(event="shutdown_record_failed").error(f"recording failed: {exc!r}")
@@ -275,7 +275,7 @@ class Supervisor:
         if flat:
             print(f"stopped: {request.reason}; all positions closed, flat on every venue", file=sys.stderr)
             return request.exit_code
-        print(f"stopped: {request.reason}; NOT FLAT, still open: {remaining}", file=sys.stderr)
+        print(f"stopped: {request.reason}; NOT FLAT, still open: {exposure_text(remaining)}", file=sys.stderr)
         return EXIT_NOT_FLAT if request.exit_code == EXIT_OK else request.exit_code
 
     async def _shutdown_keeping(self, request: StopRequest) -> int:
@@ -291,18 +291,24 @@ class Supervisor:
         with anyio.CancelScope(shield=True):
             kept = await app.open_position_ids()
             if problems:
-                await app.event("not_flat", "critical", f"keep shutdown: unexpected exposure {problems}")
+                await app.event("not_flat", "critical", f"keep shutdown: unexpected exposure {exposure_text(problems)}")
             await app.bot_transition("shutdown_complete", f"kept {len(kept)} hedged position(s) open "
                                      f"({request.reason})" if not problems else f"NOT as kept ({request.reason})")
             await self._stop_market_loops()
             await app.close()
         app.end_status()
         if problems:
-            print(f"stopped: {request.reason}; NOT as kept, unexpected exposure: {problems}", file=sys.stderr)
+            print(f"stopped: {request.reason}; NOT as kept, unexpected exposure: {exposure_text(problems)}",
+                  file=sys.stderr)
             return EXIT_NOT_FLAT
         print(f"stopped: {request.reason}; kept {len(kept)} hedged position(s) open (shutdown.on_signal = keep): "
               f"{', '.join(kept) or 'none'}; the next start resumes them", file=sys.stderr)
         return request.exit_code
+
+
+def exposure_text(remaining: dict[str, str]) -> str:
+    """``{"bybit:BTC": "-0.01", "position:ab12": "closing"}`` as ``bybit:BTC -0.01; position:ab12 closing``."""
+    return "; ".join(f"{what} {state}" for what, state in remaining.items())
 
 
 def shutdown_budget(deadline_s: float) -> tuple[float, float, float]:

@@ -42,6 +42,25 @@ async def test_plain_lines_when_not_a_terminal_say_what_the_bot_does(tmp_path: P
 
 
 @pytest.mark.anyio
+async def test_plain_lines_name_an_open_venue_breaker(tmp_path: Path) -> None:
+    # Without a terminal (a service's journal), a venue that keeps failing was only in the log file.
+    app, _clock = await make_app(tmp_path, easy_settings())
+    try:
+        out = io.StringIO()
+        view = StatusView(app, out, 1.0)
+        view.render()
+        assert "breakers:" not in out.getvalue()  # all closed: the line stays short
+        venue = app.board.venues[0]
+        for _ in range(20):
+            app._apply_board(app.board.record_venue_failure(venue, app.clock.now_ms(), "venue did not answer"))
+        view.render()
+        last = out.getvalue().splitlines()[-1]
+        assert f"breakers: venue {venue}:" in last and "venue did not answer" in last
+    finally:
+        await app.close()
+
+
+@pytest.mark.anyio
 async def test_live_view_on_a_terminal_shows_positions_and_ends_on_its_own_line(tmp_path: Path) -> None:
     app, clock = await make_app(tmp_path, easy_settings())
     try:

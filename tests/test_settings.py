@@ -98,11 +98,27 @@ def test_cross_field_and_strictness_rules_name_the_key(tmp_path: Path) -> None:
         ("strategy", "notional_usd_per_position", '"1e999999"'): "strategy.notional_usd_per_position",
         ("strategy", "notional_usd_per_position", "1000.5"): "quoted decimal text",
         ("strategy", "max_positions", "true"): "not true/false",
+        ("live", "busy_poll", '"yes"'): "expected true or false",  # pydantic alone reads "yes" as true
         ("sim", "start", '"2026-02-30T00:00:00Z"'): "not a real date",
         ("sim", "speed", "1e9"): "sim.speed",
         ("risk", "min_free_margin_usd", '"1e20"'): "absurdly large",
         ("risk", "venue_error_window_seconds", "nan"): "risk.venue_error_window_seconds",
     }
+    venue_cases = {
+        'allow_remote_base_url = "yes"': "venues.bybit.allow_remote_base_url",
+        "testnet = 1": "expected true or false",
+        # both would silently mean base_url: the user could believe they are on testnet
+        'base_url = "http://127.0.0.1:8801"\ntestnet = true': "'venues.bybit.testnet': Value error, testnet = "
+                                                             "true and base_url are both set: keep one",
+    }
+    for lines, expected in venue_cases.items():
+        path = tmp_path / "venue.toml"
+        path.write_text(f"[venues.bybit]\n{lines}\n")
+        with pytest.raises(UserInputError) as caught:
+            load_settings(path)
+        assert expected in str(caught.value) and "\n" not in str(caught.value), str(caught.value)
+    path.write_text('[venues.bybit]\nbase_url = "http://127.0.0.1:8801"\ntestnet = false\n')
+    assert load_settings(path).venues["bybit"].base_url == "http://127.0.0.1:8801"
     path = write_settings(tmp_path, {"exit": {"min_hold_hours": '"100"', "max_hold_hours": '"72"'}})
     with pytest.raises(UserInputError) as caught:
         load_settings(path)

@@ -288,6 +288,11 @@ class ReconcileMixin(SpotMixin, EngineCore):
         return self._positions_from(await read_venues(self._venues() if wanted is None else wanted,
                                                       self._read_positions))
 
+    async def exposure_by_venue(self) -> tuple[dict[tuple[str, str], Decimal], set[str]]:
+        """Signed size per (venue, symbol) on every venue that answers, and the venues that did not
+        (``venue_sizes`` raises on the first one): what a NOT FLAT shutdown reports."""
+        return await self._venue_positions()
+
     async def _read_positions(self, venue: str) -> list[VenuePosition] | dict[tuple[str, str], Decimal]:
         # A spot market is a wallet, not a position: the bot's coins are the balance above its baseline.
         return await self.spot_sizes(venue) if is_spot(venue) else await self.executor.positions(venue)

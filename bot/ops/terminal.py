@@ -134,7 +134,10 @@ class StatusView:
             self._live = None
 
     def plain_line(self) -> str:
-        return f"{status_line(self.app)} | {activity(self.app)}"
+        """The status line, what the bot is doing and, when any is open, its breakers (a venue
+        unreachable or its data stale is otherwise only in the log file)."""
+        breakers = breakers_text(self.app)
+        return f"{status_line(self.app)} | {activity(self.app)}" + (f" | breakers: {breakers}" if breakers else "")
 
     def rich_view(self) -> Any:
         from rich.console import Group
@@ -157,11 +160,16 @@ class StatusView:
                           _money(fees), Text(_money(net), style="green" if net >= 0 else "red"))
         parts: list[Any] = [header, doing]
         parts.append(table if table.row_count else Text("no open positions", style="dim"))
-        blocking = app.board.global_open()
-        venues = sorted(app.board.open_venues())
-        breakers = "; ".join(blocking + [f"venue {v}: {', '.join(app.board.venue_open_reasons(v))}" for v in venues])
+        breakers = breakers_text(app)
         parts.append(Text("breakers: " + (breakers or "all closed"), style="yellow" if breakers else "dim"))
         return Group(*parts)
+
+
+def breakers_text(app: "Application") -> str:
+    """The open breakers ("" when all are closed): global ones, then each venue's reasons."""
+    venues = sorted(app.board.open_venues())
+    return "; ".join(app.board.global_open()
+                     + [f"venue {v}: {', '.join(app.board.venue_open_reasons(v))}" for v in venues])
 
 
 def status_line(app: "Application") -> str:
