@@ -76,6 +76,35 @@ def test_emulate_reports_a_taken_port_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: --port-base: cannot listen on 127.0.0.1")
     assert len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no state file left for a run that never served
+
+
+def test_one_emulator_per_state_file(tmp_path: Path) -> None:
+    # Two emulators on one state file would each keep their own copy of the venues and overwrite
+    # each other's orders and balances.
+    state = tmp_path / "emu.sqlite"
+    proc = subprocess.Popen(bot_command("emulate", "--venues", "bybit", "--state", state),
+                            cwd=tmp_path, env=bot_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _read_banner(proc)
+        second = run_bot("emulate", "--venues", "bybit", "--state", state, cwd=tmp_path, timeout_s=30)
+        assert second.returncode == 2, second.stderr
+        assert second.stderr.strip() == (f"error: --state: {state} is in use by a running emulator (pid {proc.pid}); "
+                                         "stop it or choose another --state")
+        assert state.exists()  # the first one's file is untouched
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    again = subprocess.Popen(bot_command("emulate", "--venues", "bybit", "--state", state),
+                             cwd=tmp_path, env=bot_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _read_banner(again)["state"] == str(state)  # free again once the first one stopped
+    finally:
+        again.kill()
+        again.wait()
 
 
 def test_emulate_network_delay_holds_each_rest_request(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from paper.emulator import EMULATED_VENUES, _credential_tables, default_credenti
 from paper.emulator.core import EmulatorCore
 from paper.emulator.faults import FaultSwitchboard
 from paper.emulator.server import start_servers
+from storage.instance_lock import AlreadyRunning, InstanceLock, lock_path_for
 
 DEFAULT_STATE_PATH = Path("data/emulator.venues.sqlite")
 MAX_HISTORY_HOURS = 24 * 365
@@ -46,12 +47,44 @@ def run_emulate(args) -> int:
     delay_ms = float(getattr(args, "network_delay_ms", 0) or 0)
     if not 0 <= delay_ms <= MAX_NETWORK_DELAY_MS:
         raise UserInputError(f"--network-delay-ms: {delay_ms:g} is out of range; use 0..{MAX_NETWORK_DELAY_MS}")
+    lock = _lock_state(state)
+    existed = state.exists()
     try:
-        core = EmulatorCore(venues, seed=seed, speed=speed, state_path=state, starting_balance_usd=Decimal(100_000))
+        try:
+            core = EmulatorCore(venues, seed=seed, speed=speed, state_path=state,
+                                starting_balance_usd=Decimal(100_000))
+        except OSError as exc:
+            raise UserInputError(f"--state: cannot open {state} ({exc.strerror or exc}); "
+                                 "choose a writable path") from None
+        core.backfill_rate_history(history_hours)
+        try:
+            return asyncio.run(_serve(core, venues, port_base, bool(getattr(args, "rate_limits", False)), delay_ms))
+        except UserInputError:
+            if not existed:  # nothing was served: the files made for this run go with it
+                _remove_state_files(state)
+                lock.release()
+                lock_path_for(state).unlink(missing_ok=True)
+            raise
+    finally:
+        lock.release()
+
+
+def _lock_state(state: Path) -> InstanceLock:
+    """One emulator per state file: two would each keep their own copy of the venues' books and
+    overwrite each other's orders, balances and clock."""
+    try:
+        return InstanceLock.acquire(state)
+    except AlreadyRunning as exc:
+        holder = f"pid {exc.pid}" if exc.pid else "another process"
+        raise UserInputError(f"--state: {state} is in use by a running emulator ({holder}); stop it or choose "
+                             "another --state") from None
     except OSError as exc:
-        raise UserInputError(f"--state: cannot open {state} ({exc.strerror or exc}); choose a writable path") from None
-    core.backfill_rate_history(history_hours)
-    return asyncio.run(_serve(core, venues, port_base, bool(getattr(args, "rate_limits", False)), delay_ms))
+        raise UserInputError(f"--state: cannot lock {state} ({exc.strerror or exc}); choose a writable path") from None
+
+
+def _remove_state_files(state: Path) -> None:
+    for path in (state, state.with_name(state.name + "-wal"), state.with_name(state.name + "-shm")):
+        path.unlink(missing_ok=True)
 
 
 async def _serve(core: EmulatorCore, venues: tuple[str, ...], port_base: int, rate_limits: bool,
