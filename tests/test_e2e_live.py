@@ -159,6 +159,27 @@ def test_live_with_a_venue_down_at_start_is_one_line(tmp_path: Path, emulator, d
     assert venue_orders() == before
 
 
+def test_live_refuses_a_hyperliquid_key_that_trades_another_account(tmp_path: Path, emulator) -> None:
+    """A well-formed address that is not the key's account: the bot would read one account while its
+    orders trade the key's. It used to start (exit 0); now one line before any order."""
+    settings = tmp_path / "live.toml"
+    settings.write_text(SETTINGS.format(work=tmp_path.as_posix(), bybit=emulator.base_urls["bybit"],
+                                        hyperliquid=emulator.base_urls["hyperliquid"]))
+    with sqlite3.connect(emulator.core.store.path) as conn:
+        before = conn.execute("SELECT COUNT(*) FROM venue_orders").fetchone()[0]
+    other_address = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8"
+    keys = {**_keys(emulator), "HYPERLIQUID_WALLET_ADDRESS": other_address}
+    proc = _run(["--live", "--settings", str(settings), "--duration", "5"], tmp_path, keys)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]  # after the banner: the account set-up refused it
+    assert last.startswith("error: venue set-up refused: hyperliquid: HYPERLIQUID_PRIVATE_KEY is the key of "
+                           "another account"), last
+    assert other_address not in proc.stderr
+    assert keys["HYPERLIQUID_PRIVATE_KEY"][2:] not in proc.stderr
+    with sqlite3.connect(emulator.core.store.path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM venue_orders").fetchone()[0] == before
+
+
 def test_live_refuses_a_foreign_database_and_an_unwritable_log_in_one_line(tmp_path: Path, emulator) -> None:
     """Both found by trying ``--live`` as a new user: a corrupt database file ended in a traceback
     from inside the supervisor, a ``bot.log_path`` that is a directory in one from loguru."""

@@ -69,3 +69,46 @@ def test_a_venue_or_symbol_listed_twice_is_one_line(tmp_path, key: str, listed: 
     proc = subprocess.run(bot_command("--live", "--settings", str(settings)), cwd=tmp_path, capture_output=True,
                           text=True, timeout=60)
     assert_usage_error(proc, f"live.{key}", "listed twice")
+
+
+OTHER_KEY = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"  # another well-known test key
+
+
+def test_the_key_address_is_derived_from_the_key() -> None:
+    from adapters.hyperliquid.signer import key_address
+
+    assert key_address(KEY) == ADDRESS and key_address(KEY[2:]) == ADDRESS
+    assert key_address(OTHER_KEY) != ADDRESS
+
+
+@pytest.mark.anyio
+async def test_a_key_that_would_trade_another_account_stops_the_start_up() -> None:
+    """The bot reads HYPERLIQUID_WALLET_ADDRESS; orders trade the signer's account (or, for an API
+    wallet, its master's). A key of any other account would trade where the bot never looks."""
+    from adapters.errors import FatalVenueError
+    from adapters.hyperliquid.signer import check_signer, key_address
+
+    asked: list[str] = []
+
+    def venue_says(answer):
+        async def user_role(address: str):
+            asked.append(address)
+            return answer
+        return user_role
+
+    own = await check_signer(ADDRESS, KEY, venue_says({"role": "missing"}))
+    assert own == "signing key (the account's own): unchanged"
+    assert asked == []  # its own key: nothing to ask
+    agent = key_address(OTHER_KEY)
+    line = await check_signer(ADDRESS.upper().replace("0X", "0x"), OTHER_KEY,
+                              venue_says({"role": "agent", "data": {"user": ADDRESS}}))
+    assert line == "signing key (an API wallet approved for the account): unchanged" and asked == [agent]
+    for answer, seen in (({"role": "agent", "data": {"user": "0x" + "1" * 40}}, "an API wallet of another account"),
+                         ({"role": "user"}, "the key of another account"),
+                         ({"role": "missing"}, "a key the venue does not know"),
+                         ("not json", "did not tell")):
+        with pytest.raises(FatalVenueError) as caught:
+            await check_signer(ADDRESS, OTHER_KEY, venue_says(answer))
+        message = str(caught.value)
+        assert seen in message and "HYPERLIQUID_WALLET_ADDRESS" in message and "\n" not in message
+        assert OTHER_KEY not in message and ADDRESS not in message and agent not in message

@@ -84,9 +84,17 @@ async def prepare_account(venue: str, exchange: Any, markets: Iterable[VenueMark
         lines.append(f"position mode one-way: {await _one_way_okx(exchange)}")
     elif venue == "hyperliquid":
         from adapters.hyperliquid.dialect import read_account_abstraction
+        from adapters.hyperliquid.signer import check_signer
+
+        async def user_role(address: str) -> Any:
+            return await exchange.public_post_info({"type": "userRole", "user": address})
 
         try:
+            # before anything else: a key of another account would trade where the bot never reads
+            lines.append(await check_signer(exchange.walletAddress, exchange.privateKey, user_role))
             abstraction = await read_account_abstraction(exchange)
+        except FatalVenueError:
+            raise
         except Exception as exc:  # noqa: BLE001  (classified and re-raised as ours)
             raise translate(venue, exc) from None
         lines.append(f"account abstraction {abstraction}: unchanged")  # read, never switched by us

@@ -14,7 +14,7 @@ setReferrer (L1-signed, checked); approveBuilderFee and other user-signed action
 without a signature check (they move no position). Info types: meta, metaAndAssetCtxs, spotMeta,
 spotMetaAndAssetCtxs, perpDexs, allMids, l2Book, clearinghouseState, spotClearinghouseState,
 openOrders, frontendOpenOrders, orderStatus, historicalOrders, userFills, userFillsByTime,
-userFunding, fundingHistory, predictedFundings, userFees, userRateLimit, exchangeStatus.
+userFunding, fundingHistory, predictedFundings, userFees, userRateLimit, userRole, exchangeStatus.
 Stream subscriptions: l2Book, allMids, activeAssetCtx, orderUpdates, userFills; ``{"method": "ping"}``.
 Hyperliquid books carry no sequence numbers: the sequence-gap fault drops one l2Book message.
 """
@@ -255,6 +255,11 @@ class HyperliquidDialect(Dialect):
         fees = self.core.fees[self.name]
         return {"userCrossRate": num(fees.taker_bps / 10_000), "userAddRate": num(fees.maker_bps / 10_000),
                 "activeReferralDiscount": "0.0", "dailyUserVlm": [], "feeSchedule": {}}
+
+    def _info_userRole(self, body: dict[str, Any]) -> Any:
+        # The venue's roles: user, agent (an API wallet, with its master), vault, subAccount, missing.
+        # The emulator's accounts sign for themselves: it has no API wallets.
+        return {"role": "user" if self._user(body) is not None else "missing"}
 
     def _info_userRateLimit(self, body: dict[str, Any]) -> Any:
         return {"cumVlm": "0.0", "nRequestsUsed": 0, "nRequestsCap": 10000}
