@@ -55,6 +55,14 @@ FORECAST_LEVELS_KEY = "forecast.levels"
 FORECAST_SAVE_INTERVAL_MS = 15 * 60_000  # reconciliation saves the forecast levels at most this often (clock time)
 FORECAST_SAVE_MIN_WALL_S = 5.0  # ... and at most this often in wall time
 MS_PER_HOUR = 3_600_000
+# Start-up: how long (wall seconds) to keep looking up a restored position's orders that the venue
+# does not know YET (every venue's request expiry plus clock-skew allowance is 7 s), polled this often.
+RESTART_SETTLE_MAX_S = 15.0
+RESTART_SETTLE_POLL_S = 0.25
+# While running: an order the venue did not know YET (a send that timed out) is looked up again this
+# often (wall seconds) by the strategy pass, so its position goes on within seconds of the answer
+# becoming final, not a whole ``reconcile.interval_seconds`` later.
+NOT_FOUND_YET_RETRY_S = 1.0
 
 
 class Application:
@@ -90,6 +98,7 @@ class Application:
         self.last_ranked: list[Opportunity] | None = None  # the last strategy pass's ranking (None: no pass yet)
         self._entry_denial_key: tuple | None = None
         self._stopping = False
+        self._not_found_yet_retry_at = 0.0  # (monotonic s) see NOT_FOUND_YET_RETRY_S
         self._equity_cache: dict[str, Decimal] = {}
         self._pending_events: list[tuple[str, str, str, str | None, dict | None]] = []
         self.catch_up = MarketCatchUp(settings.sim.step_seconds)
@@ -161,10 +170,24 @@ class Application:
             self._apply_board(self.board.kill(self.clock.now_ms(), halt))
         self._record_quotes(self.clock.now_ms())  # the first market data clears the stale-data breakers
         await self.account.attach(self.executor, self.engine.venue_sizes)
+        await self._settle_restored()
         await self._sync_bot_state()
         if self.wiring.freeze_heap_after_start:
             frozen = self.heap.freeze()
             logger.bind(kind="heap_frozen").debug(f"start-up heap frozen: {frozen} objects")
+
+    async def _settle_restored(self) -> None:
+        """Finish what a restart left in flight before the loops start. A close (or any order)
+        persisted just before a kill is looked up at start-up; if the request never reached the
+        venue, the venue says "not found yet" until its expiry passes (seconds), the position cannot
+        be resumed meanwhile, and the next chance was the first periodic reconciliation, a whole
+        ``reconcile.interval_seconds`` later, while entries went on. Bounded: a venue that does not
+        answer at all is left to reconciliation, as before."""
+        assert self.engine is not None
+        deadline = time.monotonic() + RESTART_SETTLE_MAX_S
+        while self.engine.waiting_not_found_yet() and time.monotonic() < deadline:
+            await anyio.sleep(RESTART_SETTLE_POLL_S)
+            await self.engine.resume_not_found_yet()
 
     async def _load_forecast_history(self) -> None:
         """The forecast's levels: from the database (a restart), else from the market's history
@@ -283,9 +306,15 @@ class Application:
         while True:
             if trigger is None:
                 await pacer.wait()
-            elif await trigger.wait(pacer) == "market" and (self._stopping or not self.bot.allows_entries):
+            elif await trigger.wait(pacer) == "market" and (self._stopping or not self.bot.allows_entries) \
+                    and not self._not_found_yet_due():
                 continue  # no entry can be made: exits keep the timer's cadence
             await self.strategy_step()
+
+    def _not_found_yet_due(self) -> bool:
+        """A position waits on an order the venue did not know yet, and it is time to look again."""
+        return bool(self.engine is not None and self.engine.not_found_yet and not self._stopping
+                    and time.monotonic() >= self._not_found_yet_retry_at)
 
     async def strategy_step(self) -> None:
         """One pass: exits first (they free capacity and reduce risk), then at most one entry.
@@ -301,6 +330,13 @@ class Application:
     async def _strategy_pass(self) -> None:
         assert self.engine is not None and self.executor is not None
         await self.reconcile_first.wait_if_running()  # paper: a running reconciliation first (bot.pacing)
+        if self._not_found_yet_due():
+            # A position held back by an order the venue did not know yet (live only): look again.
+            self._not_found_yet_retry_at = time.monotonic() + NOT_FOUND_YET_RETRY_S
+            self.collector.release()  # look-ups wait for the venues' answers: not held that long
+            with anyio.CancelScope(shield=True):  # it may send orders (a repair, the rest of a close)
+                await self.engine.resume_not_found_yet()
+            await self._sync_bot_state()
         # Ranking and exits read each quote's forecast rate; the venues' current rates stay as they are.
         # bot.array_pass: lazy, sliced; a running reconciliation goes first between slices (bot.pacing)
         snapshot = await self.market_pass.snapshot_yielding(self.clock.now_ms(), self.reconcile_first.pause)

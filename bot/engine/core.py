@@ -183,6 +183,9 @@ class EngineCore:
         # client order id -> (venue, symbol) of orders whose latest venue answer could not be acted on
         # (``bot.engine.report_check``): outcome unknown, entries on the symbol refused.
         self.inconsistent_orders: dict[str, tuple[str, str]] = {}
+        # client order ids whose latest look-up said "not found YET" (``OrderNotFoundYet``: the venue
+        # is answering, and the answer becomes final once the request's venue-side expiry passes).
+        self.not_found_yet: set[str] = set()
         # Per venue: the latest funding payment time recorded (None: none) and the ids recorded at
         # that time; read from the store once per venue, then kept by ``record_funding``.
         self._funding_seen: dict[str, tuple[int | None, set[str]]] = {}
@@ -249,6 +252,7 @@ class EngineCore:
                     del self._by_leg[(venue, pos.symbol)]
         for cid in self._orders_of.pop(position_id, {}):
             self.orders.pop(cid, None)
+            self.not_found_yet.discard(cid)
         for cid in self._cids_of.pop(position_id, ()):
             self._cid_attempt.pop(cid, None)
         for purpose in _PURPOSES:

@@ -133,7 +133,10 @@ class OrderFlowMixin(EngineCore):
         never counts towards the venue-error breaker. An answer that cannot be acted on
         (``report_problem``: e.g. filled without the fills) is read again, counts as a venue failure,
         and after the last attempt leaves the outcome unknown (reconciliation reads it again)."""
+        self.not_found_yet.discard(cid)
+        not_yet = False
         for attempt in range(self.config.lookup_attempts):
+            not_yet = False
             try:
                 with anyio.fail_after(self.config.leg_timeout_s):
                     found = await self.executor.get_order(venue, cid)
@@ -145,11 +148,14 @@ class OrderFlowMixin(EngineCore):
                 await self._inconsistent(venue, cid, problem)
                 await anyio.sleep(self.config.lookup_backoff_s * (2**attempt))
             except OrderNotFoundYet:
+                not_yet = True
                 self._on_venue_result(venue, True)
                 await anyio.sleep(self.config.lookup_backoff_s * (2**attempt))
             except (TemporaryVenueError, TimeoutError, FatalVenueError):
                 self._on_venue_result(venue, False)
                 await anyio.sleep(self.config.lookup_backoff_s * (2**attempt))
+        if not_yet:  # the venue answers; its answer is final within seconds (``resume_not_found_yet``)
+            self.not_found_yet.add(cid)
         return UNKNOWN_STATUS
 
     def _report_problem(self, venue: str, cid: str, report: OrderReport) -> str | None:

@@ -159,6 +159,31 @@ class ReconcileMixin(SpotMixin, EngineCore):
             await self._drive_flat(pos, purpose="close")
             await self._finish_close(pos)
 
+    def waiting_not_found_yet(self) -> list[PositionFsm]:
+        """Active positions held back only by orders whose latest look-up said "not found YET" (an
+        order persisted, perhaps sent, just before a restart: within the request's venue-side expiry,
+        a few seconds, the venue cannot say yet whether it will ever execute)."""
+        waiting = []
+        for pos in self.active_positions():
+            pending = [cid for cid, meta in self.orders_of(pos.position_id).items()
+                       if meta.status in (UNKNOWN_STATUS, "intent")]
+            if pending and all(cid in self.not_found_yet for cid in pending):
+                waiting.append(pos)
+        return waiting
+
+    async def resume_not_found_yet(self) -> None:
+        """Look those orders up again and, once every outcome is known, resume each position (a
+        close in flight at the restart is finished): what the next reconciliation would do, without
+        waiting ``reconcile.interval_seconds`` for it."""
+        # An order answered since (by reconciliation, or a late report) waits for nothing any more.
+        self.not_found_yet = {cid for cid in self.not_found_yet if (meta := self.orders.get(cid)) is not None
+                              and meta.status in (UNKNOWN_STATUS, "intent")}
+        for pos in self.waiting_not_found_yet():
+            async with self.lock_for(pos.position_id):
+                await self._resolve_position_orders(pos)  # type: ignore[attr-defined]  # ExitMixin
+                if pos.state != PositionState.CLOSED.value:
+                    await self._resume(pos)
+
     async def _repair_mismatch(self, pos: PositionFsm, venue: str, want: Decimal, have: Decimal) -> None:
         details = {"venue": venue, "expected_base": str(want), "actual_base": str(have)}
         if pos.state == PositionState.RESTING.value:
