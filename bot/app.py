@@ -159,6 +159,11 @@ class Application:
         await self._load_forecast_history()
         await self.bot_transition("recover", "start-up reconciliation")
         restored = await self.engine.restore()
+        # The orders a restart finds pending are looked up first; a close (or entry) the kill left
+        # unsent is "not found yet" for seconds, and its position is finished now (``_settle_restored``),
+        # not after the start-up reconciliation's venue reads (seconds more on a real venue).
+        await self.engine.look_up_pending_orders()
+        await self._settle_restored()
         for record in await self.store.load_open_positions():
             self.entry_info[record.id] = self._entry_info(record)
         findings = await self.engine.reconcile()

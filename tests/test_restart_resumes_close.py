@@ -79,7 +79,9 @@ def wiring(tmp_path: Path, s: Settings, clock: ManualClock, venues: list[JustRes
 
 
 @pytest.mark.anyio
-async def test_a_close_killed_before_its_order_left_is_finished_at_start_up(tmp_path: Path) -> None:
+async def test_a_close_killed_before_its_order_left_is_finished_at_start_up(tmp_path: Path, monkeypatch) -> None:
+    from bot.engine import TradingEngine
+
     s = settings()
     clock = ManualClock(START_MS)
     first = Application(s, wiring(tmp_path, s, clock))
@@ -107,6 +109,16 @@ async def test_a_close_killed_before_its_order_left_is_finished_at_start_up(tmp_
 
     clock.advance(5)
     venues: list[JustRestartedVenue] = []
+    at_reconcile: list[str | None] = []  # the position's state when the start-up reconciliation began
+    original_reconcile = TradingEngine.reconcile
+
+    async def reconcile(engine, *args, **kwargs):
+        if not at_reconcile:
+            held = engine.positions.get(position_id)
+            at_reconcile.append(held.state if held is not None else None)
+        return await original_reconcile(engine, *args, **kwargs)
+
+    monkeypatch.setattr(TradingEngine, "reconcile", reconcile)
     second = Application(s, wiring(tmp_path, s, clock, venues))
     began = time.monotonic()
     await second.start()
@@ -121,6 +133,8 @@ async def test_a_close_killed_before_its_order_left_is_finished_at_start_up(tmp_
         venue_sizes = {(p.venue, p.symbol): p.size_base for p in await second.executor.positions(None)}
         assert all(size == 0 for (_v, sym), size in venue_sizes.items() if sym == symbol), venue_sizes
         assert took < NOT_YET_S + 5, f"start-up took {took:.1f} s"
+        # finished before the start-up reconciliation's reads (seconds on a real venue), not after
+        assert at_reconcile and at_reconcile[0] in (None, PositionState.CLOSED.value), at_reconcile
         assert await second.verify_flat()
     finally:
         await second.close()

@@ -284,6 +284,10 @@ class ReconcileMixin(SpotMixin, EngineCore):
             return
         await self.store.apply_order_report(report, self.clock.now_ms())
 
+    async def look_up_pending_orders(self) -> None:
+        """Look up every order whose outcome is unknown (what ``reconcile`` does first)."""
+        await self._resolve_open_orders()
+
     async def _resolve_open_orders(self) -> None:
         """Look up every order whose outcome we do not know, and apply fills we missed."""
         for cid, meta in list(self.orders.items()):
