@@ -156,14 +156,17 @@ class Application:
             known_venues=self.market.venues(),
             fees=self.market.fee_schedules().get,
         )
-        await self._load_forecast_history()
         await self.bot_transition("recover", "start-up reconciliation")
         restored = await self.engine.restore()
-        # The orders a restart finds pending are looked up first; a close (or entry) the kill left
-        # unsent is "not found yet" for seconds, and its position is finished now (``_settle_restored``),
-        # not after the start-up reconciliation's venue reads (seconds more on a real venue).
+        # A close the restart found in flight is finished first: before the forecast's warm-up and the
+        # start-up reconciliation's venue reads (seconds each on a real venue), one leg may be open.
+        # The pending orders are looked up; one the kill left unsent is "not found yet" for seconds
+        # (``_settle_restored`` waits for the final answer); then every closing position whose orders
+        # are all answered is driven flat (reduce-only: it cannot add exposure whatever the venue holds).
         await self.engine.look_up_pending_orders()
         await self._settle_restored()
+        await self.engine.resume_closing()
+        await self._load_forecast_history()
         for record in await self.store.load_open_positions():
             self.entry_info[record.id] = self._entry_info(record)
         findings = await self.engine.reconcile()

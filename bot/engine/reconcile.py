@@ -184,6 +184,16 @@ class ReconcileMixin(SpotMixin, EngineCore):
                 if pos.state != PositionState.CLOSED.value:
                     await self._resume(pos)
 
+    async def resume_closing(self) -> None:
+        """Finish every closing position whose orders are all answered (``_resume``): a close a
+        restart found in flight, without waiting for the rest of the start-up reconciliation."""
+        for pos in list(self.active_positions()):
+            if pos.state != PositionState.CLOSING.value or self._has_unknown_orders(pos.position_id):
+                continue
+            async with self.lock_for(pos.position_id):
+                if pos.state == PositionState.CLOSING.value:
+                    await self._resume(pos)
+
     async def _repair_mismatch(self, pos: PositionFsm, venue: str, want: Decimal, have: Decimal) -> None:
         details = {"venue": venue, "expected_base": str(want), "actual_base": str(have)}
         if pos.state == PositionState.RESTING.value:
