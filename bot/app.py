@@ -164,6 +164,7 @@ class Application:
         # (``_settle_restored`` waits for the final answer); then every closing position whose orders
         # are all answered is driven flat (reduce-only: it cannot add exposure whatever the venue holds).
         await self.engine.look_up_pending_orders()
+        await self.engine.resume_closing()  # not behind another position's "not found yet" wait
         await self._settle_restored()
         await self.engine.resume_closing()
         await self._load_forecast_history()

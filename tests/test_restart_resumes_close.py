@@ -218,3 +218,58 @@ async def test_a_position_held_by_a_not_yet_found_order_goes_on_within_seconds(t
         assert long_size == -short_size, sizes  # hedged again (or both flat): never one leg alone
     finally:
         await app.close()
+
+
+@pytest.mark.anyio
+async def test_an_answered_close_does_not_wait_for_another_positions_not_yet_found_order(
+        tmp_path: Path, monkeypatch) -> None:
+    """Two closes in flight at the kill: one with an unsent order (the venue says "not found yet"
+    for its window), one whose orders are all answered. The second is finished at once, not after
+    the first one's wait (a live rehearsal: one leg open ~7 s longer, then the unhedged breaker)."""
+    from bot.engine import TradingEngine
+
+    s = settings()
+    clock = ManualClock(START_MS)
+    first = Application(s, wiring(tmp_path, s, clock))
+    await first.start()
+    try:
+        for _ in range(120):
+            clock.advance(60)
+            await first.feed_step()
+            await first.strategy_step()
+            if len(first.engine.active_positions()) >= 2:
+                break
+        waiting, answered = first.engine.active_positions()[:2]
+        for pos in (waiting, answered):
+            async with first.engine.lock_for(pos.position_id):
+                pos.start_close(reason="shutdown")
+                await first.engine._persist(pos)
+        req = first.engine._order(waiting, LegSide.LONG, "close", waiting.long_filled_base, attempt=0,
+                                  reduce_only=True, emergency=True)
+        await first.store.insert_order_intent(
+            first.engine._intent(waiting.position_id, LegSide.LONG, "close", req, clock.now_ms()))
+        waiting_id, answered_id = waiting.position_id, answered.position_id
+    finally:
+        await first.close()
+
+    clock.advance(5)
+    at_first_wait: list[str | None] = []  # the answered position's state when the wait first looks again
+    original = TradingEngine.resume_not_found_yet
+
+    async def resume_not_found_yet(engine, *args, **kwargs):
+        if not at_first_wait:
+            held = engine.positions.get(answered_id)
+            at_first_wait.append(held.state if held is not None else None)
+        return await original(engine, *args, **kwargs)
+
+    monkeypatch.setattr(TradingEngine, "resume_not_found_yet", resume_not_found_yet)
+    second = Application(s, wiring(tmp_path, s, clock, []))
+    await second.start()
+    try:
+        assert at_first_wait and at_first_wait[0] in (None, PositionState.CLOSED.value), at_first_wait
+        for position_id in (waiting_id, answered_id):
+            restored = second.engine.positions.get(position_id)
+            assert restored is None or restored.state == PositionState.CLOSED.value
+        assert await second.verify_flat()
+    finally:
+        await second.close()
