@@ -78,6 +78,16 @@ def wiring(tmp_path: Path, s: Settings, clock: ManualClock, venues: list[JustRes
     return dataclasses.replace(w, open_executor=open_executor)
 
 
+async def run_until_held(app: Application, clock: ManualClock, *, count: int, minutes: int) -> None:
+    """Step the paper app a simulated minute at a time until it holds ``count`` positions."""
+    for _ in range(minutes):
+        clock.advance(60)
+        await app.feed_step()
+        await app.strategy_step()
+        if len(app.engine.active_positions()) >= count:
+            return
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("unsent_order", [True, False], ids=["close-order-unsent", "no-close-order-yet"])
 async def test_a_close_killed_before_its_order_left_is_finished_at_start_up(tmp_path: Path, monkeypatch,
@@ -92,12 +102,7 @@ async def test_a_close_killed_before_its_order_left_is_finished_at_start_up(tmp_
     first = Application(s, wiring(tmp_path, s, clock))
     await first.start()
     try:
-        for _ in range(30):
-            clock.advance(60)
-            await first.feed_step()
-            await first.strategy_step()
-            if first.engine.active_positions():
-                break
+        await run_until_held(first, clock, count=1, minutes=30)
         pos = first.engine.active_positions()[0]
         assert pos.state == PositionState.MONITORING.value
         # The kill: the close began (persisted) and one leg's order intent was written, never sent.
@@ -233,12 +238,7 @@ async def test_an_answered_close_does_not_wait_for_another_positions_not_yet_fou
     first = Application(s, wiring(tmp_path, s, clock))
     await first.start()
     try:
-        for _ in range(120):
-            clock.advance(60)
-            await first.feed_step()
-            await first.strategy_step()
-            if len(first.engine.active_positions()) >= 2:
-                break
+        await run_until_held(first, clock, count=2, minutes=120)
         waiting, answered = first.engine.active_positions()[:2]
         for pos in (waiting, answered):
             async with first.engine.lock_for(pos.position_id):
